@@ -1,0 +1,340 @@
+"""Configuration: frozen dataclasses with defaults, loaded once from YAML.
+
+Every key can be overridden from the environment: ``IVR_AUTH_`` followed by
+the key's path in upper case, sections joined by ``_`` (``ari.password`` is
+``IVR_AUTH_ARI_PASSWORD``, ``stack.postgres_port`` is
+``IVR_AUTH_STACK_POSTGRES_PORT``). ``IVR_AUTH_CONFIG`` names the YAML file.
+Errors name the bad key.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import os
+import types
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import phonenumbers
+import yaml
+
+from ivr_auth import errors
+
+ENV_PREFIX = "IVR_AUTH_"
+CONFIG_ENV = "IVR_AUTH_CONFIG"
+DEFAULT_FILE = "ivr-auth.yaml"
+LANGUAGES = ("ja", "en")
+NUMBER_FORMATS = ("e164", "e164_no_plus", "national")
+TRANSPORTS = ("udp", "tcp")
+
+
+@dataclasses.dataclass(frozen=True)
+class AriConfig:
+    """Asterisk's REST interface. ``url`` unset means the embedded stack's."""
+
+    url: str | None = None
+    username: str = "ivr-auth"
+    password: str | None = None
+    app: str = "ivr-auth"
+
+
+@dataclasses.dataclass(frozen=True)
+class HttpConfig:
+    listen: str = "127.0.0.1:8080"
+
+
+@dataclasses.dataclass(frozen=True)
+class TrunkConfig:
+    """The SIP trunk that outbound calls leave through."""
+
+    name: str = "trunk"
+    host: str = "127.0.0.1"
+    port: int = 5080
+    transport: str = "udp"
+    username: str | None = None
+    password: str | None = None
+    # Caller ID presented on outbound calls (E.164 or national); empty: none.
+    caller_id: str = ""
+    # How the dialled number is written in the Request-URI sent to the carrier.
+    number_format: str = "e164"
+    # Prepended to the formatted number (carrier access codes, routing prefixes).
+    dial_prefix: str = ""
+    # Trust P-Asserted-Identity from this trunk for inbound caller ID.
+    trusted: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class StackConfig:
+    """The embedded local stack: a Postgres cluster and an Asterisk instance."""
+
+    # Relative paths are taken from the directory of the config file.
+    run_dir: str = ".run/stack"
+    bind: str = "127.0.0.1"
+    postgres_port: int = 55432
+    sip_port: int = 5070
+    ari_port: int = 58088
+    rtp_start: int = 30000
+    rtp_end: int = 30999
+    asterisk_binary: str = "asterisk"
+    # Empty: found from the system asterisk.conf or the usual places.
+    asterisk_module_dir: str = ""
+    asterisk_data_dir: str = ""
+    # Empty: the newest /usr/lib/postgresql/*/bin.
+    postgres_bin_dir: str = ""
+    start_timeout: float = 60.0
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    # Unset: the embedded stack's Postgres.
+    database_url: str | None = None
+    default_country: str = "JP"
+    languages: tuple[str, ...] = LANGUAGES
+    default_language: str = "ja"
+    ari: AriConfig = dataclasses.field(default_factory=AriConfig)
+    http: HttpConfig = dataclasses.field(default_factory=HttpConfig)
+    trunk: TrunkConfig = dataclasses.field(default_factory=TrunkConfig)
+    stack: StackConfig = dataclasses.field(default_factory=StackConfig)
+    # Directory that relative paths in this config are taken from.
+    base_dir: str = "."
+
+    @property
+    def run_dir(self) -> Path:
+        return (Path(self.base_dir) / self.stack.run_dir).resolve()
+
+    @property
+    def embedded_database(self) -> bool:
+        return self.database_url is None
+
+    @property
+    def embedded_asterisk(self) -> bool:
+        return self.ari.url is None
+
+    def http_host_port(self) -> tuple[str, int]:
+        return split_host_port(self.http.listen, "http.listen")
+
+
+def split_host_port(value: str, key: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise errors.ConfigError(f"{key}: expected HOST:PORT, got {value!r}")
+    return host.strip("[]"), _check_port(int(port), key)
+
+
+def _check_port(port: int, key: str) -> int:
+    if not 1 <= port <= 65535:
+        raise errors.ConfigError(f"{key}: port {port} is outside 1-65535")
+    return port
+
+
+def load(path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] | None = None) -> Config:
+    """Read the YAML file (if any), apply environment overrides, validate."""
+    env = os.environ if environ is None else environ
+    if path is None:
+        path = env.get(CONFIG_ENV) or (DEFAULT_FILE if Path(DEFAULT_FILE).is_file() else None)
+    raw: dict[str, Any] = {}
+    base_dir = Path.cwd()
+    if path is not None:
+        file = Path(path)
+        try:
+            text = file.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise errors.ConfigError(f"cannot read config file {file}: {exc.strerror}") from exc
+        try:
+            loaded = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise errors.ConfigError(f"{file}: not valid YAML: {exc}") from exc
+        if loaded is None:
+            loaded = {}
+        if not isinstance(loaded, dict):
+            raise errors.ConfigError(f"{file}: the top level must be a mapping of keys")
+        raw = loaded
+        base_dir = file.resolve().parent
+    raw = _apply_env(raw, env)
+    raw.setdefault("base_dir", str(base_dir))
+    cfg = _build(Config, raw, "")
+    validate(cfg)
+    return cfg
+
+
+def from_mapping(raw: Mapping[str, Any]) -> Config:
+    """Build and validate a config from an in-memory mapping (tests, tools)."""
+    cfg = _build(Config, dict(raw), "")
+    validate(cfg)
+    return cfg
+
+
+def _fields(cls: type[Any]) -> dict[str, Any]:
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def _apply_env(raw: dict[str, Any], env: Mapping[str, str]) -> dict[str, Any]:
+    out = dict(raw)
+    for name, hint in _fields(Config).items():
+        if dataclasses.is_dataclass(hint):
+            section = dict(out.get(name) or {}) if isinstance(out.get(name, {}), dict | None) else out[name]
+            if not isinstance(section, dict):
+                continue  # reported by _build with the key's name
+            for sub in _fields(typing.cast(type[Any], hint)):
+                var = f"{ENV_PREFIX}{name}_{sub}".upper()
+                if var in env:
+                    section[sub] = _EnvValue(env[var], var)
+            if section:
+                out[name] = section
+        else:
+            var = f"{ENV_PREFIX}{name}".upper()
+            if var in env and name != "base_dir":
+                out[name] = _EnvValue(env[var], var)
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class _EnvValue:
+    text: str
+    var: str
+
+
+def _build(cls: type[Any], raw: Any, prefix: str) -> Any:
+    where = prefix.rstrip(".") or "config"
+    if not isinstance(raw, dict):
+        raise errors.ConfigError(f"{where}: expected a mapping of keys, got {type(raw).__name__}")
+    fields = _fields(cls)
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise errors.ConfigError(
+            f"{prefix}{unknown[0]}: unknown key (known keys here: {', '.join(sorted(fields))})"
+        )
+    values: dict[str, Any] = {}
+    for name, hint in fields.items():
+        if name not in raw:
+            continue
+        key = f"{prefix}{name}"
+        if dataclasses.is_dataclass(hint):
+            values[name] = _build(typing.cast(type[Any], hint), raw[name] or {}, f"{key}.")
+        else:
+            values[name] = _coerce(raw[name], hint, key)
+    return cls(**values)
+
+
+def _coerce(value: Any, hint: Any, key: str) -> Any:
+    source = key
+    if isinstance(value, _EnvValue):
+        source = f"{key} (from {value.var})"
+        value = _parse_env(value.text, hint)
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (types.UnionType, typing.Union):
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [a for a in args if a is not type(None)]
+        return _coerce(value, inner, source)
+    if origin is tuple:
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
+            raise errors.ConfigError(f"{source}: expected a list of strings")
+        return tuple(value)
+    if hint is bool:
+        if isinstance(value, bool):
+            return value
+        raise errors.ConfigError(f"{source}: expected true or false, got {value!r}")
+    if hint is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise errors.ConfigError(f"{source}: expected a whole number, got {value!r}")
+    if hint is float:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return float(value)
+        raise errors.ConfigError(f"{source}: expected a number, got {value!r}")
+    if hint is str:
+        if isinstance(value, str):
+            return value
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return str(value)  # YAML reads 0312345678-like values as numbers
+        raise errors.ConfigError(f"{source}: expected a string, got {value!r}")
+    raise errors.ConfigError(f"{source}: unsupported type {hint!r}")
+
+
+def _parse_env(text: str, hint: Any) -> Any:
+    """Environment values are strings; read them as YAML scalars of the field's type."""
+    if hint is str or (typing.get_origin(hint) in (types.UnionType, typing.Union) and str in typing.get_args(hint)):
+        return None if text == "" and type(None) in typing.get_args(hint) else text
+    try:
+        return yaml.safe_load(text) if text else None
+    except yaml.YAMLError:
+        return text
+
+
+def validate(cfg: Config) -> None:
+    if cfg.default_country not in phonenumbers.SUPPORTED_REGIONS:
+        raise errors.ConfigError(f"default_country: {cfg.default_country!r} is not an ISO 3166 region code")
+    if not cfg.languages:
+        raise errors.ConfigError("languages: at least one language is needed")
+    for lang in cfg.languages:
+        if lang not in LANGUAGES:
+            raise errors.ConfigError(f"languages: {lang!r} is not one of {', '.join(LANGUAGES)}")
+    if cfg.default_language not in cfg.languages:
+        raise errors.ConfigError(f"default_language: {cfg.default_language!r} is not in languages")
+    if cfg.database_url is not None and not cfg.database_url.startswith(("postgresql://", "postgres://")):
+        raise errors.ConfigError("database_url: expected a postgresql:// URL")
+    if cfg.ari.url is not None:
+        if not cfg.ari.url.startswith(("http://", "https://")):
+            raise errors.ConfigError("ari.url: expected an http(s):// URL such as http://127.0.0.1:8088/ari")
+        if not cfg.ari.password:
+            raise errors.ConfigError("ari.password: required when ari.url is set")
+    if not cfg.ari.app or not all(c.isalnum() or c in "-_." for c in cfg.ari.app):
+        raise errors.ConfigError("ari.app: letters, digits, '-', '_' and '.' only")
+    cfg.http_host_port()
+    trunk = cfg.trunk
+    if not trunk.name or not all(c.isalnum() or c in "-_" for c in trunk.name):
+        raise errors.ConfigError("trunk.name: letters, digits, '-' and '_' only")
+    _check_port(trunk.port, "trunk.port")
+    if trunk.transport not in TRANSPORTS:
+        raise errors.ConfigError(f"trunk.transport: {trunk.transport!r} is not one of {', '.join(TRANSPORTS)}")
+    if trunk.number_format not in NUMBER_FORMATS:
+        raise errors.ConfigError(
+            f"trunk.number_format: {trunk.number_format!r} is not one of {', '.join(NUMBER_FORMATS)}"
+        )
+    if trunk.dial_prefix and not all(c.isdigit() or c in "*#+" for c in trunk.dial_prefix):
+        raise errors.ConfigError("trunk.dial_prefix: digits, '*', '#' and '+' only")
+    if bool(trunk.username) != bool(trunk.password):
+        raise errors.ConfigError("trunk.username and trunk.password: set both or neither")
+    if trunk.caller_id:
+        try:
+            phonenumbers.parse(trunk.caller_id, cfg.default_country)
+        except phonenumbers.NumberParseException as exc:
+            raise errors.ConfigError(f"trunk.caller_id: {trunk.caller_id!r} is not a phone number") from exc
+    stack = cfg.stack
+    try:
+        ipaddress.ip_address(stack.bind)
+    except ValueError as exc:
+        raise errors.ConfigError(f"stack.bind: {stack.bind!r} is not an IP address") from exc
+    for name in ("postgres_port", "sip_port", "ari_port", "rtp_start", "rtp_end"):
+        _check_port(getattr(stack, name), f"stack.{name}")
+    if stack.rtp_end - stack.rtp_start < 10:
+        raise errors.ConfigError("stack.rtp_start/rtp_end: the RTP range needs at least 10 ports")
+    ports = {"stack.postgres_port": stack.postgres_port, "stack.sip_port": stack.sip_port, "stack.ari_port": stack.ari_port}
+    seen: dict[int, str] = {}
+    for key, port in ports.items():
+        if port in seen:
+            raise errors.ConfigError(f"{key}: port {port} is also {seen[port]}")
+        if stack.rtp_start <= port <= stack.rtp_end:
+            raise errors.ConfigError(f"{key}: port {port} lies inside the RTP range")
+        seen[port] = key
+    if stack.start_timeout <= 0:
+        raise errors.ConfigError("stack.start_timeout: must be positive")
+
+
+def with_overrides(cfg: Config, **sections: Mapping[str, Any]) -> Config:
+    """A copy of ``cfg`` with some section keys replaced (tests, the demo)."""
+    changes: dict[str, Any] = {}
+    for name, values in sections.items():
+        current = getattr(cfg, name)
+        changes[name] = dataclasses.replace(current, **values) if dataclasses.is_dataclass(current) else values
+    out = dataclasses.replace(cfg, **changes)
+    validate(out)
+    return out

@@ -1,0 +1,95 @@
+"""The embedded local stack: one Postgres cluster and one Asterisk instance,
+run from the project's run directory, started and stopped without touching
+system services. ``ivr-auth stack up|down|status`` and the test fixtures both
+use it. Parts that the config points elsewhere (``database_url``,
+``ari.url``) are left alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ivr_auth import config, errors
+from ivr_auth.stack import asterisk, postgres, secrets
+
+
+@dataclass(frozen=True)
+class Endpoints:
+    """Where the services are, whether embedded or configured."""
+
+    database_url: str
+    ari_url: str
+    ari_username: str
+    ari_password: str
+
+
+def endpoints(cfg: config.Config) -> Endpoints:
+    stack_secrets = None
+    if cfg.embedded_database or cfg.embedded_asterisk:
+        stack_secrets = secrets.load(cfg.run_dir)
+        if stack_secrets is None:
+            raise errors.StackError(
+                f"the local stack has never been started in {cfg.run_dir}: run `ivr-auth stack up` first "
+                "(or set database_url and ari.url to services you run yourself)"
+            )
+    if cfg.database_url is not None:
+        db = cfg.database_url
+    else:
+        assert stack_secrets is not None
+        db = postgres.database_url(cfg.stack, stack_secrets.postgres_password)
+    if cfg.ari.url is not None and cfg.ari.password is not None:
+        ari_url, ari_password = cfg.ari.url.rstrip("/"), cfg.ari.password
+    else:
+        assert stack_secrets is not None
+        ari_url, ari_password = asterisk.ari_url(cfg.stack), stack_secrets.ari_password
+    return Endpoints(db, ari_url, cfg.ari.username, ari_password)
+
+
+def _parts(cfg: config.Config) -> tuple[postgres.Cluster | None, asterisk.Instance | None]:
+    stack_secrets = secrets.load_or_create(cfg.run_dir)
+    cluster = postgres.Cluster(cfg.stack, cfg.run_dir, stack_secrets.postgres_password) if cfg.embedded_database else None
+    instance = asterisk.Instance(cfg, cfg.run_dir, stack_secrets.ari_password) if cfg.embedded_asterisk else None
+    return cluster, instance
+
+
+async def up(cfg: config.Config) -> Endpoints:
+    """Start what is embedded and wait until it is really ready. Idempotent."""
+    cluster, instance = _parts(cfg)
+    if cluster is not None:
+        await cluster.start()
+    if instance is not None:
+        await instance.start()
+    return endpoints(cfg)
+
+
+async def down(cfg: config.Config) -> list[str]:
+    """Stop what is embedded; return what was stopped."""
+    cluster, instance = _parts(cfg)
+    stopped = []
+    if instance is not None and await instance.stop():
+        stopped.append("asterisk")
+    if cluster is not None and await cluster.stop():
+        stopped.append("postgres")
+    return stopped
+
+
+async def status(cfg: config.Config) -> dict[str, str]:
+    cluster, instance = _parts(cfg)
+    out: dict[str, str] = {}
+    if cluster is None:
+        out["postgres"] = "external (database_url)"
+    else:
+        running = await cluster.is_running()
+        out["postgres"] = (
+            f"running on {cfg.stack.bind}:{cfg.stack.postgres_port}, data {cluster.data_dir}" if running else "stopped"
+        )
+    if instance is None:
+        out["asterisk"] = f"external ({cfg.ari.url})"
+    else:
+        running = await instance.is_running()
+        out["asterisk"] = (
+            f"running (pid {instance.pid()}), SIP {cfg.stack.bind}:{cfg.stack.sip_port}, ARI {asterisk.ari_url(cfg.stack)}"
+            if running
+            else "stopped"
+        )
+    return out

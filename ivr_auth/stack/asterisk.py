@@ -1,0 +1,273 @@
+"""A project-local Asterisk instance.
+
+Its configuration is rendered from the templates in ``asterisk/`` and
+``dialplan/`` with values from ivr-auth.yaml into ``<run_dir>/asterisk/etc``;
+its database, spool, logs and control socket live beside that, so it touches
+neither ``/etc/asterisk`` nor a system Asterisk that may be running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import logging
+import os
+import re
+import shutil
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+
+from ivr_auth import config, errors
+from ivr_auth.stack import ports, proc, render
+
+logger = logging.getLogger(__name__)
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE_DIRS = (PROJECT_ROOT / "asterisk", PROJECT_ROOT / "dialplan")
+SYSTEM_CONF = Path("/etc/asterisk/asterisk.conf")
+MODULE_DIR_CANDIDATES = (
+    "/usr/lib/asterisk/modules",
+    "/usr/lib/x86_64-linux-gnu/asterisk/modules",
+    "/usr/lib/aarch64-linux-gnu/asterisk/modules",
+    "/usr/lib64/asterisk/modules",
+)
+DATA_DIR_CANDIDATES = ("/usr/share/asterisk", "/var/lib/asterisk")
+# A Unix socket path longer than this does not fit in sockaddr_un.
+MAX_SOCKET_PATH = 100
+
+
+def _system_dir(key: str) -> str | None:
+    try:
+        text = SYSTEM_CONF.read_text()
+    except OSError:
+        return None
+    match = re.search(rf"^\s*{key}\s*=>?\s*(\S+)", text, re.MULTILINE)
+    return match.group(1) if match else None
+
+
+def module_dir(cfg: config.StackConfig) -> Path:
+    for candidate in (cfg.asterisk_module_dir, _system_dir("astmoddir"), *MODULE_DIR_CANDIDATES):
+        if candidate and (Path(candidate) / "res_ari.so").exists():
+            return Path(candidate)
+    raise errors.NotInstalled(
+        "Asterisk's modules (res_ari.so) were not found; run `make setup` to install Asterisk, "
+        "or set stack.asterisk_module_dir"
+    )
+
+
+def data_dir(cfg: config.StackConfig) -> Path:
+    for candidate in (cfg.asterisk_data_dir, _system_dir("astdatadir"), *DATA_DIR_CANDIDATES):
+        if candidate and (Path(candidate) / "sounds").is_dir():
+            return Path(candidate)
+    raise errors.NotInstalled(
+        "Asterisk's sounds were not found; run `make setup` (it installs asterisk-core-sounds-en), "
+        "or set stack.asterisk_data_dir"
+    )
+
+
+def ari_url(cfg: config.StackConfig) -> str:
+    return f"http://{cfg.bind}:{cfg.ari_port}/ari"
+
+
+def basic_auth(username: str, password: str) -> str:
+    """The Authorization header value (aiohttp's BasicAuth is deprecated)."""
+    token = base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
+    return f"Basic {token}"
+
+
+def template_values(cfg: config.Config, ari_password: str, dirs: dict[str, Path]) -> dict[str, str]:
+    trunk = cfg.trunk
+    values = {
+        "ari_bind": cfg.stack.bind,
+        "ari_port": str(cfg.stack.ari_port),
+        "ari_username": cfg.ari.username,
+        "ari_password": ari_password,
+        "ari_app": cfg.ari.app,
+        "sip_bind": cfg.stack.bind,
+        "sip_port": str(cfg.stack.sip_port),
+        "rtp_start": str(cfg.stack.rtp_start),
+        "rtp_end": str(cfg.stack.rtp_end),
+        "trunk_name": trunk.name,
+        "trunk_host": trunk.host,
+        "trunk_port": str(trunk.port),
+        "trunk_transport": trunk.transport,
+        "trunk_trust_id": "yes" if trunk.trusted else "no",
+        "trunk_contact_params": ";transport=tcp" if trunk.transport == "tcp" else "",
+        "trunk_auth_ref": f"outbound_auth = {trunk.name}-auth" if trunk.username else "",
+        "trunk_auth_section": (
+            f"\n[{trunk.name}-auth]\ntype = auth\nauth_type = userpass\n"
+            f"username = {trunk.username}\npassword = {trunk.password}\n"
+            if trunk.username
+            else ""
+        ),
+    }
+    values.update({f"{name}_dir": str(path) for name, path in dirs.items()})
+    return values
+
+
+def render_config(cfg: config.Config, ari_password: str, dirs: dict[str, Path]) -> list[Path]:
+    """Write every template, filled in, into ``dirs['etc']``; return the files."""
+    values = template_values(cfg, ari_password, dirs)
+    etc = dirs["etc"]
+    etc.mkdir(parents=True, exist_ok=True)
+    written = []
+    for folder in TEMPLATE_DIRS:
+        if not folder.is_dir():
+            raise errors.StackError(f"template folder {folder} is missing from the checkout")
+        for template in sorted(folder.glob("*.conf")):
+            text = render.render(template.read_text(), values, source=str(template))
+            target = etc / template.name
+            target.write_text(text)
+            written.append(target)
+    # ari.conf and pjsip.conf hold passwords.
+    for name in ("ari.conf", "pjsip.conf"):
+        (etc / name).chmod(0o600)
+    return written
+
+
+@dataclass
+class Instance:
+    cfg: config.Config
+    run_dir: Path
+    ari_password: str
+
+    @property
+    def stack(self) -> config.StackConfig:
+        return self.cfg.stack
+
+    @property
+    def home(self) -> Path:
+        return self.run_dir / "asterisk"
+
+    @property
+    def dirs(self) -> dict[str, Path]:
+        ctl = self.home / "run"
+        if len(str(ctl / "asterisk.ctl")) > MAX_SOCKET_PATH:
+            ctl = Path("/tmp") / f"ivr-auth-ast-{hashlib.sha256(str(self.home).encode()).hexdigest()[:12]}"
+        return {
+            "etc": self.home / "etc",
+            "varlib": self.home / "lib",
+            "spool": self.home / "spool",
+            "log": self.home / "log",
+            "ctl": ctl,
+            "module": module_dir(self.stack),
+            "data": data_dir(self.stack),
+        }
+
+    @property
+    def conf(self) -> Path:
+        return self.home / "etc" / "asterisk.conf"
+
+    @property
+    def log_file(self) -> Path:
+        return self.home / "log" / "messages"
+
+    def binary(self) -> str:
+        found = shutil.which(self.stack.asterisk_binary)
+        if not found:
+            raise errors.NotInstalled(
+                f"Asterisk is not installed ('{self.stack.asterisk_binary}' is not on PATH); run `make setup` "
+                "(on Debian 12 it adds the Debian 11 suites for Asterisk 16), or set stack.asterisk_binary, "
+                "or point ari.url at an Asterisk you run yourself"
+            )
+        return found
+
+    async def cli(self, command: str, timeout: float = 30.0) -> proc.Result:
+        return await proc.run([self.binary(), "-C", str(self.conf), "-rx", command], timeout=timeout)
+
+    def pid(self) -> int | None:
+        pid_file = self.dirs["ctl"] / "asterisk.pid"
+        try:
+            pid = int(pid_file.read_text().strip())
+        except (OSError, ValueError):
+            return None
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return None
+        except PermissionError:
+            pass
+        return pid
+
+    async def is_running(self) -> bool:
+        if not self.conf.exists() or self.pid() is None:
+            return False
+        result = await self.cli("core show version", timeout=10)
+        return result.returncode == 0 and "Asterisk" in result.stdout
+
+    async def start(self) -> None:
+        self.binary()
+        if await self.is_running():
+            await self.wait_ari(self.stack.start_timeout)
+            return
+        bind = self.stack.bind
+        ports.require_free(bind, self.stack.sip_port, "udp", "stack.sip_port", "Asterisk (SIP over UDP)")
+        ports.require_free(bind, self.stack.sip_port, "tcp", "stack.sip_port", "Asterisk (SIP over TCP)")
+        ports.require_free(bind, self.stack.ari_port, "tcp", "stack.ari_port", "Asterisk (ARI / HTTP)")
+        dirs = self.dirs
+        for key in ("varlib", "spool", "log", "ctl"):
+            dirs[key].mkdir(parents=True, exist_ok=True)
+        render_config(self.cfg, self.ari_password, dirs)
+        result = await proc.run([self.binary(), "-C", str(self.conf)], timeout=30)
+        if result.returncode != 0:
+            raise errors.StackError(f"Asterisk did not start: {result.output}\n{self._log_tail()}")
+        await self.wait_booted(self.stack.start_timeout)
+        await self.wait_ari(self.stack.start_timeout)
+        logger.info("asterisk up: SIP %s:%s, ARI %s", bind, self.stack.sip_port, ari_url(self.stack))
+
+    async def wait_booted(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.pid() is None and not (self.dirs["ctl"] / "asterisk.ctl").exists():
+                await asyncio.sleep(0.2)
+                if self.pid() is None:
+                    continue
+            result = await self.cli("core waitfullybooted", timeout=max(1.0, deadline - time.monotonic()))
+            if result.returncode == 0:
+                return
+            await asyncio.sleep(0.2)
+        raise errors.StackError(
+            f"Asterisk did not finish booting within {timeout:.0f}s; its log is {self.log_file}:\n{self._log_tail()}"
+        )
+
+    async def wait_ari(self, timeout: float) -> None:
+        """ARI is ready when an authenticated request answers 200."""
+        url = ari_url(self.stack) + "/asterisk/info"
+        headers = {"Authorization": basic_auth(self.cfg.ari.username, self.ari_password)}
+        deadline = time.monotonic() + timeout
+        last = "no answer"
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
+            while time.monotonic() < deadline:
+                try:
+                    async with session.get(url, headers=headers) as resp:
+                        if resp.status == 200:
+                            return
+                        last = f"HTTP {resp.status}"
+                except (aiohttp.ClientError, TimeoutError) as exc:
+                    last = str(exc) or type(exc).__name__
+                await asyncio.sleep(0.2)
+        raise errors.StackError(f"ARI at {url} did not answer within {timeout:.0f}s ({last})\n{self._log_tail()}")
+
+    async def stop(self) -> bool:
+        pid = self.pid()
+        if pid is None:
+            return False
+        await self.cli("core stop now", timeout=15)
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline and self.pid() is not None:
+            await asyncio.sleep(0.1)
+        if self.pid() is not None:
+            logger.warning("asterisk pid %s did not stop; killing it", pid)
+            os.kill(pid, signal.SIGKILL)
+        return True
+
+    def _log_tail(self, lines: int = 15) -> str:
+        try:
+            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no Asterisk log yet)"
