@@ -1,0 +1,1 @@
+"""Asterisk REST Interface: REST client and events websocket, on aiohttp."""

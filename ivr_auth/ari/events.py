@@ -1,0 +1,166 @@
+"""ARI's events websocket, kept connected, and routing of events to calls.
+
+Events produced while the socket is down are lost (Asterisk does not queue
+them), so every (re)connect first runs ``on_connect``, where the owner
+rebuilds what it knows from ``GET /channels``. A second socket for the same
+application name replaces the first (``ApplicationReplaced``): every
+controller instance needs an app name of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlencode
+
+import aiohttp
+
+from ivr_auth import errors, types
+
+logger = logging.getLogger(__name__)
+
+
+def channel_ids(event: types.AriEvent) -> list[str]:
+    """The channels an event concerns, for routing it to their calls."""
+    ids: list[str] = []
+    channel = event.get("channel")
+    if isinstance(channel, dict) and isinstance(channel.get("id"), str):
+        ids.append(channel["id"])
+    for key in ("playback", "recording"):
+        target = event.get(key, {}).get("target_uri", "") if isinstance(event.get(key), dict) else ""
+        if isinstance(target, str) and target.startswith("channel:"):
+            ids.append(target.removeprefix("channel:"))
+    return ids
+
+
+def events_url(base_url: str, app: str) -> str:
+    ws_base = "ws" + base_url.rstrip("/").removeprefix("http")
+    return f"{ws_base}/events?{urlencode({'app': app, 'subscribeAll': 'false'})}"
+
+
+class EventStream:
+    """One websocket to one Asterisk for one app name, reconnecting with backoff."""
+
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        base_url: str,
+        headers: Mapping[str, str],
+        app: str,
+        handler: types.AriEventHandler,
+        *,
+        on_connect: types.AriConnectHandler | None = None,
+        min_backoff: float = 0.2,
+        max_backoff: float = 10.0,
+        heartbeat: float = 10.0,
+    ) -> None:
+        self._session = session
+        self.url = events_url(base_url, app)
+        self._headers = dict(headers)
+        self.app = app
+        self._handler = handler
+        self._on_connect = on_connect
+        self._min_backoff = min_backoff
+        self._max_backoff = max_backoff
+        self._heartbeat = heartbeat
+        self._connected = asyncio.Event()
+        self.connects = 0
+        self.last_error: str | None = None
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    async def wait_connected(self, timeout: float) -> None:
+        try:
+            await asyncio.wait_for(self._connected.wait(), timeout)
+        except TimeoutError:
+            raise errors.AriUnavailable(
+                f"ARI events websocket for app {self.app!r} not connected within {timeout:.0f}s"
+                + (f" ({self.last_error})" if self.last_error else "")
+            ) from None
+
+    async def run(self) -> None:
+        """Connect, read, dispatch; on any loss reconnect. Runs until cancelled."""
+        backoff = self._min_backoff
+        while True:
+            try:
+                async with self._session.ws_connect(self.url, headers=self._headers, heartbeat=self._heartbeat) as ws:
+                    self.connects += 1
+                    self.last_error = None
+                    backoff = self._min_backoff
+                    logger.info("ari events connected", extra={"app": self.app, "connects": self.connects})
+                    if self._on_connect is not None:
+                        await self._on_connect()
+                    self._connected.set()
+                    await self._read(ws)
+                    self.last_error = f"websocket closed (code {ws.close_code})"
+            except aiohttp.WSServerHandshakeError as exc:
+                self.last_error = f"handshake refused: HTTP {exc.status}"
+                if exc.status == 401:
+                    self.last_error = "ARI refused the credentials (HTTP 401)"
+            except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+                self.last_error = str(exc) or type(exc).__name__
+            finally:
+                self._connected.clear()
+            logger.warning("ari events disconnected: %s; retrying in %.1fs", self.last_error, backoff)
+            await asyncio.sleep(backoff * (0.8 + 0.4 * random.random()))
+            backoff = min(backoff * 2, self._max_backoff)
+
+    async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+        async for msg in ws:
+            if msg.type != aiohttp.WSMsgType.TEXT:
+                if msg.type == aiohttp.WSMsgType.ERROR:
+                    self.last_error = str(ws.exception())
+                    return
+                continue
+            try:
+                event: Any = json.loads(msg.data)
+            except ValueError:
+                logger.warning("ari events: undecodable message skipped")
+                continue
+            if not isinstance(event, dict):
+                continue
+            if event.get("type") == "ApplicationReplaced":
+                logger.error(
+                    "ari app %r was taken over by another websocket; each controller needs its own app name",
+                    self.app,
+                )
+            try:
+                await self._handler(event)
+            except Exception:
+                # One call's broken handler must not stop the events of all others.
+                logger.exception("ari event handler failed for %s", event.get("type"))
+
+
+class Dispatcher:
+    """Routes events to a queue per channel; the rest go to ``fallback``."""
+
+    def __init__(self, fallback: types.AriEventHandler | None = None) -> None:
+        self._queues: dict[str, asyncio.Queue[types.AriEvent]] = {}
+        self._fallback = fallback
+
+    def subscribe(self, channel_id: str) -> asyncio.Queue[types.AriEvent]:
+        queue: asyncio.Queue[types.AriEvent] = asyncio.Queue()
+        self._queues[channel_id] = queue
+        return queue
+
+    def unsubscribe(self, channel_id: str) -> None:
+        self._queues.pop(channel_id, None)
+
+    def __contains__(self, channel_id: object) -> bool:
+        return channel_id in self._queues
+
+    async def __call__(self, event: types.AriEvent) -> None:
+        routed = False
+        for channel_id in channel_ids(event):
+            queue = self._queues.get(channel_id)
+            if queue is not None:
+                queue.put_nowait(event)
+                routed = True
+        if not routed and self._fallback is not None:
+            await self._fallback(event)

@@ -1,0 +1,62 @@
+"""One Asterisk node as the controller sees it: the REST client, the events
+websocket for this controller's own app name, and the routing of events to
+the calls in progress."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import aiohttp
+
+from ivr_auth import errors, types
+from ivr_auth.ari import client as ari_client
+from ivr_auth.ari import events
+
+logger = logging.getLogger(__name__)
+
+
+class AriNode:
+    def __init__(
+        self,
+        session: aiohttp.ClientSession,
+        base_url: str,
+        username: str,
+        password: str,
+        app: str,
+        *,
+        name: str = "local",
+        fallback: types.AriEventHandler | None = None,
+        on_connect: types.AriConnectHandler | None = None,
+    ) -> None:
+        self.name = name
+        self.app = app
+        self.client = ari_client.AriClient(session, base_url, username, password)
+        self.dispatcher = events.Dispatcher(fallback)
+        self.stream = events.EventStream(
+            session, base_url, self.client.headers, app, self.dispatcher, on_connect=on_connect
+        )
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self, timeout: float = 10.0) -> None:
+        """Connect the events websocket and make sure Asterisk knows the app."""
+        if self._task is None:
+            self._task = asyncio.create_task(self.stream.run(), name=f"ari-events-{self.name}")
+        await self.stream.wait_connected(timeout)
+        await self.require_app()
+
+    async def require_app(self) -> None:
+        """Originating into an app without a connected websocket returns 200 and
+        loses the call on answer, so check before every originate."""
+        if not self.stream.connected or await self.client.application(self.app) is None:
+            raise errors.AppNotRegistered(
+                f"Stasis app {self.app!r} has no connected events websocket on ARI node {self.name!r}"
+            )
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None

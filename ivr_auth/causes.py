@@ -1,0 +1,48 @@
+"""What a call's end means: Q.850 hangup causes (as ARI reports them in
+``ChannelDestroyed.cause``) mapped to the outcomes ivr-auth records.
+
+SIP responses reach us already mapped by Asterisk (RFC 3398): 486 Busy Here
+is 17, 480 and 408 are 18/19, 603 Decline is 21, 404 is 1, 503 is 34 or 38.
+"""
+
+from __future__ import annotations
+
+import enum
+
+
+class Outcome(enum.Enum):
+    ANSWERED = "answered"
+    BUSY = "busy"
+    NO_ANSWER = "no_answer"
+    REJECTED = "rejected"
+    UNREACHABLE = "unreachable"
+    ERROR = "error"
+
+
+BUSY_CAUSES = frozenset({17})
+NO_ANSWER_CAUSES = frozenset({18, 19, 0})
+REJECTED_CAUSES = frozenset({21})
+# The number does not exist, is not reachable now, or the network failed.
+UNREACHABLE_CAUSES = frozenset({1, 2, 3, 20, 22, 27, 28, 29, 31, 34, 38, 41, 42, 44, 47, 58, 88, 102, 127})
+NORMAL_CLEARING = 16
+
+
+def unanswered_outcome(cause: int) -> Outcome:
+    """Why a call that never reached the callee's Stasis app ended."""
+    if cause in BUSY_CAUSES:
+        return Outcome.BUSY
+    if cause in NO_ANSWER_CAUSES:
+        return Outcome.NO_ANSWER
+    if cause in REJECTED_CAUSES:
+        return Outcome.REJECTED
+    if cause in UNREACHABLE_CAUSES:
+        return Outcome.UNREACHABLE
+    if cause == NORMAL_CLEARING:
+        # Cleared before answer without a reason: the far end hung up while ringing.
+        return Outcome.NO_ANSWER
+    return Outcome.ERROR
+
+
+def retryable(outcome: Outcome) -> bool:
+    """Busy and no answer may succeed a little later; the rest will not."""
+    return outcome in (Outcome.BUSY, Outcome.NO_ANSWER)
