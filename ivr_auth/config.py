@@ -155,14 +155,14 @@ def load(path: str | os.PathLike[str] | None = None, environ: Mapping[str, str] 
         base_dir = file.resolve().parent
     raw = _apply_env(raw, env)
     raw.setdefault("base_dir", str(base_dir))
-    cfg = _build(Config, raw, "")
+    cfg: Config = _build(Config, raw, "")
     validate(cfg)
     return cfg
 
 
 def from_mapping(raw: Mapping[str, Any]) -> Config:
     """Build and validate a config from an in-memory mapping (tests, tools)."""
-    cfg = _build(Config, dict(raw), "")
+    cfg: Config = _build(Config, dict(raw), "")
     validate(cfg)
     return cfg
 
@@ -205,9 +205,7 @@ def _build(cls: type[Any], raw: Any, prefix: str) -> Any:
     fields = _fields(cls)
     unknown = sorted(set(raw) - set(fields))
     if unknown:
-        raise errors.ConfigError(
-            f"{prefix}{unknown[0]}: unknown key (known keys here: {', '.join(sorted(fields))})"
-        )
+        raise errors.ConfigError(f"{prefix}{unknown[0]}: unknown key (known keys here: {', '.join(sorted(fields))})")
     values: dict[str, Any] = {}
     for name, hint in fields.items():
         if name not in raw:
@@ -317,7 +315,11 @@ def validate(cfg: Config) -> None:
         _check_port(getattr(stack, name), f"stack.{name}")
     if stack.rtp_end - stack.rtp_start < 10:
         raise errors.ConfigError("stack.rtp_start/rtp_end: the RTP range needs at least 10 ports")
-    ports = {"stack.postgres_port": stack.postgres_port, "stack.sip_port": stack.sip_port, "stack.ari_port": stack.ari_port}
+    ports = {
+        "stack.postgres_port": stack.postgres_port,
+        "stack.sip_port": stack.sip_port,
+        "stack.ari_port": stack.ari_port,
+    }
     seen: dict[int, str] = {}
     for key, port in ports.items():
         if port in seen:
@@ -329,12 +331,13 @@ def validate(cfg: Config) -> None:
         raise errors.ConfigError("stack.start_timeout: must be positive")
 
 
-def with_overrides(cfg: Config, **sections: Mapping[str, Any]) -> Config:
+def with_overrides(cfg: Config, **sections: Any) -> Config:
     """A copy of ``cfg`` with some section keys replaced (tests, the demo)."""
     changes: dict[str, Any] = {}
     for name, values in sections.items():
         current = getattr(cfg, name)
-        changes[name] = dataclasses.replace(current, **values) if dataclasses.is_dataclass(current) else values
+        is_section = dataclasses.is_dataclass(current) and not isinstance(current, type)
+        changes[name] = dataclasses.replace(current, **values) if is_section else values
     out = dataclasses.replace(cfg, **changes)
     validate(out)
     return out

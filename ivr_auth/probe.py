@@ -81,8 +81,11 @@ async def call(node: ari_node.AriNode, cfg: config.Config, e164: str, options: P
         if destroyed is not None:
             cause = int(destroyed.get("cause", 0))
             return ProbeResult(
-                number=e164, channel_id=channel_id, outcome=causes.unanswered_outcome(cause),
-                cause=cause, cause_txt=str(destroyed.get("cause_txt", "")),
+                number=e164,
+                channel_id=channel_id,
+                outcome=causes.unanswered_outcome(cause),
+                cause=cause,
+                cause_txt=str(destroyed.get("cause_txt", "")),
                 duration_seconds=time.monotonic() - started,
             )
         answered = True
@@ -92,12 +95,17 @@ async def call(node: ari_node.AriNode, cfg: config.Config, e164: str, options: P
         if not hung_up:
             await node.client.hangup(channel_id)
             hangup_event = await _wait_destroyed(queue, 10)
-        cause = int(hangup_event.get("cause", 16)) if hangup_event else None
+        end_cause = int(hangup_event.get("cause", 16)) if hangup_event else None
         return ProbeResult(
-            number=e164, channel_id=channel_id, outcome=causes.Outcome.ANSWERED,
-            digits=collector.value, entry_ended=collector.ended.value if collector.ended else None,
-            cause=cause, cause_txt=str(hangup_event.get("cause_txt", "")) if hangup_event else "",
-            hung_up_by_callee=hung_up, setup_seconds=round(setup_seconds, 3),
+            number=e164,
+            channel_id=channel_id,
+            outcome=causes.Outcome.ANSWERED,
+            digits=collector.value,
+            entry_ended=collector.ended.value if collector.ended else None,
+            cause=end_cause,
+            cause_txt=str(hangup_event.get("cause_txt", "")) if hangup_event else "",
+            hung_up_by_callee=hung_up,
+            setup_seconds=round(setup_seconds, 3),
             duration_seconds=time.monotonic() - started,
         )
     except BaseException:

@@ -95,8 +95,9 @@ def dtmf_pcap(keys: str, *, key_gap_ms: int = 300, seed: int | None = None) -> b
     return header + b"".join(out)
 
 
-def handset_scenario(keys: str, pcap_path: Path | None, *, ring_ms: int = 300, first_key_ms: int = 1500,
-                     key_gap_ms: int = 300) -> str:
+def handset_scenario(
+    keys: str, pcap_path: Path | None, *, ring_ms: int = 300, first_key_ms: int = 1500, key_gap_ms: int = 300
+) -> str:
     """A UAS scenario that answers and then plays ``pcap_path`` (from
     ``dtmf_pcap(keys)``), or stays silent when ``keys`` is empty."""
     steps: list[str] = []
@@ -149,7 +150,9 @@ class Handset:
     async def start(self) -> None:
         binary = shutil.which("sipp")
         if binary is None:
-            raise errors.NotInstalled("SIPp is not installed (no 'sipp' on PATH); run `make setup` (Debian: sip-tester)")
+            raise errors.NotInstalled(
+                "SIPp is not installed (no 'sipp' on PATH); run `make setup` (Debian: sip-tester)"
+            )
         ports.require_free(self.host, self.port, "udp", "trunk.port", "the SIPp handset")
         self._dir = Path(tempfile.mkdtemp(prefix="ivr-auth-sipp-"))
         if self.keys is not None:
@@ -159,8 +162,11 @@ class Handset:
             scenario_file = self._dir / "handset.xml"
             scenario_file.write_text(
                 handset_scenario(
-                    self.keys, pcap if self.keys else None, ring_ms=self.ring_ms,
-                    first_key_ms=self.first_key_ms, key_gap_ms=self.key_gap_ms,
+                    self.keys,
+                    pcap if self.keys else None,
+                    ring_ms=self.ring_ms,
+                    first_key_ms=self.first_key_ms,
+                    key_gap_ms=self.key_gap_ms,
                 )
             )
         elif self.scenario:
@@ -168,15 +174,34 @@ class Handset:
         else:
             raise ValueError("a handset needs a scenario file or keys")
         argv = [
-            binary, "-sf", str(scenario_file), "-i", self.host, "-p", str(self.port),
-            "-mi", self.host, "-mp", str(self.media_port), "-m", str(self.calls),
-            "-nostdin", "-timeout", f"{int(self.timeout)}s", "-timeout_error",
-            "-trace_err", "-error_file", str(self._dir / "errors.log"),
+            binary,
+            "-sf",
+            str(scenario_file),
+            "-i",
+            self.host,
+            "-p",
+            str(self.port),
+            "-mi",
+            self.host,
+            "-mp",
+            str(self.media_port),
+            "-m",
+            str(self.calls),
+            "-nostdin",
+            "-timeout",
+            f"{int(self.timeout)}s",
+            "-timeout_error",
+            "-trace_err",
+            "-error_file",
+            str(self._dir / "errors.log"),
             *self.extra_args,
         ]
         self._proc = await asyncio.create_subprocess_exec(
-            *argv, cwd=self._dir, stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+            *argv,
+            cwd=self._dir,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
         )
         # SIPp binds its port a moment after it starts; an INVITE sent before then is lost.
         deadline = time.monotonic() + 5
@@ -241,5 +266,3 @@ def _count(output: str, label: str) -> int:
     """Read a counter from SIPp's final statistics screen (its last value)."""
     found = re.findall(rf"{label}\s*\|\s*\d+\s*\|\s*(\d+)", output)
     return int(found[-1]) if found else 0
-
-

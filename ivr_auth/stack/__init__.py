@@ -47,7 +47,9 @@ def endpoints(cfg: config.Config) -> Endpoints:
 
 def _parts(cfg: config.Config) -> tuple[postgres.Cluster | None, asterisk.Instance | None]:
     stack_secrets = secrets.load_or_create(cfg.run_dir)
-    cluster = postgres.Cluster(cfg.stack, cfg.run_dir, stack_secrets.postgres_password) if cfg.embedded_database else None
+    cluster = (
+        postgres.Cluster(cfg.stack, cfg.run_dir, stack_secrets.postgres_password) if cfg.embedded_database else None
+    )
     instance = asterisk.Instance(cfg, cfg.run_dir, stack_secrets.ari_password) if cfg.embedded_asterisk else None
     return cluster, instance
 
@@ -87,9 +89,8 @@ async def status(cfg: config.Config) -> dict[str, str]:
         out["asterisk"] = f"external ({cfg.ari.url})"
     else:
         running = await instance.is_running()
+        sip = f"{cfg.stack.bind}:{cfg.stack.sip_port}"
         out["asterisk"] = (
-            f"running (pid {instance.pid()}), SIP {cfg.stack.bind}:{cfg.stack.sip_port}, ARI {asterisk.ari_url(cfg.stack)}"
-            if running
-            else "stopped"
+            f"running (pid {instance.pid()}), SIP {sip}, ARI {asterisk.ari_url(cfg.stack)}" if running else "stopped"
         )
     return out

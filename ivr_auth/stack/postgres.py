@@ -115,8 +115,16 @@ class Cluster:
             os.chown(pwfile, *proc.user_ids(PG_USER))
         try:
             result = await self._run(
-                "initdb", "-D", str(self.data_dir), "-U", SUPERUSER, "--auth=scram-sha-256",
-                f"--pwfile={pwfile}", "--encoding=UTF8", "--no-locale", timeout=120,
+                "initdb",
+                "-D",
+                str(self.data_dir),
+                "-U",
+                SUPERUSER,
+                "--auth=scram-sha-256",
+                f"--pwfile={pwfile}",
+                "--encoding=UTF8",
+                "--no-locale",
+                timeout=120,
             )
         finally:
             pwfile.unlink(missing_ok=True)
@@ -148,8 +156,16 @@ class Cluster:
         await self.init()
         self._write_settings()
         result = await self._run(
-            "pg_ctl", "start", "-D", str(self.data_dir), "-l", str(self.log_file), "-w",
-            "-t", str(int(self.cfg.start_timeout)), timeout=self.cfg.start_timeout + 10,
+            "pg_ctl",
+            "start",
+            "-D",
+            str(self.data_dir),
+            "-l",
+            str(self.log_file),
+            "-w",
+            "-t",
+            str(int(self.cfg.start_timeout)),
+            timeout=self.cfg.start_timeout + 10,
         )
         if result.returncode != 0:
             raise errors.StackError(
@@ -195,7 +211,7 @@ class Cluster:
 def _reachable_by(path: Path, user: str) -> bool:
     """Can ``user`` walk down to ``path``? (Every ancestor searchable by others.)"""
     try:
-        uid, gid = proc.user_ids(user)
+        uid, _gid = proc.user_ids(user)
     except errors.NotInstalled:
         return True  # reported when the cluster is started
     probe = path

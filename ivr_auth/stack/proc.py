@@ -49,7 +49,5 @@ def user_ids(name: str) -> tuple[int, int]:
     try:
         entry = pwd.getpwnam(name)
     except KeyError as exc:
-        raise errors.NotInstalled(
-            f"there is no '{name}' system user; install PostgreSQL with `make setup`"
-        ) from exc
+        raise errors.NotInstalled(f"there is no '{name}' system user; install PostgreSQL with `make setup`") from exc
     return entry.pw_uid, entry.pw_gid

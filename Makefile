@@ -1,0 +1,51 @@
+# One command for each usual job; the README says which.
+#   make demo   set up everything, bring up the local stack, place real calls
+#   make test   set up everything, run the whole suite (unit, integration, e2e)
+#   make lint   ruff + mypy --strict
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: setup system venv demo test test-unit lint stack-up stack-down stack-status clean
+
+setup: system venv
+
+# Debian/Ubuntu packages: Asterisk, SIPp, Postgres, sox (idempotent; root or sudo).
+system:
+	@bash scripts/setup-system.sh
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(PY) -m pip install -q --upgrade pip
+	@$(PY) -m pip install -q -e '.[dev]'
+	@touch $(STAMP)
+
+demo: setup
+	@$(VENV)/bin/ivr-auth demo
+
+test: setup
+	@$(PY) -m pytest
+
+test-unit: venv
+	@$(PY) -m pytest tests/unit
+
+lint: venv
+	@$(VENV)/bin/ruff check ivr_auth tests
+	@$(VENV)/bin/ruff format --check ivr_auth tests
+	@$(VENV)/bin/mypy
+
+stack-up: setup
+	@$(VENV)/bin/ivr-auth stack up
+
+stack-down: venv
+	@$(VENV)/bin/ivr-auth stack down
+
+stack-status: venv
+	@$(VENV)/bin/ivr-auth stack status
+
+clean: stack-down
+	rm -rf .run

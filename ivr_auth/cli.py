@@ -1,0 +1,204 @@
+"""The ``ivr-auth`` command. Logging is configured here and nowhere else."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import ipaddress
+import json
+import logging
+import os
+import secrets
+import socket
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import aiohttp
+
+from ivr_auth import config, errors, phone, probe, sipp, stack
+from ivr_auth.ari import node as ari_node
+
+logger = logging.getLogger(__name__)
+
+SECRET_KEYS = ("password",)
+DEMO_NUMBER = "090-1234-5678"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, args.log_level.upper()),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        cfg = config.load(args.config)
+        result: int = asyncio.run(args.func(cfg, args))
+        return result
+    except errors.ConfigError as exc:
+        print(f"ivr-auth: configuration error: {exc}", file=sys.stderr)
+        return 2
+    except errors.IvrAuthError as exc:
+        print(f"ivr-auth: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ivr-auth", description="Phone-call identity verification on Asterisk.")
+    parser.add_argument("-c", "--config", help=f"YAML config file (default: ${config.CONFIG_ENV} or ./ivr-auth.yaml)")
+    parser.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p_stack = sub.add_parser("stack", help="the embedded local Postgres + Asterisk")
+    p_stack.add_argument("action", choices=["up", "down", "status"])
+    p_stack.set_defaults(func=cmd_stack)
+
+    p_config = sub.add_parser("config", help="print the effective configuration (passwords masked)")
+    p_config.set_defaults(func=cmd_config)
+
+    p_call = sub.add_parser("call", help="place a test call: play a prompt, collect keys, report the outcome")
+    p_call.add_argument("number", help="E.164 or national number (default country from the config)")
+    p_call.add_argument("--digits", type=int, default=6, help="keys to collect (default 6)")
+    p_call.add_argument("--ring-timeout", type=int, default=30, help="seconds to ring before giving up")
+    p_call.add_argument("--json", action="store_true", help="print the outcome as JSON")
+    p_call.set_defaults(func=cmd_call)
+
+    p_demo = sub.add_parser("demo", help="bring up the local stack and call SIPp handsets through it")
+    p_demo.add_argument("--json", action="store_true", help="print the outcomes as JSON")
+    p_demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+async def cmd_stack(cfg: config.Config, args: argparse.Namespace) -> int:
+    if args.action == "up":
+        endpoints = await stack.up(cfg)
+        print(f"postgres  {_mask_url(endpoints.database_url)}")
+        print(f"ari       {endpoints.ari_url} (user {endpoints.ari_username})")
+        print(f"run dir   {cfg.run_dir}")
+    elif args.action == "down":
+        stopped = await stack.down(cfg)
+        print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+    else:
+        for name, state in (await stack.status(cfg)).items():
+            print(f"{name:9} {state}")
+    return 0
+
+
+async def cmd_config(cfg: config.Config, args: argparse.Namespace) -> int:
+    print(json.dumps(_masked(dataclasses.asdict(cfg)), indent=2, ensure_ascii=False))
+    return 0
+
+
+async def cmd_call(cfg: config.Config, args: argparse.Namespace) -> int:
+    try:
+        number = phone.normalize(args.number, cfg.default_country)
+    except phone.InvalidPhone as exc:
+        raise errors.IvrAuthError(str(exc)) from exc
+    endpoints = stack.endpoints(cfg)
+    options = probe.ProbeOptions(max_digits=args.digits, ring_timeout=args.ring_timeout)
+    async with aiohttp.ClientSession() as session:
+        node = _node(session, cfg, endpoints)
+        try:
+            await node.start()
+            result = await probe.call(node, cfg, number, options)
+        finally:
+            await node.close()
+    _report([("test call", result)], as_json=args.json)
+    return 0
+
+
+async def cmd_demo(cfg: config.Config, args: argparse.Namespace) -> int:
+    """Bring up the stack, then call two SIPp handsets on the trunk's address:
+    one answers and keys a random code, one is busy."""
+    if not _is_loopback(cfg.trunk.host):
+        raise errors.IvrAuthError(
+            f"the demo calls SIPp handsets on this machine, but trunk.host is {cfg.trunk.host}; "
+            "run it with a config whose trunk points at 127.0.0.1"
+        )
+    print("bringing up the local stack (Postgres + Asterisk)...", file=sys.stderr)
+    endpoints = await stack.up(cfg)
+    number = phone.normalize(DEMO_NUMBER, cfg.default_country)
+    code = "".join(secrets.choice("0123456789") for _ in range(6))
+    outcomes: list[tuple[str, probe.ProbeResult]] = []
+    async with aiohttp.ClientSession() as session:
+        node = _node(session, cfg, endpoints)
+        try:
+            await node.start()
+            handset = sipp.Handset(port=cfg.trunk.port, host=cfg.trunk.host, keys=code)
+            async with handset:
+                result = await probe.call(node, cfg, number, probe.ProbeOptions(max_digits=len(code)))
+                await handset.wait()
+            outcomes.append((f"handset keys {code}", result))
+            async with sipp.Handset(port=cfg.trunk.port, host=cfg.trunk.host, scenario="uas-reject-486.xml") as busy:
+                result = await probe.call(node, cfg, number, probe.ProbeOptions())
+                await busy.wait()
+            outcomes.append(("handset is busy (486)", result))
+        finally:
+            await node.close()
+    _report(outcomes, as_json=args.json)
+    keyed = outcomes[0][1]
+    ok = keyed.digits == code and outcomes[1][1].outcome.value == "busy"
+    if not args.json:
+        print("\n" + ("the keyed code arrived intact and busy was reported as busy" if ok else "UNEXPECTED OUTCOME"))
+    return 0 if ok else 1
+
+
+def _node(session: aiohttp.ClientSession, cfg: config.Config, endpoints: stack.Endpoints) -> ari_node.AriNode:
+    # Every process gets an app name of its own: a second websocket for the
+    # same name would take the first one's calls away.
+    app = f"{cfg.ari.app}-{socket.gethostname()}-{os.getpid()}"
+    return ari_node.AriNode(session, endpoints.ari_url, endpoints.ari_username, endpoints.ari_password, app)
+
+
+def _report(outcomes: list[tuple[str, probe.ProbeResult]], *, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps([{"call": label, **result.as_dict()} for label, result in outcomes], indent=2))
+        return
+    for label, result in outcomes:
+        print(f"\n{label}")
+        print(f"  number     {phone.mask(result.number)}")
+        print(f"  outcome    {result.outcome.value}")
+        if result.setup_seconds is not None:
+            print(f"  answered   after {result.setup_seconds:.2f}s")
+            print(f"  keys heard {result.digits or '(none)'} (entry ended: {result.entry_ended})")
+        print(
+            f"  hangup     cause {result.cause} ({result.cause_txt})"
+            + (" by callee" if result.hung_up_by_callee else "")
+        )
+        print(f"  duration   {result.duration_seconds:.2f}s")
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def _masked(value: Any, key: str = "") -> Any:
+    if isinstance(value, dict):
+        return {k: _masked(v, k) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_masked(v) for v in value]
+    if key in SECRET_KEYS and value:
+        return "********"
+    if key == "database_url" and isinstance(value, str):
+        return _mask_url(value)
+    return value
+
+
+def _mask_url(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    creds, at, host = rest.rpartition("@")
+    if not at or ":" not in creds:
+        return url
+    return f"{scheme}{sep}{creds.split(':', 1)[0]}:********@{host}"
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,65 @@
+"""Shared fixtures. The stack fixtures start a real Postgres and a real
+Asterisk from the project's own code, on ports of their own so that a
+developer's `ivr-auth stack up` can run beside the suite; they never skip."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from ivr_auth import config, stack
+from ivr_auth.ari import node as ari_node
+
+ROOT = Path(__file__).resolve().parents[1]
+TEST_SETTINGS: dict[str, object] = {
+    "base_dir": str(ROOT),
+    "trunk": {"port": 5082, "caller_id": "0312345678"},
+    "ari": {"app": "ivr-auth-test"},
+    "stack": {
+        "run_dir": ".run/test-stack",
+        "postgres_port": 55442,
+        "sip_port": 5072,
+        "ari_port": 58098,
+        "rtp_start": 31000,
+        "rtp_end": 31999,
+    },
+}
+
+
+@pytest.fixture(scope="session")
+def stack_config() -> config.Config:
+    return config.from_mapping(TEST_SETTINGS)
+
+
+@pytest.fixture(scope="session")
+def local_stack(stack_config: config.Config) -> Iterator[stack.Endpoints]:
+    """The embedded stack, up for the whole session; stopped at the end if
+    this session started it."""
+    before = asyncio.run(stack.status(stack_config))
+    was_running = all(state.startswith("running") for state in before.values())
+    endpoints = asyncio.run(stack.up(stack_config))
+    yield endpoints
+    if not was_running:
+        asyncio.run(stack.down(stack_config))
+
+
+@pytest.fixture
+async def http_session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+@pytest.fixture
+async def ari(
+    local_stack: stack.Endpoints, http_session: aiohttp.ClientSession, request: pytest.FixtureRequest
+) -> AsyncIterator[ari_node.AriNode]:
+    """A connected ARI node with an app name of this test's own."""
+    app = f"ivr-auth-test-{abs(hash(request.node.nodeid)) % 10**8}"
+    node = ari_node.AriNode(http_session, local_stack.ari_url, local_stack.ari_username, local_stack.ari_password, app)
+    await node.start()
+    yield node
+    await node.close()

@@ -1,0 +1,76 @@
+"""The ``ivr-auth`` command as a user runs it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ivr_auth import cli, config, sipp, stack
+from tests.conftest import TEST_SETTINGS
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture
+def config_file(tmp_path: Path, stack_config: config.Config) -> Path:
+    path = tmp_path / "ivr-auth.yaml"
+    settings = dict(TEST_SETTINGS)
+    settings.pop("base_dir")
+    settings["stack"] = {**TEST_SETTINGS["stack"], "run_dir": str(stack_config.run_dir)}  # type: ignore[dict-item]
+    path.write_text(yaml.safe_dump(settings))
+    return path
+
+
+def test_stack_status(local_stack: stack.Endpoints, config_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["-c", str(config_file), "stack", "status"]) == 0
+    out = capsys.readouterr().out
+    assert "postgres  running" in out
+    assert "asterisk  running" in out
+
+
+def test_call_prints_the_outcome(
+    local_stack: stack.Endpoints,
+    config_file: Path,
+    stack_config: config.Config,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    import asyncio
+
+    async def run() -> int:
+        async with sipp.Handset(port=stack_config.trunk.port, keys="5150"):
+            return await asyncio.to_thread(
+                cli.main, ["-c", str(config_file), "call", "090-1234-5678", "--digits", "4", "--json"]
+            )
+
+    assert asyncio.run(run()) == 0
+    (outcome,) = json.loads(capsys.readouterr().out)
+    assert outcome["outcome"] == "answered"
+    assert outcome["digits"] == "5150"
+    assert outcome["number"] == "+81********78"  # masked
+
+
+def test_bad_config_names_the_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_text("trunk:\n  number_format: international\n")
+    assert cli.main(["-c", str(path), "config"]) == 2
+    assert "trunk.number_format" in capsys.readouterr().err
+
+
+def test_invalid_number_is_refused(config_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["-c", str(config_file), "call", "0990-12-3456"]) == 1
+    assert "premium-rate" in capsys.readouterr().err
+
+
+def test_config_masks_passwords(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(
+        "database_url: postgresql://u:s3cret@db:5432/x\nari: {url: 'http://127.0.0.1:8088/ari', password: hunter2}\n"
+    )
+    assert cli.main(["-c", str(path), "config"]) == 0
+    out = capsys.readouterr().out
+    assert "s3cret" not in out
+    assert "hunter2" not in out
+    assert "postgresql://u:********@db:5432/x" in out

@@ -1,0 +1,122 @@
+"""The embedded stack itself: ready means ready, it is idempotent, and bad
+setup is named plainly."""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+
+import aiohttp
+import psycopg
+import pytest
+
+from ivr_auth import config, errors, stack
+from ivr_auth.ari import client as ari_client
+from ivr_auth.stack import postgres
+
+pytestmark = pytest.mark.integration
+
+
+async def test_postgres_answers_a_query(local_stack: stack.Endpoints) -> None:
+    async with await psycopg.AsyncConnection.connect(local_stack.database_url) as conn:
+        cur = await conn.execute("SELECT current_database(), current_setting('server_version_num')::int")
+        row = await cur.fetchone()
+    assert row is not None
+    assert row[0] == "ivr_auth"
+    assert row[1] >= 130000
+
+
+async def test_asterisk_answers_ari(local_stack: stack.Endpoints, http_session: aiohttp.ClientSession) -> None:
+    client = ari_client.AriClient(http_session, local_stack.ari_url, local_stack.ari_username, local_stack.ari_password)
+    info = await client.asterisk_info()
+    assert "version" in info["system"]
+
+
+async def test_wrong_ari_password_is_named(local_stack: stack.Endpoints, http_session: aiohttp.ClientSession) -> None:
+    client = ari_client.AriClient(http_session, local_stack.ari_url, local_stack.ari_username, "wrong")
+    with pytest.raises(errors.AriError, match="credentials") as info:
+        await client.asterisk_info()
+    assert info.value.status == 401
+
+
+async def test_up_is_idempotent_and_status_reports_running(
+    local_stack: stack.Endpoints, stack_config: config.Config
+) -> None:
+    again = await stack.up(stack_config)
+    assert again == local_stack
+    states = await stack.status(stack_config)
+    assert states["postgres"].startswith("running")
+    assert states["asterisk"].startswith("running")
+
+
+async def test_rendered_config_keeps_passwords_private(
+    local_stack: stack.Endpoints, stack_config: config.Config
+) -> None:
+    etc = stack_config.run_dir / "asterisk" / "etc"
+    for name in ("ari.conf", "pjsip.conf"):
+        assert (etc / name).stat().st_mode & 0o077 == 0
+    assert (stack_config.run_dir / "secrets.json").stat().st_mode & 0o077 == 0
+    assert local_stack.ari_password in (etc / "ari.conf").read_text()
+
+
+def _busy_port(kind: socket.SocketKind) -> tuple[socket.socket, int]:
+    sock = socket.socket(socket.AF_INET, kind)
+    sock.bind(("127.0.0.1", 0))
+    if kind == socket.SOCK_STREAM:
+        sock.listen()
+    return sock, sock.getsockname()[1]
+
+
+def _isolated(tmp_path: Path, **stack_keys: object) -> config.Config:
+    keys: dict[str, object] = {
+        "run_dir": str(tmp_path / "run"),
+        "postgres_port": 55452,
+        "sip_port": 5074,
+        "ari_port": 58108,
+        "rtp_start": 32000,
+        "rtp_end": 32099,
+    }
+    keys.update(stack_keys)
+    return config.from_mapping({"base_dir": str(tmp_path), "stack": keys})
+
+
+async def test_postgres_port_in_use_is_named(tmp_path: Path) -> None:
+    sock, port = _busy_port(socket.SOCK_STREAM)
+    with sock:
+        cfg = _isolated(tmp_path, postgres_port=port)
+        with pytest.raises(errors.PortInUse) as info:
+            await stack.up(cfg)
+    message = str(info.value)
+    assert str(port) in message
+    assert "stack.postgres_port" in message
+    assert "IVR_AUTH_STACK_POSTGRES_PORT" in message
+    assert "python" in message  # the holder of the port, read from /proc
+    assert not (cfg.run_dir / "postgres" / "data").exists()
+
+
+async def test_sip_port_in_use_is_named(tmp_path: Path, local_stack: stack.Endpoints) -> None:
+    sock, port = _busy_port(socket.SOCK_DGRAM)
+    with sock:
+        cfg = config.with_overrides(_isolated(tmp_path, sip_port=port), database_url=local_stack.database_url)
+        with pytest.raises(errors.PortInUse, match=rf"UDP port {port}.*stack\.sip_port"):
+            await stack.up(cfg)
+
+
+async def test_missing_asterisk_is_named(tmp_path: Path, local_stack: stack.Endpoints) -> None:
+    cfg = config.with_overrides(
+        _isolated(tmp_path, asterisk_binary="/nonexistent/asterisk"), database_url=local_stack.database_url
+    )
+    with pytest.raises(errors.NotInstalled, match=r"Asterisk is not installed.*make setup"):
+        await stack.up(cfg)
+
+
+async def test_endpoints_before_first_start_say_what_to_do(tmp_path: Path) -> None:
+    with pytest.raises(errors.StackError, match="ivr-auth stack up"):
+        stack.endpoints(_isolated(tmp_path))
+
+
+async def test_unreachable_database_is_named(tmp_path: Path) -> None:
+    cfg = _isolated(tmp_path)
+    cluster = postgres.Cluster(cfg.stack, cfg.run_dir, "x")
+    with pytest.raises(errors.StackError, match=r"did not answer a query within 1s"):
+        await cluster.wait_ready(1.0)
