@@ -111,23 +111,25 @@ def template_values(cfg: config.Config, ari_password: str, dirs: dict[str, Path]
 
 
 def render_config(cfg: config.Config, ari_password: str, dirs: dict[str, Path]) -> list[Path]:
-    """Write every template, filled in, into ``dirs['etc']``; return the files."""
+    """Write every template, filled in, into ``dirs['etc']``; return the files
+    whose content changed."""
     values = template_values(cfg, ari_password, dirs)
     etc = dirs["etc"]
     etc.mkdir(parents=True, exist_ok=True)
-    written = []
+    changed = []
     for folder in TEMPLATE_DIRS:
         if not folder.is_dir():
             raise errors.StackError(f"template folder {folder} is missing from the checkout")
         for template in sorted(folder.glob("*.conf")):
             text = render.render(template.read_text(), values, source=str(template))
             target = etc / template.name
-            target.write_text(text)
-            written.append(target)
+            if not target.exists() or target.read_text() != text:
+                target.write_text(text)
+                changed.append(target)
     # ari.conf and pjsip.conf hold passwords.
     for name in ("ari.conf", "pjsip.conf"):
         (etc / name).chmod(0o600)
-    return written
+    return changed
 
 
 @dataclass
@@ -203,6 +205,11 @@ class Instance:
     async def start(self) -> None:
         self.binary()
         if await self.is_running():
+            changed = render_config(self.cfg, self.ari_password, self.dirs)
+            if changed:
+                # Templates or ivr-auth.yaml changed since the instance started.
+                logger.info("asterisk config changed (%s); reloading", ", ".join(p.name for p in changed))
+                await self.cli("core reload")
             await self.wait_ari(self.stack.start_timeout)
             return
         bind = self.stack.bind

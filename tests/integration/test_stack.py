@@ -120,3 +120,18 @@ async def test_unreachable_database_is_named(tmp_path: Path) -> None:
     cluster = postgres.Cluster(cfg.stack, cfg.run_dir, "x")
     with pytest.raises(errors.StackError, match=r"did not answer a query within 1s"):
         await cluster.wait_ready(1.0)
+
+
+async def test_changed_config_reaches_a_running_asterisk(
+    local_stack: stack.Endpoints, stack_config: config.Config
+) -> None:
+    changed = config.with_overrides(stack_config, trunk={"port": 5099})
+    instance = stack.asterisk.Instance(changed, changed.run_dir, local_stack.ari_password)
+    try:
+        await instance.start()
+        shown = await instance.cli("pjsip show aor trunk")
+        assert "sip:127.0.0.1:5099" in shown.stdout
+    finally:
+        await stack.asterisk.Instance(stack_config, stack_config.run_dir, local_stack.ari_password).start()
+    shown = await instance.cli("pjsip show aor trunk")
+    assert f"sip:127.0.0.1:{stack_config.trunk.port}" in shown.stdout
