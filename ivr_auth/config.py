@@ -252,7 +252,9 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
         if isinstance(value, str):
             return value
         if isinstance(value, int | float) and not isinstance(value, bool):
-            return str(value)  # YAML reads 0312345678-like values as numbers
+            # YAML reads 0033 as the octal number 27 and 0312345678 as 312345678:
+            # turning it back into text would silently change the digits.
+            raise errors.ConfigError(f"{source}: expected a string; put the value in quotes (YAML read it as a number)")
         raise errors.ConfigError(f"{source}: expected a string, got {value!r}")
     raise errors.ConfigError(f"{source}: unsupported type {hint!r}")
 
@@ -299,6 +301,17 @@ def validate(cfg: Config) -> None:
         )
     if trunk.dial_prefix and not all(c.isdigit() or c in "*#+" for c in trunk.dial_prefix):
         raise errors.ConfigError("trunk.dial_prefix: digits, '*', '#' and '+' only")
+    for key, value in (
+        ("trunk.host", trunk.host),
+        ("trunk.username", trunk.username),
+        ("trunk.password", trunk.password),
+        ("ari.username", cfg.ari.username),
+        ("ari.password", cfg.ari.password),
+    ):
+        # These land in Asterisk config files, where ';' starts a comment and a
+        # line break starts a new setting.
+        if value is not None and (any(c in value for c in ";\n\r") or value != value.strip()):
+            raise errors.ConfigError(f"{key}: may not contain ';', line breaks or surrounding spaces")
     if bool(trunk.username) != bool(trunk.password):
         raise errors.ConfigError("trunk.username and trunk.password: set both or neither")
     if trunk.caller_id:

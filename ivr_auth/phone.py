@@ -95,6 +95,11 @@ def caller_id(trunk: config.TrunkConfig, default_country: str) -> str:
 
 def mask(e164: str) -> str:
     """For logs: country code and the last two digits only."""
-    if len(e164) <= 5:
+    try:
+        country = str(phonenumbers.parse(e164).country_code)
+    except NumberParseException:
         return "*" * len(e164)
-    return e164[:3] + "*" * (len(e164) - 5) + e164[-2:]
+    keep = 1 + len(country)
+    if not e164.startswith("+" + country) or len(e164) < keep + 4:
+        return "*" * len(e164)
+    return e164[:keep] + "*" * (len(e164) - keep - 2) + e164[-2:]

@@ -97,7 +97,8 @@ def template_values(cfg: config.Config, ari_password: str, dirs: dict[str, Path]
         "trunk_port": str(trunk.port),
         "trunk_transport": trunk.transport,
         "trunk_trust_id": "yes" if trunk.trusted else "no",
-        "trunk_contact_params": ";transport=tcp" if trunk.transport == "tcp" else "",
+        # ";" starts a comment in Asterisk config files; "\\;" is a literal one.
+        "trunk_contact_params": "\\;transport=tcp" if trunk.transport == "tcp" else "",
         "trunk_auth_ref": f"outbound_auth = {trunk.name}-auth" if trunk.username else "",
         "trunk_auth_section": (
             f"\n[{trunk.name}-auth]\ntype = auth\nauth_type = userpass\n"

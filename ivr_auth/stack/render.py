@@ -2,8 +2,9 @@
 
 Asterisk's own syntax uses ``${...}`` and ``$[...]``, so the templates use a
 marker Asterisk never does. A placeholder without a value is an error, and so
-is a value that would break the file it lands in (a newline, or a ``;`` that
-starts a comment).
+is a value with a line break, which would start a new setting in the file it
+lands in (values from the config are checked for ``;`` and the like when the
+config is validated).
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ def render(template: str, values: Mapping[str, str], *, source: str = "template"
         if name not in values:
             raise errors.StackError(f"{source}: no value for placeholder {{{{{name}}}}}")
         value = values[name]
-        if not name.endswith(MULTILINE_SUFFIX) and ("\n" in value or ";" in value):
-            raise errors.StackError(f"{source}: the value for {name} may not contain a newline or ';'")
+        if not name.endswith(MULTILINE_SUFFIX) and ("\n" in value or "\r" in value):
+            raise errors.StackError(f"{source}: the value for {name} may not contain a line break")
         return value
 
     return _PLACEHOLDER.sub(fill, template)

@@ -1,0 +1,439 @@
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ivr_auth import config, errors
+
+
+def write(directory: Path, text: str, name: str = "ivr-auth.yaml") -> Path:
+    path = directory / name
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def key_of(exc: pytest.ExceptionInfo[errors.ConfigError]) -> str:
+    """The key an error message starts with (messages read ``key: what is wrong``)."""
+    return str(exc.value).split(":", 1)[0]
+
+
+# --- loading and defaults ------------------------------------------------------------
+
+
+def test_no_file_and_no_env_gives_the_defaults(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+
+    cfg = config.load(None, {})
+
+    assert dataclasses.replace(cfg, base_dir=".") == config.Config()
+    assert Path(cfg.base_dir) == tmp_path.resolve()
+    assert cfg.embedded_database
+    assert cfg.embedded_asterisk
+    assert cfg.http_host_port() == ("127.0.0.1", 8080)
+
+
+def test_default_file_in_the_working_directory_is_read(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    write(tmp_path, "default_language: en\n", name=config.DEFAULT_FILE)
+    monkeypatch.chdir(tmp_path)
+
+    assert config.load(None, {}).default_language == "en"
+
+
+def test_config_env_names_the_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    conf_dir = tmp_path / "conf"
+    conf_dir.mkdir()
+    path = write(conf_dir, "trunk:\n  port: 5099\n")
+    monkeypatch.chdir(tmp_path)
+
+    cfg = config.load(None, {config.CONFIG_ENV: str(path)})
+
+    assert cfg.trunk.port == 5099
+    assert Path(cfg.base_dir) == path.parent.resolve()
+
+
+def test_file_values_are_read_and_the_rest_defaulted(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+database_url: postgresql://u:p@db.example:5432/ivr
+languages: [en]
+default_language: en
+default_country: US
+ari:
+  url: https://pbx.example/ari
+  password: s3cret
+trunk:
+  name: carrier
+  host: sip.example
+  transport: tcp
+  username: acct
+  password: pw
+  number_format: national
+  dial_prefix: "0033"
+  trusted: true
+stack:
+  postgres_port: 56000
+  start_timeout: 5
+""",
+    )
+
+    cfg = config.load(path, {})
+
+    assert cfg.database_url == "postgresql://u:p@db.example:5432/ivr"
+    assert not cfg.embedded_database
+    assert cfg.languages == ("en",)
+    assert cfg.default_country == "US"
+    assert cfg.ari == config.AriConfig(url="https://pbx.example/ari", password="s3cret")
+    assert not cfg.embedded_asterisk
+    assert cfg.trunk == config.TrunkConfig(
+        name="carrier",
+        host="sip.example",
+        transport="tcp",
+        username="acct",
+        password="pw",
+        number_format="national",
+        dial_prefix="0033",
+        trusted=True,
+    )
+    assert cfg.stack.postgres_port == 56000
+    assert cfg.stack.start_timeout == 5.0
+    assert isinstance(cfg.stack.start_timeout, float)
+    assert cfg.stack.sip_port == config.StackConfig().sip_port
+    assert cfg.http == config.HttpConfig()
+
+
+@pytest.mark.parametrize("text", ["", "# nothing here\n", "ari:\n"])
+def test_empty_file_or_section_gives_defaults(tmp_path: Path, text: str) -> None:
+    cfg = config.load(write(tmp_path, text), {})
+
+    assert dataclasses.replace(cfg, base_dir=".") == config.Config()
+
+
+def test_a_number_where_a_string_is_expected_must_be_quoted(tmp_path: Path) -> None:
+    with pytest.raises(errors.ConfigError, match=r"^trunk.caller_id: .*quotes"):
+        config.load(write(tmp_path, "trunk:\n  caller_id: 812345678\n"), {})
+
+    quoted = config.load(write(tmp_path, "trunk:\n  caller_id: '0812345678'\n"), {})
+    assert quoted.trunk.caller_id == "0812345678"
+
+
+@pytest.mark.parametrize(
+    ("key", "written"),
+    [("dial_prefix", "0033"), ("caller_id", "0120123456"), ("password", "0123")],
+)
+def test_unquoted_leading_zero_numbers_keep_their_digits_or_are_refused(tmp_path: Path, key: str, written: str) -> None:
+    path = write(tmp_path, f"trunk:\n  username: acct\n  password: pw\n  {key}: {written}\n")
+    try:
+        cfg = config.load(path, {})
+    except errors.ConfigError as exc:
+        refusal = str(exc)
+    else:
+        assert getattr(cfg.trunk, key) == written
+        return
+    assert refusal.startswith(f"trunk.{key}")
+
+
+# --- environment overrides -----------------------------------------------------------
+
+
+def test_env_overrides_are_typed_by_the_field(tmp_path: Path) -> None:
+    path = write(tmp_path, "ari:\n  password: from-file\nlanguages: [ja]\nstack:\n  postgres_port: 56000\n")
+    env = {
+        "IVR_AUTH_ARI_PASSWORD": "from-env",
+        "IVR_AUTH_STACK_POSTGRES_PORT": "55999",
+        "IVR_AUTH_LANGUAGES": "ja,en",
+        "IVR_AUTH_DEFAULT_LANGUAGE": "en",
+        "IVR_AUTH_TRUNK_TRUSTED": "true",
+        "IVR_AUTH_STACK_START_TIMEOUT": "2.5",
+        "IVR_AUTH_TRUNK_DIAL_PREFIX": "0033",
+        "IVR_AUTH_TRUNK_CALLER_ID": "0312345678",
+    }
+
+    cfg = config.load(path, env)
+
+    assert cfg.ari.password == "from-env"
+    assert cfg.stack.postgres_port == 55999
+    assert cfg.languages == ("ja", "en")
+    assert cfg.default_language == "en"
+    assert cfg.trunk.trusted is True
+    assert cfg.stack.start_timeout == 2.5
+    # Strings stay strings: no YAML reading of leading zeros.
+    assert cfg.trunk.dial_prefix == "0033"
+    assert cfg.trunk.caller_id == "0312345678"
+
+
+def test_env_without_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+
+    cfg = config.load(None, {"IVR_AUTH_HTTP_LISTEN": "0.0.0.0:9090", "IVR_AUTH_TRUNK_TRUSTED": "false"})
+
+    assert cfg.http_host_port() == ("0.0.0.0", 9090)
+    assert cfg.trunk.trusted is False
+
+
+def test_empty_env_value_unsets_an_optional_key(tmp_path: Path) -> None:
+    path = write(tmp_path, "database_url: postgresql://db/ivr\n")
+
+    cfg = config.load(path, {"IVR_AUTH_DATABASE_URL": ""})
+
+    assert cfg.database_url is None
+
+
+def test_env_cannot_move_base_dir(tmp_path: Path) -> None:
+    path = write(tmp_path, "")
+
+    cfg = config.load(path, {"IVR_AUTH_BASE_DIR": "/somewhere/else"})
+
+    assert Path(cfg.base_dir) == tmp_path.resolve()
+
+
+def test_unrelated_env_is_ignored(tmp_path: Path) -> None:
+    cfg = config.load(write(tmp_path, ""), {"IVR_AUTH_NOT_A_KEY": "x", "PATH": "/bin"})
+
+    assert dataclasses.replace(cfg, base_dir=".") == config.Config()
+
+
+@pytest.mark.parametrize(
+    ("var", "text", "key"),
+    [
+        ("IVR_AUTH_STACK_POSTGRES_PORT", "abc", "stack.postgres_port"),
+        ("IVR_AUTH_STACK_POSTGRES_PORT", "", "stack.postgres_port"),
+        ("IVR_AUTH_TRUNK_TRUSTED", "maybe", "trunk.trusted"),
+        ("IVR_AUTH_STACK_START_TIMEOUT", "soon", "stack.start_timeout"),
+    ],
+)
+def test_bad_env_value_names_the_key_and_the_variable(tmp_path: Path, var: str, text: str, key: str) -> None:
+    with pytest.raises(errors.ConfigError) as exc:
+        config.load(write(tmp_path, ""), {var: text})
+
+    assert key_of(exc) == f"{key} (from {var})"
+
+
+def test_env_value_is_validated_like_a_file_value(tmp_path: Path) -> None:
+    with pytest.raises(errors.ConfigError) as exc:
+        config.load(write(tmp_path, ""), {"IVR_AUTH_STACK_SIP_PORT": "70000"})
+
+    assert key_of(exc) == "stack.sip_port"
+    assert "70000" in str(exc.value)
+
+
+# --- file errors ---------------------------------------------------------------------
+
+
+def test_missing_file_is_named(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.yaml"
+
+    with pytest.raises(errors.ConfigError, match="cannot read config file") as exc:
+        config.load(missing, {})
+
+    assert str(missing) in str(exc.value)
+
+
+def test_invalid_yaml_is_named(tmp_path: Path) -> None:
+    path = write(tmp_path, "trunk: [unclosed\n")
+
+    with pytest.raises(errors.ConfigError, match="not valid YAML") as exc:
+        config.load(path, {})
+
+    assert str(path) in str(exc.value)
+
+
+@pytest.mark.parametrize("text", ["- a\n- b\n", "just a string\n", "42\n"])
+def test_top_level_must_be_a_mapping(tmp_path: Path, text: str) -> None:
+    with pytest.raises(errors.ConfigError, match="top level must be a mapping"):
+        config.load(write(tmp_path, text), {})
+
+
+def test_errors_from_a_file_name_the_key(tmp_path: Path) -> None:
+    with pytest.raises(errors.ConfigError) as exc:
+        config.load(write(tmp_path, "trunk:\n  prot: 5080\n"), {})
+
+    assert key_of(exc) == "trunk.prot"
+    assert "unknown key" in str(exc.value)
+
+
+# --- validation (one bad key each) ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "key"),
+    [
+        # shape and types
+        ({"colour": "blue"}, "colour"),
+        ({"trunk": {"bogus": 1}}, "trunk.bogus"),
+        ({"trunk": 5}, "trunk"),
+        ({"stack": "fast"}, "stack"),
+        ({"stack": {"sip_port": "abc"}}, "stack.sip_port"),
+        ({"stack": {"sip_port": 5070.5}}, "stack.sip_port"),
+        ({"stack": {"sip_port": True}}, "stack.sip_port"),
+        ({"trunk": {"trusted": "yes"}}, "trunk.trusted"),
+        ({"trunk": {"trusted": 1}}, "trunk.trusted"),
+        ({"stack": {"start_timeout": True}}, "stack.start_timeout"),
+        ({"stack": {"start_timeout": "5s"}}, "stack.start_timeout"),
+        ({"languages": 5}, "languages"),
+        ({"languages": ["ja", 1]}, "languages"),
+        ({"ari": {"username": ["a"]}}, "ari.username"),
+        ({"ari": {"password": {"a": 1}}}, "ari.password"),
+        # ports
+        ({"stack": {"postgres_port": 0}}, "stack.postgres_port"),
+        ({"stack": {"postgres_port": 70000}}, "stack.postgres_port"),
+        ({"stack": {"rtp_end": 65536}}, "stack.rtp_end"),
+        ({"trunk": {"port": 65536}}, "trunk.port"),
+        ({"http": {"listen": "127.0.0.1:0"}}, "http.listen"),
+        ({"http": {"listen": "8080"}}, "http.listen"),
+        ({"http": {"listen": "localhost:http"}}, "http.listen"),
+        ({"stack": {"sip_port": 58088}}, "stack.ari_port"),
+        ({"stack": {"postgres_port": 5070}}, "stack.sip_port"),
+        ({"stack": {"ari_port": 30500}}, "stack.ari_port"),
+        ({"stack": {"postgres_port": 30000}}, "stack.postgres_port"),
+        ({"stack": {"rtp_start": 31000, "rtp_end": 31005}}, "stack.rtp_start/rtp_end"),
+        ({"stack": {"rtp_start": 31000, "rtp_end": 30000}}, "stack.rtp_start/rtp_end"),
+        # the rest of validate()
+        ({"default_country": "XX"}, "default_country"),
+        ({"default_country": "jp"}, "default_country"),
+        ({"languages": []}, "languages"),
+        ({"languages": ["ja", "fr"]}, "languages"),
+        ({"languages": ["ja"], "default_language": "en"}, "default_language"),
+        ({"database_url": "mysql://db/ivr"}, "database_url"),
+        ({"ari": {"url": "ws://pbx/ari", "password": "x"}}, "ari.url"),
+        ({"ari": {"url": "http://pbx/ari"}}, "ari.password"),
+        ({"ari": {"url": "http://pbx/ari", "password": ""}}, "ari.password"),
+        ({"ari": {"app": "ivr auth"}}, "ari.app"),
+        ({"ari": {"app": ""}}, "ari.app"),
+        ({"trunk": {"name": "my trunk"}}, "trunk.name"),
+        ({"trunk": {"name": ""}}, "trunk.name"),
+        ({"trunk": {"transport": "tls"}}, "trunk.transport"),
+        ({"trunk": {"number_format": "international"}}, "trunk.number_format"),
+        ({"trunk": {"dial_prefix": "00a"}}, "trunk.dial_prefix"),
+        ({"trunk": {"username": "acct"}}, "trunk.username and trunk.password"),
+        ({"trunk": {"password": "pw"}}, "trunk.username and trunk.password"),
+        ({"trunk": {"caller_id": "not a number"}}, "trunk.caller_id"),
+        ({"stack": {"bind": "localhost"}}, "stack.bind"),
+        ({"stack": {"start_timeout": 0}}, "stack.start_timeout"),
+    ],
+)
+def test_each_invalid_value_names_its_key(raw: dict[str, Any], key: str) -> None:
+    with pytest.raises(errors.ConfigError) as exc:
+        config.from_mapping(raw)
+
+    assert key_of(exc) == key
+
+
+def test_unknown_key_lists_the_known_ones() -> None:
+    with pytest.raises(errors.ConfigError) as exc:
+        config.from_mapping({"ari": {"pasword": "x"}})
+
+    assert "password" in str(exc.value).split("known keys here:", 1)[1]
+
+
+def test_duplicate_port_message_names_both_keys() -> None:
+    with pytest.raises(errors.ConfigError) as exc:
+        config.from_mapping({"stack": {"ari_port": 5070}})
+
+    assert str(exc.value) == "stack.ari_port: port 5070 is also stack.sip_port"
+
+
+def test_valid_edge_values_are_accepted() -> None:
+    cfg = config.from_mapping(
+        {
+            "http": {"listen": "[::1]:65535"},
+            "stack": {"bind": "::1", "rtp_start": 40000, "rtp_end": 40010, "postgres_port": 1},
+            "trunk": {"dial_prefix": "*#+0", "caller_id": "+81312345678", "name": "a_b-1"},
+            "ari": {"url": "http://pbx/ari", "password": "x", "app": "a.b-c_d"},
+        }
+    )
+
+    assert cfg.http_host_port() == ("::1", 65535)
+    assert cfg.stack.rtp_end - cfg.stack.rtp_start == 10
+
+
+# --- from_mapping, with_overrides, run_dir --------------------------------------------
+
+
+def test_from_mapping_builds_nested_sections() -> None:
+    cfg = config.from_mapping({"trunk": {"host": "10.0.0.1", "port": 5060}, "default_language": "en"})
+
+    assert cfg.trunk.host == "10.0.0.1"
+    assert cfg.trunk.port == 5060
+    assert cfg.trunk.name == "trunk"
+    assert cfg.default_language == "en"
+    assert cfg.base_dir == "."
+
+
+def test_from_mapping_does_not_change_its_argument() -> None:
+    raw: dict[str, Any] = {"trunk": {"port": 5060}}
+
+    config.from_mapping(raw)
+
+    assert raw == {"trunk": {"port": 5060}}
+
+
+def test_with_overrides_replaces_only_the_given_keys() -> None:
+    cfg = config.from_mapping({"trunk": {"host": "10.0.0.1"}})
+
+    out = config.with_overrides(cfg, trunk={"port": 5999}, stack={"sip_port": 5071})
+
+    assert out.trunk.port == 5999
+    assert out.trunk.host == "10.0.0.1"
+    assert out.stack.sip_port == 5071
+    assert out.stack.ari_port == cfg.stack.ari_port
+    assert cfg.trunk.port == 5080
+    assert cfg.stack.sip_port == 5070
+
+
+def test_with_overrides_validates_the_result() -> None:
+    cfg = config.Config()
+
+    with pytest.raises(errors.ConfigError) as exc:
+        config.with_overrides(cfg, stack={"sip_port": cfg.stack.postgres_port})
+
+    assert key_of(exc) == "stack.sip_port"
+
+
+def test_with_overrides_refuses_unknown_keys() -> None:
+    with pytest.raises(TypeError):
+        config.with_overrides(config.Config(), trunk={"prot": 1})
+
+
+def test_run_dir_is_relative_to_the_config_file_not_the_cwd(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    path = write(project, "stack:\n  run_dir: var/run\n")
+    monkeypatch.chdir(elsewhere)
+
+    assert config.load(path, {}).run_dir == (project / "var" / "run").resolve()
+    assert config.load(write(project, "", name="empty.yaml"), {}).run_dir == (project / ".run" / "stack").resolve()
+
+
+def test_relative_config_path_still_anchors_run_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    write(project, "")
+    monkeypatch.chdir(tmp_path)
+
+    cfg = config.load(Path("project") / "ivr-auth.yaml", {})
+
+    assert cfg.run_dir == (project / ".run" / "stack").resolve()
+    assert Path(cfg.base_dir).is_absolute()
+
+
+def test_absolute_run_dir_is_kept(tmp_path: Path) -> None:
+    target = tmp_path / "abs-run"
+    conf_dir = tmp_path / "conf"
+    conf_dir.mkdir()
+    path = write(conf_dir, f"stack:\n  run_dir: {target}\n")
+
+    assert config.load(path, {}).run_dir == target.resolve()
+
+
+def test_run_dir_env_override_is_relative_to_the_file(tmp_path: Path) -> None:
+    path = write(tmp_path, "")
+
+    cfg = config.load(path, {"IVR_AUTH_STACK_RUN_DIR": "other"})
+
+    assert cfg.run_dir == (tmp_path / "other").resolve()

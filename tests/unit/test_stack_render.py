@@ -1,0 +1,224 @@
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ivr_auth import config, errors
+from ivr_auth.stack import asterisk, render
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+TEMPLATES = sorted([*(PROJECT_ROOT / "asterisk").glob("*.conf"), *(PROJECT_ROOT / "dialplan").glob("*.conf")])
+DIR_KEYS = ("etc", "varlib", "spool", "log", "ctl", "module", "data")
+
+
+# --- render() ------------------------------------------------------------------------
+
+
+def test_placeholders_are_filled() -> None:
+    out = render.render("bind = {{host}}:{{ port }}\nname = {{host}}", {"host": "127.0.0.1", "port": "5070"})
+
+    assert out == "bind = 127.0.0.1:5070\nname = 127.0.0.1"
+
+
+def test_missing_value_names_the_placeholder_and_the_source() -> None:
+    with pytest.raises(errors.StackError) as exc:
+        render.render("a = {{present}}\nb = {{absent}}", {"present": "x"}, source="pjsip.conf")
+
+    assert str(exc.value) == "pjsip.conf: no value for placeholder {{absent}}"
+
+
+@pytest.mark.parametrize("value", ["a\nb", "a\rb", "x\n[evil]"])
+def test_values_that_would_break_the_file_are_refused(value: str) -> None:
+    with pytest.raises(errors.StackError) as exc:
+        render.render("password = {{password}}", {"password": value}, source="ari.conf")
+
+    assert "password" in str(exc.value)
+    assert str(exc.value).startswith("ari.conf:")
+
+
+def test_section_values_may_span_lines_and_hold_semicolons() -> None:
+    section = "\n[auth]\ntype = auth ; generated\n"
+
+    assert render.render("x\n{{auth_section}}", {"auth_section": section}) == "x\n" + section
+
+
+def test_asterisk_syntax_is_left_alone() -> None:
+    template = "exten => _X.,1,NoOp(${EXTEN} ${CALLERID(num)} $[1+2] {single} {{ }} {{1abc}})"
+
+    assert render.render(template, {}) == template
+    assert render.placeholders(template) == set()
+
+
+def test_a_value_is_not_expanded_again() -> None:
+    assert render.render("{{a}}", {"a": "{{b}}", "b": "no"}) == "{{b}}"
+
+
+def test_placeholders_lists_each_name_once() -> None:
+    assert render.placeholders("{{a}} {{ b }} {{a}} ${c}") == {"a", "b"}
+
+
+def test_unused_values_are_fine() -> None:
+    assert render.render("plain", {"unused": "x;\n"}) == "plain"
+
+
+# --- the project's real templates ----------------------------------------------------
+
+
+def dirs_under(root: Path) -> dict[str, Path]:
+    return {key: root / key for key in DIR_KEYS}
+
+
+def render_all(cfg: config.Config, root: Path, ari_password: str = "ari-pw") -> dict[str, str]:
+    values = asterisk.template_values(cfg, ari_password, dirs_under(root))
+    return {t.name: render.render(t.read_text(), values, source=str(t)) for t in TEMPLATES}
+
+
+def asterisk_sections(text: str) -> list[tuple[str, dict[str, str]]]:
+    """Read a rendered file as Asterisk would: ``;`` starts a comment unless escaped."""
+    sections: list[tuple[str, dict[str, str]]] = []
+    for raw in text.splitlines():
+        line, i = "", 0
+        while i < len(raw):
+            if raw[i] == "\\" and raw[i + 1 : i + 2] == ";":
+                line += ";"
+                i += 2
+                continue
+            if raw[i] == ";":
+                break
+            line += raw[i]
+            i += 1
+        line = line.strip()
+        if not line:
+            continue
+        if line.startswith("[") and line.endswith("]"):
+            sections.append((line[1:-1], {}))
+        elif "=" in line and sections:
+            key, _, value = line.partition("=")
+            sections[-1][1][key.strip().rstrip(">")] = value.strip().removeprefix(">").strip()
+    return sections
+
+
+def section(sections: list[tuple[str, dict[str, str]]], name: str, kind: str) -> dict[str, str]:
+    (found,) = [body for n, body in sections if n == name and body.get("type") == kind]
+    return found
+
+
+def test_the_templates_exist() -> None:
+    names = {t.name for t in TEMPLATES}
+
+    assert {"asterisk.conf", "pjsip.conf", "ari.conf", "http.conf", "rtp.conf", "extensions.conf"} <= names
+
+
+def test_template_values_cover_every_placeholder() -> None:
+    values = asterisk.template_values(config.Config(), "pw", dirs_under(Path("/x")))
+    used = set().union(*(render.placeholders(t.read_text()) for t in TEMPLATES))
+
+    assert used
+    assert used <= set(values)
+
+
+def test_every_template_renders_with_the_defaults(tmp_path: Path) -> None:
+    rendered = render_all(config.Config(), tmp_path)
+
+    for name, text in rendered.items():
+        assert "{{" not in text, name
+        assert "}}" not in text, name
+
+
+def test_rendered_files_carry_the_config(tmp_path: Path) -> None:
+    cfg = config.from_mapping(
+        {
+            "ari": {"username": "ctl", "app": "ivr-test"},
+            "trunk": {"name": "carrier", "host": "192.0.2.10", "port": 5099, "trusted": True},
+            "stack": {"bind": "127.0.0.2", "sip_port": 5071, "ari_port": 58089, "rtp_start": 31000, "rtp_end": 31100},
+        }
+    )
+
+    rendered = render_all(cfg, tmp_path, ari_password="p4ss")
+
+    ast_conf = dict(asterisk_sections(rendered["asterisk.conf"])[0][1])
+    assert ast_conf["astetcdir"] == str(tmp_path / "etc")
+    assert ast_conf["astmoddir"] == str(tmp_path / "module")
+    assert ast_conf["astdatadir"] == str(tmp_path / "data")
+    assert ast_conf["astrundir"] == str(tmp_path / "ctl")
+    assert ast_conf["astlogdir"] == str(tmp_path / "log")
+    assert ast_conf["astspooldir"] == str(tmp_path / "spool")
+    assert ast_conf["astvarlibdir"] == str(tmp_path / "varlib")
+
+    ari = asterisk_sections(rendered["ari.conf"])
+    assert section(ari, "ctl", "user")["password"] == "p4ss"
+
+    http = dict(asterisk_sections(rendered["http.conf"]))
+    assert http["general"]["bindaddr"] == "127.0.0.2"
+    assert http["general"]["bindport"] == "58089"
+
+    rtp = dict(asterisk_sections(rendered["rtp.conf"]))
+    assert (rtp["general"]["rtpstart"], rtp["general"]["rtpend"]) == ("31000", "31100")
+
+    pjsip = asterisk_sections(rendered["pjsip.conf"])
+    assert section(pjsip, "transport-udp", "transport")["bind"] == "127.0.0.2:5071"
+    endpoint = section(pjsip, "carrier", "endpoint")
+    assert endpoint["transport"] == "transport-udp"
+    assert endpoint["trust_id_inbound"] == "yes"
+    assert endpoint["aors"] == "carrier"
+    assert section(pjsip, "carrier", "aor")["contact"] == "sip:192.0.2.10:5099"
+    assert section(pjsip, "carrier", "identify")["match"] == "192.0.2.10"
+
+
+def test_dialplan_keeps_asterisk_variables(tmp_path: Path) -> None:
+    text = render_all(config.Config(), tmp_path)["extensions.conf"]
+
+    assert "${EXTEN}" in text
+    assert "${CALLERID(num)}" in text
+    assert "${EXTEN:1}" in text
+
+
+def test_no_trunk_auth_without_a_username(tmp_path: Path) -> None:
+    text = render_all(config.Config(), tmp_path)["pjsip.conf"]
+    pjsip = asterisk_sections(text)
+
+    assert "outbound_auth" not in section(pjsip, "trunk", "endpoint")
+    assert [name for name, body in pjsip if body.get("type") == "auth"] == []
+    assert "trunk-auth" not in text
+
+
+def test_trunk_auth_with_a_username(tmp_path: Path) -> None:
+    cfg = config.from_mapping({"trunk": {"name": "carrier", "username": "acct", "password": "pw"}})
+
+    pjsip = asterisk_sections(render_all(cfg, tmp_path)["pjsip.conf"])
+
+    assert section(pjsip, "carrier", "endpoint")["outbound_auth"] == "carrier-auth"
+    assert section(pjsip, "carrier-auth", "auth") == {
+        "type": "auth",
+        "auth_type": "userpass",
+        "username": "acct",
+        "password": "pw",
+    }
+
+
+def test_tcp_trunk_renders(tmp_path: Path) -> None:
+    cfg = config.from_mapping({"trunk": {"name": "carrier", "host": "192.0.2.10", "transport": "tcp"}})
+
+    pjsip = asterisk_sections(render_all(cfg, tmp_path)["pjsip.conf"])
+
+    assert section(pjsip, "carrier", "endpoint")["transport"] == "transport-tcp"
+    assert "transport=tcp" in section(pjsip, "carrier", "aor")["contact"]
+
+
+@pytest.mark.parametrize(
+    ("username", "password"),
+    [("acct", "pa;ss"), ("acct\n[evil]\ntype = endpoint", "pw"), ("acct", "pw\ncontext = default")],
+)
+def test_trunk_credentials_survive_rendering_or_are_refused(tmp_path: Path, username: str, password: str) -> None:
+    raw: dict[str, Any] = {"trunk": {"name": "carrier", "username": username, "password": password}}
+    try:
+        rendered = render_all(config.from_mapping(raw), tmp_path)
+    except errors.IvrAuthError:
+        return
+    pjsip = asterisk_sections(rendered["pjsip.conf"])
+
+    assert [name for name, _ in pjsip][-1] == "carrier-auth"
+    auth = section(pjsip, "carrier-auth", "auth")
+    assert (auth["username"], auth["password"]) == (username, password)
