@@ -64,6 +64,41 @@ class TrunkConfig:
     dial_prefix: str = ""
     # Trust P-Asserted-Identity from this trunk for inbound caller ID.
     trusted: bool = False
+    # Pacing: calls in progress at once, and new calls per second, on this trunk.
+    max_channels: int = 30
+    calls_per_second: float = 5.0
+
+
+@dataclasses.dataclass(frozen=True)
+class VerificationConfig:
+    """Defaults and bounds for verification requests and their calls."""
+
+    ttl_seconds: int = 300
+    max_ttl_seconds: int = 3600
+    code_length: int = 6
+    max_code_attempts: int = 3
+    # Calls per request, counting retries after busy / no answer.
+    max_call_attempts: int = 3
+    retry_delay_seconds: float = 30.0
+    # Ringing before we give up (our own timer; Asterisk's originate timeout
+    # reports cause 0, so it is not the one we trust).
+    ring_timeout_seconds: int = 30
+    first_digit_timeout_seconds: float = 10.0
+    inter_digit_timeout_seconds: float = 5.0
+    # Times the prompt is repeated when the callee keys nothing at all.
+    no_input_retries: int = 2
+
+
+@dataclasses.dataclass(frozen=True)
+class DialerConfig:
+    """The controller's queue handling."""
+
+    # Names this controller in leases and events; empty: <host>-<pid>.
+    name: str = ""
+    poll_interval_seconds: float = 1.0
+    lease_seconds: float = 30.0
+    reaper_interval_seconds: float = 5.0
+    shutdown_grace_seconds: float = 30.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -91,12 +126,17 @@ class StackConfig:
 class Config:
     # Unset: the embedded stack's Postgres.
     database_url: str | None = None
+    # Keys code hashes and API key hashes. Unset: with the embedded stack, one
+    # generated on its first start; otherwise required.
+    server_secret: str | None = None
     default_country: str = "JP"
     languages: tuple[str, ...] = LANGUAGES
     default_language: str = "ja"
     ari: AriConfig = dataclasses.field(default_factory=AriConfig)
     http: HttpConfig = dataclasses.field(default_factory=HttpConfig)
     trunk: TrunkConfig = dataclasses.field(default_factory=TrunkConfig)
+    verification: VerificationConfig = dataclasses.field(default_factory=VerificationConfig)
+    dialer: DialerConfig = dataclasses.field(default_factory=DialerConfig)
     stack: StackConfig = dataclasses.field(default_factory=StackConfig)
     # Directory that relative paths in this config are taken from.
     base_dir: str = "."
@@ -319,6 +359,14 @@ def validate(cfg: Config) -> None:
             phonenumbers.parse(trunk.caller_id, cfg.default_country)
         except phonenumbers.NumberParseException as exc:
             raise errors.ConfigError(f"trunk.caller_id: {trunk.caller_id!r} is not a phone number") from exc
+    if trunk.max_channels < 1:
+        raise errors.ConfigError("trunk.max_channels: must be at least 1")
+    if trunk.calls_per_second <= 0:
+        raise errors.ConfigError("trunk.calls_per_second: must be positive")
+    if cfg.server_secret is not None and len(cfg.server_secret) < 32:
+        raise errors.ConfigError("server_secret: must be at least 32 characters")
+    _validate_verification(cfg.verification)
+    _validate_dialer(cfg.dialer)
     stack = cfg.stack
     try:
         ipaddress.ip_address(stack.bind)
@@ -342,6 +390,35 @@ def validate(cfg: Config) -> None:
         seen[port] = key
     if stack.start_timeout <= 0:
         raise errors.ConfigError("stack.start_timeout: must be positive")
+
+
+def _validate_verification(v: VerificationConfig) -> None:
+    if not 4 <= v.code_length <= 10:
+        raise errors.ConfigError("verification.code_length: must be 4-10")
+    if not 30 <= v.ttl_seconds <= v.max_ttl_seconds:
+        raise errors.ConfigError("verification.ttl_seconds: must be at least 30 and at most max_ttl_seconds")
+    positive = {
+        "max_code_attempts": v.max_code_attempts,
+        "max_call_attempts": v.max_call_attempts,
+        "ring_timeout_seconds": v.ring_timeout_seconds,
+        "first_digit_timeout_seconds": v.first_digit_timeout_seconds,
+        "inter_digit_timeout_seconds": v.inter_digit_timeout_seconds,
+    }
+    for name, value in positive.items():
+        if value <= 0:
+            raise errors.ConfigError(f"verification.{name}: must be positive")
+    if v.retry_delay_seconds < 0 or v.no_input_retries < 0:
+        raise errors.ConfigError("verification.retry_delay_seconds / no_input_retries: may not be negative")
+
+
+def _validate_dialer(d: DialerConfig) -> None:
+    if d.name and not all(c.isalnum() or c in "-_." for c in d.name):
+        raise errors.ConfigError("dialer.name: letters, digits, '-', '_' and '.' only")
+    for name in ("poll_interval_seconds", "lease_seconds", "reaper_interval_seconds"):
+        if getattr(d, name) <= 0:
+            raise errors.ConfigError(f"dialer.{name}: must be positive")
+    if d.lease_seconds < 3 * d.poll_interval_seconds:
+        raise errors.ConfigError("dialer.lease_seconds: must be at least three poll intervals")
 
 
 def with_overrides(cfg: Config, **sections: Any) -> Config:

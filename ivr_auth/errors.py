@@ -48,3 +48,23 @@ class AppNotRegistered(AriError):
 
 class CallFailed(IvrAuthError):
     """The call could not be placed."""
+
+
+class StoreError(IvrAuthError):
+    """The database failed."""
+
+
+class StoreUnavailable(StoreError):
+    """The database cannot be reached."""
+
+
+class NotFound(IvrAuthError):
+    """No such verification."""
+
+
+class Conflict(IvrAuthError):
+    """The request is not in a state that allows this."""
+
+
+class IdempotencyMismatch(IvrAuthError):
+    """This Idempotency-Key was used before with a different request."""

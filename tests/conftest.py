@@ -5,13 +5,16 @@ developer's `ivr-auth stack up` can run beside the suite; they never skip."""
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import aiohttp
 import pytest
+from psycopg_pool import AsyncConnectionPool
 
-from ivr_auth import config, stack
+from ivr_auth import config, crypto, models, stack
+from ivr_auth import store as store_mod
 from ivr_auth.ari import node as ari_node
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,3 +66,20 @@ async def ari(
     await node.start()
     yield node
     await node.close()
+
+
+@pytest.fixture
+async def store(local_stack: stack.Endpoints) -> AsyncIterator[store_mod.Store]:
+    """The real Postgres of the local stack, through the project's Store."""
+    pool = AsyncConnectionPool(local_stack.database_url, min_size=1, max_size=10, open=False)
+    await pool.open(wait=True)
+    try:
+        yield store_mod.Store(pool, crypto.Keys.from_secret(local_stack.server_secret))
+    finally:
+        await pool.close()
+
+
+@pytest.fixture
+async def tenant(store: store_mod.Store) -> tuple[models.Tenant, str]:
+    """A fresh tenant (unique name) and its API key."""
+    return await store.create_tenant(f"tenant-{uuid.uuid4().hex[:12]}")

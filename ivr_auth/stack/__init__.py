@@ -11,16 +11,22 @@ from dataclasses import dataclass
 
 from ivr_auth import config, errors
 from ivr_auth.stack import asterisk, postgres, secrets
+from ivr_auth.store import migrate
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Endpoints:
-    """Where the services are, whether embedded or configured."""
+    """Where the services are, whether embedded or configured, and the
+    server secret that goes with the database."""
 
     database_url: str
     ari_url: str
     ari_username: str
     ari_password: str
+    server_secret: str
+
+    def __repr__(self) -> str:
+        return f"Endpoints(ari_url={self.ari_url!r})"
 
 
 def endpoints(cfg: config.Config) -> Endpoints:
@@ -42,7 +48,16 @@ def endpoints(cfg: config.Config) -> Endpoints:
     else:
         assert stack_secrets is not None
         ari_url, ari_password = asterisk.ari_url(cfg.stack), stack_secrets.ari_password
-    return Endpoints(db, ari_url, cfg.ari.username, ari_password)
+    if cfg.server_secret is not None:
+        server_secret = cfg.server_secret
+    elif stack_secrets is not None and cfg.embedded_database:
+        server_secret = stack_secrets.server_secret
+    else:
+        raise errors.ConfigError(
+            "server_secret: required when database_url is set (at least 32 characters; "
+            "every process sharing the database needs the same one)"
+        )
+    return Endpoints(db, ari_url, cfg.ari.username, ari_password, server_secret)
 
 
 def _parts(cfg: config.Config) -> tuple[postgres.Cluster | None, asterisk.Instance | None]:
@@ -55,13 +70,16 @@ def _parts(cfg: config.Config) -> tuple[postgres.Cluster | None, asterisk.Instan
 
 
 async def up(cfg: config.Config) -> Endpoints:
-    """Start what is embedded and wait until it is really ready. Idempotent."""
+    """Start what is embedded, wait until it is really ready, and bring the
+    database schema up to date. Idempotent."""
     cluster, instance = _parts(cfg)
     if cluster is not None:
         await cluster.start()
     if instance is not None:
         await instance.start()
-    return endpoints(cfg)
+    found = endpoints(cfg)
+    await migrate.migrate(found.database_url)
+    return found
 
 
 async def down(cfg: config.Config) -> list[str]:

@@ -1,36 +1,64 @@
-"""Passwords of the embedded stack: made once, kept in the run directory
-(mode 0600), reused on every start so that the cluster and Asterisk agree."""
+"""Secrets of the embedded stack: made once, kept in the run directory (mode
+0600), reused on every start so that the cluster, Asterisk and the stored
+hashes keep agreeing."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import secrets as _secrets
-from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from ivr_auth import errors
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, repr=False)
 class StackSecrets:
     postgres_password: str
     ari_password: str
+    # Keys code and API-key hashes when the config sets no server_secret.
+    server_secret: str
+
+    def __repr__(self) -> str:
+        return "StackSecrets(<hidden>)"
+
+
+def _fresh() -> dict[str, str]:
+    return {
+        "postgres_password": _secrets.token_urlsafe(24),
+        "ari_password": _secrets.token_urlsafe(24),
+        "server_secret": _secrets.token_urlsafe(48),
+    }
+
+
+def _write(path: Path, values: dict[str, Any]) -> None:
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(values, fh)
+    tmp.replace(path)
 
 
 def load_or_create(run_dir: Path) -> StackSecrets:
     path = run_dir / "secrets.json"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    values: dict[str, Any] = {}
     if path.exists():
         try:
-            return StackSecrets(**json.loads(path.read_text()))
-        except (ValueError, TypeError) as exc:
+            values = json.loads(path.read_text())
+        except ValueError as exc:
             raise errors.StackError(f"{path} is damaged; remove the run directory {run_dir} to start afresh") from exc
-    run_dir.mkdir(parents=True, exist_ok=True)
-    made = StackSecrets(_secrets.token_urlsafe(24), _secrets.token_urlsafe(24))
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        json.dump(asdict(made), fh)
-    return made
+        if not isinstance(values, dict):
+            raise errors.StackError(f"{path} is damaged; remove the run directory {run_dir} to start afresh")
+    missing = {k: v for k, v in _fresh().items() if k not in values}
+    if missing:
+        # A run directory from an older version gains the secrets it lacks.
+        values.update(missing)
+        _write(path, values)
+    names = {f.name for f in dataclasses.fields(StackSecrets)}
+    return StackSecrets(**{k: v for k, v in values.items() if k in names})
 
 
 def load(run_dir: Path) -> StackSecrets | None:

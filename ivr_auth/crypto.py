@@ -1,0 +1,92 @@
+"""Codes and API keys: made at random, kept only as keyed hashes.
+
+Every key is derived from the one server secret (config ``server_secret``)
+with HMAC-SHA256 and a purpose label, so a leaked hash of one kind says
+nothing about another. A code is also kept sealed (AES-GCM, bound to its
+request id) while its request is open, because the create response must be
+replayable under the same Idempotency-Key and the voice flow reads the code
+aloud; the seal is wiped when the request ends. Nothing here logs.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import secrets
+import uuid
+from dataclasses import dataclass
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from ivr_auth import errors
+
+API_KEY_PREFIX = "ivra"
+MIN_SECRET_LENGTH = 32
+
+
+def _derive(secret: bytes, purpose: str) -> bytes:
+    return hmac.new(secret, f"ivr-auth/{purpose}".encode(), hashlib.sha256).digest()
+
+
+@dataclass(frozen=True, repr=False)
+class Keys:
+    code_key: bytes
+    seal_key: bytes
+    api_key_key: bytes
+
+    @classmethod
+    def from_secret(cls, secret: str) -> Keys:
+        if len(secret) < MIN_SECRET_LENGTH:
+            raise errors.ConfigError(f"server_secret: must be at least {MIN_SECRET_LENGTH} characters")
+        raw = secret.encode()
+        return cls(_derive(raw, "code"), _derive(raw, "seal"), _derive(raw, "api-key"))
+
+    def __repr__(self) -> str:
+        return "Keys(<hidden>)"
+
+    def code_hash(self, verification_id: uuid.UUID, code: str) -> bytes:
+        return hmac.new(self.code_key, f"{verification_id}:{code}".encode(), hashlib.sha256).digest()
+
+    def code_matches(self, verification_id: uuid.UUID, code: str, stored: bytes) -> bool:
+        return hmac.compare_digest(self.code_hash(verification_id, code), bytes(stored))
+
+    def seal_code(self, verification_id: uuid.UUID, code: str) -> bytes:
+        nonce = os.urandom(12)
+        return nonce + AESGCM(self.seal_key).encrypt(nonce, code.encode(), verification_id.bytes)
+
+    def open_code(self, verification_id: uuid.UUID, sealed: bytes) -> str:
+        blob = bytes(sealed)
+        try:
+            return AESGCM(self.seal_key).decrypt(blob[:12], blob[12:], verification_id.bytes).decode()
+        except InvalidTag as exc:
+            raise errors.IvrAuthError("a sealed code did not open (server_secret changed?)") from exc
+
+    def api_key_hash(self, api_key: str) -> bytes:
+        return hmac.new(self.api_key_key, api_key.encode(), hashlib.sha256).digest()
+
+    def request_hash(self, body: bytes) -> bytes:
+        return hashlib.sha256(body).digest()
+
+
+def new_api_key() -> tuple[str, str]:
+    """A new key and its lookup prefix: ``ivra_<prefix>_<secret>``."""
+    prefix = base64.b32encode(os.urandom(5)).decode().lower()
+    return f"{API_KEY_PREFIX}_{prefix}_{secrets.token_urlsafe(32)}", prefix
+
+
+def api_key_prefix(api_key: str) -> str | None:
+    parts = api_key.split("_", 2)
+    if len(parts) != 3 or parts[0] != API_KEY_PREFIX or len(parts[1]) != 8:
+        return None
+    return parts[1]
+
+
+def generate_code(length: int) -> str:
+    return "".join(secrets.choice("0123456789") for _ in range(length))
+
+
+def generate_secret() -> str:
+    return secrets.token_urlsafe(48)

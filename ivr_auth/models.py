@@ -1,0 +1,111 @@
+"""Rows as frozen dataclasses, and their public (API) shape."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from ivr_auth import states
+
+
+def _iso(value: dt.datetime | None) -> str | None:
+    return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z") if value is not None else None
+
+
+@dataclasses.dataclass(frozen=True)
+class Tenant:
+    id: uuid.UUID
+    name: str
+    caller_id: str | None
+    default_language: str | None
+    created_at: dt.datetime
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Tenant:
+        return cls(**{f.name: row[f.name] for f in dataclasses.fields(cls)})
+
+
+@dataclasses.dataclass(frozen=True, repr=False)
+class Verification:
+    id: uuid.UUID
+    tenant_id: uuid.UUID
+    method: str
+    phone: str
+    line_type: str
+    code_hash: bytes
+    code_sealed: bytes | None
+    code_length: int
+    language: str
+    reference: str | None
+    callback_url: str | None
+    status: states.Status
+    reason: str | None
+    code_attempts: int
+    max_code_attempts: int
+    call_attempts: int
+    max_call_attempts: int
+    idempotency_key: str | None
+    request_hash: bytes | None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+    expires_at: dt.datetime
+    next_attempt_at: dt.datetime
+    lease_owner: str | None
+    lease_expires_at: dt.datetime | None
+    node: str | None
+    channel_id: str | None
+    answered_at: dt.datetime | None
+    finished_at: dt.datetime | None
+    last_cause: int | None
+    last_cause_txt: str | None
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> Verification:
+        values = {f.name: row[f.name] for f in dataclasses.fields(cls)}
+        values["status"] = states.Status(values["status"])
+        for key in ("code_hash", "code_sealed", "request_hash"):
+            if values[key] is not None:
+                values[key] = bytes(values[key])
+        return cls(**values)
+
+    def __repr__(self) -> str:
+        # Never print hashes, the sealed code or the full number.
+        return f"Verification(id={self.id}, method={self.method}, status={self.status.value})"
+
+    @property
+    def terminal(self) -> bool:
+        return self.status in states.TERMINAL
+
+    def public(self, *, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """What the API shows the tenant: no hashes, no code."""
+        out: dict[str, Any] = {
+            "id": str(self.id),
+            "status": self.status.value,
+            "method": self.method,
+            "phone": self.phone,
+            "line_type": self.line_type,
+            "language": self.language,
+            "reference": self.reference,
+            "reason": self.reason,
+            "code_length": self.code_length,
+            "code_attempts": self.code_attempts,
+            "max_code_attempts": self.max_code_attempts,
+            "call_attempts": self.call_attempts,
+            "max_call_attempts": self.max_call_attempts,
+            "last_call": (
+                {"hangup_cause": self.last_cause, "hangup_cause_text": self.last_cause_txt}
+                if self.last_cause is not None
+                else None
+            ),
+            "created_at": _iso(self.created_at),
+            "updated_at": _iso(self.updated_at),
+            "expires_at": _iso(self.expires_at),
+            "answered_at": _iso(self.answered_at),
+            "finished_at": _iso(self.finished_at),
+        }
+        if extra:
+            out.update(extra)
+        return out

@@ -1,0 +1,417 @@
+"""Postgres: the single source of truth and the queue.
+
+Every state change goes through ``transition``, which guards on the current
+status and appends to the event log in the same statement. psycopg errors
+are translated here into ``errors.StoreError`` / ``StoreUnavailable``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as dt
+import hmac
+import json
+import logging
+import uuid
+from collections.abc import AsyncIterator, Iterable, Mapping
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+
+from ivr_auth import crypto, errors, models, states
+from ivr_auth.store import sql
+
+logger = logging.getLogger(__name__)
+
+Row = dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class NewVerification:
+    tenant_id: uuid.UUID
+    method: str
+    phone: str
+    line_type: str
+    code: str
+    language: str
+    reference: str | None
+    callback_url: str | None
+    ttl_seconds: int
+    max_code_attempts: int
+    max_call_attempts: int
+    idempotency_key: str | None
+    request_hash: bytes | None
+
+
+@dataclasses.dataclass(frozen=True)
+class Created:
+    verification: models.Verification
+    code: str | None
+    created: bool
+
+
+class Store:
+    def __init__(self, pool: AsyncConnectionPool[Any], keys: crypto.Keys) -> None:
+        self.pool = pool
+        self.keys = keys
+
+    @contextlib.asynccontextmanager
+    async def _conn(self) -> AsyncIterator[psycopg.AsyncConnection[Row]]:
+        try:
+            async with self.pool.connection() as conn:
+                conn.row_factory = dict_row
+                yield conn
+        except psycopg.OperationalError as exc:
+            raise errors.StoreUnavailable(f"database unavailable: {exc}") from exc
+        except TimeoutError as exc:  # pool exhausted or database gone
+            raise errors.StoreUnavailable("database unavailable: no connection within the pool timeout") from exc
+        except psycopg.Error as exc:
+            raise errors.StoreError(f"database error: {type(exc).__name__}: {exc}") from exc
+
+    async def _one(self, name: str, params: Mapping[str, Any] | None = None) -> Row | None:
+        async with self._conn() as conn:
+            cur = await conn.execute(sql.query(name), params or {})
+            return await cur.fetchone() if cur.description else None
+
+    async def _all(self, name: str, params: Mapping[str, Any] | None = None) -> list[Row]:
+        async with self._conn() as conn:
+            cur = await conn.execute(sql.query(name), params or {})
+            return await cur.fetchall() if cur.description else []
+
+    # --- health ----------------------------------------------------------------------
+
+    async def ping(self) -> None:
+        await self._one("ping")
+
+    # --- tenants ---------------------------------------------------------------------
+
+    async def create_tenant(
+        self, name: str, *, caller_id: str | None = None, default_language: str | None = None
+    ) -> tuple[models.Tenant, str]:
+        """A new tenant and its first API key (shown once, stored hashed)."""
+        async with self._conn() as conn, conn.transaction():
+            try:
+                cur = await conn.execute(
+                    sql.query("create_tenant"),
+                    {"name": name, "caller_id": caller_id, "default_language": default_language},
+                )
+            except psycopg.errors.UniqueViolation as exc:
+                raise errors.Conflict(f"a tenant named {name!r} exists already") from exc
+            row = await cur.fetchone()
+            assert row is not None
+            tenant = models.Tenant.from_row(row)
+            key = await self._add_key(conn, tenant.id)
+        return tenant, key
+
+    async def add_api_key(self, tenant_name: str) -> str:
+        async with self._conn() as conn, conn.transaction():
+            cur = await conn.execute(sql.query("tenant_by_name"), {"name": tenant_name})
+            row = await cur.fetchone()
+            if row is None:
+                raise errors.NotFound(f"no tenant named {tenant_name!r}")
+            return await self._add_key(conn, row["id"])
+
+    async def _add_key(self, conn: psycopg.AsyncConnection[Row], tenant_id: uuid.UUID) -> str:
+        key, prefix = crypto.new_api_key()
+        await conn.execute(
+            sql.query("create_api_key"),
+            {"tenant_id": tenant_id, "prefix": prefix, "key_hash": self.keys.api_key_hash(key)},
+        )
+        return key
+
+    async def tenant_for_key(self, api_key: str) -> models.Tenant | None:
+        prefix = crypto.api_key_prefix(api_key)
+        if prefix is None:
+            return None
+        row = await self._one("api_key_by_prefix", {"prefix": prefix})
+        if row is None:
+            return None
+        if not hmac.compare_digest(bytes(row["key_hash"]), self.keys.api_key_hash(api_key)):
+            return None
+        return models.Tenant.from_row(row)
+
+    # --- verifications (API side) ----------------------------------------------------
+
+    async def create_verification(self, new: NewVerification) -> Created:
+        """Insert and wake the dialers; or, for a repeated Idempotency-Key with
+        the same body, return the first request (and its code) again."""
+        verification_id = uuid.uuid4()
+        params = {
+            "id": verification_id,
+            "tenant_id": new.tenant_id,
+            "method": new.method,
+            "phone": new.phone,
+            "line_type": new.line_type,
+            "code_hash": self.keys.code_hash(verification_id, new.code),
+            "code_sealed": self.keys.seal_code(verification_id, new.code),
+            "code_length": len(new.code),
+            "language": new.language,
+            "reference": new.reference,
+            "callback_url": new.callback_url,
+            "max_code_attempts": new.max_code_attempts,
+            "max_call_attempts": new.max_call_attempts,
+            "idempotency_key": new.idempotency_key,
+            "request_hash": new.request_hash,
+            "ttl_seconds": new.ttl_seconds,
+        }
+        async with self._conn() as conn, conn.transaction():
+            cur = await conn.execute(sql.query("insert_verification"), params)
+            row = await cur.fetchone()
+            if row is not None:
+                await conn.execute(sql.query("notify_queue"))
+                return Created(models.Verification.from_row(row), new.code, created=True)
+            cur = await conn.execute(
+                sql.query("verification_by_idempotency_key"),
+                {"tenant_id": new.tenant_id, "idempotency_key": new.idempotency_key},
+            )
+            existing = await cur.fetchone()
+        if existing is None:  # the other insert rolled back meanwhile
+            raise errors.Conflict("a request with this Idempotency-Key is being processed; retry")
+        first = models.Verification.from_row(existing)
+        if first.request_hash != new.request_hash:
+            raise errors.IdempotencyMismatch()
+        code = self.keys.open_code(first.id, first.code_sealed) if first.code_sealed else None
+        return Created(first, code, created=False)
+
+    async def get(self, tenant_id: uuid.UUID, verification_id: uuid.UUID) -> models.Verification:
+        row = await self._one("verification_for_tenant", {"id": verification_id, "tenant_id": tenant_id})
+        if row is None:
+            raise errors.NotFound()
+        return models.Verification.from_row(row)
+
+    async def get_by_id(self, verification_id: uuid.UUID) -> models.Verification | None:
+        row = await self._one("verification_by_id", {"id": verification_id})
+        return models.Verification.from_row(row) if row else None
+
+    async def cancel(self, tenant_id: uuid.UUID, verification_id: uuid.UUID) -> models.Verification:
+        current = await self.get(tenant_id, verification_id)
+        if current.status not in states.CANCELABLE:
+            raise errors.Conflict(f"the request is {current.status.value} and can no longer be canceled")
+        async with self._conn() as conn, conn.transaction():
+            row = await self._transition(
+                conn,
+                verification_id,
+                sorted(s.value for s in states.CANCELABLE),
+                states.Status.CANCELED,
+                reason="canceled",
+                detail={"by": "api"},
+            )
+            if row is not None:
+                await conn.execute(sql.query("notify_cancel"), {"id": str(verification_id)})
+        if row is None:
+            settled = await self.get(tenant_id, verification_id)
+            raise errors.Conflict(f"the request is {settled.status.value} and can no longer be canceled")
+        return models.Verification.from_row(row)
+
+    async def check_code(
+        self, tenant_id: uuid.UUID, verification_id: uuid.UUID, code: str, *, source: str
+    ) -> tuple[models.Verification, bool]:
+        """Compare a code (constant time); a wrong one counts against
+        max_code_attempts, and the last allowed wrong one fails the request."""
+        async with self._conn() as conn, conn.transaction():
+            cur = await conn.execute(sql.query("lock_verification"), {"id": verification_id, "tenant_id": tenant_id})
+            row = await cur.fetchone()
+            if row is None:
+                raise errors.NotFound()
+            current = models.Verification.from_row(row)
+            if current.status not in states.CHECKABLE:
+                raise errors.Conflict(f"the request is {current.status.value}; no code can be checked")
+            if current.expires_at <= dt.datetime.now(dt.UTC):
+                raise errors.Conflict("the request has expired")
+            if self.keys.code_matches(current.id, code, current.code_hash):
+                done = await self._transition(
+                    conn,
+                    current.id,
+                    [current.status.value],
+                    states.Status.VERIFIED,
+                    reason="code_matched",
+                    detail={"source": source},
+                    release=True,
+                )
+                assert done is not None
+                return models.Verification.from_row(done), True
+            after = models.Verification.from_row(await self._record_wrong_code(conn, current.id, source))
+            if after.code_attempts >= after.max_code_attempts:
+                failed = await self._transition(
+                    conn,
+                    current.id,
+                    [current.status.value],
+                    states.Status.FAILED,
+                    reason="code_attempts_exhausted",
+                    detail={"source": source},
+                    release=True,
+                )
+                assert failed is not None
+                if current.status in states.IN_PROGRESS and source == "api":
+                    await conn.execute(sql.query("notify_cancel"), {"id": str(current.id)})
+                return models.Verification.from_row(failed), False
+            return after, False
+
+    async def events(self, verification_id: uuid.UUID) -> list[Row]:
+        return await self._all("events_for", {"id": verification_id})
+
+    async def calls(self, verification_id: uuid.UUID) -> list[Row]:
+        return await self._all("calls_for", {"id": verification_id})
+
+    # --- the queue (controller side) ---------------------------------------------------
+
+    async def claim(self, owner: str, node: str, limit: int, lease_seconds: float) -> list[models.Verification]:
+        if limit <= 0:
+            return []
+        rows = await self._all("claim", {"owner": owner, "node": node, "limit": limit, "lease_seconds": lease_seconds})
+        return [models.Verification.from_row(r) for r in rows]
+
+    async def transition(
+        self,
+        verification_id: uuid.UUID,
+        from_statuses: Iterable[states.Status],
+        to_status: states.Status,
+        *,
+        reason: str | None = None,
+        cause: int | None = None,
+        cause_txt: str | None = None,
+        channel_id: str | None = None,
+        next_attempt_at: dt.datetime | None = None,
+        detail: Mapping[str, Any] | None = None,
+    ) -> models.Verification | None:
+        """Guarded state change; None when the request was no longer in any of
+        ``from_statuses`` (canceled or settled meanwhile)."""
+        release = to_status in states.TERMINAL or to_status is states.Status.QUEUED
+        async with self._conn() as conn, conn.transaction():
+            row = await self._transition(
+                conn,
+                verification_id,
+                [s.value for s in from_statuses],
+                to_status,
+                reason=reason,
+                cause=cause,
+                cause_txt=cause_txt,
+                channel_id=channel_id,
+                next_attempt_at=next_attempt_at,
+                detail=detail,
+                release=release,
+            )
+            if row is not None and to_status is states.Status.QUEUED:
+                await conn.execute(sql.query("notify_queue"))
+        return models.Verification.from_row(row) if row else None
+
+    async def _transition(
+        self,
+        conn: psycopg.AsyncConnection[Row],
+        verification_id: uuid.UUID,
+        from_statuses: list[str],
+        to_status: states.Status,
+        *,
+        reason: str | None = None,
+        cause: int | None = None,
+        cause_txt: str | None = None,
+        channel_id: str | None = None,
+        next_attempt_at: dt.datetime | None = None,
+        detail: Mapping[str, Any] | None = None,
+        release: bool = False,
+    ) -> Row | None:
+        event_detail = dict(detail or {})
+        for key, value in (("reason", reason), ("cause", cause), ("cause_txt", cause_txt)):
+            if value is not None:
+                event_detail.setdefault(key, value)
+        cur = await conn.execute(
+            sql.query("transition"),
+            {
+                "id": verification_id,
+                "from_statuses": from_statuses,
+                "to_status": to_status.value,
+                "terminal": to_status in states.TERMINAL,
+                "release": release,
+                "reason": reason,
+                "cause": cause,
+                "cause_txt": cause_txt,
+                "channel_id": channel_id,
+                "next_attempt_at": next_attempt_at,
+                "detail": json.dumps(event_detail, default=str),
+            },
+        )
+        return await cur.fetchone()
+
+    async def heartbeat(self, owner: str, ids: list[uuid.UUID], lease_seconds: float) -> None:
+        if ids:
+            await self._one("heartbeat", {"owner": owner, "ids": ids, "lease_seconds": lease_seconds})
+
+    async def expire_queued(self) -> int:
+        return len(await self._all("expire_queued"))
+
+    @contextlib.asynccontextmanager
+    async def orphans(self) -> AsyncIterator[tuple[list[models.Verification], psycopg.AsyncConnection[Row]]]:
+        """Requests whose controller's lease ran out, locked for settling in
+        the yielded transaction (settle them with ``settle_orphan``)."""
+        async with self._conn() as conn, conn.transaction():
+            cur = await conn.execute(sql.query("orphans"))
+            rows = await cur.fetchall()
+            yield [models.Verification.from_row(r) for r in rows], conn
+
+    async def settle_orphan(
+        self,
+        conn: psycopg.AsyncConnection[Row],
+        orphan: models.Verification,
+        to_status: states.Status,
+        *,
+        next_attempt_at: dt.datetime | None = None,
+        detail: Mapping[str, Any] | None = None,
+    ) -> None:
+        await self._transition(
+            conn,
+            orphan.id,
+            [orphan.status.value],
+            to_status,
+            reason="controller_lost" if to_status is not states.Status.QUEUED else None,
+            next_attempt_at=next_attempt_at,
+            detail=detail,
+            release=True,
+        )
+        if to_status is states.Status.QUEUED:
+            await conn.execute(sql.query("notify_queue"))
+
+    async def log_event(self, verification_id: uuid.UUID, kind: str, detail: Mapping[str, Any]) -> None:
+        await self._one("log_event", {"id": verification_id, "type": kind, "detail": json.dumps(detail, default=str)})
+
+    async def wrong_code(self, verification_id: uuid.UUID, *, source: str) -> models.Verification:
+        async with self._conn() as conn, conn.transaction():
+            return models.Verification.from_row(await self._record_wrong_code(conn, verification_id, source))
+
+    async def _record_wrong_code(
+        self, conn: psycopg.AsyncConnection[Row], verification_id: uuid.UUID, source: str
+    ) -> Row:
+        cur = await conn.execute(sql.query("record_wrong_code"), {"id": verification_id})
+        row = await cur.fetchone()
+        if row is None:
+            raise errors.NotFound()
+        detail = {"source": source, "attempt": row["code_attempts"]}
+        await conn.execute(
+            sql.query("log_event"), {"id": verification_id, "type": "wrong_code", "detail": json.dumps(detail)}
+        )
+        return row
+
+    async def start_call_attempt(
+        self, verification: models.Verification, *, controller: str, node: str, trunk: str, channel_id: str
+    ) -> None:
+        await self._one(
+            "start_call_attempt",
+            {
+                "id": verification.id,
+                "attempt": verification.call_attempts,
+                "controller": controller,
+                "node": node,
+                "trunk": trunk,
+                "channel_id": channel_id,
+            },
+        )
+
+    async def answer_call_attempt(self, channel_id: str) -> None:
+        await self._one("answer_call_attempt", {"channel_id": channel_id})
+
+    async def end_call_attempt(self, channel_id: str, outcome: str, cause: int | None, cause_txt: str | None) -> None:
+        await self._one(
+            "end_call_attempt", {"channel_id": channel_id, "outcome": outcome, "cause": cause, "cause_txt": cause_txt}
+        )

@@ -1,0 +1,180 @@
+-- Named queries, loaded once by ivr_auth/store/sql.py. Each block starts
+-- with "-- name: NAME"; parameters are %(name)s (a literal percent is %%).
+
+-- name: ping
+SELECT 1;
+
+-- name: schema_version
+SELECT coalesce(max(version), 0) AS version FROM schema_migrations;
+
+-- name: create_tenant
+INSERT INTO tenants (name, caller_id, default_language)
+VALUES (%(name)s, %(caller_id)s, %(default_language)s)
+RETURNING *;
+
+-- name: tenant_by_name
+SELECT * FROM tenants WHERE name = %(name)s;
+
+-- name: create_api_key
+INSERT INTO api_keys (tenant_id, prefix, key_hash)
+VALUES (%(tenant_id)s, %(prefix)s, %(key_hash)s)
+RETURNING id;
+
+-- name: api_key_by_prefix
+SELECT k.key_hash, t.*
+FROM api_keys k JOIN tenants t ON t.id = k.tenant_id
+WHERE k.prefix = %(prefix)s AND k.revoked_at IS NULL;
+
+-- name: insert_verification
+-- Returns nothing when the tenant already used this Idempotency-Key.
+WITH inserted AS (
+    INSERT INTO verifications (
+        id, tenant_id, method, phone, line_type, code_hash, code_sealed, code_length, language,
+        reference, callback_url, status, max_code_attempts, max_call_attempts,
+        idempotency_key, request_hash, expires_at
+    ) VALUES (
+        %(id)s, %(tenant_id)s, %(method)s, %(phone)s, %(line_type)s, %(code_hash)s, %(code_sealed)s,
+        %(code_length)s, %(language)s, %(reference)s, %(callback_url)s, 'queued', %(max_code_attempts)s,
+        %(max_call_attempts)s, %(idempotency_key)s, %(request_hash)s,
+        now() + make_interval(secs => %(ttl_seconds)s)
+    )
+    ON CONFLICT (tenant_id, idempotency_key) DO NOTHING
+    RETURNING *
+), event AS (
+    INSERT INTO verification_events (verification_id, type, to_status, detail)
+    SELECT id, 'status', status, jsonb_build_object('method', method, 'ttl_seconds', %(ttl_seconds)s::int)
+    FROM inserted
+)
+SELECT * FROM inserted;
+
+-- name: verification_by_idempotency_key
+SELECT * FROM verifications WHERE tenant_id = %(tenant_id)s AND idempotency_key = %(idempotency_key)s;
+
+-- name: verification_for_tenant
+SELECT * FROM verifications WHERE id = %(id)s AND tenant_id = %(tenant_id)s;
+
+-- name: verification_by_id
+SELECT * FROM verifications WHERE id = %(id)s;
+
+-- name: lock_verification
+SELECT * FROM verifications WHERE id = %(id)s AND tenant_id = %(tenant_id)s FOR UPDATE;
+
+-- name: transition
+-- Moves a request from one of from_statuses to to_status and logs the event,
+-- in one statement. No row: the request was not in any of from_statuses
+-- (canceled, expired or settled by someone else meanwhile).
+WITH old AS (
+    SELECT id, status FROM verifications
+    WHERE id = %(id)s AND status = ANY(%(from_statuses)s::text[])
+    FOR UPDATE
+), updated AS (
+    UPDATE verifications v SET
+        status = %(to_status)s::text,
+        updated_at = now(),
+        answered_at = CASE WHEN %(to_status)s::text = 'in_call' THEN now() ELSE v.answered_at END,
+        finished_at = CASE WHEN %(terminal)s::boolean THEN now() ELSE v.finished_at END,
+        code_sealed = CASE WHEN %(terminal)s::boolean THEN NULL ELSE v.code_sealed END,
+        next_attempt_at = coalesce(%(next_attempt_at)s::timestamptz, v.next_attempt_at),
+        lease_owner = CASE WHEN %(release)s::boolean THEN NULL ELSE v.lease_owner END,
+        lease_expires_at = CASE WHEN %(release)s::boolean THEN NULL ELSE v.lease_expires_at END,
+        channel_id = coalesce(%(channel_id)s::text, v.channel_id),
+        reason = coalesce(%(reason)s::text, v.reason),
+        last_cause = coalesce(%(cause)s::int, v.last_cause),
+        last_cause_txt = coalesce(%(cause_txt)s::text, v.last_cause_txt)
+    FROM old WHERE v.id = old.id
+    RETURNING v.*, old.status AS old_status
+), event AS (
+    INSERT INTO verification_events (verification_id, type, from_status, to_status, detail)
+    SELECT id, 'status', old_status, status, %(detail)s::jsonb FROM updated
+)
+SELECT * FROM updated;
+
+-- name: claim
+-- Takes up to %(limit)s due requests for this controller; SKIP LOCKED lets
+-- several controllers claim from one queue without waiting on each other.
+WITH picked AS (
+    SELECT id FROM verifications
+    WHERE status = 'queued' AND next_attempt_at <= now() AND expires_at > now()
+      AND method IN ('dtmf', 'voice')
+    ORDER BY next_attempt_at, created_at
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+), updated AS (
+    UPDATE verifications v SET
+        status = 'calling',
+        updated_at = now(),
+        call_attempts = v.call_attempts + 1,
+        lease_owner = %(owner)s,
+        lease_expires_at = now() + make_interval(secs => %(lease_seconds)s),
+        node = %(node)s
+    FROM picked WHERE v.id = picked.id
+    RETURNING v.*
+), event AS (
+    INSERT INTO verification_events (verification_id, type, from_status, to_status, detail)
+    SELECT id, 'status', 'queued', 'calling',
+           jsonb_build_object('attempt', call_attempts, 'controller', %(owner)s::text, 'node', %(node)s::text)
+    FROM updated
+)
+SELECT * FROM updated;
+
+-- name: heartbeat
+UPDATE verifications SET lease_expires_at = now() + make_interval(secs => %(lease_seconds)s)
+WHERE id = ANY(%(ids)s::uuid[]) AND lease_owner = %(owner)s AND status IN ('calling', 'in_call');
+
+-- name: expire_queued
+WITH updated AS (
+    UPDATE verifications SET status = 'expired', reason = 'expired', updated_at = now(), finished_at = now(),
+        code_sealed = NULL
+    WHERE id IN (
+        SELECT id FROM verifications WHERE status = 'queued' AND expires_at <= now()
+        FOR UPDATE SKIP LOCKED
+    )
+    RETURNING id
+), event AS (
+    INSERT INTO verification_events (verification_id, type, from_status, to_status, detail)
+    SELECT id, 'status', 'queued', 'expired', '{}'::jsonb FROM updated
+)
+SELECT id FROM updated;
+
+-- name: orphans
+-- Requests in a call whose controller stopped renewing its lease.
+SELECT * FROM verifications
+WHERE status IN ('calling', 'in_call') AND lease_expires_at < now()
+ORDER BY lease_expires_at
+LIMIT 100
+FOR UPDATE SKIP LOCKED;
+
+-- name: record_wrong_code
+UPDATE verifications SET code_attempts = code_attempts + 1, updated_at = now()
+WHERE id = %(id)s
+RETURNING *;
+
+-- name: log_event
+INSERT INTO verification_events (verification_id, type, detail)
+VALUES (%(id)s, %(type)s, %(detail)s::jsonb);
+
+-- name: events_for
+SELECT id, at, type, from_status, to_status, detail FROM verification_events
+WHERE verification_id = %(id)s ORDER BY id;
+
+-- name: start_call_attempt
+INSERT INTO call_attempts (verification_id, attempt, controller, node, trunk, channel_id)
+VALUES (%(id)s, %(attempt)s, %(controller)s, %(node)s, %(trunk)s, %(channel_id)s);
+
+-- name: answer_call_attempt
+UPDATE call_attempts SET answered_at = clock_timestamp() WHERE channel_id = %(channel_id)s;
+
+-- name: end_call_attempt
+UPDATE call_attempts SET ended_at = clock_timestamp(), outcome = %(outcome)s, cause = %(cause)s,
+    cause_txt = %(cause_txt)s
+WHERE channel_id = %(channel_id)s AND ended_at IS NULL;
+
+-- name: calls_for
+SELECT attempt, node, trunk, channel_id, started_at, answered_at, ended_at, outcome, cause, cause_txt
+FROM call_attempts WHERE verification_id = %(id)s ORDER BY attempt;
+
+-- name: notify_queue
+SELECT pg_notify('ivr_auth_queue', '');
+
+-- name: notify_cancel
+SELECT pg_notify('ivr_auth_cancel', %(id)s::text);
