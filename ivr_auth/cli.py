@@ -12,13 +12,16 @@ import os
 import secrets
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import aiohttp
+from psycopg_pool import AsyncConnectionPool
 
-from ivr_auth import config, errors, phone, probe, sipp, stack
+from ivr_auth import config, crypto, errors, phone, probe, runtime, sipp, stack
+from ivr_auth import store as store_mod
 from ivr_auth.ari import node as ari_node
+from ivr_auth.store import migrate
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +71,27 @@ def _parser() -> argparse.ArgumentParser:
     p_call.add_argument("--json", action="store_true", help="print the outcome as JSON")
     p_call.set_defaults(func=cmd_call)
 
+    p_migrate = sub.add_parser("migrate", help="bring the database schema up to date")
+    p_migrate.set_defaults(func=cmd_migrate)
+
+    p_tenant = sub.add_parser("tenant", help="manage tenants")
+    tenant_sub = p_tenant.add_subparsers(dest="tenant_command", required=True)
+    p_tcreate = tenant_sub.add_parser("create", help="create a tenant and print its first API key (once)")
+    p_tcreate.add_argument("name")
+    p_tcreate.add_argument("--caller-id", help="number presented on this tenant's calls (default: the trunk's)")
+    p_tcreate.add_argument("--language", choices=config.LANGUAGES, help="default prompt language")
+    p_tcreate.set_defaults(func=cmd_tenant_create)
+    p_tkey = tenant_sub.add_parser("add-key", help="add an API key to a tenant and print it (once)")
+    p_tkey.add_argument("name")
+    p_tkey.set_defaults(func=cmd_tenant_add_key)
+
+    p_api = sub.add_parser("api", help="serve the HTTP API (foreground)")
+    p_api.set_defaults(func=cmd_serve, api=True, dialer=False)
+    p_ctl = sub.add_parser("controller", help="run a controller: dial queued requests (foreground)")
+    p_ctl.set_defaults(func=cmd_serve, api=False, dialer=True)
+    p_run = sub.add_parser("run", help="the local stack, the API and a controller, in the foreground")
+    p_run.set_defaults(func=cmd_serve, api=True, dialer=True, with_stack=True)
+
     p_demo = sub.add_parser("demo", help="bring up the local stack and call SIPp handsets through it")
     p_demo.add_argument("--json", action="store_true", help="print the outcomes as JSON")
     p_demo.set_defaults(func=cmd_demo)
@@ -86,6 +110,60 @@ async def cmd_stack(cfg: config.Config, args: argparse.Namespace) -> int:
     else:
         for name, state in (await stack.status(cfg)).items():
             print(f"{name:9} {state}")
+    return 0
+
+
+async def cmd_migrate(cfg: config.Config, args: argparse.Namespace) -> int:
+    endpoints = stack.endpoints(cfg)
+    applied = await migrate.migrate(endpoints.database_url)
+    names = ", ".join(f"{m.version:04d}_{m.name}" for m in applied)
+    print(f"applied: {names}" if applied else f"schema up to date (version {migrate.latest_version()})")
+    return 0
+
+
+async def _with_store(cfg: config.Config, action: Callable[[store_mod.Store], Awaitable[int]]) -> int:
+    endpoints = stack.endpoints(cfg)
+    async with AsyncConnectionPool(endpoints.database_url, min_size=1, max_size=2, open=False) as pool:
+        await pool.wait(timeout=10)
+        return await action(store_mod.Store(pool, crypto.Keys.from_secret(endpoints.server_secret)))
+
+
+async def cmd_tenant_create(cfg: config.Config, args: argparse.Namespace) -> int:
+    caller_id = None
+    if args.caller_id:
+        try:
+            caller_id = phone.normalize(args.caller_id, cfg.default_country)
+        except phone.InvalidPhone as exc:
+            raise errors.IvrAuthError(f"--caller-id: {exc}") from exc
+
+    async def create(store: store_mod.Store) -> int:
+        tenant, key = await store.create_tenant(args.name, caller_id=caller_id, default_language=args.language)
+        print(f"tenant  {tenant.name} ({tenant.id})", file=sys.stderr)
+        print("api key (shown once; store it now):", file=sys.stderr)
+        print(key)
+        return 0
+
+    return await _with_store(cfg, create)
+
+
+async def cmd_tenant_add_key(cfg: config.Config, args: argparse.Namespace) -> int:
+    async def add(store: store_mod.Store) -> int:
+        key = await store.add_api_key(args.name)
+        print("api key (shown once; store it now):", file=sys.stderr)
+        print(key)
+        return 0
+
+    return await _with_store(cfg, add)
+
+
+async def cmd_serve(cfg: config.Config, args: argparse.Namespace) -> int:
+    if getattr(args, "with_stack", False):
+        print("bringing up the local stack (Postgres + Asterisk)...", file=sys.stderr)
+        endpoints = await stack.up(cfg)
+    else:
+        endpoints = stack.endpoints(cfg)
+        await migrate.migrate(endpoints.database_url)
+    await runtime.serve(cfg, endpoints, api=args.api, dialer=args.dialer)
     return 0
 
 

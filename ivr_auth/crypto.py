@@ -36,13 +36,14 @@ class Keys:
     code_key: bytes
     seal_key: bytes
     api_key_key: bytes
+    request_key: bytes
 
     @classmethod
     def from_secret(cls, secret: str) -> Keys:
         if len(secret) < MIN_SECRET_LENGTH:
             raise errors.ConfigError(f"server_secret: must be at least {MIN_SECRET_LENGTH} characters")
         raw = secret.encode()
-        return cls(_derive(raw, "code"), _derive(raw, "seal"), _derive(raw, "api-key"))
+        return cls(_derive(raw, "code"), _derive(raw, "seal"), _derive(raw, "api-key"), _derive(raw, "request"))
 
     def __repr__(self) -> str:
         return "Keys(<hidden>)"
@@ -68,7 +69,9 @@ class Keys:
         return hmac.new(self.api_key_key, api_key.encode(), hashlib.sha256).digest()
 
     def request_hash(self, body: bytes) -> bytes:
-        return hashlib.sha256(body).digest()
+        # Keyed: a body may carry the client's own code, and a plain hash of a
+        # short code next to a stored phone number could be searched out.
+        return hmac.new(self.request_key, body, hashlib.sha256).digest()
 
 
 def new_api_key() -> tuple[str, str]:

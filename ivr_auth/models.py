@@ -11,7 +11,8 @@ from typing import Any
 from ivr_auth import states
 
 
-def _iso(value: dt.datetime | None) -> str | None:
+def iso(value: dt.datetime | None) -> str | None:
+    """ISO 8601 in UTC with a Z, as the API writes every time."""
     return value.astimezone(dt.UTC).isoformat().replace("+00:00", "Z") if value is not None else None
 
 
@@ -100,11 +101,11 @@ class Verification:
                 if self.last_cause is not None
                 else None
             ),
-            "created_at": _iso(self.created_at),
-            "updated_at": _iso(self.updated_at),
-            "expires_at": _iso(self.expires_at),
-            "answered_at": _iso(self.answered_at),
-            "finished_at": _iso(self.finished_at),
+            "created_at": iso(self.created_at),
+            "updated_at": iso(self.updated_at),
+            "expires_at": iso(self.expires_at),
+            "answered_at": iso(self.answered_at),
+            "finished_at": iso(self.finished_at),
         }
         if extra:
             out.update(extra)

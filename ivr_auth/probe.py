@@ -8,20 +8,16 @@ playback, DTMF events, hangup causes) and is what ``ivr-auth call`` and
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import time
 import uuid
 from dataclasses import dataclass
 
-from ivr_auth import causes, config, dtmf, errors, phone, types
+from ivr_auth import callsession, causes, config, phone
 from ivr_auth.ari import node as ari_node
 
 logger = logging.getLogger(__name__)
-
-STASIS_ENDED = frozenset({"StasisEnd", "ChannelDestroyed", "ChannelHangupRequest"})
-
 
 @dataclass(frozen=True)
 class ProbeOptions:
@@ -62,131 +58,55 @@ class ProbeResult:
 
 
 async def call(node: ari_node.AriNode, cfg: config.Config, e164: str, options: ProbeOptions) -> ProbeResult:
-    channel_id = f"ivrauth-probe-{uuid.uuid4().hex}"
-    queue = node.dispatcher.subscribe(channel_id)
+    session = callsession.CallSession(node, f"ivrauth-probe-{uuid.uuid4().hex}")
     started = time.monotonic()
-    answered = False
     try:
-        await node.require_app()
-        await node.client.originate(
+        await session.originate(
             endpoint=phone.dial_endpoint(e164, cfg.trunk, cfg.default_country),
-            app=node.app,
-            channel_id=channel_id,
-            app_args="probe",
             caller_id=phone.caller_id(cfg.trunk, cfg.default_country),
-            timeout=options.ring_timeout,
+            ring_timeout=options.ring_timeout,
+            app_args="probe",
         )
-        logger.info("probe originated", extra={"channel_id": channel_id, "number": phone.mask(e164)})
-        destroyed = await _wait_answer(queue, options.ring_timeout + 15)
-        if destroyed is not None:
-            cause = int(destroyed.get("cause", 0))
+        logger.info("probe originated", extra={"channel_id": session.channel_id, "number": phone.mask(e164)})
+        unanswered = await session.wait_answer(options.ring_timeout)
+        if unanswered is not None:
             return ProbeResult(
                 number=e164,
-                channel_id=channel_id,
-                outcome=causes.unanswered_outcome(cause),
-                cause=cause,
-                cause_txt=str(destroyed.get("cause_txt", "")),
+                channel_id=session.channel_id,
+                outcome=causes.unanswered_outcome(unanswered.cause),
+                cause=unanswered.cause,
+                cause_txt=unanswered.cause_txt,
                 duration_seconds=time.monotonic() - started,
             )
-        answered = True
         setup_seconds = time.monotonic() - started
-        collector, hangup_event = await _collect(node, channel_id, queue, options)
-        hung_up = hangup_event is not None
-        if not hung_up:
-            await node.client.hangup(channel_id)
-            hangup_event = await _wait_destroyed(queue, 10)
-        end_cause = int(hangup_event.get("cause", 16)) if hangup_event else None
+        collect = callsession.CollectOptions(
+            max_digits=options.max_digits,
+            first_digit_timeout=options.first_digit_timeout,
+            inter_digit_timeout=options.inter_digit_timeout,
+        )
+        hung_up = False
+        try:
+            collector = await session.collect(list(options.media), collect, lang=options.language)
+        except callsession.HungUp:
+            hung_up = True
+            collector = None
+        end = await session.finish() or {}
         return ProbeResult(
             number=e164,
-            channel_id=channel_id,
+            channel_id=session.channel_id,
             outcome=causes.Outcome.ANSWERED,
-            digits=collector.value,
-            entry_ended=collector.ended.value if collector.ended else None,
-            cause=end_cause,
-            cause_txt=str(hangup_event.get("cause_txt", "")) if hangup_event else "",
+            digits=collector.value if collector else "",
+            entry_ended=collector.ended.value if collector and collector.ended else "hangup",
+            cause=int(end["cause"]) if "cause" in end else None,
+            cause_txt=str(end.get("cause_txt", "")),
             hung_up_by_callee=hung_up,
             setup_seconds=round(setup_seconds, 3),
             duration_seconds=time.monotonic() - started,
         )
     except BaseException:
         # Never leave a channel up in silence because our side failed.
-        if answered or channel_id in node.dispatcher:
-            with contextlib.suppress(errors.AriError, asyncio.CancelledError):
-                await node.client.hangup(channel_id)
+        with contextlib.suppress(Exception):
+            await session.hangup()
         raise
     finally:
-        node.dispatcher.unsubscribe(channel_id)
-
-
-async def _wait_answer(queue: asyncio.Queue[types.AriEvent], timeout: float) -> types.AriEvent | None:
-    """None once the channel is in Stasis (answered); the destroy event if it never was."""
-    deadline = time.monotonic() + timeout
-    while True:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise errors.CallFailed(f"no answer and no hangup reported within {timeout:.0f}s")
-        try:
-            event = await asyncio.wait_for(queue.get(), remaining)
-        except TimeoutError:
-            continue
-        kind = event.get("type")
-        if kind == "StasisStart":
-            return None
-        if kind == "ChannelDestroyed":
-            return event
-
-
-async def _collect(
-    node: ari_node.AriNode,
-    channel_id: str,
-    queue: asyncio.Queue[types.AriEvent],
-    options: ProbeOptions,
-) -> tuple[dtmf.DigitCollector, types.AriEvent | None]:
-    """Play the prompt and collect keys; keys barge in and stop the prompt."""
-    collector = dtmf.DigitCollector(
-        max_digits=options.max_digits,
-        started_at=time.monotonic(),
-        first_digit_timeout=options.first_digit_timeout,
-        inter_digit_timeout=options.inter_digit_timeout,
-    )
-    playback_id = f"{channel_id}-prompt"
-    playing = True
-    await node.client.play(channel_id, list(options.media), playback_id=playback_id, lang=options.language)
-    while not collector.done:
-        wait = collector.deadline() - time.monotonic()
-        if playing:
-            # While the prompt plays, the first-key clock has not started.
-            wait = max(wait, options.first_digit_timeout)
-        try:
-            event = await asyncio.wait_for(queue.get(), max(wait, 0.0))
-        except TimeoutError:
-            if not playing:
-                collector.tick(time.monotonic())
-            continue
-        kind = event.get("type")
-        now = time.monotonic()
-        if kind == "ChannelDtmfReceived":
-            if playing:
-                playing = False
-                await node.client.stop_playback(playback_id)
-            collector.feed(str(event.get("digit", "")), now)
-        elif kind == "PlaybackFinished":
-            playing = False
-            collector.restart(now)
-        elif kind in STASIS_ENDED:
-            collector.hangup()
-            destroyed = event if kind == "ChannelDestroyed" else await _wait_destroyed(queue, 5)
-            return collector, destroyed or event
-    return collector, None
-
-
-async def _wait_destroyed(queue: asyncio.Queue[types.AriEvent], timeout: float) -> types.AriEvent | None:
-    deadline = time.monotonic() + timeout
-    while (remaining := deadline - time.monotonic()) > 0:
-        try:
-            event = await asyncio.wait_for(queue.get(), remaining)
-        except TimeoutError:
-            return None
-        if event.get("type") == "ChannelDestroyed":
-            return event
-    return None
+        session.close()

@@ -63,7 +63,7 @@ class EventStream:
         self._headers = dict(headers)
         self.app = app
         self._handler = handler
-        self._on_connect = on_connect
+        self.on_connect = on_connect
         self._min_backoff = min_backoff
         self._max_backoff = max_backoff
         self._heartbeat = heartbeat
@@ -94,8 +94,8 @@ class EventStream:
                     self.last_error = None
                     backoff = self._min_backoff
                     logger.info("ari events connected", extra={"app": self.app, "connects": self.connects})
-                    if self._on_connect is not None:
-                        await self._on_connect()
+                    if self.on_connect is not None:
+                        await self.on_connect()
                     self._connected.set()
                     await self._read(ws)
                     self.last_error = f"websocket closed (code {ws.close_code})"

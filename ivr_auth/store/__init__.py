@@ -122,6 +122,12 @@ class Store:
         )
         return key
 
+    async def tenant(self, tenant_id: uuid.UUID) -> models.Tenant:
+        row = await self._one("tenant_by_id", {"id": tenant_id})
+        if row is None:
+            raise errors.NotFound(f"no tenant {tenant_id}")
+        return models.Tenant.from_row(row)
+
     async def tenant_for_key(self, api_key: str) -> models.Tenant | None:
         prefix = crypto.api_key_prefix(api_key)
         if prefix is None:
@@ -407,6 +413,9 @@ class Store:
                 "channel_id": channel_id,
             },
         )
+
+    async def set_channel(self, verification_id: uuid.UUID, channel_id: str) -> None:
+        await self._one("set_channel", {"id": verification_id, "channel_id": channel_id})
 
     async def answer_call_attempt(self, channel_id: str) -> None:
         await self._one("answer_call_attempt", {"channel_id": channel_id})

@@ -178,3 +178,10 @@ SELECT pg_notify('ivr_auth_queue', '');
 
 -- name: notify_cancel
 SELECT pg_notify('ivr_auth_cancel', %(id)s::text);
+
+-- name: set_channel
+UPDATE verifications SET channel_id = %(channel_id)s, updated_at = now()
+WHERE id = %(id)s AND status = 'calling';
+
+-- name: tenant_by_id
+SELECT * FROM tenants WHERE id = %(id)s;

@@ -1,0 +1,239 @@
+"""HTTP resources of the public API (v1). Each one is thin: check the
+request (``schemas``), ask the store, shape the answer. Errors are raised and
+turned into JSON by the middleware in ``app``."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import functools
+import json
+import logging
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
+
+from aiohttp import hdrs, web
+
+from ivr_auth import config, crypto, errors, models, phone
+from ivr_auth import store as store_mod
+from ivr_auth.api import schemas
+
+logger = logging.getLogger(__name__)
+
+# A readiness probe of one dependency: returns when it is usable, raises
+# (with a message fit for an operator) when not.
+Check = Callable[[], Awaitable[object]]
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+TenantHandler = Callable[[web.Request, models.Tenant], Awaitable[web.StreamResponse]]
+
+CONFIG = web.AppKey("config", config.Config)
+STORE = web.AppKey("store", store_mod.Store)
+CHECKS: web.AppKey[Mapping[str, Check]] = web.AppKey("checks")
+READY_TIMEOUT = web.AppKey("ready_timeout", float)
+
+IDEMPOTENCY_KEY = "Idempotency-Key"
+# Responses may carry a code: no proxy or browser should keep them.
+NO_STORE: dict[str, str] = {hdrs.CACHE_CONTROL: "no-store"}
+MAX_CHECK_MESSAGE = 300
+
+
+def _json_default(value: object) -> Any:
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is None:  # never from timestamptz; assume UTC rather than guess a zone
+            value = value.replace(tzinfo=dt.UTC)
+        return models.iso(value)
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+_dumps = functools.partial(json.dumps, default=_json_default)
+
+
+def json_response(data: Any, *, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
+    all_headers: dict[str, str] = {**NO_STORE, **(headers or {})}
+    return web.json_response(data, status=status, headers=all_headers, dumps=_dumps)
+
+
+def error_response(status: int, code: str, message: str, headers: Mapping[str, str] | None = None) -> web.Response:
+    return json_response({"error": {"code": code, "message": message}}, status=status, headers=headers)
+
+
+# --- authentication -----------------------------------------------------------------
+
+
+def authenticated(handler: TenantHandler) -> Handler:
+    """``handler`` called with the tenant that owns the request's API key."""
+
+    @functools.wraps(handler)
+    async def with_tenant(request: web.Request) -> web.StreamResponse:
+        return await handler(request, await _tenant(request))
+
+    return with_tenant
+
+
+async def _tenant(request: web.Request) -> models.Tenant:
+    key = schemas.parse_bearer(request.headers.getall(hdrs.AUTHORIZATION, []))
+    tenant = await request.app[STORE].tenant_for_key(key) if key is not None else None
+    if tenant is None:
+        # One answer for missing, malformed and unknown keys: nothing to probe.
+        raise schemas.ApiError(
+            401,
+            "unauthorized",
+            "a valid API key is required: Authorization: Bearer <api key>",
+            headers={hdrs.WWW_AUTHENTICATE: "Bearer"},
+        )
+    return tenant
+
+
+def _verification_id(request: web.Request) -> uuid.UUID:
+    verification_id = schemas.parse_verification_id(request.match_info["id"])
+    if verification_id is None:
+        # Same answer as for someone else's id: ids are not to be guessed at.
+        raise errors.NotFound()
+    return verification_id
+
+
+async def _body(request: web.Request) -> dict[str, Any]:
+    return schemas.decode_body(await request.read())
+
+
+# --- verifications ------------------------------------------------------------------
+
+
+@authenticated
+async def create_verification(request: web.Request, tenant: models.Tenant) -> web.StreamResponse:
+    cfg = request.app[CONFIG]
+    store = request.app[STORE]
+    idempotency_key = schemas.parse_idempotency_key(request.headers.getall(IDEMPOTENCY_KEY, []))
+    body = await _body(request)
+    parsed = schemas.parse_create(body, cfg, tenant_language=tenant.default_language)
+    new = store_mod.NewVerification(
+        tenant_id=tenant.id,
+        method=parsed.method,
+        phone=parsed.phone,
+        line_type=parsed.line_type,
+        code=parsed.code if parsed.code is not None else crypto.generate_code(parsed.code_length),
+        language=parsed.language,
+        reference=parsed.reference,
+        callback_url=parsed.callback_url,
+        ttl_seconds=parsed.ttl_seconds,
+        max_code_attempts=parsed.max_code_attempts,
+        max_call_attempts=cfg.verification.max_call_attempts,
+        idempotency_key=idempotency_key,
+        # Only kept when a replay needs it: the body holds the phone number
+        # and perhaps the caller's code.
+        request_hash=store.keys.request_hash(schemas.canonical(body)) if idempotency_key is not None else None,
+    )
+    try:
+        created = await store.create_verification(new)
+    except errors.IdempotencyMismatch as exc:
+        raise schemas.ApiError(422, "idempotency_key_reused", str(exc)) from exc
+    except errors.Conflict as exc:  # the first request with this key is still being inserted
+        raise schemas.ApiError(409, "idempotency_key_in_use", str(exc), headers={hdrs.RETRY_AFTER: "1"}) from exc
+    verification = created.verification
+    # The code is shown only to whoever did not choose it; a replay shows it
+    # again while the request is open (the sealed copy is wiped at the end).
+    extra = {"code": created.code} if parsed.code is None and created.code is not None else None
+    logger.info(
+        "%s verification %s (%s to %s) for tenant %s",
+        "created" if created.created else "replayed",
+        verification.id,
+        verification.method,
+        phone.mask(verification.phone),
+        tenant.id,
+        extra={"verification_id": str(verification.id), "tenant_id": str(tenant.id)},
+    )
+    return json_response(
+        verification.public(extra=extra),
+        status=201 if created.created else 200,
+        headers={hdrs.LOCATION: f"/v1/verifications/{verification.id}"},
+    )
+
+
+@authenticated
+async def get_verification(request: web.Request, tenant: models.Tenant) -> web.StreamResponse:
+    verification = await request.app[STORE].get(tenant.id, _verification_id(request))
+    return json_response(verification.public())
+
+
+@authenticated
+async def verification_events(request: web.Request, tenant: models.Tenant) -> web.StreamResponse:
+    store = request.app[STORE]
+    verification_id = _verification_id(request)
+    # events() and calls() look up by id alone; this is the tenant check.
+    await store.get(tenant.id, verification_id)
+    events = await store.events(verification_id)
+    calls = await store.calls(verification_id)
+    return json_response({"events": events, "calls": calls})
+
+
+@authenticated
+async def cancel_verification(request: web.Request, tenant: models.Tenant) -> web.StreamResponse:
+    try:
+        verification = await request.app[STORE].cancel(tenant.id, _verification_id(request))
+    except errors.Conflict as exc:
+        raise schemas.ApiError(409, "not_cancelable", str(exc)) from exc
+    logger.info(
+        "canceled verification %s for tenant %s",
+        verification.id,
+        tenant.id,
+        extra={"verification_id": str(verification.id), "tenant_id": str(tenant.id)},
+    )
+    return json_response(verification.public())
+
+
+@authenticated
+async def check_verification(request: web.Request, tenant: models.Tenant) -> web.StreamResponse:
+    verification_id = _verification_id(request)
+    parsed = schemas.parse_check(await _body(request))
+    try:
+        verification, verified = await request.app[STORE].check_code(
+            tenant.id, verification_id, parsed.code, source="api"
+        )
+    except errors.Conflict as exc:
+        raise schemas.ApiError(409, "not_checkable", str(exc)) from exc
+    logger.info(
+        "code check on verification %s: %s (%s)",
+        verification.id,
+        "match" if verified else "no match",
+        verification.status.value,
+        extra={"verification_id": str(verification.id), "tenant_id": str(tenant.id)},
+    )
+    return json_response({"verified": verified, "verification": verification.public()})
+
+
+# --- health -------------------------------------------------------------------------
+
+
+async def healthz(request: web.Request) -> web.StreamResponse:
+    return json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.StreamResponse:
+    checks = request.app[CHECKS]
+    timeout = request.app[READY_TIMEOUT]
+    names = list(checks)
+    results = await asyncio.gather(*(_run_check(name, checks[name], timeout) for name in names))
+    ready = all(ok for ok, _ in results)
+    report = {name: message for name, (_, message) in zip(names, results, strict=True)}
+    return json_response(
+        {"status": "ready" if ready else "not_ready", "checks": report},
+        status=200 if ready else 503,
+    )
+
+
+async def _run_check(name: str, check: Check, timeout: float) -> tuple[bool, str]:
+    try:
+        async with asyncio.timeout(timeout):
+            await check()
+    except TimeoutError:
+        message = f"no answer within {timeout:g} s"
+    except Exception as exc:
+        # The message only: a probe's answer is no place for a stack trace.
+        message = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:MAX_CHECK_MESSAGE]
+    else:
+        return True, "ok"
+    logger.warning("readiness check %s failed: %s", name, message, extra={"check": name})
+    return False, message

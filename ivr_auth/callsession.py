@@ -1,0 +1,213 @@
+"""One channel under our control: originate, wait for answer, play, collect
+keys, hang up. Events reach it through the node's dispatcher, routed by the
+channel id we chose, so none is missed between a REST call and its answer.
+
+When the far end goes away, every wait raises ``HungUp``; the flows catch it
+once instead of checking after each step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from dataclasses import dataclass
+
+from ivr_auth import dtmf, errors, types
+from ivr_auth.ari import node as ari_node
+
+logger = logging.getLogger(__name__)
+
+GONE = frozenset({"StasisEnd", "ChannelDestroyed", "ChannelHangupRequest"})
+
+
+class HungUp(errors.IvrAuthError):
+    """The channel was hung up."""
+
+    def __init__(self, cause: int | None, cause_txt: str) -> None:
+        super().__init__(f"hung up (cause {cause}: {cause_txt})")
+        self.cause = cause
+        self.cause_txt = cause_txt
+
+
+@dataclass(frozen=True)
+class Unanswered:
+    """How a call that never reached Stasis ended."""
+
+    cause: int
+    cause_txt: str
+    # Our own ring timer ran out (Asterisk would report cause 0 for its timeout).
+    timed_out: bool = False
+
+
+@dataclass(frozen=True)
+class CollectOptions:
+    max_digits: int
+    first_digit_timeout: float = 10.0
+    inter_digit_timeout: float = 5.0
+    terminator: str | None = "#"
+    clear_key: str | None = "*"
+
+
+class CallSession:
+    def __init__(self, node: ari_node.AriNode, channel_id: str) -> None:
+        self.node = node
+        self.channel_id = channel_id
+        self._queue = node.dispatcher.subscribe(channel_id)
+        self._playback_seq = 0
+        self.ended: types.AriEvent | None = None
+        self.answered_at: float | None = None
+
+    def close(self) -> None:
+        self.node.dispatcher.unsubscribe(self.channel_id)
+
+    async def originate(self, *, endpoint: str, caller_id: str, ring_timeout: int, app_args: str) -> None:
+        await self.node.require_app()
+        await self.node.client.originate(
+            endpoint=endpoint,
+            app=self.node.app,
+            channel_id=self.channel_id,
+            app_args=app_args,
+            caller_id=caller_id,
+            # Asterisk's own timer is a backstop a little after ours.
+            timeout=ring_timeout + 5,
+        )
+
+    async def wait_answer(self, ring_timeout: float) -> Unanswered | None:
+        """None once the callee answered (the channel entered Stasis)."""
+        deadline = time.monotonic() + ring_timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                await self.hangup("no_answer")
+                destroyed = await self.wait_destroyed(5.0)
+                if destroyed is not None and int(destroyed.get("cause", 0)) not in (0, 16, 19, 127):
+                    # The call ended for a reason of its own just as our timer ran out.
+                    return _unanswered(destroyed)
+                return Unanswered(19, "No answer (ring timeout)", timed_out=True)
+            try:
+                event = await asyncio.wait_for(self._queue.get(), remaining)
+            except TimeoutError:
+                continue
+            kind = event.get("type")
+            if kind == "StasisStart":
+                self.answered_at = time.monotonic()
+                return None
+            if kind == "ChannelDestroyed":
+                self.ended = event
+                return _unanswered(event)
+
+    async def answer(self) -> None:
+        await self.node.client.answer(self.channel_id)
+        self.answered_at = time.monotonic()
+
+    async def play(self, media: list[str], *, lang: str) -> None:
+        """Play to the end (or raise HungUp)."""
+        if not media:
+            return
+        playback_id = self._next_playback_id()
+        await self._start_playback(media, playback_id, lang)
+        while True:
+            event = await self._next_event(None)
+            if event is None:
+                continue
+            if event.get("type") == "PlaybackFinished" and event.get("playback", {}).get("id") == playback_id:
+                return
+
+    async def collect(self, media: list[str], options: CollectOptions, *, lang: str) -> dtmf.DigitCollector:
+        """Play ``media`` and collect keys; the first key stops the prompt. The
+        first-key clock starts when the prompt ends."""
+        collector = dtmf.DigitCollector(
+            max_digits=options.max_digits,
+            started_at=time.monotonic(),
+            first_digit_timeout=options.first_digit_timeout,
+            inter_digit_timeout=options.inter_digit_timeout,
+            terminator=options.terminator,
+            clear_key=options.clear_key,
+        )
+        playback_id: str | None = None
+        if media:
+            playback_id = self._next_playback_id()
+            await self._start_playback(media, playback_id, lang)
+        playing = playback_id is not None
+        while not collector.done:
+            wait = max(collector.deadline() - time.monotonic(), 0.0)
+            if playing:
+                wait = max(wait, options.first_digit_timeout)
+            event = await self._next_event(wait)
+            now = time.monotonic()
+            if event is None:
+                if not playing:
+                    collector.tick(now)
+                continue
+            kind = event.get("type")
+            if kind == "ChannelDtmfReceived":
+                digit = str(event.get("digit", ""))
+                if digit not in dtmf.KEYS:
+                    continue
+                if playing and playback_id is not None:
+                    playing = False
+                    await self.node.client.stop_playback(playback_id)
+                collector.feed(digit, now)
+            elif kind == "PlaybackFinished" and event.get("playback", {}).get("id") == playback_id:
+                playing = False
+                collector.restart(now)
+        return collector
+
+    async def hangup(self, reason: str = "normal") -> None:
+        with contextlib.suppress(errors.AriError):
+            await self.node.client.hangup(self.channel_id, reason)
+
+    async def finish(self) -> types.AriEvent | None:
+        """Hang up from our side and wait for the channel to be gone."""
+        if self.ended is None:
+            await self.hangup()
+            return await self.wait_destroyed(10.0)
+        return self.ended
+
+    async def wait_destroyed(self, timeout: float) -> types.AriEvent | None:
+        deadline = time.monotonic() + timeout
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                event = await asyncio.wait_for(self._queue.get(), remaining)
+            except TimeoutError:
+                return None
+            if event.get("type") == "ChannelDestroyed":
+                self.ended = event
+                return event
+        return None
+
+    def _next_playback_id(self) -> str:
+        self._playback_seq += 1
+        return f"{self.channel_id}-p{self._playback_seq}"
+
+    async def _start_playback(self, media: list[str], playback_id: str, lang: str) -> None:
+        try:
+            await self.node.client.play(self.channel_id, media, playback_id=playback_id, lang=lang)
+        except errors.AriError as exc:
+            if exc.status == 404:  # the channel is already gone
+                raise await self._hung_up(None) from exc
+            raise
+
+    async def _next_event(self, timeout: float | None) -> types.AriEvent | None:
+        """The next event, or None on timeout; raises HungUp when the channel goes."""
+        try:
+            event = await asyncio.wait_for(self._queue.get(), timeout)
+        except TimeoutError:
+            return None
+        if event.get("type") in GONE:
+            raise await self._hung_up(event)
+        return event
+
+    async def _hung_up(self, event: types.AriEvent | None) -> HungUp:
+        destroyed = event if event is not None and event.get("type") == "ChannelDestroyed" else None
+        if destroyed is None:
+            destroyed = await self.wait_destroyed(5.0)
+        self.ended = destroyed or event or {}
+        cause = self.ended.get("cause")
+        return HungUp(int(cause) if cause is not None else None, str(self.ended.get("cause_txt", "")))
+
+
+def _unanswered(event: types.AriEvent) -> Unanswered:
+    return Unanswered(int(event.get("cause", 0)), str(event.get("cause_txt", "")))

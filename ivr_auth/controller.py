@@ -1,0 +1,306 @@
+"""The controller: takes queued requests from Postgres and drives their
+calls through one Asterisk node.
+
+- Claims with ``FOR UPDATE SKIP LOCKED``, so any number of controllers share
+  one queue; woken by ``LISTEN/NOTIFY``, and polling all the same.
+- Paces calls per trunk: at most ``max_channels`` at once and
+  ``calls_per_second`` new ones.
+- Holds a lease on every request it is calling and renews it; a reaper (in
+  every controller) settles requests whose controller stopped renewing.
+- Runs each call in its own task: one call's failure is logged and settled
+  as that call's error, and touches no other call.
+- On shutdown stops claiming, lets calls in progress finish (up to a grace
+  period), then hangs up what is left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import os
+import socket
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+
+import psycopg
+
+from ivr_auth import config, errors, flows, models, pacing, states
+from ivr_auth import store as store_mod
+from ivr_auth.ari import node as ari_node
+from ivr_auth.flows import FlowContext
+from ivr_auth.flows import dtmf as dtmf_flow
+
+logger = logging.getLogger(__name__)
+
+QUEUE_CHANNEL = "ivr_auth_queue"
+CANCEL_CHANNEL = "ivr_auth_cancel"
+FlowRunner = Callable[[FlowContext, models.Verification], Awaitable[None]]
+FLOWS: dict[str, FlowRunner] = {"dtmf": dtmf_flow.run}
+
+
+def default_name() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class Controller:
+    def __init__(
+        self,
+        cfg: config.Config,
+        store: store_mod.Store,
+        node: ari_node.AriNode,
+        *,
+        database_url: str,
+        name: str | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.store = store
+        self.node = node
+        self.name = name or cfg.dialer.name or default_name()
+        self._database_url = database_url
+        self._ctx = FlowContext(cfg=cfg, store=store, node=node, controller=self.name)
+        self._pacer = pacing.TokenBucket(rate=cfg.trunk.calls_per_second, burst=max(1.0, cfg.trunk.calls_per_second))
+        self._wake = asyncio.Event()
+        self._calls: dict[uuid.UUID, asyncio.Task[None]] = {}
+        self._channels: dict[uuid.UUID, str] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self._claiming = False
+        self.listening = False
+        node.stream.on_connect = self.on_ari_connect
+
+    # --- lifecycle ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self.node.start()
+        self._claiming = True
+        for coro, name in (
+            (self._dial_loop(), "dialer"),
+            (self._heartbeat_loop(), "heartbeat"),
+            (self._reaper_loop(), "reaper"),
+            (self._listen_loop(), "listener"),
+        ):
+            self._tasks.append(asyncio.create_task(coro, name=f"{self.name}-{name}"))
+        logger.info("controller %s started on node %s (app %s)", self.name, self.node.name, self.node.app)
+
+    async def stop(self, grace: float | None = None) -> None:
+        """Stop claiming, drain calls for ``grace`` seconds, hang up the rest."""
+        self._claiming = False
+        grace = self.cfg.dialer.shutdown_grace_seconds if grace is None else grace
+        pending = list(self._calls.values())
+        if pending:
+            logger.info("draining %d call(s) for up to %.0fs", len(pending), grace)
+            _, still = await asyncio.wait(pending, timeout=grace)
+            for task in still:
+                task.cancel()
+            if still:
+                await asyncio.wait(still, timeout=10)
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        await self.node.close()
+
+    async def kill(self) -> None:
+        """Stop at once, as a crash would: no drain, no hangups, leases left to expire."""
+        self._claiming = False
+        for task in [*self._tasks, *self._calls.values()]:
+            task.cancel()
+        for task in [*self._tasks, *self._calls.values()]:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self._tasks.clear()
+        await self.node.close()
+
+    @property
+    def calls_in_progress(self) -> int:
+        return len(self._calls)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    # --- the dialer ----------------------------------------------------------------------
+
+    async def _dial_loop(self) -> None:
+        poll = self.cfg.dialer.poll_interval_seconds
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), poll)
+            self._wake.clear()
+            if not self._claiming:
+                continue
+            try:
+                more = await self._dial_once()
+            except errors.StoreUnavailable as exc:
+                logger.warning("queue not reachable: %s", exc)
+                await asyncio.sleep(poll)
+                continue
+            except errors.AppNotRegistered as exc:
+                logger.warning("not dialling: %s", exc)
+                continue
+            except Exception:
+                logger.exception("dialer pass failed")
+                await asyncio.sleep(poll)
+                continue
+            if more:
+                self._wake.set()
+
+    async def _dial_once(self) -> bool:
+        """Claim what capacity and pacing allow and start those calls; True
+        if the queue may hold more that could be started now."""
+        free = self.cfg.trunk.max_channels - len(self._calls)
+        if free <= 0:
+            return False
+        now = time.monotonic()
+        tokens = self._pacer.available(now)
+        if tokens < 1:
+            asyncio.get_running_loop().call_later(self._pacer.wait_time(now), self._wake.set)
+            return False
+        if not self.node.stream.connected:
+            return False  # never originate into an app without its websocket
+        want = min(free, tokens)
+        claimed = await self.store.claim(self.name, self.node.name, want, self.cfg.dialer.lease_seconds)
+        for verification in claimed:
+            self._pacer.take(time.monotonic())
+            self._start_call(verification)
+        return len(claimed) == want
+
+    def _start_call(self, verification: models.Verification) -> None:
+        flow = FLOWS.get(verification.method)
+        task = asyncio.create_task(self._run_call(flow, verification), name=f"call-{verification.id}")
+        self._calls[verification.id] = task
+        self._channels[verification.id] = flows.channel_id_for(verification)
+
+    async def _run_call(self, flow: FlowRunner | None, verification: models.Verification) -> None:
+        try:
+            if flow is None:
+                await self.store.transition(
+                    verification.id, [states.Status.CALLING], states.Status.ERROR, reason="unsupported_method"
+                )
+                return
+            await flow(self._ctx, verification)
+        except Exception:
+            # The flows settle their own failures; this is the last guard.
+            logger.exception("call task failed", extra={"verification_id": str(verification.id)})
+        finally:
+            self._calls.pop(verification.id, None)
+            self._channels.pop(verification.id, None)
+            self._wake.set()  # capacity freed
+
+    # --- leases and orphans ------------------------------------------------------------------
+
+    async def _heartbeat_loop(self) -> None:
+        interval = self.cfg.dialer.lease_seconds / 3
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.store.heartbeat(self.name, list(self._calls), self.cfg.dialer.lease_seconds)
+            except errors.StoreError as exc:
+                logger.warning("lease renewal failed: %s", exc)
+
+    async def _reaper_loop(self) -> None:
+        while True:
+            try:
+                await self.reap()
+            except errors.StoreError as exc:
+                logger.warning("reaper pass failed: %s", exc)
+            except Exception:
+                logger.exception("reaper pass failed")
+            await asyncio.sleep(self.cfg.dialer.reaper_interval_seconds)
+
+    async def reap(self) -> int:
+        """Expire what waited too long in the queue, and settle requests
+        whose controller is gone: a call that was never answered goes back to
+        the queue (time and attempts allowing); one that was in progress ends
+        as ``error``. Its channel, if still up, is hung up."""
+        expired = await self.store.expire_queued()
+        settled = 0
+        async with self.store.orphans() as (orphans, conn):
+            for orphan in orphans:
+                if orphan.id in self._calls:
+                    continue  # ours and alive: the heartbeat is merely late
+                if orphan.channel_id:
+                    with contextlib.suppress(errors.AriError):
+                        await self.node.client.hangup(orphan.channel_id)
+                now = dt.datetime.now(dt.UTC)
+                retry = (
+                    orphan.status is states.Status.CALLING
+                    and orphan.call_attempts < orphan.max_call_attempts
+                    and orphan.expires_at > now
+                )
+                to_status = states.Status.QUEUED if retry else states.Status.ERROR
+                await self.store.settle_orphan(
+                    conn, orphan, to_status, next_attempt_at=now if retry else None,
+                    detail={"lost_controller": orphan.lease_owner, "reaped_by": self.name},
+                )
+                settled += 1
+                logger.warning(
+                    "settled orphaned request %s (%s -> %s)", orphan.id, orphan.status.value, to_status.value
+                )
+        if expired:
+            logger.info("expired %d queued request(s)", expired)
+        return settled
+
+    # --- LISTEN/NOTIFY -------------------------------------------------------------------
+
+    async def _listen_loop(self) -> None:
+        """Wake the dialer on new work and hang up canceled calls. A hint only:
+        the dialer polls anyway, so a lost connection costs latency, not work."""
+        backoff = 0.5
+        while True:
+            try:
+                conn = await psycopg.AsyncConnection.connect(self._database_url, autocommit=True, connect_timeout=5)
+                async with conn:
+                    await conn.execute(f"LISTEN {QUEUE_CHANNEL}")
+                    await conn.execute(f"LISTEN {CANCEL_CHANNEL}")
+                    self.listening = True
+                    backoff = 0.5
+                    self._wake.set()  # anything queued while we were not listening
+                    while True:
+                        async for note in conn.notifies(timeout=30.0):
+                            await self._on_notify(note.channel, note.payload)
+                        await conn.execute("SELECT 1")  # the connection is still alive
+            except psycopg.Error as exc:
+                logger.warning("listen connection lost: %s", exc)
+            finally:
+                self.listening = False
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, 10.0)
+
+    async def _on_notify(self, channel: str, payload: str) -> None:
+        if channel == QUEUE_CHANNEL:
+            self._wake.set()
+            return
+        if channel == CANCEL_CHANNEL:
+            with contextlib.suppress(ValueError):
+                channel_id = self._channels.get(uuid.UUID(payload))
+                if channel_id is not None:
+                    logger.info("request %s settled elsewhere; hanging up its call", payload)
+                    with contextlib.suppress(errors.AriError):
+                        await self.node.client.hangup(channel_id)
+
+    # --- websocket reconnect -----------------------------------------------------------------
+
+    async def on_ari_connect(self) -> None:
+        """Events sent while the websocket was down are lost: a call whose
+        channel vanished meanwhile is told so, so that its task ends."""
+        if not self._channels:
+            return
+        try:
+            live = {c["id"] for c in await self.node.client.channels()}
+        except errors.AriError as exc:
+            logger.warning("could not list channels after reconnect: %s", exc)
+            return
+        for channel_id in list(self._channels.values()):
+            if channel_id not in live and channel_id in self.node.dispatcher:
+                await self.node.dispatcher(
+                    {
+                        "type": "ChannelDestroyed",
+                        "channel": {"id": channel_id},
+                        "cause": 0,
+                        "cause_txt": "channel gone while the events websocket was down",
+                    }
+                )

@@ -1,0 +1,132 @@
+"""The composition root: builds the pool, store, ARI node, controller and
+HTTP API from a config, and runs them until a signal asks them to stop.
+Nothing else in the package creates connections."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+
+import aiohttp
+from aiohttp import web
+from psycopg_pool import AsyncConnectionPool
+
+from ivr_auth import config, controller, crypto, stack
+from ivr_auth import store as store_mod
+from ivr_auth.api import app as api_app
+from ivr_auth.ari import node as ari_node
+
+logger = logging.getLogger(__name__)
+
+
+class Runtime:
+    """What one process runs: the API, a controller, or both."""
+
+    def __init__(
+        self,
+        cfg: config.Config,
+        endpoints: stack.Endpoints,
+        *,
+        api: bool = True,
+        dialer: bool = True,
+        name: str | None = None,
+        http_port: int | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.endpoints = endpoints
+        self.with_api = api
+        self.with_dialer = dialer
+        self.name = name or cfg.dialer.name or controller.default_name()
+        self._http_port = http_port
+        self.pool: AsyncConnectionPool | None = None
+        self.store: store_mod.Store | None = None
+        self.session: aiohttp.ClientSession | None = None
+        self.node: ari_node.AriNode | None = None
+        self.controller: controller.Controller | None = None
+        self._runner: web.AppRunner | None = None
+        self.http_url: str | None = None
+
+    async def start(self) -> None:
+        self.pool = AsyncConnectionPool(
+            self.endpoints.database_url, min_size=1, max_size=20, open=False, timeout=5.0, name=f"{self.name}-db"
+        )
+        # Not waiting here: the API answers 503 while the database is down
+        # and the pool recovers by itself when it is back.
+        await self.pool.open(wait=False)
+        self.store = store_mod.Store(self.pool, crypto.Keys.from_secret(self.endpoints.server_secret))
+        self.session = aiohttp.ClientSession()
+        self.node = ari_node.AriNode(
+            self.session,
+            self.endpoints.ari_url,
+            self.endpoints.ari_username,
+            self.endpoints.ari_password,
+            # One app name per process: a second websocket for the same name
+            # would take over the first one's calls.
+            f"{self.cfg.ari.app}-{self.name}",
+            name="local",
+        )
+        if self.with_dialer:
+            self.controller = controller.Controller(
+                self.cfg, self.store, self.node, database_url=self.endpoints.database_url, name=self.name
+            )
+            await self.controller.start()
+        if self.with_api:
+            checks: dict[str, Callable[[], Awaitable[object]]] = {
+                "postgres": self.store.ping,
+                f"asterisk:{self.node.name}": self.node.client.asterisk_info,
+            }
+            app = api_app.make_app(self.cfg, self.store, checks)
+            self._runner = web.AppRunner(app, access_log=None)
+            await self._runner.setup()
+            host, port = self.cfg.http_host_port()
+            site = web.TCPSite(self._runner, host, self._http_port if self._http_port is not None else port)
+            await site.start()
+            bound = site._server.sockets[0].getsockname()  # type: ignore[union-attr]
+            self.http_url = f"http://{host}:{bound[1]}"
+            logger.info("API listening on %s", self.http_url)
+
+    async def stop(self, grace: float | None = None) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if self.controller is not None:
+            await self.controller.stop(grace)
+            self.controller = None
+        elif self.node is not None:
+            await self.node.close()
+        if self.session is not None:
+            await self.session.close()
+            self.session = None
+        if self.pool is not None:
+            await self.pool.close()
+            self.pool = None
+
+    async def kill(self) -> None:
+        """Stop the controller as a crash would (tests of recovery)."""
+        if self.controller is not None:
+            await self.controller.kill()
+            self.controller = None
+        await self.stop(0)
+
+
+async def serve(cfg: config.Config, endpoints: stack.Endpoints, *, api: bool, dialer: bool) -> None:
+    """Run until SIGINT or SIGTERM, then drain calls and stop."""
+    runtime = Runtime(cfg, endpoints, api=api, dialer=dialer)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await runtime.start()
+    if runtime.http_url:
+        print(f"ivr-auth API on {runtime.http_url}", flush=True)
+    if runtime.controller:
+        print(f"ivr-auth controller {runtime.name} dialling via {endpoints.ari_url}", flush=True)
+    try:
+        await stop.wait()
+    finally:
+        print("stopping: draining calls in progress...", flush=True)
+        with contextlib.suppress(Exception):
+            await runtime.stop()

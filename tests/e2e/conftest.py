@@ -1,0 +1,126 @@
+"""The whole service in-process against the test stack: the HTTP API and a
+controller (several where a test asks), talking to real Postgres, real
+Asterisk and real SIPp handsets."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Coroutine
+from typing import Any
+
+import aiohttp
+import psycopg
+import pytest
+
+from ivr_auth import config, models, runtime, stack
+from tests.conftest import TEST_SETTINGS
+
+FAST: dict[str, Any] = {
+    "verification": {
+        "ring_timeout_seconds": 4,
+        "retry_delay_seconds": 1,
+        "first_digit_timeout_seconds": 2.5,
+        "inter_digit_timeout_seconds": 2,
+        "no_input_retries": 1,
+        "max_call_attempts": 2,
+    },
+    "dialer": {"poll_interval_seconds": 0.2, "lease_seconds": 3, "reaper_interval_seconds": 0.5},
+    "trunk": {"calls_per_second": 50, "max_channels": 40},
+}
+
+
+def service_config(**overrides: dict[str, Any]) -> config.Config:
+    settings = copy.deepcopy(TEST_SETTINGS)
+    for source in (FAST, overrides):
+        for section, values in source.items():
+            current = settings.setdefault(section, {})
+            assert isinstance(current, dict)
+            current.update(values)
+    return config.from_mapping(settings)
+
+
+@pytest.fixture
+async def clean_queue(local_stack: stack.Endpoints) -> None:
+    """No request left open by an earlier test may be dialled into this one."""
+    async with await psycopg.AsyncConnection.connect(local_stack.database_url, autocommit=True) as conn:
+        await conn.execute(
+            "UPDATE verifications SET status = 'canceled', reason = 'test_cleanup', finished_at = now()"
+            " WHERE status IN ('queued', 'calling', 'in_call', 'delivered')"
+        )
+
+
+class Api:
+    """A tenant's view of the HTTP API."""
+
+    def __init__(self, session: aiohttp.ClientSession, base_url: str, api_key: str) -> None:
+        self.session = session
+        self.base_url = base_url
+        self.headers = {"Authorization": f"Bearer {api_key}"}
+
+    async def call(self, method: str, path: str, body: Any = None, **kwargs: Any) -> tuple[int, dict[str, Any]]:
+        async with self.session.request(
+            method, self.base_url + path, json=body, headers={**self.headers, **kwargs.pop("headers", {})}, **kwargs
+        ) as resp:
+            return resp.status, await resp.json()
+
+    async def create(self, phone: str, **fields: Any) -> dict[str, Any]:
+        status, body = await self.call("POST", "/v1/verifications", {"phone": phone, "method": "dtmf", **fields})
+        assert status == 201, body
+        return body
+
+    async def get(self, verification_id: str) -> dict[str, Any]:
+        status, body = await self.call("GET", f"/v1/verifications/{verification_id}")
+        assert status == 200, body
+        return body
+
+    async def events(self, verification_id: str) -> dict[str, Any]:
+        status, body = await self.call("GET", f"/v1/verifications/{verification_id}/events")
+        assert status == 200, body
+        return body
+
+    async def wait_for(self, verification_id: str, statuses: set[str], timeout: float = 60) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            body = await self.get(verification_id)
+            if body["status"] in statuses:
+                return body
+            if time.monotonic() > deadline:
+                raise AssertionError(f"still {body['status']} after {timeout}s, wanted {statuses}: {body}")
+            await asyncio.sleep(0.1)
+
+
+Starter = Callable[..., Coroutine[Any, Any, runtime.Runtime]]
+
+
+@pytest.fixture
+async def start_service(
+    local_stack: stack.Endpoints, clean_queue: None
+) -> AsyncIterator[Starter]:
+    """Start API and/or controllers; all are stopped after the test."""
+    started: list[runtime.Runtime] = []
+
+    async def start(*, api: bool = True, dialer: bool = True, cfg: config.Config | None = None) -> runtime.Runtime:
+        rt = runtime.Runtime(
+            cfg or service_config(), local_stack, api=api, dialer=dialer,
+            name=f"test-{uuid.uuid4().hex[:8]}", http_port=0,
+        )
+        await rt.start()
+        started.append(rt)
+        return rt
+
+    yield start
+    for rt in reversed(started):
+        await rt.stop(grace=5)
+
+
+@pytest.fixture
+async def api(
+    start_service: Starter, http_session: aiohttp.ClientSession, tenant: tuple[models.Tenant, str]
+) -> Api:
+    """The API (no controller yet) and a fresh tenant's client for it."""
+    rt = await start_service(dialer=False)
+    assert rt.http_url is not None
+    return Api(http_session, rt.http_url, tenant[1])

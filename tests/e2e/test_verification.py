@@ -1,0 +1,162 @@
+"""Outbound DTMF verification end to end: HTTP API → Postgres queue →
+controller → Asterisk → SIPp handset, and the result read back over HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import psycopg
+import pytest
+
+from ivr_auth import sipp, stack, states
+from tests.e2e.conftest import Api, Starter, service_config
+
+pytestmark = pytest.mark.e2e
+
+PHONE = "090-1234-5678"
+TERMINAL = {s.value for s in states.TERMINAL}
+
+
+def handset(**kwargs: object) -> sipp.Handset:
+    cfg = service_config()
+    return sipp.Handset(port=cfg.trunk.port, host=cfg.trunk.host, **kwargs)  # type: ignore[arg-type]
+
+
+def statuses(log: dict[str, Any]) -> list[str]:
+    return [e["to_status"] for e in log["events"] if e["type"] == "status"]
+
+
+async def test_correct_code_verifies(api: Api, start_service: Starter) -> None:
+    await start_service(api=False)
+    created = await api.create(PHONE)
+    assert created["phone"] == "+819012345678"
+    async with handset(keys=created["code"] + "#") as phone:
+        done = await api.wait_for(created["id"], TERMINAL)
+        sipp_result = await phone.wait()
+    assert done["status"] == "verified"
+    assert done["code_attempts"] == 0
+    assert done["call_attempts"] == 1
+    assert sipp_result.ok, sipp_result.errors_log
+    log = await api.events(created["id"])
+    assert statuses(log) == ["queued", "calling", "in_call", "verified"]
+    (call,) = log["calls"]
+    assert call["answered_at"] is not None
+    assert call["outcome"] == "verified"
+
+
+async def test_wrong_code_then_correct(api: Api, start_service: Starter) -> None:
+    await start_service(api=False)
+    created = await api.create(PHONE, code="246810")
+    async with handset(keys="135791#,,,246810#") as phone:
+        done = await api.wait_for(created["id"], TERMINAL)
+        await phone.wait()
+    assert done["status"] == "verified"
+    assert done["code_attempts"] == 1
+
+
+async def test_wrong_codes_use_up_the_attempts(api: Api, start_service: Starter) -> None:
+    await start_service(api=False)
+    created = await api.create(PHONE, code="246810", max_code_attempts=2)
+    async with handset(keys="111111#,,,,222222#") as phone:
+        done = await api.wait_for(created["id"], TERMINAL)
+        await phone.wait()
+    assert done["status"] == "failed"
+    assert done["reason"] == "code_attempts_exhausted"
+    assert done["code_attempts"] == 2
+    # The code can no longer be used, not even through the API.
+    status, body = await api.call("POST", f"/v1/verifications/{created['id']}/check", {"code": "246810"})
+    assert status == 409, body
+
+
+async def test_no_input_fails_after_reprompt(api: Api, start_service: Starter) -> None:
+    await start_service(api=False)
+    created = await api.create(PHONE)
+    async with handset(keys="") as phone:
+        done = await api.wait_for(created["id"], TERMINAL)
+        await phone.wait()
+    assert done["status"] == "failed"
+    assert done["reason"] == "no_input"
+    log = await api.events(created["id"])
+    assert [e["type"] for e in log["events"]].count("no_input") == 2  # first prompt + one re-prompt
+
+
+async def test_busy_is_retried_and_the_retry_answers(api: Api, start_service: Starter) -> None:
+    await start_service(api=False)
+    created = await api.create(PHONE)
+    async with handset(scenario="uas-reject-486.xml") as busy:
+        await busy.wait()
+    # The retry comes retry_delay_seconds (1 s) after the busy: a handset is ready for it.
+    async with handset(keys=created["code"]) as phone:
+        done = await api.wait_for(created["id"], TERMINAL)
+        await phone.wait()
+    assert done["status"] == "verified"
+    assert done["call_attempts"] == 2
+    log = await api.events(created["id"])
+    assert statuses(log) == ["queued", "calling", "queued", "calling", "in_call", "verified"]
+    busy_call = log["calls"][0]
+    assert (busy_call["outcome"], busy_call["cause"]) == ("busy", 17)
+
+
+async def test_no_answer_after_every_attempt(api: Api, start_service: Starter) -> None:
+    await start_service(api=False)
+    created = await api.create(PHONE)
+    async with handset(scenario="uas-no-answer.xml", calls=2) as phone:
+        done = await api.wait_for(created["id"], TERMINAL, timeout=30)
+        sipp_result = await phone.wait()
+    assert done["status"] == "no_answer"
+    assert done["call_attempts"] == 2  # max_call_attempts of the test config
+    assert sipp_result.ok, sipp_result.errors_log
+
+
+async def test_expired_while_queued_is_never_dialled(
+    api: Api, start_service: Starter, local_stack: stack.Endpoints
+) -> None:
+    created = await api.create(PHONE)
+    async with await psycopg.AsyncConnection.connect(local_stack.database_url, autocommit=True) as conn:
+        # As if its ttl ran out while no controller could take it.
+        await conn.execute(
+            "UPDATE verifications SET expires_at = now() - interval '1 second' WHERE id = %s", (created["id"],)
+        )
+    await start_service(api=False)
+    done = await api.wait_for(created["id"], TERMINAL, timeout=10)
+    assert done["status"] == "expired"
+    assert done["call_attempts"] == 0
+
+
+async def test_cancel_while_queued_is_never_dialled(api: Api, start_service: Starter) -> None:
+    created = await api.create(PHONE)
+    status, body = await api.call("POST", f"/v1/verifications/{created['id']}/cancel")
+    assert (status, body["status"]) == (200, "canceled")
+    await start_service(api=False)
+    await asyncio.sleep(1.5)  # several dialer passes
+    after = await api.get(created["id"])
+    assert after["status"] == "canceled"
+    assert after["call_attempts"] == 0
+
+
+async def test_cancel_during_the_call_hangs_up(api: Api, start_service: Starter) -> None:
+    await start_service(api=False)
+    created = await api.create(PHONE)
+    async with handset(keys="") as phone:
+        await api.wait_for(created["id"], {"in_call"})
+        status, _ = await api.call("POST", f"/v1/verifications/{created['id']}/cancel")
+        assert status == 200
+        await phone.wait()
+    log = await api.events(created["id"])
+    assert statuses(log)[-1] == "canceled"
+    (call,) = log["calls"]
+    assert call["ended_at"] is not None
+
+
+async def test_killed_controller_mid_call_is_settled_by_another(api: Api, start_service: Starter) -> None:
+    first = await start_service(api=False)
+    created = await api.create(PHONE)
+    async with handset(keys="") as phone:
+        await api.wait_for(created["id"], {"in_call"})
+        await first.kill()  # no drain, no hangup, leases left to run out
+        await start_service(api=False)
+        done = await api.wait_for(created["id"], TERMINAL, timeout=20)
+        await phone.wait()
+    assert done["status"] == "error"
+    assert done["reason"] == "controller_lost"
