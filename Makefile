@@ -1,6 +1,7 @@
 # One command for each usual job; the README says which.
 #   make demo   set up everything, bring up the local stack, place real calls
 #   make test   set up everything, run the whole suite (unit, integration, e2e)
+#   make run    the local stack + API + controller in the foreground
 #   make lint   ruff + mypy --strict
 SHELL := /bin/bash
 PYTHON ?= python3
@@ -8,7 +9,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup system venv demo test test-unit lint stack-up stack-down stack-status clean
+.PHONY: setup system venv demo run test test-unit lint stack-up stack-down stack-status clean
 
 setup: system venv
 
@@ -26,6 +27,10 @@ $(STAMP): pyproject.toml
 
 demo: setup
 	@$(VENV)/bin/ivr-auth demo
+
+# The local stack, the HTTP API and a controller in the foreground (Ctrl-C drains calls and stops).
+run: setup
+	@$(VENV)/bin/ivr-auth run
 
 test: setup
 	@$(PY) -m pytest

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import functools
 import ipaddress
 import json
 import logging
@@ -12,20 +13,23 @@ import os
 import secrets
 import socket
 import sys
+import time
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import aiohttp
 from psycopg_pool import AsyncConnectionPool
 
-from ivr_auth import config, crypto, errors, phone, probe, runtime, sipp, stack
+from ivr_auth import config, crypto, errors, phone, probe, runtime, sipp, stack, states
 from ivr_auth import store as store_mod
 from ivr_auth.ari import node as ari_node
 from ivr_auth.store import migrate
 
 logger = logging.getLogger(__name__)
 
-SECRET_KEYS = ("password",)
+T = TypeVar("T")
+SECRET_KEYS = ("password", "server_secret")
+TERMINAL_STATUSES = {s.value for s in states.TERMINAL}
 DEMO_NUMBER = "090-1234-5678"
 
 
@@ -122,10 +126,7 @@ async def cmd_migrate(cfg: config.Config, args: argparse.Namespace) -> int:
 
 
 async def _with_store(cfg: config.Config, action: Callable[[store_mod.Store], Awaitable[int]]) -> int:
-    endpoints = stack.endpoints(cfg)
-    async with AsyncConnectionPool(endpoints.database_url, min_size=1, max_size=2, open=False) as pool:
-        await pool.wait(timeout=10)
-        return await action(store_mod.Store(pool, crypto.Keys.from_secret(endpoints.server_secret)))
+    return await _with_store_value(cfg, action)
 
 
 async def cmd_tenant_create(cfg: config.Config, args: argparse.Namespace) -> int:
@@ -191,39 +192,86 @@ async def cmd_call(cfg: config.Config, args: argparse.Namespace) -> int:
 
 
 async def cmd_demo(cfg: config.Config, args: argparse.Namespace) -> int:
-    """Bring up the stack, then call two SIPp handsets on the trunk's address:
-    one answers and keys a random code, one is busy."""
+    """The main job on the embedded stack: a web backend asks for a DTMF
+    verification over HTTP, the controller calls a SIPp handset that keys
+    the code, and the backend reads the result back."""
     if not _is_loopback(cfg.trunk.host):
         raise errors.IvrAuthError(
             f"the demo calls SIPp handsets on this machine, but trunk.host is {cfg.trunk.host}; "
             "run it with a config whose trunk points at 127.0.0.1"
         )
-    print("bringing up the local stack (Postgres + Asterisk)...", file=sys.stderr)
+    say = functools.partial(print, flush=True)
+    say("bringing up the local stack (Postgres + Asterisk)...")
     endpoints = await stack.up(cfg)
-    number = phone.normalize(DEMO_NUMBER, cfg.default_country)
-    code = "".join(secrets.choice("0123456789") for _ in range(6))
-    outcomes: list[tuple[str, probe.ProbeResult]] = []
-    async with aiohttp.ClientSession() as session:
-        node = _node(session, cfg, endpoints)
-        try:
-            await node.start()
-            handset = sipp.Handset(port=cfg.trunk.port, host=cfg.trunk.host, keys=code)
-            async with handset:
-                result = await probe.call(node, cfg, number, probe.ProbeOptions(max_digits=len(code)))
-                await handset.wait()
-            outcomes.append((f"handset keys {code}", result))
-            async with sipp.Handset(port=cfg.trunk.port, host=cfg.trunk.host, scenario="uas-reject-486.xml") as busy:
-                result = await probe.call(node, cfg, number, probe.ProbeOptions())
-                await busy.wait()
-            outcomes.append(("handset is busy (486)", result))
-        finally:
-            await node.close()
-    _report(outcomes, as_json=args.json)
-    keyed = outcomes[0][1]
-    ok = keyed.digits == code and outcomes[1][1].outcome.value == "busy"
-    if not args.json:
-        print("\n" + ("the keyed code arrived intact and busy was reported as busy" if ok else "UNEXPECTED OUTCOME"))
+    tenant_name = f"demo-{secrets.token_hex(3)}"
+    _, api_key = await _with_store_value(cfg, lambda store: store.create_tenant(tenant_name))
+    say(f"created tenant {tenant_name} and its API key")
+    service = runtime.Runtime(cfg, endpoints, name="demo", http_port=0)
+    await service.start()
+    assert service.http_url is not None
+    say(f"API on {service.http_url}, controller 'demo' dialling through trunk {cfg.trunk.host}:{cfg.trunk.port}")
+    ok = True
+    try:
+        async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {api_key}"}) as http:
+            scenes = [
+                ("the callee keys the code shown on the web page", lambda code: f"{code}#"),
+                ("the callee mistypes once, then keys it right", lambda code: f"{_wrong(code)}#,,,{code}#"),
+            ]
+            for title, keys_for in scenes:
+                say(f"\n== {title}")
+                ok &= await _demo_one(http, service.http_url, cfg, keys_for, say)
+    finally:
+        await service.stop(grace=5)
+    say("\nthe local stack is still up: `make stack-down` stops it")
     return 0 if ok else 1
+
+
+async def _demo_one(
+    http: aiohttp.ClientSession,
+    base: str,
+    cfg: config.Config,
+    keys_for: Callable[[str], str],
+    say: Callable[..., None],
+) -> bool:
+    started = time.monotonic()
+    body = {"phone": DEMO_NUMBER, "method": "dtmf", "language": "en", "reference": "demo-password-reset"}
+    async with http.post(f"{base}/v1/verifications", json=body) as resp:
+        created = await resp.json()
+    if resp.status != 201:
+        raise errors.IvrAuthError(f"create failed: HTTP {resp.status} {created}")
+    code = created["code"]
+    say(f"POST /v1/verifications -> 201  id {created['id']}  phone {created['phone']}  code {code}")
+    handset = sipp.Handset(port=cfg.trunk.port, host=cfg.trunk.host, keys=keys_for(code))
+    last = None
+    async with handset:
+        while True:
+            async with http.get(f"{base}/v1/verifications/{created['id']}") as resp:
+                state = await resp.json()
+            if state["status"] != last:
+                last = state["status"]
+                say(f"  {time.monotonic() - started:6.2f}s  {last}")
+            if state["status"] in TERMINAL_STATUSES:
+                break
+            await asyncio.sleep(0.05)
+        await handset.wait()
+    async with http.get(f"{base}/v1/verifications/{created['id']}/events") as resp:
+        log = await resp.json()
+    say(f"  result: {state['status']} ({state['reason']})")
+    say(f"  wrong codes {state['code_attempts']}, calls {state['call_attempts']}")
+    for call in log["calls"]:
+        say(f"  call {call['attempt']}: outcome {call['outcome']}, hangup cause {call['cause']} ({call['cause_txt']})")
+    return bool(state["status"] == "verified")
+
+
+def _wrong(code: str) -> str:
+    return "".join(str((int(d) + 1) % 10) for d in code)
+
+
+async def _with_store_value(cfg: config.Config, action: Callable[[store_mod.Store], Awaitable[T]]) -> T:
+    endpoints = stack.endpoints(cfg)
+    async with AsyncConnectionPool(endpoints.database_url, min_size=1, max_size=2, open=False) as pool:
+        await pool.wait(timeout=10)
+        return await action(store_mod.Store(pool, crypto.Keys.from_secret(endpoints.server_secret)))
 
 
 def _node(session: aiohttp.ClientSession, cfg: config.Config, endpoints: stack.Endpoints) -> ari_node.AriNode:

@@ -233,7 +233,10 @@ class Controller:
                 )
                 to_status = states.Status.QUEUED if retry else states.Status.ERROR
                 await self.store.settle_orphan(
-                    conn, orphan, to_status, next_attempt_at=now if retry else None,
+                    conn,
+                    orphan,
+                    to_status,
+                    next_attempt_at=now if retry else None,
                     detail={"lost_controller": orphan.lease_owner, "reaped_by": self.name},
                 )
                 settled += 1

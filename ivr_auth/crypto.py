@@ -14,6 +14,7 @@ import base64
 import hashlib
 import hmac
 import os
+import re
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -62,7 +63,7 @@ class Keys:
         blob = bytes(sealed)
         try:
             return AESGCM(self.seal_key).decrypt(blob[:12], blob[12:], verification_id.bytes).decode()
-        except InvalidTag as exc:
+        except (InvalidTag, ValueError) as exc:  # ValueError: too short to hold a nonce
             raise errors.IvrAuthError("a sealed code did not open (server_secret changed?)") from exc
 
     def api_key_hash(self, api_key: str) -> bytes:
@@ -80,9 +81,16 @@ def new_api_key() -> tuple[str, str]:
     return f"{API_KEY_PREFIX}_{prefix}_{secrets.token_urlsafe(32)}", prefix
 
 
+_PREFIX = re.compile(r"[a-z2-7]{8}")
+_SECRET = re.compile(r"[A-Za-z0-9_-]{32,64}")
+
+
 def api_key_prefix(api_key: str) -> str | None:
+    """The lookup prefix of a key shaped like ``new_api_key``'s, else None."""
     parts = api_key.split("_", 2)
-    if len(parts) != 3 or parts[0] != API_KEY_PREFIX or len(parts[1]) != 8:
+    if len(parts) != 3 or parts[0] != API_KEY_PREFIX:
+        return None
+    if not _PREFIX.fullmatch(parts[1]) or not _SECRET.fullmatch(parts[2]):
         return None
     return parts[1]
 

@@ -204,6 +204,7 @@ class Store:
                 states.Status.CANCELED,
                 reason="canceled",
                 detail={"by": "api"},
+                release=True,
             )
             if row is not None:
                 await conn.execute(sql.query("notify_cancel"), {"id": str(verification_id)})

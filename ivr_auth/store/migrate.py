@@ -11,6 +11,7 @@ from importlib import resources
 from typing import Any
 
 import psycopg
+from psycopg.rows import tuple_row
 
 from ivr_auth import errors
 
@@ -75,10 +76,12 @@ async def migrate(database_url: str) -> list[Migration]:
 
 
 async def current_version(conn: psycopg.AsyncConnection[Any]) -> int:
-    cur = await conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL")
-    row = await cur.fetchone()
-    if row is None or not row[0]:
-        return 0
-    cur = await conn.execute("SELECT coalesce(max(version), 0) FROM schema_migrations")
-    row = await cur.fetchone()
+    """The schema version of the database behind ``conn`` (0: never migrated)."""
+    async with conn.cursor(row_factory=tuple_row) as cur:
+        await cur.execute("SELECT to_regclass('schema_migrations') IS NOT NULL")
+        row = await cur.fetchone()
+        if row is None or not row[0]:
+            return 0
+        await cur.execute("SELECT coalesce(max(version), 0) FROM schema_migrations")
+        row = await cur.fetchone()
     return int(row[0]) if row else 0

@@ -4,9 +4,6 @@
 -- name: ping
 SELECT 1;
 
--- name: schema_version
-SELECT coalesce(max(version), 0) AS version FROM schema_migrations;
-
 -- name: create_tenant
 INSERT INTO tenants (name, caller_id, default_language)
 VALUES (%(name)s, %(caller_id)s, %(default_language)s)

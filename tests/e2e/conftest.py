@@ -96,16 +96,18 @@ Starter = Callable[..., Coroutine[Any, Any, runtime.Runtime]]
 
 
 @pytest.fixture
-async def start_service(
-    local_stack: stack.Endpoints, clean_queue: None
-) -> AsyncIterator[Starter]:
+async def start_service(local_stack: stack.Endpoints, clean_queue: None) -> AsyncIterator[Starter]:
     """Start API and/or controllers; all are stopped after the test."""
     started: list[runtime.Runtime] = []
 
     async def start(*, api: bool = True, dialer: bool = True, cfg: config.Config | None = None) -> runtime.Runtime:
         rt = runtime.Runtime(
-            cfg or service_config(), local_stack, api=api, dialer=dialer,
-            name=f"test-{uuid.uuid4().hex[:8]}", http_port=0,
+            cfg or service_config(),
+            local_stack,
+            api=api,
+            dialer=dialer,
+            name=f"test-{uuid.uuid4().hex[:8]}",
+            http_port=0,
         )
         await rt.start()
         started.append(rt)
@@ -117,9 +119,7 @@ async def start_service(
 
 
 @pytest.fixture
-async def api(
-    start_service: Starter, http_session: aiohttp.ClientSession, tenant: tuple[models.Tenant, str]
-) -> Api:
+async def api(start_service: Starter, http_session: aiohttp.ClientSession, tenant: tuple[models.Tenant, str]) -> Api:
     """The API (no controller yet) and a fresh tenant's client for it."""
     rt = await start_service(dialer=False)
     assert rt.http_url is not None

@@ -1,0 +1,120 @@
+from __future__ import annotations
+
+import re
+from importlib import resources
+from pathlib import Path
+
+import pytest
+
+from ivr_auth import errors, states
+from ivr_auth.store import migrate, sql
+
+STORE = Path(sql.__file__).parent
+QUERIES_TEXT = (STORE / "queries.sql").read_text(encoding="utf-8")
+# psycopg's own rule: "%%" is a literal percent, "%(name)s" a named parameter;
+# anything else after a percent (%s, %(x), %(x)d, a stray %) is an error or a bug.
+PERCENT = re.compile(r"%%|%\((\w+)\)s|%")
+
+
+def placeholders(body: str) -> list[str]:
+    """The parameter names in one query; fails on a malformed percent."""
+    names = []
+    for match in PERCENT.finditer(body):
+        if match.group(0) == "%%":
+            continue
+        assert match.group(1), f"malformed placeholder at {body[match.start() : match.start() + 20]!r}"
+        names.append(match.group(1))
+    return names
+
+
+def test_queries_sql_parses() -> None:
+    parsed = sql.parse(QUERIES_TEXT)
+
+    assert parsed == sql.QUERIES
+    assert len(parsed) == len(re.findall(r"^--\s*name:", QUERIES_TEXT, re.MULTILINE))
+    for name, body in parsed.items():
+        assert body, f"query {name} is empty"
+        assert "name:" not in body
+
+
+def test_parse_ignores_what_comes_before_the_first_name() -> None:
+    text = "-- a header\n\n-- name: one\nSELECT 1;\n\n-- name: two\nSELECT %(x)s;\n"
+
+    assert sql.parse(text) == {"one": "SELECT 1;", "two": "SELECT %(x)s;"}
+    assert sql.parse("-- only a header\n") == {}
+
+
+def test_parse_refuses_a_name_defined_twice() -> None:
+    text = "-- name: one\nSELECT 1;\n-- name: two\nSELECT 2;\n-- name: one\nSELECT 3;\n"
+
+    with pytest.raises(ValueError, match="'one' is defined twice"):
+        sql.parse(text)
+
+
+def test_queries_sql_has_no_duplicate_names() -> None:
+    names = re.findall(r"^--\s*name:\s*(\w+)\s*$", QUERIES_TEXT, re.MULTILINE)
+
+    assert len(names) == len(set(names))
+
+
+def test_query_raises_for_an_unknown_name() -> None:
+    assert sql.query("ping") == sql.QUERIES["ping"]
+    with pytest.raises(KeyError):
+        sql.query("no_such_query")
+
+
+@pytest.mark.parametrize("name", sorted(sql.QUERIES))
+def test_every_placeholder_is_well_formed(name: str) -> None:
+    for param in placeholders(sql.QUERIES[name]):
+        assert re.fullmatch(r"[a-z_][a-z0-9_]*", param), f"{name}: odd parameter name {param!r}"
+
+
+@pytest.mark.parametrize("body", ["SELECT %s", "SELECT %(x)d", "SELECT %(x)", "SELECT 5 % 2", "SELECT %()s"])
+def test_the_placeholder_check_catches_malformed_ones(body: str) -> None:
+    with pytest.raises(AssertionError, match="malformed placeholder"):
+        placeholders(body)
+
+
+def test_the_placeholder_check_accepts_a_literal_percent() -> None:
+    assert placeholders("SELECT 'a' LIKE 'b%%' AND x = %(x)s AND y = %(y)s") == ["x", "y"]
+
+
+def test_every_query_the_store_uses_exists() -> None:
+    source = (STORE / "__init__.py").read_text(encoding="utf-8")
+    used = set(re.findall(r"(?:sql\.query|self\._one|self\._all)\(\s*\"(\w+)\"", source))
+
+    assert {"claim", "transition", "insert_verification", "ping"} <= used  # the pattern still finds them
+    assert used <= set(sql.QUERIES), f"missing from queries.sql: {sorted(used - set(sql.QUERIES))}"
+
+
+def test_migrations_are_numbered_one_to_n() -> None:
+    found = migrate.available()
+
+    assert [m.version for m in found] == list(range(1, len(found) + 1))
+    assert migrate.latest_version() == len(found) >= 1
+    assert all(m.sql.strip() for m in found)
+
+
+def test_every_file_in_migrations_is_a_migration() -> None:
+    # A file the pattern does not match would be skipped without a word.
+    files = [p.name for p in (STORE / "migrations").iterdir() if p.suffix == ".sql"]
+
+    assert sorted(files) == sorted(f"{m.version:04d}_{m.name}.sql" for m in migrate.available())
+
+
+def test_a_gap_in_the_numbering_is_refused(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    (tmp_path / "migrations").mkdir()
+    for name in ("0001_first.sql", "0003_third.sql"):
+        (tmp_path / "migrations" / name).write_text("SELECT 1;\n", encoding="utf-8")
+    monkeypatch.setattr(resources, "files", lambda _package: tmp_path)
+
+    with pytest.raises(errors.StoreError, match=r"\[1, 3\]"):
+        migrate.available()
+
+
+def test_the_schema_allows_exactly_the_statuses() -> None:
+    schema = (STORE / "migrations" / "0001_initial.sql").read_text(encoding="utf-8")
+    match = re.search(r"status text NOT NULL CHECK \(status IN \((.*?)\)\)", schema, re.DOTALL)
+
+    assert match is not None
+    assert set(re.findall(r"'(\w+)'", match.group(1))) == {s.value for s in states.Status}
