@@ -58,6 +58,9 @@ class CallSession:
         self._playback_seq = 0
         self.ended: types.AriEvent | None = None
         self.answered_at: float | None = None
+        # After an entry that ended on its last digit, callers often still
+        # press "#": that key closes the entry before, not the next one.
+        self._stray_terminator_until = 0.0
 
     def close(self) -> None:
         self.node.dispatcher.unsubscribe(self.channel_id)
@@ -146,6 +149,9 @@ class CallSession:
                 digit = str(event.get("digit", ""))
                 if digit not in dtmf.KEYS:
                     continue
+                if digit == options.terminator and not collector.digits and now < self._stray_terminator_until:
+                    self._stray_terminator_until = 0.0
+                    continue
                 if playing and playback_id is not None:
                     playing = False
                     await self.node.client.stop_playback(playback_id)
@@ -153,6 +159,13 @@ class CallSession:
             elif kind == "PlaybackFinished" and event.get("playback", {}).get("id") == playback_id:
                 playing = False
                 collector.restart(now)
+        if collector.ended is dtmf.Ended.MAX_DIGITS and options.terminator:
+            self._stray_terminator_until = time.monotonic() + options.inter_digit_timeout
+        else:
+            self._stray_terminator_until = 0.0
+        if playing and playback_id is not None:
+            # Entry ended before the prompt did (max digits keyed in a burst).
+            await self.node.client.stop_playback(playback_id)
         return collector
 
     async def hangup(self, reason: str = "normal") -> None:

@@ -60,9 +60,9 @@ class DigitCollector:
             return True
         if key not in KEYS:
             raise ValueError(f"not a DTMF key: {key!r}")
-        if now >= self.deadline():
-            self.ended = Ended.TIMEOUT
-            return True
+        # A key that did arrive always counts, even past the deadline: only
+        # tick() ends entry for lack of keys. (While a prompt plays the clock
+        # has not really started, and a key at the edge is still the caller's.)
         self.last_key_at = now
         if key == self.terminator:
             self.ended = Ended.TERMINATOR

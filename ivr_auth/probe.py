@@ -19,6 +19,7 @@ from ivr_auth.ari import node as ari_node
 
 logger = logging.getLogger(__name__)
 
+
 @dataclass(frozen=True)
 class ProbeOptions:
     media: tuple[str, ...] = ("sound:vm-enter-num-to-call",)

@@ -83,8 +83,8 @@ async def test_no_input_fails_after_reprompt(api: Api, start_service: Starter) -
 
 async def test_busy_is_retried_and_the_retry_answers(api: Api, start_service: Starter) -> None:
     await start_service(api=False)
-    created = await api.create(PHONE)
     async with handset(scenario="uas-reject-486.xml") as busy:
+        created = await api.create(PHONE)
         await busy.wait()
     # The retry comes retry_delay_seconds (1 s) after the busy: a handset is ready for it.
     async with handset(keys=created["code"]) as phone:
