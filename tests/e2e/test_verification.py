@@ -160,3 +160,59 @@ async def test_killed_controller_mid_call_is_settled_by_another(api: Api, start_
         await phone.wait()
     assert done["status"] == "error"
     assert done["reason"] == "controller_lost"
+
+
+async def test_callee_hangs_up_mid_prompt(api: Api, start_service: Starter) -> None:
+    await start_service(api=False)
+    created = await api.create(PHONE)
+    async with handset(hangup_after_ms=1000) as phone:
+        done = await api.wait_for(created["id"], TERMINAL)
+        sipp_result = await phone.wait()
+    assert done["status"] == "hung_up"
+    assert done["reason"] == "callee_hung_up"
+    assert sipp_result.ok, sipp_result.errors_log
+    (call,) = (await api.events(created["id"]))["calls"]
+    assert call["outcome"] == "hung_up"
+
+
+async def test_keys_sent_as_sip_info_verify(api: Api, start_service: Starter) -> None:
+    await start_service(api=False)
+    created = await api.create(PHONE)
+    async with handset(keys=created["code"], dtmf="info") as phone:
+        done = await api.wait_for(created["id"], TERMINAL)
+        await phone.wait()
+    assert done["status"] == "verified"
+
+
+def numbers(count: int) -> list[str]:
+    return [f"+81905555{i:04d}" for i in range(count)]
+
+
+async def test_two_controllers_dial_each_request_exactly_once(api: Api, start_service: Starter) -> None:
+    first = await start_service(api=False)
+    second = await start_service(api=False)
+    created = [await api.create(n) for n in numbers(12)]
+    keys = {c["phone"]: c["code"] for c in created}
+    async with handset(keys_by_number=keys, calls=len(keys)) as phone:
+        done = [await api.wait_for(c["id"], TERMINAL, timeout=90) for c in created]
+        sipp_result = await phone.wait()
+    assert [d["status"] for d in done] == ["verified"] * len(created)
+    assert all(d["call_attempts"] == 1 for d in done)
+    assert sipp_result.successful == len(created)  # SIPp saw each call once
+    owners = set()
+    for c in created:
+        (claimed,) = [e for e in (await api.events(c["id"]))["events"] if e["to_status"] == "calling"]
+        owners.add(claimed["detail"]["controller"])
+    assert owners <= {first.name, second.name}
+
+
+async def test_twenty_verifications_at_once(api: Api, start_service: Starter) -> None:
+    await start_service(api=False)
+    created = await asyncio.gather(*(api.create(n) for n in numbers(20)))
+    keys = {c["phone"]: c["code"] for c in created}
+    assert len(keys) == 20
+    async with handset(keys_by_number=keys, calls=20) as phone:
+        done = await asyncio.gather(*(api.wait_for(c["id"], TERMINAL, timeout=120) for c in created))
+        sipp_result = await phone.wait()
+    assert [d["status"] for d in done] == ["verified"] * 20
+    assert sipp_result.successful == 20, sipp_result.errors_log
