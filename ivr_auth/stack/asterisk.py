@@ -9,7 +9,6 @@ neither ``/etc/asterisk`` nor a system Asterisk that may be running.
 from __future__ import annotations
 
 import asyncio
-import base64
 import hashlib
 import logging
 import os
@@ -23,6 +22,7 @@ from pathlib import Path
 import aiohttp
 
 from ivr_auth import config, errors
+from ivr_auth.ari import client as ari_client
 from ivr_auth.stack import ports, proc, render
 
 logger = logging.getLogger(__name__)
@@ -72,12 +72,6 @@ def data_dir(cfg: config.StackConfig) -> Path:
 
 def ari_url(cfg: config.StackConfig) -> str:
     return f"http://{cfg.bind}:{cfg.ari_port}/ari"
-
-
-def basic_auth(username: str, password: str) -> str:
-    """The Authorization header value (aiohttp's BasicAuth is deprecated)."""
-    token = base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
-    return f"Basic {token}"
 
 
 def template_values(cfg: config.Config, ari_password: str, dirs: dict[str, Path]) -> dict[str, str]:
@@ -246,7 +240,7 @@ class Instance:
     async def wait_ari(self, timeout: float) -> None:
         """ARI is ready when an authenticated request answers 200."""
         url = ari_url(self.stack) + "/asterisk/info"
-        headers = {"Authorization": basic_auth(self.cfg.ari.username, self.ari_password)}
+        headers = {"Authorization": ari_client.authorization(self.cfg.ari.username, self.ari_password)}
         deadline = time.monotonic() + timeout
         last = "no answer"
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:

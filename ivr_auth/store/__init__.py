@@ -229,33 +229,31 @@ class Store:
             if current.expires_at <= dt.datetime.now(dt.UTC):
                 raise errors.Conflict("the request has expired")
             if self.keys.code_matches(current.id, code, current.code_hash):
-                done = await self._transition(
-                    conn,
-                    current.id,
-                    [current.status.value],
-                    states.Status.VERIFIED,
-                    reason="code_matched",
-                    detail={"source": source},
-                    release=True,
-                )
-                assert done is not None
-                return models.Verification.from_row(done), True
+                return await self._settle_check(conn, current, states.Status.VERIFIED, "code_matched", source), True
             after = models.Verification.from_row(await self._record_wrong_code(conn, current.id, source))
             if after.code_attempts >= after.max_code_attempts:
-                failed = await self._transition(
-                    conn,
-                    current.id,
-                    [current.status.value],
-                    states.Status.FAILED,
-                    reason="code_attempts_exhausted",
-                    detail={"source": source},
-                    release=True,
-                )
-                assert failed is not None
-                if current.status in states.IN_PROGRESS and source == "api":
-                    await conn.execute(sql.query("notify_cancel"), {"id": str(current.id)})
-                return models.Verification.from_row(failed), False
+                return await self._settle_check(
+                    conn, current, states.Status.FAILED, "code_attempts_exhausted", source
+                ), False
             return after, False
+
+    async def _settle_check(
+        self,
+        conn: psycopg.AsyncConnection[Row],
+        current: models.Verification,
+        to_status: states.Status,
+        reason: str,
+        source: str,
+    ) -> models.Verification:
+        row = await self._transition(
+            conn, current.id, [current.status.value], to_status, reason=reason, detail={"source": source}, release=True
+        )
+        assert row is not None  # the row is locked FOR UPDATE in this transaction
+        if current.status in states.IN_PROGRESS and source == "api":
+            # Settled on the web page while the phone is still ringing or in
+            # the call: that call has nothing left to do, hang it up.
+            await conn.execute(sql.query("notify_cancel"), {"id": str(current.id)})
+        return models.Verification.from_row(row)
 
     async def events(self, verification_id: uuid.UUID) -> list[Row]:
         return await self._all("events_for", {"id": verification_id})
