@@ -96,22 +96,14 @@ class Controller:
                 task.cancel()
             if still:
                 await asyncio.wait(still, timeout=10)
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await _cancel_all(self._tasks)
         self._tasks.clear()
         await self.node.close()
 
     async def kill(self) -> None:
         """Stop at once, as a crash would: no drain, no hangups, leases left to expire."""
         self._claiming = False
-        for task in [*self._tasks, *self._calls.values()]:
-            task.cancel()
-        for task in [*self._tasks, *self._calls.values()]:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
+        await _cancel_all([*self._tasks, *self._calls.values()])
         self._tasks.clear()
         await self.node.close()
 
@@ -307,3 +299,14 @@ class Controller:
                         "cause_txt": "channel gone while the events websocket was down",
                     }
                 )
+
+
+async def _cancel_all(tasks: list[asyncio.Task[None]], timeout: float = 10.0) -> None:
+    """Cancel and wait, but never forever: shutdown must end."""
+    for task in tasks:
+        task.cancel()
+    if not tasks:
+        return
+    _, stuck = await asyncio.wait(tasks, timeout=timeout)
+    for task in stuck:
+        logger.warning("task %s did not stop within %.0fs of being canceled", task.get_name(), timeout)

@@ -89,19 +89,22 @@ class Runtime:
             logger.info("API listening on %s", self.http_url)
 
     async def stop(self, grace: float | None = None) -> None:
+        """Each step is bounded: a stuck part is logged and left, so that
+        shutdown always ends."""
+        drain = (self.cfg.dialer.shutdown_grace_seconds if grace is None else grace) + 15
         if self._runner is not None:
-            await self._runner.cleanup()
+            await _bounded("http", self._runner.cleanup(), 10)
             self._runner = None
         if self.controller is not None:
-            await self.controller.stop(grace)
+            await _bounded("controller", self.controller.stop(grace), drain)
             self.controller = None
         elif self.node is not None:
-            await self.node.close()
+            await _bounded("ari", self.node.close(), 10)
         if self.session is not None:
-            await self.session.close()
+            await _bounded("http client", self.session.close(), 5)
             self.session = None
         if self.pool is not None:
-            await self.pool.close()
+            await _bounded("database pool", self.pool.close(timeout=5), 10)
             self.pool = None
 
     async def kill(self) -> None:
@@ -110,6 +113,13 @@ class Runtime:
             await self.controller.kill()
             self.controller = None
         await self.stop(0)
+
+
+async def _bounded(what: str, step: Awaitable[object], timeout: float) -> None:
+    try:
+        await asyncio.wait_for(step, timeout)
+    except TimeoutError:
+        logger.warning("shutdown: %s did not stop within %.0fs; leaving it", what, timeout)
 
 
 async def serve(cfg: config.Config, endpoints: stack.Endpoints, *, api: bool, dialer: bool) -> None:

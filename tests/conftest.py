@@ -65,7 +65,7 @@ async def ari(
     node = ari_node.AriNode(http_session, local_stack.ari_url, local_stack.ari_username, local_stack.ari_password, app)
     await node.start()
     yield node
-    await node.close()
+    await asyncio.wait_for(node.close(), 15)
 
 
 @pytest.fixture
@@ -76,7 +76,7 @@ async def store(local_stack: stack.Endpoints) -> AsyncIterator[store_mod.Store]:
     try:
         yield store_mod.Store(pool, crypto.Keys.from_secret(local_stack.server_secret))
     finally:
-        await pool.close()
+        await asyncio.wait_for(pool.close(timeout=5), 15)
 
 
 @pytest.fixture

@@ -115,7 +115,8 @@ async def start_service(local_stack: stack.Endpoints, clean_queue: None) -> Asyn
 
     yield start
     for rt in reversed(started):
-        await rt.stop(grace=5)
+        # Runtime.stop bounds each of its steps; this bounds the whole.
+        await asyncio.wait_for(rt.stop(grace=5), 90)
 
 
 @pytest.fixture
