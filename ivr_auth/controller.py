@@ -67,6 +67,7 @@ class Controller:
         self._channels: dict[uuid.UUID, str] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._claiming = False
+        self._running = False
         self.listening = False
         node.stream.on_connect = self.on_ari_connect
 
@@ -75,6 +76,7 @@ class Controller:
     async def start(self) -> None:
         await self.node.start()
         self._claiming = True
+        self._running = True
         for coro, name in (
             (self._dial_loop(), "dialer"),
             (self._heartbeat_loop(), "heartbeat"),
@@ -96,6 +98,7 @@ class Controller:
                 task.cancel()
             if still:
                 await asyncio.wait(still, timeout=10)
+        self._running = False
         await _cancel_all(self._tasks)
         self._tasks.clear()
         await self.node.close()
@@ -103,6 +106,7 @@ class Controller:
     async def kill(self) -> None:
         """Stop at once, as a crash would: no drain, no hangups, leases left to expire."""
         self._claiming = False
+        self._running = False
         await _cancel_all([*self._tasks, *self._calls.values()])
         self._tasks.clear()
         await self.node.close()
@@ -259,6 +263,12 @@ class Controller:
                             await self._on_notify(note.channel, note.payload)
                         await conn.execute("SELECT 1")  # the connection is still alive
             except psycopg.Error as exc:
+                task = asyncio.current_task()
+                if not self._running or (task is not None and task.cancelling()):
+                    # psycopg may turn the cancellation of a wait for
+                    # notifications into an error of its own: do not let it
+                    # swallow our shutdown.
+                    raise asyncio.CancelledError from exc
                 logger.warning("listen connection lost: %s", exc)
             finally:
                 self.listening = False

@@ -9,7 +9,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from ivr_auth import sipp, stack, states
+from ivr_auth import prompts, sipp, stack, states
 from tests.e2e.conftest import Api, Starter, service_config
 
 pytestmark = pytest.mark.e2e
@@ -216,3 +216,29 @@ async def test_twenty_verifications_at_once(api: Api, start_service: Starter) ->
         sipp_result = await phone.wait()
     assert [d["status"] for d in done] == ["verified"] * 20
     assert sipp_result.successful == 20, sipp_result.errors_log
+
+
+async def test_a_crash_in_one_call_touches_no_other(
+    api: Api, start_service: Starter, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_media = prompts.media
+
+    def broken_for_english(name: str, language: str) -> list[str]:
+        if language == "en":
+            raise RuntimeError("injected failure in one call's flow")
+        return real_media(name, language)
+
+    monkeypatch.setattr(prompts, "media", broken_for_english)
+    await start_service(api=False)
+    doomed, healthy = numbers(2)
+    crash = await api.create(doomed, language="en")
+    fine = await api.create(healthy, language="ja")
+    async with handset(keys_by_number={doomed: crash["code"], healthy: fine["code"]}, calls=2) as phone:
+        crashed = await api.wait_for(crash["id"], TERMINAL)
+        survived = await api.wait_for(fine["id"], TERMINAL)
+        sipp_result = await phone.wait()
+    assert (crashed["status"], crashed["reason"]) == ("error", "internal_error")
+    assert survived["status"] == "verified"
+    (call,) = (await api.events(crash["id"]))["calls"]
+    assert call["ended_at"] is not None  # the crashed call was hung up, not left in silence
+    assert sipp_result.successful == 2, sipp_result.errors_log
