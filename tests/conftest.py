@@ -38,16 +38,21 @@ def stack_config() -> config.Config:
     return config.from_mapping(TEST_SETTINGS)
 
 
-@pytest.fixture(scope="session")
-def local_stack(stack_config: config.Config) -> Iterator[stack.Endpoints]:
-    """The embedded stack, up for the whole session; stopped at the end if
-    this session started it."""
-    before = asyncio.run(stack.status(stack_config))
+def stack_for_session(cfg: config.Config) -> Iterator[stack.Endpoints]:
+    """Bring a stack up for a test session; stop it at the end if this
+    session started it (a developer's running stack is left alone)."""
+    before = asyncio.run(stack.status(cfg))
     was_running = all(state.startswith("running") for state in before.values())
-    endpoints = asyncio.run(stack.up(stack_config))
+    endpoints = asyncio.run(stack.up(cfg))
     yield endpoints
     if not was_running:
-        asyncio.run(stack.down(stack_config))
+        asyncio.run(stack.down(cfg))
+
+
+@pytest.fixture(scope="session")
+def local_stack(stack_config: config.Config) -> Iterator[stack.Endpoints]:
+    """The embedded test stack, up for the whole session."""
+    yield from stack_for_session(stack_config)
 
 
 @pytest.fixture

@@ -208,9 +208,9 @@ class Instance:
             await self.wait_ari(self.stack.start_timeout)
             return
         bind = self.stack.bind
-        ports.require_free(bind, self.stack.sip_port, "udp", "stack.sip_port", "Asterisk (SIP over UDP)")
-        ports.require_free(bind, self.stack.sip_port, "tcp", "stack.sip_port", "Asterisk (SIP over TCP)")
-        ports.require_free(bind, self.stack.ari_port, "tcp", "stack.ari_port", "Asterisk (ARI / HTTP)")
+        ports.require_free(bind, self.stack.sip_port, "udp", "stack.sip_port", "Asterisk (SIP over UDP)", wait=5)
+        ports.require_free(bind, self.stack.sip_port, "tcp", "stack.sip_port", "Asterisk (SIP over TCP)", wait=5)
+        ports.require_free(bind, self.stack.ari_port, "tcp", "stack.ari_port", "Asterisk (ARI / HTTP)", wait=5)
         dirs = self.dirs
         for key in ("varlib", "spool", "log", "ctl"):
             dirs[key].mkdir(parents=True, exist_ok=True)
@@ -260,10 +260,12 @@ class Instance:
         if pid is None:
             return False
         await self.cli("core stop now", timeout=15)
+        # Wait for the process itself, not its pid file (removed before the
+        # sockets are closed), so that a restart finds its ports free.
         deadline = time.monotonic() + 15
-        while time.monotonic() < deadline and self.pid() is not None:
+        while time.monotonic() < deadline and _alive(pid):
             await asyncio.sleep(0.1)
-        if self.pid() is not None:
+        if _alive(pid):
             logger.warning("asterisk pid %s did not stop; killing it", pid)
             os.kill(pid, signal.SIGKILL)
         return True
@@ -273,3 +275,12 @@ class Instance:
             return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
         except OSError:
             return "(no Asterisk log yet)"
+
+
+def _alive(pid: int) -> bool:
+    """Running, and not a zombie waiting for a parent that never reaps it."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"

@@ -5,6 +5,7 @@ Asterisk's or Postgres' output."""
 from __future__ import annotations
 
 import socket
+import time
 from pathlib import Path
 
 from ivr_auth import errors
@@ -52,9 +53,16 @@ def holder(port: int, proto: str) -> str | None:
     return None
 
 
-def require_free(host: str, port: int, proto: str, key: str, what: str) -> None:
+def require_free(host: str, port: int, proto: str, key: str, what: str, *, wait: float = 0.0) -> None:
+    """Raise PortInUse naming the port, its holder and the key to change.
+    ``wait``: give a process that is just exiting that long to let go."""
     kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
-    if is_free(host, port, kind):
+    deadline = time.monotonic() + wait
+    while not is_free(host, port, kind):
+        if time.monotonic() >= deadline:
+            break
+        time.sleep(0.1)
+    else:
         return
     who = holder(port, proto)
     by = f" by {who}" if who else ""

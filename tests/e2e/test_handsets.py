@@ -21,6 +21,7 @@ import pytest
 from ivr_auth import causes, config, probe, sipp, stack
 from ivr_auth.ari import node as ari_node
 from ivr_auth.stack import ports
+from tests.conftest import stack_for_session
 
 pytestmark = pytest.mark.e2e
 
@@ -37,14 +38,8 @@ def demo_config() -> config.Config:
 
 @pytest.fixture(scope="session")
 def demo_stack(demo_config: config.Config) -> Iterator[stack.Endpoints]:
-    """The demo stack, up for the whole session; stopped at the end if this
-    session started it."""
-    before = asyncio.run(stack.status(demo_config))
-    was_running = all(state.startswith("running") for state in before.values())
-    endpoints = asyncio.run(stack.up(demo_config))
-    yield endpoints
-    if not was_running:
-        asyncio.run(stack.down(demo_config))
+    """The demo stack, up for the whole session."""
+    yield from stack_for_session(demo_config)
 
 
 @pytest.fixture
