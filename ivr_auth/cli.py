@@ -125,10 +125,6 @@ async def cmd_migrate(cfg: config.Config, args: argparse.Namespace) -> int:
     return 0
 
 
-async def _with_store(cfg: config.Config, action: Callable[[store_mod.Store], Awaitable[int]]) -> int:
-    return await _with_store_value(cfg, action)
-
-
 async def cmd_tenant_create(cfg: config.Config, args: argparse.Namespace) -> int:
     caller_id = None
     if args.caller_id:
@@ -144,7 +140,7 @@ async def cmd_tenant_create(cfg: config.Config, args: argparse.Namespace) -> int
         print(key)
         return 0
 
-    return await _with_store(cfg, create)
+    return await _with_store_value(cfg, create)
 
 
 async def cmd_tenant_add_key(cfg: config.Config, args: argparse.Namespace) -> int:
@@ -154,7 +150,7 @@ async def cmd_tenant_add_key(cfg: config.Config, args: argparse.Namespace) -> in
         print(key)
         return 0
 
-    return await _with_store(cfg, add)
+    return await _with_store_value(cfg, add)
 
 
 async def cmd_serve(cfg: config.Config, args: argparse.Namespace) -> int:

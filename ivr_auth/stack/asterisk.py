@@ -239,21 +239,22 @@ class Instance:
 
     async def wait_ari(self, timeout: float) -> None:
         """ARI is ready when an authenticated request answers 200."""
-        url = ari_url(self.stack) + "/asterisk/info"
-        headers = {"Authorization": ari_client.authorization(self.cfg.ari.username, self.ari_password)}
         deadline = time.monotonic() + timeout
         last = "no answer"
-        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as session:
+        async with aiohttp.ClientSession() as session:
+            client = ari_client.AriClient(
+                session, ari_url(self.stack), self.cfg.ari.username, self.ari_password, timeout=5.0
+            )
             while time.monotonic() < deadline:
                 try:
-                    async with session.get(url, headers=headers) as resp:
-                        if resp.status == 200:
-                            return
-                        last = f"HTTP {resp.status}"
-                except (aiohttp.ClientError, TimeoutError) as exc:
-                    last = str(exc) or type(exc).__name__
+                    await client.asterisk_info()
+                    return
+                except errors.AriError as exc:
+                    last = str(exc)
                 await asyncio.sleep(0.2)
-        raise errors.StackError(f"ARI at {url} did not answer within {timeout:.0f}s ({last})\n{self._log_tail()}")
+        raise errors.StackError(
+            f"ARI at {ari_url(self.stack)} did not answer within {timeout:.0f}s ({last})\n{self._log_tail()}"
+        )
 
     async def stop(self) -> bool:
         pid = self.pid()
