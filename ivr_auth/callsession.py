@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ivr_auth import dtmf, errors, types
@@ -65,7 +66,15 @@ class CallSession:
     def close(self) -> None:
         self.node.dispatcher.unsubscribe(self.channel_id)
 
-    async def originate(self, *, endpoint: str, caller_id: str, ring_timeout: int, app_args: str) -> None:
+    async def originate(
+        self,
+        *,
+        endpoint: str,
+        caller_id: str,
+        ring_timeout: int,
+        app_args: str,
+        variables: Mapping[str, str] | None = None,
+    ) -> None:
         await self.node.require_app()
         await self.node.client.originate(
             endpoint=endpoint,
@@ -75,6 +84,7 @@ class CallSession:
             caller_id=caller_id,
             # Asterisk's own timer is a backstop a little after ours.
             timeout=ring_timeout + 5,
+            variables=variables,
         )
 
     async def wait_answer(self, ring_timeout: float) -> Unanswered | None:
@@ -104,6 +114,39 @@ class CallSession:
     async def answer(self) -> None:
         await self.node.client.answer(self.channel_id)
         self.answered_at = time.monotonic()
+
+    async def detect_machine(self, context: str, timeout: float) -> tuple[str, str]:
+        """Run Asterisk's AMD() on the answered channel (ARI has none): send it
+        to ``context``, which runs AMD() and comes back into Stasis with the
+        result as arguments. Returns (AMDSTATUS, AMDCAUSE); ("NOTSURE",
+        "TIMEOUT") when the channel is not back in time."""
+        client = self.node.client
+        # Outside Stasis the app hears nothing of the channel unless subscribed.
+        await client.request(
+            "POST", f"applications/{self.node.app}/subscription", params={"eventSource": f"channel:{self.channel_id}"}
+        )
+        await client.request(
+            "POST", f"channels/{self.channel_id}/continue", params={"context": context, "extension": "s", "priority": 1}
+        )
+        deadline = time.monotonic() + timeout
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                event = await asyncio.wait_for(self._queue.get(), remaining)
+            except TimeoutError:
+                break
+            kind = event.get("type")
+            if kind == "StasisStart":
+                args = [str(a) for a in event.get("args", [])]
+                status = args[1] if len(args) > 1 and args[0] == "amd" else "NOTSURE"
+                return status or "NOTSURE", args[2] if len(args) > 2 else ""
+            if kind in ("ChannelDestroyed", "ChannelHangupRequest"):
+                raise await self._hung_up(event)
+        return "NOTSURE", "TIMEOUT"
+
+    async def reject(self, reason: str = "busy") -> types.AriEvent | None:
+        """Refuse a ringing inbound channel without answering it."""
+        await self.hangup(reason)
+        return await self.wait_destroyed(10.0)
 
     async def play(self, media: list[str], *, lang: str) -> None:
         """Play to the end (or raise HungUp)."""

@@ -85,6 +85,27 @@ def _parser() -> argparse.ArgumentParser:
     p_tcreate.add_argument("--caller-id", help="number presented on this tenant's calls (default: the trunk's)")
     p_tcreate.add_argument("--language", choices=config.LANGUAGES, help="default prompt language")
     p_tcreate.set_defaults(func=cmd_tenant_create)
+    p_tset = tenant_sub.add_parser("set", help="change a tenant's settings")
+    p_tset.add_argument("name")
+    p_tset.add_argument("--caller-id", help="number presented on this tenant's calls ('' for the trunk's)")
+    p_tset.add_argument("--language", choices=config.LANGUAGES, help="default prompt language")
+    p_tset.add_argument(
+        "--inbound-number",
+        action="append",
+        metavar="NUMBER",
+        help="published number this tenant's users call for method 'inbound' (repeat for several; '' for none)",
+    )
+    p_tset.add_argument(
+        "--voice-key",
+        choices=("required", "off"),
+        help="voice: the callee presses a key before the code is read out (default required)",
+    )
+    p_tset.add_argument(
+        "--missed-call",
+        choices=("on", "off"),
+        help="inbound: reject a matched call unanswered, so the caller pays nothing",
+    )
+    p_tset.set_defaults(func=cmd_tenant_set)
     p_tkey = tenant_sub.add_parser("add-key", help="add an API key to a tenant and print it (once)")
     p_tkey.add_argument("name")
     p_tkey.set_defaults(func=cmd_tenant_add_key)
@@ -141,6 +162,43 @@ async def cmd_tenant_create(cfg: config.Config, args: argparse.Namespace) -> int
         return 0
 
     return await _with_store_value(cfg, create)
+
+
+async def cmd_tenant_set(cfg: config.Config, args: argparse.Namespace) -> int:
+    caller_id = None
+    if args.caller_id:
+        try:
+            caller_id = phone.normalize(args.caller_id, cfg.default_country)
+        except phone.InvalidPhone as exc:
+            raise errors.IvrAuthError(f"--caller-id: {exc}") from exc
+    numbers: tuple[str, ...] | None = None
+    if args.inbound_number is not None:
+        numbers = ()
+        for given in (n for n in args.inbound_number if n):
+            e164 = phone.lenient_e164(given, cfg.default_country)
+            if e164 is None:
+                raise errors.IvrAuthError(f"--inbound-number: {given!r} is not a phone number")
+            numbers += (e164,)
+    changes = store_mod.TenantChanges(
+        caller_id=caller_id,
+        clear_caller_id=args.caller_id == "",
+        default_language=args.language,
+        voice_require_key=None if args.voice_key is None else args.voice_key == "required",
+        inbound_numbers=numbers,
+        missed_call=None if args.missed_call is None else args.missed_call == "on",
+    )
+
+    async def update(store: store_mod.Store) -> int:
+        tenant = await store.update_tenant(args.name, changes)
+        print(f"tenant          {tenant.name} ({tenant.id})")
+        print("caller id       " + (tenant.caller_id or "(the trunk's)"))
+        print(f"language        {tenant.default_language or '(by destination)'}")
+        print(f"voice key       {'required' if tenant.voice_require_key else 'off'}")
+        print("inbound numbers " + (", ".join(tenant.inbound_numbers) or "(the config's inbound.numbers)"))
+        print(f"missed call     {'on' if tenant.missed_call else 'off'}")
+        return 0
+
+    return await _with_store_value(cfg, update)
 
 
 async def cmd_tenant_add_key(cfg: config.Config, args: argparse.Namespace) -> int:

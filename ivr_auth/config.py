@@ -87,6 +87,41 @@ class VerificationConfig:
     inter_digit_timeout_seconds: float = 5.0
     # Times the prompt is repeated when the callee keys nothing at all.
     no_input_retries: int = 2
+    # Voice read-out: times the callee may ask to hear the code again (after
+    # the two readings of the first round), and how long we wait for a key.
+    voice_repeats: int = 2
+    voice_key_timeout_seconds: float = 6.0
+    # Run Asterisk's answering-machine detection (AMD()) on answered voice
+    # calls; a machine never hears the code. Off by default: AMD costs up to
+    # its analysis time (amd.conf total_analysis_time) on every call.
+    amd: bool = False
+    # How long the AMD leg may take before we treat the result as unknown.
+    amd_timeout_seconds: float = 8.0
+
+
+@dataclasses.dataclass(frozen=True)
+class InboundConfig:
+    """Inbound caller-ID verification: the published numbers people call."""
+
+    # Numbers (DIDs) callers dial for method "inbound", as E.164 or national;
+    # a tenant may have numbers of its own (``ivr-auth tenant set``).
+    numbers: tuple[str, ...] = ()
+    # Stasis app the stack's inbound context hands calls to. One controller
+    # at a time serves it (the newest websocket takes it over).
+    app: str = "ivr-auth-inbound"
+    # DIDs the stack's dialplan sends to the FastAGI example context instead
+    # of Stasis (a stand-in for an operator's own dialplan).
+    agi_numbers: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class AgiConfig:
+    """The FastAGI server for operators' own dialplans: AGI(agi://HOST:PORT/inbound)."""
+
+    # HOST:PORT to listen on; "" turns the server off.
+    listen: str = "127.0.0.1:4573"
+    # A connection that sends no complete AGI request within this is closed.
+    read_timeout_seconds: float = 10.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -137,6 +172,8 @@ class Config:
     trunk: TrunkConfig = dataclasses.field(default_factory=TrunkConfig)
     verification: VerificationConfig = dataclasses.field(default_factory=VerificationConfig)
     dialer: DialerConfig = dataclasses.field(default_factory=DialerConfig)
+    inbound: InboundConfig = dataclasses.field(default_factory=InboundConfig)
+    agi: AgiConfig = dataclasses.field(default_factory=AgiConfig)
     stack: StackConfig = dataclasses.field(default_factory=StackConfig)
     # Directory that relative paths in this config are taken from.
     base_dir: str = "."
@@ -155,6 +192,9 @@ class Config:
 
     def http_host_port(self) -> tuple[str, int]:
         return split_host_port(self.http.listen, "http.listen")
+
+    def agi_host_port(self) -> tuple[str, int] | None:
+        return split_host_port(self.agi.listen, "agi.listen") if self.agi.listen else None
 
 
 def split_host_port(value: str, key: str) -> tuple[str, int]:
@@ -367,6 +407,7 @@ def validate(cfg: Config) -> None:
         raise errors.ConfigError("server_secret: must be at least 32 characters")
     _validate_verification(cfg.verification)
     _validate_dialer(cfg.dialer)
+    _validate_inbound(cfg)
     stack = cfg.stack
     try:
         ipaddress.ip_address(stack.bind)
@@ -409,6 +450,28 @@ def _validate_verification(v: VerificationConfig) -> None:
             raise errors.ConfigError(f"verification.{name}: must be positive")
     if v.retry_delay_seconds < 0 or v.no_input_retries < 0:
         raise errors.ConfigError("verification.retry_delay_seconds / no_input_retries: may not be negative")
+    if not 0 <= v.voice_repeats <= 10:
+        raise errors.ConfigError("verification.voice_repeats: must be 0-10")
+    if v.voice_key_timeout_seconds <= 0 or v.amd_timeout_seconds <= 0:
+        raise errors.ConfigError("verification.voice_key_timeout_seconds / amd_timeout_seconds: must be positive")
+
+
+def _validate_inbound(cfg: Config) -> None:
+    inbound = cfg.inbound
+    if not inbound.app or not all(c.isalnum() or c in "-_." for c in inbound.app):
+        raise errors.ConfigError("inbound.app: letters, digits, '-', '_' and '.' only")
+    for key in ("numbers", "agi_numbers"):
+        for number in getattr(inbound, key):
+            try:
+                parsed = phonenumbers.parse(number, cfg.default_country)
+            except phonenumbers.NumberParseException as exc:
+                raise errors.ConfigError(f"inbound.{key}: {number!r} is not a phone number") from exc
+            if not phonenumbers.is_possible_number(parsed):
+                raise errors.ConfigError(f"inbound.{key}: {number!r} is not a possible phone number")
+    if cfg.agi.listen:
+        cfg.agi_host_port()
+    if cfg.agi.read_timeout_seconds <= 0:
+        raise errors.ConfigError("agi.read_timeout_seconds: must be positive")
 
 
 def _validate_dialer(d: DialerConfig) -> None:

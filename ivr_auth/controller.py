@@ -27,18 +27,20 @@ from collections.abc import Awaitable, Callable
 
 import psycopg
 
-from ivr_auth import config, errors, flows, models, pacing, states
+from ivr_auth import callsession, config, errors, flows, models, pacing, states, types
 from ivr_auth import store as store_mod
 from ivr_auth.ari import node as ari_node
 from ivr_auth.flows import FlowContext
 from ivr_auth.flows import dtmf as dtmf_flow
+from ivr_auth.flows import inbound as inbound_flow
+from ivr_auth.flows import voice as voice_flow
 
 logger = logging.getLogger(__name__)
 
 QUEUE_CHANNEL = "ivr_auth_queue"
 CANCEL_CHANNEL = "ivr_auth_cancel"
 FlowRunner = Callable[[FlowContext, models.Verification], Awaitable[None]]
-FLOWS: dict[str, FlowRunner] = {"dtmf": dtmf_flow.run}
+FLOWS: dict[str, FlowRunner] = {"dtmf": dtmf_flow.run, "voice": voice_flow.run}
 
 
 def default_name() -> str:
@@ -60,16 +62,20 @@ class Controller:
         self.node = node
         self.name = name or cfg.dialer.name or default_name()
         self._database_url = database_url
-        self._ctx = FlowContext(cfg=cfg, store=store, node=node, controller=self.name)
+        self._ctx = FlowContext(cfg=cfg, store=store, node=node, controller=self.name, track=self._track)
         self._pacer = pacing.TokenBucket(rate=cfg.trunk.calls_per_second, burst=max(1.0, cfg.trunk.calls_per_second))
         self._wake = asyncio.Event()
         self._calls: dict[uuid.UUID, asyncio.Task[None]] = {}
         self._channels: dict[uuid.UUID, str] = {}
+        # Inbound calls: every one in progress, and the requests they hold.
+        self._inbound: set[asyncio.Task[None]] = set()
+        self._leased: set[uuid.UUID] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self._claiming = False
         self._running = False
         self.listening = False
         node.stream.on_connect = self.on_ari_connect
+        node.dispatcher.fallback = self.on_unrouted_event
 
     # --- lifecycle ---------------------------------------------------------------------
 
@@ -90,7 +96,7 @@ class Controller:
         """Stop claiming, drain calls for ``grace`` seconds, hang up the rest."""
         self._claiming = False
         grace = self.cfg.dialer.shutdown_grace_seconds if grace is None else grace
-        pending = list(self._calls.values())
+        pending = [*self._calls.values(), *self._inbound]
         if pending:
             logger.info("draining %d call(s) for up to %.0fs", len(pending), grace)
             _, still = await asyncio.wait(pending, timeout=grace)
@@ -107,13 +113,13 @@ class Controller:
         """Stop at once, as a crash would: no drain, no hangups, leases left to expire."""
         self._claiming = False
         self._running = False
-        await _cancel_all([*self._tasks, *self._calls.values()])
+        await _cancel_all([*self._tasks, *self._calls.values(), *self._inbound])
         self._tasks.clear()
         await self.node.close()
 
     @property
     def calls_in_progress(self) -> int:
-        return len(self._calls)
+        return len(self._calls) + len(self._inbound)
 
     def wake(self) -> None:
         self._wake.set()
@@ -186,6 +192,35 @@ class Controller:
             self._channels.pop(verification.id, None)
             self._wake.set()  # capacity freed
 
+    # --- inbound calls -------------------------------------------------------------------
+
+    async def on_unrouted_event(self, event: types.AriEvent) -> None:
+        """A call entering the inbound app from the dialplan: not one we
+        placed, so no call routes its events yet."""
+        if event.get("type") != "StasisStart" or event.get("application") not in self.node.extra_apps:
+            return
+        channel_id = str((event.get("channel") or {}).get("id", ""))
+        if not channel_id or channel_id in self.node.dispatcher:
+            return
+        # Subscribed before this handler returns, so the call's next event is routed to it.
+        session = callsession.CallSession(self.node, channel_id)
+        task = asyncio.create_task(inbound_flow.run(self._ctx, session, event), name=f"inbound-{channel_id}")
+        self._inbound.add(task)
+        task.add_done_callback(self._inbound_done)
+
+    def _inbound_done(self, task: asyncio.Task[None]) -> None:
+        self._inbound.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("inbound call task failed", exc_info=task.exception())
+
+    def _track(self, verification_id: uuid.UUID, channel_id: str | None) -> None:
+        if channel_id is None:
+            self._leased.discard(verification_id)
+            self._channels.pop(verification_id, None)
+        else:
+            self._leased.add(verification_id)
+            self._channels[verification_id] = channel_id
+
     # --- leases and orphans ------------------------------------------------------------------
 
     async def _heartbeat_loop(self) -> None:
@@ -193,7 +228,7 @@ class Controller:
         while True:
             await asyncio.sleep(interval)
             try:
-                await self.store.heartbeat(self.name, list(self._calls), self.cfg.dialer.lease_seconds)
+                await self.store.heartbeat(self.name, [*self._calls, *self._leased], self.cfg.dialer.lease_seconds)
             except errors.StoreError as exc:
                 logger.warning("lease renewal failed: %s", exc)
 
@@ -216,7 +251,7 @@ class Controller:
         settled = 0
         async with self.store.orphans() as (orphans, conn):
             for orphan in orphans:
-                if orphan.id in self._calls:
+                if orphan.id in self._calls or orphan.id in self._leased:
                     continue  # ours and alive: the heartbeat is merely late
                 if orphan.channel_id:
                     with contextlib.suppress(errors.AriError):

@@ -23,10 +23,19 @@ class Tenant:
     caller_id: str | None
     default_language: str | None
     created_at: dt.datetime
+    # The callee presses a key before a code is read out (voice).
+    voice_require_key: bool = True
+    # Published numbers (E.164) this tenant's users call for inbound verification.
+    inbound_numbers: tuple[str, ...] = ()
+    # Reject a matched inbound call unanswered, so the caller pays nothing.
+    missed_call: bool = False
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Tenant:
-        return cls(**{f.name: row[f.name] for f in dataclasses.fields(cls)})
+        values = {f.name: row[f.name] for f in dataclasses.fields(cls) if f.name in row}
+        if "inbound_numbers" in values:
+            values["inbound_numbers"] = tuple(values["inbound_numbers"] or ())
+        return cls(**values)
 
 
 @dataclasses.dataclass(frozen=True, repr=False)
@@ -62,6 +71,10 @@ class Verification:
     finished_at: dt.datetime | None
     last_cause: int | None
     last_cause_txt: str | None
+    answered_by: str | None = None
+    inbound_number: str | None = None
+    ask_code: bool = False
+    delivered_at: dt.datetime | None = None
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Verification:
@@ -105,8 +118,14 @@ class Verification:
             "updated_at": iso(self.updated_at),
             "expires_at": iso(self.expires_at),
             "answered_at": iso(self.answered_at),
+            "answered_by": self.answered_by,
             "finished_at": iso(self.finished_at),
         }
+        if self.method == "voice":
+            out["delivered_at"] = iso(self.delivered_at)
+        if self.method == "inbound":
+            out["inbound_number"] = self.inbound_number
+            out["ask_code"] = self.ask_code
         if extra:
             out.update(extra)
         return out

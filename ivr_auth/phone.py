@@ -103,3 +103,46 @@ def mask(e164: str) -> str:
     if not e164.startswith("+" + country) or len(e164) < keep + 4:
         return "*" * len(e164)
     return e164[:keep] + "*" * (len(e164) - keep - 2) + e164[-2:]
+
+
+# What trunks put in From / P-Asserted-Identity when the caller withholds
+# their number (Japan: 184 prefix; elsewhere *67 and the like).
+WITHHELD = frozenset({"", "anonymous", "unknown", "restricted", "private", "unavailable", "withheld", "0"})
+
+
+def withheld(presented: str | None) -> bool:
+    """True when a caller ID says nothing about who is calling."""
+    text = (presented or "").strip().lower()
+    return text in WITHHELD or not any(c.isdigit() for c in text)
+
+
+def lenient_e164(text: str, default_country: str) -> str | None:
+    """E.164 of a number as a trunk or dialplan writes it: ``+819012345678``,
+    ``819012345678``, ``09012345678``, ``090-1234-5678``; None when it is not
+    a valid number. Unlike ``normalize`` this refuses nothing else: it reads
+    who is calling and what they dialled, not what we are about to call."""
+    cleaned = "".join(c for c in text if c.isdigit() or c == "+")
+    if not cleaned or len(cleaned) > 20:
+        return None
+    candidates = [cleaned]
+    if not cleaned.startswith("+"):
+        # A national number first (0901234567), then one written without its
+        # plus (819012345678, 0081... international prefix aside).
+        candidates.append("+" + cleaned)
+    for candidate in candidates:
+        try:
+            number = phonenumbers.parse(candidate, default_country)
+        except NumberParseException:
+            continue
+        if phonenumbers.is_valid_number(number):
+            return phonenumbers.format_number(number, PhoneNumberFormat.E164)
+    return None
+
+
+def display(e164: str, home_country: str) -> str:
+    """How a web page shows a number to someone in ``home_country``:
+    ``050-1234-5678`` at home, ``+44 20 7946 0000`` from abroad."""
+    number = phonenumbers.parse(e164)
+    if phonenumbers.region_code_for_number(number) == home_country:
+        return phonenumbers.format_number(number, PhoneNumberFormat.NATIONAL)
+    return phonenumbers.format_number(number, PhoneNumberFormat.INTERNATIONAL)

@@ -67,6 +67,8 @@ class Runtime:
             # would take over the first one's calls.
             f"{self.cfg.ari.app}-{self.name}",
             name="local",
+            # Inbound calls come in through the dialplan into one shared app.
+            extra_apps=(self.cfg.inbound.app,) if self.with_dialer else (),
         )
         if self.with_dialer:
             self.controller = controller.Controller(

@@ -46,7 +46,10 @@ CHECKABLE = frozenset({Status.QUEUED, Status.CALLING, Status.IN_CALL, Status.DEL
 CANCELABLE = frozenset({Status.QUEUED, Status.CALLING, Status.IN_CALL, Status.DELIVERED})
 
 ALLOWED: dict[Status, frozenset[Status]] = {
-    Status.QUEUED: frozenset({Status.CALLING, Status.EXPIRED, Status.CANCELED, Status.VERIFIED, Status.FAILED}),
+    # queued -> in_call / verified directly: an inbound request, whose user calls us.
+    Status.QUEUED: frozenset(
+        {Status.CALLING, Status.IN_CALL, Status.EXPIRED, Status.CANCELED, Status.VERIFIED, Status.FAILED}
+    ),
     Status.CALLING: frozenset(
         {
             Status.IN_CALL,

@@ -22,6 +22,10 @@ TEST_SETTINGS: dict[str, object] = {
     "base_dir": str(ROOT),
     "trunk": {"port": 5082, "caller_id": "0312345678"},
     "ari": {"app": "ivr-auth-test"},
+    # The published numbers of the test stack: one served by the Stasis app,
+    # one that its dialplan sends through the FastAGI example context.
+    "inbound": {"numbers": ["050-1234-5678"], "agi_numbers": ["050-1234-0000"], "app": "ivr-auth-test-inbound"},
+    "agi": {"listen": "127.0.0.1:45773"},
     "stack": {
         "run_dir": ".run/test-stack",
         "postgres_port": 55442,

@@ -15,7 +15,7 @@ from typing import Any
 
 from aiohttp import hdrs, web
 
-from ivr_auth import config, crypto, errors, models, phone
+from ivr_auth import config, crypto, errors, inbound, models, phone
 from ivr_auth import store as store_mod
 from ivr_auth.api import schemas
 
@@ -109,6 +109,16 @@ async def create_verification(request: web.Request, tenant: models.Tenant) -> we
     idempotency_key = schemas.parse_idempotency_key(request.headers.getall(IDEMPOTENCY_KEY, []))
     body = await _body(request)
     parsed = schemas.parse_create(body, cfg, tenant_language=tenant.default_language)
+    number_to_call = None
+    if parsed.method == "inbound":
+        number_to_call = inbound.number_to_call(cfg, tenant)
+        if number_to_call is None:
+            raise schemas.ApiError(
+                422,
+                "inbound_not_configured",
+                "method: 'inbound' needs a published number to call; none is configured for this tenant"
+                " (inbound.numbers in the config, or `ivr-auth tenant set NAME --inbound-number N`)",
+            )
     new = store_mod.NewVerification(
         tenant_id=tenant.id,
         method=parsed.method,
@@ -125,6 +135,8 @@ async def create_verification(request: web.Request, tenant: models.Tenant) -> we
         # Only kept when a replay needs it: the body holds the phone number
         # and perhaps the caller's code.
         request_hash=store.keys.request_hash(schemas.canonical(body)) if idempotency_key is not None else None,
+        inbound_number=number_to_call,
+        ask_code=parsed.ask_code,
     )
     try:
         created = await store.create_verification(new)
@@ -146,16 +158,26 @@ async def create_verification(request: web.Request, tenant: models.Tenant) -> we
         extra={"verification_id": str(verification.id), "tenant_id": str(tenant.id)},
     )
     return json_response(
-        verification.public(extra=extra),
+        _public(verification, cfg, extra),
         status=201 if created.created else 200,
         headers={hdrs.LOCATION: f"/v1/verifications/{verification.id}"},
     )
 
 
+def _public(
+    verification: models.Verification, cfg: config.Config, extra: Mapping[str, Any] | None = None
+) -> dict[str, Any]:
+    out = verification.public(extra=extra)
+    if verification.inbound_number is not None:
+        # What the web page shows: the number as dialled at home (050-1234-5678).
+        out["inbound_number_display"] = phone.display(verification.inbound_number, cfg.default_country)
+    return out
+
+
 @authenticated
 async def get_verification(request: web.Request, tenant: models.Tenant) -> web.StreamResponse:
     verification = await request.app[STORE].get(tenant.id, _verification_id(request))
-    return json_response(verification.public())
+    return json_response(_public(verification, request.app[CONFIG]))
 
 
 @authenticated
@@ -181,7 +203,7 @@ async def cancel_verification(request: web.Request, tenant: models.Tenant) -> we
         tenant.id,
         extra={"verification_id": str(verification.id), "tenant_id": str(tenant.id)},
     )
-    return json_response(verification.public())
+    return json_response(_public(verification, request.app[CONFIG]))
 
 
 @authenticated
@@ -201,7 +223,7 @@ async def check_verification(request: web.Request, tenant: models.Tenant) -> web
         verification.status.value,
         extra={"verification_id": str(verification.id), "tenant_id": str(tenant.id)},
     )
-    return json_response({"verified": verified, "verification": verification.public()})
+    return json_response({"verified": verified, "verification": _public(verification, request.app[CONFIG])})
 
 
 # --- health -------------------------------------------------------------------------

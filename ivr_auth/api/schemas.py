@@ -17,9 +17,7 @@ from typing import Any, NoReturn
 
 from ivr_auth import config, errors, phone
 
-SERVED_METHODS = frozenset({"dtmf"})
-# Part of the contract, but their call flows are not built yet.
-PLANNED_METHODS = frozenset({"voice", "inbound"})
+METHODS = ("dtmf", "voice", "inbound")
 MIN_CODE_LENGTH = 4
 MAX_CODE_LENGTH = 10
 MIN_TTL_SECONDS = 30
@@ -41,6 +39,7 @@ CREATE_FIELDS = (
     "callback_url",
     "ttl_seconds",
     "max_code_attempts",
+    "ask_code",
 )
 CHECK_FIELDS = ("code",)
 
@@ -69,6 +68,8 @@ class CreateRequest:
     callback_url: str | None
     ttl_seconds: int
     max_code_attempts: int
+    # inbound: the caller also keys the code on the call.
+    ask_code: bool = False
 
     def __repr__(self) -> str:
         # Never print the code or the full number.
@@ -178,11 +179,20 @@ def _code(body: Mapping[str, Any], *, required: bool) -> str | None:
 
 def _method(body: Mapping[str, Any]) -> str:
     value = _required_str(body, "method")
-    if value in SERVED_METHODS:
+    if value in METHODS:
         return value
-    if value in PLANNED_METHODS:
-        _invalid("method", f"{value!r} is not available yet; use 'dtmf'", "unsupported_method")
     _invalid("method", "expected one of 'dtmf', 'voice', 'inbound'", "invalid_method")
+
+
+def _ask_code(body: Mapping[str, Any], method: str) -> bool:
+    value = body.get("ask_code")
+    if value is None:
+        return False
+    if not isinstance(value, bool):
+        _invalid("ask_code", f"expected true or false, got {_json_type(value)}")
+    if value and method != "inbound":
+        _invalid("ask_code", "applies to method 'inbound' only (dtmf always asks for the code)")
+    return value
 
 
 def _phone(body: Mapping[str, Any], default_country: str) -> str:
@@ -272,6 +282,7 @@ def parse_create(body: Mapping[str, Any], cfg: config.Config, *, tenant_language
         callback_url=_callback_url(body),
         ttl_seconds=ttl if ttl is not None else cfg.verification.ttl_seconds,
         max_code_attempts=attempts if attempts is not None else cfg.verification.max_code_attempts,
+        ask_code=_ask_code(body, method),
     )
 
 

@@ -127,8 +127,9 @@ class EventStream:
                 continue
             if event.get("type") == "ApplicationReplaced":
                 logger.error(
-                    "ari app %r was taken over by another websocket; each controller needs its own app name",
-                    self.app,
+                    "ari app %r was taken over by another websocket; each controller needs its own app name"
+                    " (a shared inbound app is served by the newest controller)",
+                    event.get("application", self.app),
                 )
             try:
                 await self._handler(event)
@@ -142,7 +143,7 @@ class Dispatcher:
 
     def __init__(self, fallback: types.AriEventHandler | None = None) -> None:
         self._queues: dict[str, asyncio.Queue[types.AriEvent]] = {}
-        self._fallback = fallback
+        self.fallback = fallback
 
     def subscribe(self, channel_id: str) -> asyncio.Queue[types.AriEvent]:
         queue: asyncio.Queue[types.AriEvent] = asyncio.Queue()
@@ -162,5 +163,5 @@ class Dispatcher:
             if queue is not None:
                 queue.put_nowait(event)
                 routed = True
-        if not routed and self._fallback is not None:
-            await self._fallback(event)
+        if not routed and self.fallback is not None:
+            await self.fallback(event)

@@ -29,13 +29,17 @@ class AriNode:
         name: str = "local",
         fallback: types.AriEventHandler | None = None,
         on_connect: types.AriConnectHandler | None = None,
+        extra_apps: tuple[str, ...] = (),
     ) -> None:
         self.name = name
         self.app = app
+        # Apps whose calls start in the dialplan (inbound numbers): their
+        # StasisStart events reach the dispatcher's fallback.
+        self.extra_apps = extra_apps
         self.client = ari_client.AriClient(session, base_url, username, password)
         self.dispatcher = events.Dispatcher(fallback)
         self.stream = events.EventStream(
-            session, base_url, self.client.headers, app, self.dispatcher, on_connect=on_connect
+            session, base_url, self.client.headers, ",".join((app, *extra_apps)), self.dispatcher, on_connect=on_connect
         )
         self._task: asyncio.Task[None] | None = None
 

@@ -2,11 +2,22 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import datetime as dt
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
 
-from ivr_auth import config, models
+from ivr_auth import callsession, causes, config, models, phone, states
 from ivr_auth import store as store_mod
 from ivr_auth.ari import node as ari_node
+
+S = states.Status
+
+
+def _no_tracking(verification_id: uuid.UUID, channel_id: str | None) -> None:
+    return None
 
 
 @dataclass(frozen=True)
@@ -15,8 +26,70 @@ class FlowContext:
     store: store_mod.Store
     node: ari_node.AriNode
     controller: str
+    # A flow that takes a request into a call itself (inbound) registers it
+    # here (channel None: the call is over), so that its lease is renewed
+    # and a cancel hangs the call up, as for outbound calls.
+    track: Callable[[uuid.UUID, str | None], None] = field(default=_no_tracking)
 
 
 def channel_id_for(verification: models.Verification) -> str:
     """Our channel id for a request's current call attempt (unique per attempt)."""
     return f"ivrauth-{verification.id.hex}-{verification.call_attempts}"
+
+
+async def settle_unanswered(
+    ctx: FlowContext,
+    v: models.Verification,
+    session: callsession.CallSession,
+    unanswered: callsession.Unanswered,
+    started: float,
+) -> None:
+    # The hangup cause is the truth here: a 603 Decline arrives as cause 21
+    # while the Dial event says NOANSWER.
+    outcome = causes.unanswered_outcome(unanswered.cause)
+    if unanswered.timed_out:
+        outcome = causes.Outcome.NO_ANSWER
+    cfg = ctx.cfg.verification
+    now = dt.datetime.now(dt.UTC)
+    to_status, retry_at = states.after_unanswered(
+        outcome,
+        call_attempts=v.call_attempts,
+        max_call_attempts=v.max_call_attempts,
+        retry_delay=dt.timedelta(seconds=cfg.retry_delay_seconds),
+        expires_at=v.expires_at,
+        now=now,
+    )
+    detail: dict[str, Any] = {
+        "outcome": outcome.value,
+        "attempt": v.call_attempts,
+        "ring_seconds": round(time.monotonic() - started, 3),
+    }
+    if retry_at is not None:
+        detail["retry_at"] = retry_at.isoformat()
+    await ctx.store.end_call_attempt(session.channel_id, outcome.value, unanswered.cause, unanswered.cause_txt)
+    await ctx.store.transition(
+        v.id,
+        [S.CALLING],
+        to_status,
+        reason=outcome.value,
+        cause=unanswered.cause,
+        cause_txt=unanswered.cause_txt,
+        next_attempt_at=retry_at,
+        detail=detail,
+    )
+
+
+async def end_call(ctx: FlowContext, session: callsession.CallSession, outcome: str) -> None:
+    end = await session.finish() or {}
+    cause = end.get("cause")
+    await ctx.store.end_call_attempt(
+        session.channel_id, outcome, int(cause) if cause is not None else None, end.get("cause_txt")
+    )
+
+
+def caller_id_for(ctx: FlowContext, tenant: models.Tenant) -> str:
+    if tenant.caller_id:
+        trunk = ctx.cfg.trunk
+        e164 = phone.normalize(tenant.caller_id, ctx.cfg.default_country)
+        return phone.format_for_trunk(e164, trunk.number_format, ctx.cfg.default_country)
+    return phone.caller_id(ctx.cfg.trunk, ctx.cfg.default_country)

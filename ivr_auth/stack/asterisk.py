@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
+import phonenumbers
 
-from ivr_auth import config, errors
+from ivr_auth import config, errors, phone
 from ivr_auth.ari import client as ari_client
 from ivr_auth.stack import ports, proc, render
 
@@ -101,8 +102,26 @@ def template_values(cfg: config.Config, ari_password: str, dirs: dict[str, Path]
             else ""
         ),
     }
+    agi_host, agi_port = cfg.agi_host_port() or ("127.0.0.1", 4573)
+    values["inbound_app"] = cfg.inbound.app
+    values["agi_host"] = agi_host
+    values["agi_port"] = str(agi_port)
+    values["agi_routes_section"] = agi_routes(cfg)
     values.update({f"{name}_dir": str(path) for name, path in dirs.items()})
     return values
+
+
+def agi_routes(cfg: config.Config) -> str:
+    """Dialplan lines sending ``inbound.agi_numbers`` to the FastAGI example
+    context, in each form a trunk may deliver a number in the Request-URI
+    (national, or E.164 without its plus, which ``_+X.`` strips)."""
+    lines = []
+    for number in cfg.inbound.agi_numbers:
+        parsed = phonenumbers.parse(number, cfg.default_country)
+        e164 = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+        forms = dict.fromkeys([phone.format_for_trunk(e164, "national", cfg.default_country), e164.removeprefix("+")])
+        lines += [f"exten => {form},1,Goto(ivr-auth-agi,${{EXTEN}},1)" for form in forms]
+    return "\n".join(lines) if lines else "; (no inbound.agi_numbers configured)"
 
 
 def render_config(cfg: config.Config, ari_password: str, dirs: dict[str, Path]) -> list[Path]:

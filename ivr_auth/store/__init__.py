@@ -44,6 +44,20 @@ class NewVerification:
     max_call_attempts: int
     idempotency_key: str | None
     request_hash: bytes | None
+    inbound_number: str | None = None
+    ask_code: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class TenantChanges:
+    """What ``update_tenant`` changes; None leaves a setting as it is."""
+
+    caller_id: str | None = None
+    clear_caller_id: bool = False
+    default_language: str | None = None
+    voice_require_key: bool | None = None
+    inbound_numbers: tuple[str, ...] | None = None
+    missed_call: bool | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,6 +136,29 @@ class Store:
         )
         return key
 
+    async def update_tenant(self, name: str, changes: TenantChanges) -> models.Tenant:
+        row = await self._one(
+            "update_tenant",
+            {
+                "name": name,
+                "set_caller_id": changes.caller_id is not None or changes.clear_caller_id,
+                "caller_id": changes.caller_id,
+                "set_default_language": changes.default_language is not None,
+                "default_language": changes.default_language,
+                "voice_require_key": changes.voice_require_key,
+                "inbound_numbers": list(changes.inbound_numbers) if changes.inbound_numbers is not None else None,
+                "missed_call": changes.missed_call,
+            },
+        )
+        if row is None:
+            raise errors.NotFound(f"no tenant named {name!r}")
+        return models.Tenant.from_row(row)
+
+    async def tenants_for_did(self, did: str, *, shared: bool) -> list[models.Tenant]:
+        """Tenants whose users call ``did`` (E.164); ``shared`` when the number
+        is one of the config's numbers (then tenants with none of their own too)."""
+        return [models.Tenant.from_row(r) for r in await self._all("tenants_for_did", {"did": did, "shared": shared})]
+
     async def tenant(self, tenant_id: uuid.UUID) -> models.Tenant:
         row = await self._one("tenant_by_id", {"id": tenant_id})
         if row is None:
@@ -162,6 +199,8 @@ class Store:
             "idempotency_key": new.idempotency_key,
             "request_hash": new.request_hash,
             "ttl_seconds": new.ttl_seconds,
+            "inbound_number": new.inbound_number,
+            "ask_code": new.ask_code,
         }
         async with self._conn() as conn, conn.transaction():
             cur = await conn.execute(sql.query("insert_verification"), params)
@@ -214,12 +253,18 @@ class Store:
         return models.Verification.from_row(row)
 
     async def check_code(
-        self, tenant_id: uuid.UUID, verification_id: uuid.UUID, code: str, *, source: str
+        self, tenant_id: uuid.UUID | None, verification_id: uuid.UUID, code: str, *, source: str
     ) -> tuple[models.Verification, bool]:
         """Compare a code (constant time); a wrong one counts against
-        max_code_attempts, and the last allowed wrong one fails the request."""
+        max_code_attempts, and the last allowed wrong one fails the request.
+        ``tenant_id`` None: any tenant's (the operator's own dialplan, FastAGI)."""
         async with self._conn() as conn, conn.transaction():
-            cur = await conn.execute(sql.query("lock_verification"), {"id": verification_id, "tenant_id": tenant_id})
+            if tenant_id is None:
+                cur = await conn.execute(sql.query("lock_verification_by_id"), {"id": verification_id})
+            else:
+                cur = await conn.execute(
+                    sql.query("lock_verification"), {"id": verification_id, "tenant_id": tenant_id}
+                )
             row = await cur.fetchone()
             if row is None:
                 raise errors.NotFound()
@@ -249,7 +294,7 @@ class Store:
             conn, current.id, [current.status.value], to_status, reason=reason, detail={"source": source}, release=True
         )
         assert row is not None  # the row is locked FOR UPDATE in this transaction
-        if current.status in states.IN_PROGRESS and source == "api":
+        if current.status in states.IN_PROGRESS | {states.Status.DELIVERED} and source == "api":
             # Settled on the web page while the phone is still ringing or in
             # the call: that call has nothing left to do, hang it up.
             await conn.execute(sql.query("notify_cancel"), {"id": str(current.id)})
@@ -281,10 +326,12 @@ class Store:
         channel_id: str | None = None,
         next_attempt_at: dt.datetime | None = None,
         detail: Mapping[str, Any] | None = None,
+        answered_by: str | None = None,
     ) -> models.Verification | None:
         """Guarded state change; None when the request was no longer in any of
-        ``from_statuses`` (canceled or settled meanwhile)."""
-        release = to_status in states.TERMINAL or to_status is states.Status.QUEUED
+        ``from_statuses`` (canceled or settled meanwhile). Leaving the call
+        states (settled, requeued, read out) releases the controller's lease."""
+        release = to_status in states.TERMINAL or to_status in (states.Status.QUEUED, states.Status.DELIVERED)
         async with self._conn() as conn, conn.transaction():
             row = await self._transition(
                 conn,
@@ -298,6 +345,7 @@ class Store:
                 next_attempt_at=next_attempt_at,
                 detail=detail,
                 release=release,
+                answered_by=answered_by,
             )
             if row is not None and to_status is states.Status.QUEUED:
                 await conn.execute(sql.query("notify_queue"))
@@ -317,6 +365,7 @@ class Store:
         next_attempt_at: dt.datetime | None = None,
         detail: Mapping[str, Any] | None = None,
         release: bool = False,
+        answered_by: str | None = None,
     ) -> Row | None:
         event_detail = dict(detail or {})
         for key, value in (("reason", reason), ("cause", cause), ("cause_txt", cause_txt)):
@@ -336,9 +385,42 @@ class Store:
                 "channel_id": channel_id,
                 "next_attempt_at": next_attempt_at,
                 "detail": json.dumps(event_detail, default=str),
+                "answered_by": answered_by,
             },
         )
         return await cur.fetchone()
+
+    # --- inbound calls ---------------------------------------------------------------
+
+    async def inbound_pending(self, phone: str, did: str) -> models.Verification | None:
+        """The newest open inbound request for a call from ``phone`` to ``did`` (both E.164)."""
+        row = await self._one("inbound_pending", {"phone": phone, "did": did})
+        return models.Verification.from_row(row) if row else None
+
+    async def take_inbound(
+        self,
+        verification_id: uuid.UUID,
+        *,
+        owner: str,
+        node: str,
+        channel_id: str,
+        lease_seconds: float,
+        detail: Mapping[str, Any],
+    ) -> models.Verification | None:
+        """queued -> in_call for an inbound call that keys the code, under a
+        lease; None when the request was settled or expired meanwhile."""
+        row = await self._one(
+            "take_inbound",
+            {
+                "id": verification_id,
+                "owner": owner,
+                "node": node,
+                "channel_id": channel_id,
+                "lease_seconds": lease_seconds,
+                "detail": json.dumps(detail, default=str),
+            },
+        )
+        return models.Verification.from_row(row) if row else None
 
     async def heartbeat(self, owner: str, ids: list[uuid.UUID], lease_seconds: float) -> None:
         if ids:
@@ -412,6 +494,9 @@ class Store:
                 "channel_id": channel_id,
             },
         )
+
+    async def set_answered_by(self, verification_id: uuid.UUID, answered_by: str) -> None:
+        await self._one("set_answered_by", {"id": verification_id, "answered_by": answered_by})
 
     async def set_channel(self, verification_id: uuid.UUID, channel_id: str) -> None:
         await self._one("set_channel", {"id": verification_id, "channel_id": channel_id})

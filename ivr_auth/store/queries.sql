@@ -28,12 +28,12 @@ WITH inserted AS (
     INSERT INTO verifications (
         id, tenant_id, method, phone, line_type, code_hash, code_sealed, code_length, language,
         reference, callback_url, status, max_code_attempts, max_call_attempts,
-        idempotency_key, request_hash, expires_at
+        idempotency_key, request_hash, expires_at, inbound_number, ask_code
     ) VALUES (
         %(id)s, %(tenant_id)s, %(method)s, %(phone)s, %(line_type)s, %(code_hash)s, %(code_sealed)s,
         %(code_length)s, %(language)s, %(reference)s, %(callback_url)s, 'queued', %(max_code_attempts)s,
         %(max_call_attempts)s, %(idempotency_key)s, %(request_hash)s,
-        now() + make_interval(secs => %(ttl_seconds)s)
+        now() + make_interval(secs => %(ttl_seconds)s), %(inbound_number)s, %(ask_code)s
     )
     ON CONFLICT (tenant_id, idempotency_key) DO NOTHING
     RETURNING *
@@ -56,6 +56,9 @@ SELECT * FROM verifications WHERE id = %(id)s;
 -- name: lock_verification
 SELECT * FROM verifications WHERE id = %(id)s AND tenant_id = %(tenant_id)s FOR UPDATE;
 
+-- name: lock_verification_by_id
+SELECT * FROM verifications WHERE id = %(id)s FOR UPDATE;
+
 -- name: transition
 -- Moves a request from one of from_statuses to to_status and logs the event,
 -- in one statement. No row: the request was not in any of from_statuses
@@ -69,6 +72,8 @@ WITH old AS (
         status = %(to_status)s::text,
         updated_at = now(),
         answered_at = CASE WHEN %(to_status)s::text = 'in_call' THEN now() ELSE v.answered_at END,
+        delivered_at = CASE WHEN %(to_status)s::text = 'delivered' THEN now() ELSE v.delivered_at END,
+        answered_by = coalesce(%(answered_by)s::text, v.answered_by),
         finished_at = CASE WHEN %(terminal)s::boolean THEN now() ELSE v.finished_at END,
         code_sealed = CASE WHEN %(terminal)s::boolean THEN NULL ELSE v.code_sealed END,
         next_attempt_at = coalesce(%(next_attempt_at)s::timestamptz, v.next_attempt_at),
@@ -119,17 +124,20 @@ UPDATE verifications SET lease_expires_at = now() + make_interval(secs => %(leas
 WHERE id = ANY(%(ids)s::uuid[]) AND lease_owner = %(owner)s AND status IN ('calling', 'in_call');
 
 -- name: expire_queued
-WITH updated AS (
-    UPDATE verifications SET status = 'expired', reason = 'expired', updated_at = now(), finished_at = now(),
+-- Requests nobody is calling whose time ran out: still queued (or, for
+-- inbound, still waiting for the call), or read out and never checked.
+WITH old AS (
+    SELECT id, status FROM verifications
+    WHERE status IN ('queued', 'delivered') AND expires_at <= now()
+    FOR UPDATE SKIP LOCKED
+), updated AS (
+    UPDATE verifications v SET status = 'expired', reason = 'expired', updated_at = now(), finished_at = now(),
         code_sealed = NULL
-    WHERE id IN (
-        SELECT id FROM verifications WHERE status = 'queued' AND expires_at <= now()
-        FOR UPDATE SKIP LOCKED
-    )
-    RETURNING id
+    FROM old WHERE v.id = old.id
+    RETURNING v.id, old.status AS old_status
 ), event AS (
     INSERT INTO verification_events (verification_id, type, from_status, to_status, detail)
-    SELECT id, 'status', 'queued', 'expired', '{}'::jsonb FROM updated
+    SELECT id, 'status', old_status, 'expired', '{}'::jsonb FROM updated
 )
 SELECT id FROM updated;
 
@@ -182,3 +190,49 @@ WHERE id = %(id)s AND status = 'calling';
 
 -- name: tenant_by_id
 SELECT * FROM tenants WHERE id = %(id)s;
+
+-- name: inbound_pending
+-- The newest request waiting for a call from this number to this DID.
+SELECT * FROM verifications
+WHERE method = 'inbound' AND status = 'queued' AND phone = %(phone)s AND inbound_number = %(did)s
+  AND expires_at > now()
+ORDER BY created_at DESC
+LIMIT 1;
+
+-- name: tenants_for_did
+-- Tenants publishing this number; for a number from the config's shared
+-- list, the tenants with no numbers of their own.
+SELECT * FROM tenants
+WHERE %(did)s = ANY(inbound_numbers) OR (%(shared)s::boolean AND inbound_numbers = '{}')
+ORDER BY created_at;
+
+-- name: take_inbound
+-- An inbound call that must also key the code: the controller holds a lease
+-- on the request while the call lasts, as for outbound calls.
+WITH updated AS (
+    UPDATE verifications SET
+        status = 'in_call', updated_at = now(), answered_at = now(), answered_by = 'human',
+        call_attempts = call_attempts + 1, lease_owner = %(owner)s,
+        lease_expires_at = now() + make_interval(secs => %(lease_seconds)s),
+        node = %(node)s, channel_id = %(channel_id)s
+    WHERE id = %(id)s AND status = 'queued' AND expires_at > now()
+    RETURNING *
+), event AS (
+    INSERT INTO verification_events (verification_id, type, from_status, to_status, detail)
+    SELECT id, 'status', 'queued', 'in_call', %(detail)s::jsonb FROM updated
+)
+SELECT * FROM updated;
+
+-- name: update_tenant
+UPDATE tenants SET
+    caller_id = CASE WHEN %(set_caller_id)s::boolean THEN %(caller_id)s::text ELSE caller_id END,
+    default_language = CASE WHEN %(set_default_language)s::boolean THEN %(default_language)s::text
+                            ELSE default_language END,
+    voice_require_key = coalesce(%(voice_require_key)s::boolean, voice_require_key),
+    inbound_numbers = coalesce(%(inbound_numbers)s::text[], inbound_numbers),
+    missed_call = coalesce(%(missed_call)s::boolean, missed_call)
+WHERE name = %(name)s
+RETURNING *;
+
+-- name: set_answered_by
+UPDATE verifications SET answered_by = %(answered_by)s, updated_at = now() WHERE id = %(id)s;

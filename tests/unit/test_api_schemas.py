@@ -269,12 +269,29 @@ def test_invalid_phone_uses_the_normaliser_message(typed: str, says: str) -> Non
 # --- method -------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("method", ["voice", "inbound"])
-def test_planned_methods_are_not_served_yet(method: str) -> None:
-    error = refused(minimal(method=method))
-    assert (error.status, error.code) == (422, "unsupported_method")
-    assert "not available yet" in error.message
-    assert error.message.startswith("method:")
+@pytest.mark.parametrize("method", ["dtmf", "voice", "inbound"])
+def test_every_method_is_served(method: str) -> None:
+    parsed = schemas.parse_create(minimal(method=method), CFG, tenant_language=None)
+    assert parsed.method == method
+    assert parsed.ask_code is False
+
+
+def test_ask_code_for_inbound() -> None:
+    parsed = schemas.parse_create(minimal(method="inbound", ask_code=True), CFG, tenant_language=None)
+    assert parsed.ask_code is True
+
+
+@pytest.mark.parametrize("method", ["dtmf", "voice"])
+def test_ask_code_is_for_inbound_only(method: str) -> None:
+    error = refused(minimal(method=method, ask_code=True))
+    assert (error.status, error.code) == (422, "invalid_field")
+    assert error.message.startswith("ask_code:")
+
+
+@pytest.mark.parametrize("value", ["yes", 1, None.__class__.__name__, [], {}])
+def test_ask_code_must_be_a_boolean(value: Any) -> None:
+    error = refused(minimal(method="inbound", ask_code=value))
+    assert error.message.startswith("ask_code: expected true or false")
 
 
 @pytest.mark.parametrize("method", ["", "sms", "DTMF", "dtmf ", "Voice"])

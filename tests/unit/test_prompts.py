@@ -76,3 +76,22 @@ def test_every_prompt_the_flows_ask_for_exists() -> None:
 
     assert asked, "no prompts.media(...) calls found in ivr_auth/flows"
     assert asked <= set(prompts.PROMPTS)
+
+
+def test_read_code_reads_the_digits_twice_after_the_intro() -> None:
+    media = prompts.read_code("402719", "en")
+
+    intro = prompts.media("code_is", "en")
+    assert media[: len(intro)] == intro
+    assert media[len(intro) :] == ["digits:402719", prompts.READING_GAP, "digits:402719"]
+
+
+def test_read_code_times() -> None:
+    assert prompts.read_code("1234", "en", times=1)[-1] == "digits:1234"
+    assert prompts.read_code("1234", "en", times=3).count("digits:1234") == 3
+
+
+@pytest.mark.parametrize("code", ["", "12a4", "12 34", "１２３４"])
+def test_read_code_refuses_what_is_not_digits(code: str) -> None:
+    with pytest.raises(errors.IvrAuthError):
+        prompts.read_code(code, "en")

@@ -1,0 +1,124 @@
+"""Inbound caller-ID verification in Stasis: the person calls our published
+number from the registered phone. The match itself is ``ivr_auth.inbound``
+(shared with FastAGI); this flow answers (or, in missed-call mode, rejects
+unanswered), says the result, and for requests that want it collects the
+code as the DTMF flow does.
+
+Calls arrive in state ``Ring``: nothing is played before ``answer``, or
+Asterisk would send 183 early media.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+
+from ivr_auth import callsession, flows, inbound, models, phone, prompts, states, types
+from ivr_auth.flows import FlowContext
+from ivr_auth.flows import dtmf as dtmf_flow
+
+logger = logging.getLogger(__name__)
+
+S = states.Status
+# SIP 603 Decline: the caller's phone shows the call as not connected and
+# nothing is billed; missed-call verification relies on that.
+REJECT_REASON = "rejected"
+
+
+def call_details(event: types.AriEvent) -> tuple[str, str, str]:
+    """(channel id, DID, caller number) from a StasisStart. The dialplan
+    passes the dialled number as the first argument; the caller number is
+    Asterisk's CALLERID(num), from P-Asserted-Identity on a trusted trunk."""
+    channel = event.get("channel") or {}
+    args = [str(a) for a in event.get("args", [])]
+    dialplan = channel.get("dialplan") or {}
+    did = args[0] if args and args[0] else str(dialplan.get("exten", ""))
+    caller = str((channel.get("caller") or {}).get("number", ""))
+    return str(channel.get("id", "")), did, caller
+
+
+async def run(ctx: FlowContext, session: callsession.CallSession, event: types.AriEvent) -> None:
+    channel_id, did, caller = call_details(event)
+    log = {"channel_id": channel_id, "node": ctx.node.name}
+    taken: models.Verification | None = None
+    try:
+        match = await inbound.match_call(
+            ctx.store, ctx.cfg, did=did, caller=caller, source="ari", channel_id=channel_id
+        )
+        lang = prompts.playback_language(match.language)
+        if match.result is inbound.Result.VERIFIED and match.verification is not None:
+            await _record_call(ctx, match.verification, channel_id)
+            if match.reject_unanswered:
+                end = await session.reject(REJECT_REASON)
+                await _end_record(ctx, channel_id, "rejected_verified", end)
+                return
+            await session.answer()
+            await ctx.store.answer_call_attempt(channel_id)
+            await session.play(prompts.media("verified", match.language), lang=lang)
+            await flows.end_call(ctx, session, "verified")
+            return
+        if match.result is inbound.Result.CODE_REQUIRED and match.verification is not None:
+            taken = await ctx.store.take_inbound(
+                match.verification.id,
+                owner=ctx.controller,
+                node=ctx.node.name,
+                channel_id=channel_id,
+                lease_seconds=ctx.cfg.dialer.lease_seconds,
+                detail={"source": "ari", "did": match.did, "caller_id_matched": True},
+            )
+            if taken is not None:
+                ctx.track(taken.id, channel_id)
+                await _record_call(ctx, match.verification, channel_id)
+                await session.answer()
+                await ctx.store.answer_call_attempt(channel_id)
+                await dtmf_flow.converse(ctx, taken, session)
+                return
+        await session.answer()
+        if match.result is inbound.Result.ANONYMOUS:
+            refusal = prompts.media("caller_id_withheld", match.language)
+        else:
+            refusal = prompts.media("not_registered", match.language)
+        await session.play(refusal, lang=lang)
+        await session.finish()
+    except callsession.HungUp as gone:
+        if taken is not None:
+            await ctx.store.transition(
+                taken.id,
+                [S.IN_CALL],
+                S.HUNG_UP,
+                reason="caller_hung_up",
+                cause=gone.cause,
+                cause_txt=gone.cause_txt,
+            )
+        await ctx.store.end_call_attempt(channel_id, "hung_up", gone.cause, gone.cause_txt)
+        logger.info("caller hung up", extra=log)
+    except Exception:
+        logger.exception("inbound call flow failed", extra=log)
+        await session.hangup()
+        if taken is not None:
+            await ctx.store.transition(taken.id, [S.IN_CALL], S.ERROR, reason="internal_error")
+            await ctx.store.end_call_attempt(channel_id, "error", None, None)
+    finally:
+        if taken is not None:
+            ctx.track(taken.id, None)
+        session.close()
+
+
+async def _record_call(ctx: FlowContext, verification: models.Verification, channel_id: str) -> None:
+    attempt = dataclasses.replace(verification, call_attempts=verification.call_attempts + 1)
+    await ctx.store.start_call_attempt(
+        attempt, controller=ctx.controller, node=ctx.node.name, trunk=ctx.cfg.trunk.name, channel_id=channel_id
+    )
+    logger.info(
+        "inbound call from %s for request %s",
+        phone.mask(verification.phone),
+        verification.id,
+        extra={"verification_id": str(verification.id), "channel_id": channel_id},
+    )
+
+
+async def _end_record(ctx: FlowContext, channel_id: str, outcome: str, end: types.AriEvent | None) -> None:
+    cause = (end or {}).get("cause")
+    await ctx.store.end_call_attempt(
+        channel_id, outcome, int(cause) if cause is not None else None, (end or {}).get("cause_txt")
+    )

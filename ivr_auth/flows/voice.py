@@ -1,0 +1,181 @@
+"""Voice OTP: call the registered phone and read the code aloud; the person
+types it into the web page and the backend checks it (``POST .../check``).
+
+Nothing secret is spoken before a person is shown to be there: the callee
+presses a key first (per tenant, on by default), and where configured
+Asterisk's answering-machine detection runs on the answered leg; a machine
+never hears the code. The code is read digit by digit, twice; the callee
+can ask to hear it again a bounded number of times. The request becomes
+``delivered`` once the code was read out completely; hanging up before
+that ends it as ``hung_up``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+
+from ivr_auth import callsession, causes, flows, models, phone, prompts, states
+from ivr_auth.flows import FlowContext
+
+logger = logging.getLogger(__name__)
+
+S = states.Status
+AMD_CONTEXT = "ivr-auth-amd"
+# AMDSTATUS -> answered_by
+ANSWERED_BY = {"HUMAN": "human", "MACHINE": "machine"}
+
+
+async def run(ctx: FlowContext, verification: models.Verification) -> None:
+    """One call attempt for ``verification`` (claimed, status ``calling``)."""
+    v = verification
+    cfg = ctx.cfg.verification
+    channel_id = flows.channel_id_for(v)
+    log = {"verification_id": str(v.id), "channel_id": channel_id, "node": ctx.node.name}
+    session = callsession.CallSession(ctx.node, channel_id)
+    started = time.monotonic()
+    try:
+        tenant = await ctx.store.tenant(v.tenant_id)
+        await ctx.store.set_channel(v.id, channel_id)
+        await ctx.store.start_call_attempt(
+            v, controller=ctx.controller, node=ctx.node.name, trunk=ctx.cfg.trunk.name, channel_id=channel_id
+        )
+        await session.originate(
+            endpoint=phone.dial_endpoint(v.phone, ctx.cfg.trunk, ctx.cfg.default_country),
+            caller_id=flows.caller_id_for(ctx, tenant),
+            ring_timeout=cfg.ring_timeout_seconds,
+            app_args=f"voice,{v.id}",
+            # The AMD context comes back into this app by name.
+            variables={"IVRAUTH_APP": ctx.node.app},
+        )
+        logger.info("dialling %s for a voice code", phone.mask(v.phone), extra=log)
+        unanswered = await session.wait_answer(cfg.ring_timeout_seconds)
+        if unanswered is not None:
+            await flows.settle_unanswered(ctx, v, session, unanswered, started)
+            return
+        await ctx.store.answer_call_attempt(channel_id)
+        answered_by = "unknown"
+        detail: dict[str, object] = {"setup_seconds": round(time.monotonic() - started, 3)}
+        if cfg.amd:
+            status, amd_cause = await session.detect_machine(AMD_CONTEXT, cfg.amd_timeout_seconds)
+            answered_by = ANSWERED_BY.get(status, "unknown")
+            detail["amd"] = {"status": status, "cause": amd_cause}
+            if answered_by == "machine":
+                await _machine(ctx, v, session, started, detail)
+                return
+        if await ctx.store.transition(v.id, [S.CALLING], S.IN_CALL, detail=detail, answered_by=answered_by) is None:
+            logger.info("request settled before answer; hanging up", extra=log)
+            await flows.end_call(ctx, session, "settled")
+            return
+        await _converse(ctx, v, tenant, session)
+    except callsession.HungUp as gone:
+        # After ``delivered`` this finds nothing to change: the code was heard.
+        await ctx.store.transition(
+            v.id,
+            [S.CALLING, S.IN_CALL],  # calling: during answering-machine detection
+            S.HUNG_UP,
+            reason="hung_up_before_end",
+            cause=gone.cause,
+            cause_txt=gone.cause_txt,
+        )
+        await ctx.store.end_call_attempt(channel_id, "hung_up", gone.cause, gone.cause_txt)
+        logger.info("callee hung up", extra=log)
+    except Exception:
+        logger.exception("voice call flow failed", extra=log)
+        await session.hangup()
+        await ctx.store.transition(v.id, [S.CALLING, S.IN_CALL], S.ERROR, reason="internal_error")
+        await ctx.store.end_call_attempt(channel_id, "error", None, None)
+    finally:
+        session.close()
+
+
+async def _converse(
+    ctx: FlowContext, v: models.Verification, tenant: models.Tenant, session: callsession.CallSession
+) -> None:
+    cfg = ctx.cfg.verification
+    lang = prompts.playback_language(v.language)
+    one_key = callsession.CollectOptions(
+        max_digits=1,
+        first_digit_timeout=cfg.voice_key_timeout_seconds,
+        inter_digit_timeout=cfg.voice_key_timeout_seconds,
+        terminator=None,
+        clear_key=None,
+    )
+    if tenant.voice_require_key:
+        for _ in range(cfg.no_input_retries + 1):
+            if (await session.collect(prompts.media("press_to_hear", v.language), one_key, lang=lang)).value:
+                await ctx.store.set_answered_by(v.id, "human")
+                break
+        else:
+            # Nobody pressed a key: perhaps a voicemail that AMD did not catch.
+            # The code was not spoken, so nothing can be checked against it.
+            if await ctx.store.transition(v.id, [S.IN_CALL], S.FAILED, reason="no_key_pressed"):
+                await session.play(prompts.media("goodbye", v.language), lang=lang)
+            await flows.end_call(ctx, session, "no_input")
+            return
+    current = await ctx.store.get_by_id(v.id)
+    code = ctx.store.keys.open_code(v.id, current.code_sealed) if current and current.code_sealed else None
+    if current is None or current.status is not S.IN_CALL or code is None:
+        await flows.end_call(ctx, session, "settled")  # canceled or checked meanwhile
+        return
+    readout = prompts.read_code(code, v.language)
+    await session.play(readout, lang=lang)
+    if dt.datetime.now(dt.UTC) >= v.expires_at:
+        if await ctx.store.transition(v.id, [S.IN_CALL], S.EXPIRED, reason="expired_in_call"):
+            await session.play(prompts.media("goodbye", v.language), lang=lang)
+        await flows.end_call(ctx, session, "expired")
+        return
+    delivered = await ctx.store.transition(
+        v.id, [S.IN_CALL], S.DELIVERED, reason="code_read_out", detail={"readings": 2}
+    )
+    if delivered is None:
+        await flows.end_call(ctx, session, "settled")
+        return
+    repeats = 0
+    while repeats < cfg.voice_repeats:
+        entry = await session.collect(prompts.media("press_1_to_repeat", v.language), one_key, lang=lang)
+        if entry.value != "1":
+            break
+        repeats += 1
+        await ctx.store.log_event(v.id, "code_repeated", {"repeat": repeats})
+        await session.play(readout, lang=lang)
+    await session.play(prompts.media("goodbye", v.language), lang=lang)
+    await flows.end_call(ctx, session, "delivered")
+
+
+async def _machine(
+    ctx: FlowContext,
+    v: models.Verification,
+    session: callsession.CallSession,
+    started: float,
+    detail: dict[str, object],
+) -> None:
+    """An answering machine took the call: hang up without a word, and treat
+    it like no answer (a person may pick up on the next attempt)."""
+    await session.hangup("normal")
+    await session.wait_destroyed(5.0)
+    cfg = ctx.cfg.verification
+    now = dt.datetime.now(dt.UTC)
+    to_status, retry_at = states.after_unanswered(
+        causes.Outcome.NO_ANSWER,
+        call_attempts=v.call_attempts,
+        max_call_attempts=v.max_call_attempts,
+        retry_delay=dt.timedelta(seconds=cfg.retry_delay_seconds),
+        expires_at=v.expires_at,
+        now=now,
+    )
+    detail = {**detail, "attempt": v.call_attempts, "seconds": round(time.monotonic() - started, 3)}
+    if retry_at is not None:
+        detail["retry_at"] = retry_at.isoformat()
+    await ctx.store.end_call_attempt(session.channel_id, "machine", None, None)
+    await ctx.store.transition(
+        v.id,
+        [S.CALLING],
+        to_status,
+        reason="answered_by_machine",
+        next_attempt_at=retry_at,
+        detail=detail,
+        answered_by="machine",
+    )
+    logger.info("answering machine; code not read", extra={"verification_id": str(v.id)})
