@@ -1,0 +1,88 @@
+"""Voice OTP end to end: the controller calls a SIPp handset, which presses
+a key and listens to the code; the backend then checks the code the person
+typed into the web page."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from ivr_auth import sipp, states
+from tests.e2e.conftest import Api, Starter, service_config
+
+pytestmark = pytest.mark.e2e
+
+PHONE = "090-1234-5678"
+TERMINAL = {s.value for s in states.TERMINAL}
+SETTLED = TERMINAL | {"delivered"}
+VOICE: dict[str, Any] = {"voice_key_timeout_seconds": 2.0}
+
+
+def handset(**kwargs: Any) -> sipp.Handset:
+    cfg = service_config()
+    return sipp.Handset(port=cfg.trunk.port, host=cfg.trunk.host, **kwargs)
+
+
+def statuses(log: dict[str, Any]) -> list[str]:
+    return [e["to_status"] for e in log["events"] if e["type"] == "status"]
+
+
+async def test_code_read_out_then_checked(api: Api, start_service: Starter) -> None:
+    await start_service(api=False, cfg=service_config(verification=VOICE))
+    created = await api.create(PHONE, method="voice", language="en")
+    assert created["method"] == "voice"
+    assert created["code"].isdigit()
+    async with handset(keys="1") as phone:
+        delivered = await api.wait_for(created["id"], SETTLED, timeout=60)
+        result = await phone.wait()
+    assert delivered["status"] == "delivered", delivered
+    assert delivered["delivered_at"] is not None
+    assert delivered["answered_by"] == "human"  # a key was pressed
+    assert result.ok, result.errors_log
+    log = await api.events(created["id"])
+    assert statuses(log) == ["queued", "calling", "in_call", "delivered"]
+    (call,) = log["calls"]
+    assert call["outcome"] == "delivered"
+    # The call was long enough to have read the code twice: intro + 2 x digits.
+    assert call["ended_at"] is not None
+
+    wrong = "".join(str((int(d) + 1) % 10) for d in created["code"])
+    status, body = await api.call("POST", f"/v1/verifications/{created['id']}/check", {"code": wrong})
+    assert status == 200, body
+    assert body["verified"] is False
+    assert body["verification"]["status"] == "delivered"
+    assert body["verification"]["code_attempts"] == 1
+
+    status, body = await api.call("POST", f"/v1/verifications/{created['id']}/check", {"code": created["code"]})
+    assert status == 200, body
+    assert body["verified"] is True
+    assert body["verification"]["status"] == "verified"
+
+
+async def test_hung_up_during_read_out_is_not_delivered(api: Api, start_service: Starter) -> None:
+    await start_service(api=False, cfg=service_config(verification=VOICE))
+    created = await api.create(PHONE, method="voice", language="en")
+    # Presses the key, then hangs up a second later: the read-out takes longer.
+    async with handset(keys="1", hangup_after_ms=1000) as phone:
+        done = await api.wait_for(created["id"], SETTLED, timeout=60)
+        await phone.wait()
+    assert done["status"] == "hung_up", done
+    assert done["reason"] == "hung_up_before_end"
+    assert done["delivered_at"] is None
+    log = await api.events(created["id"])
+    assert "delivered" not in statuses(log)
+    # Not heard, so not checkable.
+    status, body = await api.call("POST", f"/v1/verifications/{created['id']}/check", {"code": created["code"]})
+    assert status == 409, body
+
+
+async def test_no_key_pressed_nothing_is_read(api: Api, start_service: Starter) -> None:
+    await start_service(api=False, cfg=service_config(verification=VOICE))
+    created = await api.create(PHONE, method="voice", language="en")
+    async with handset(keys="") as phone:
+        done = await api.wait_for(created["id"], SETTLED, timeout=60)
+        await phone.wait()
+    assert done["status"] == "failed", done
+    assert done["reason"] == "no_key_pressed"
+    assert done["answered_by"] == "unknown"
