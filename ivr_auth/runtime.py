@@ -14,7 +14,7 @@ import aiohttp
 from aiohttp import web
 from psycopg_pool import AsyncConnectionPool
 
-from ivr_auth import config, controller, crypto, stack
+from ivr_auth import agi, config, controller, crypto, stack
 from ivr_auth import store as store_mod
 from ivr_auth.api import app as api_app
 from ivr_auth.ari import node as ari_node
@@ -34,6 +34,7 @@ class Runtime:
         dialer: bool = True,
         name: str | None = None,
         http_port: int | None = None,
+        fastagi: bool | None = None,
     ) -> None:
         self.cfg = cfg
         self.endpoints = endpoints
@@ -41,6 +42,10 @@ class Runtime:
         self.with_dialer = dialer
         self.name = name or cfg.dialer.name or controller.default_name()
         self._http_port = http_port
+        # The FastAGI server runs beside the controller unless told otherwise
+        # (and never when agi.listen is empty).
+        self.with_agi = (dialer if fastagi is None else fastagi) and bool(cfg.agi.listen)
+        self.agi: agi.AgiServer | None = None
         self.pool: AsyncConnectionPool | None = None
         self.store: store_mod.Store | None = None
         self.session: aiohttp.ClientSession | None = None
@@ -75,6 +80,10 @@ class Runtime:
                 self.cfg, self.store, self.node, database_url=self.endpoints.database_url, name=self.name
             )
             await self.controller.start()
+        if self.with_agi:
+            self.agi = agi.AgiServer(self.cfg, self.store)
+            await self.agi.start()
+            logger.info("FastAGI listening on port %d", self.agi.port)
         if self.with_api:
             checks: dict[str, Callable[[], Awaitable[object]]] = {
                 "postgres": self.store.ping,
@@ -97,6 +106,9 @@ class Runtime:
         if self._runner is not None:
             await _bounded("http", self._runner.cleanup(), 10)
             self._runner = None
+        if self.agi is not None:
+            await _bounded("fastagi", self.agi.stop(), 10)
+            self.agi = None
         if self.controller is not None:
             await _bounded("controller", self.controller.stop(grace), drain)
             self.controller = None

@@ -100,7 +100,11 @@ async def start_service(local_stack: stack.Endpoints, clean_queue: None) -> Asyn
     """Start API and/or controllers; all are stopped after the test."""
     started: list[runtime.Runtime] = []
 
-    async def start(*, api: bool = True, dialer: bool = True, cfg: config.Config | None = None) -> runtime.Runtime:
+    async def start(
+        *, api: bool = True, dialer: bool = True, fastagi: bool = False, cfg: config.Config | None = None
+    ) -> runtime.Runtime:
+        # FastAGI listens on the test stack's fixed agi.listen port (its
+        # dialplan points there): only the tests that need it start it.
         rt = runtime.Runtime(
             cfg or service_config(),
             local_stack,
@@ -108,6 +112,7 @@ async def start_service(local_stack: stack.Endpoints, clean_queue: None) -> Asyn
             dialer=dialer,
             name=f"test-{uuid.uuid4().hex[:8]}",
             http_port=0,
+            fastagi=fastagi,
         )
         await rt.start()
         started.append(rt)
