@@ -1,25 +1,21 @@
-"""SIPp virtual handsets: the phones of the demo, the tests and the benchmark.
+"""SIPp virtual phones: the handsets ivr-auth calls (UAS) and the callers
+that call it (UAC), for the demo, the tests and the benchmark.
 
-Scenarios live in ``sipp-scenarios/``. A handset that keys a code needs the
+Scenarios live in ``sipp-scenarios/``. A phone that keys a code needs the
 code in its scenario (SIPp's ``play_dtmf`` uses payload type 96, which
-Asterisk does not hear as the offerer, so keys are sent as RFC 2833 pcaps,
-or as SIP INFO), so its scenario is written per call from a ``.xml.in``
-template there.
-
-A key sequence is keys (``0-9 * #``) and pauses: each "," waits one second
-more before the next key, so one handset can key a wrong code, wait while
-the service says so, and key the right one (``"111111#,,,123456#"``).
+Asterisk does not hear as the offerer, so keys are sent as RFC 2833 pcaps
+from ``rtp_pcap``, or as SIP INFO), so its scenario is written per run
+from a ``.xml.in`` template there. Key sequences and their "," pauses are
+as ``rtp_pcap.presses()`` reads them.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import re
 import shutil
 import socket
-import struct
 import tempfile
 import time
 from collections.abc import Mapping
@@ -28,122 +24,25 @@ from pathlib import Path
 from typing import Literal
 from xml.sax.saxutils import escape
 
-from ivr_auth import errors
+from ivr_auth import errors, rtp_pcap
 from ivr_auth.stack import ports
 
 logger = logging.getLogger(__name__)
 
 SCENARIO_DIR = Path(__file__).resolve().parents[1] / "sipp-scenarios"
-PCAP_DIR = Path("/usr/share/sip-tester")
-PCAP_NAMES = {**{d: d for d in "0123456789"}, "*": "star", "#": "pound"}
-PAUSE = ","
-PAUSE_MS = 1000
-# Each of SIPp's DTMF pcaps lasts 140 ms; keys closer than that would overlap.
-KEY_MS = 140
-MIN_KEY_GAP_MS = 200
 # How long a key sent as SIP INFO is held (the body's Duration).
 INFO_DURATION_MS = 160
-# Ethernet (14) + IPv4 (20) + UDP (8) headers in SIPp's pcaps.
-RTP_OFFSET = 42
-UDP_CHECKSUM_OFFSET = 40
-# Each pcap's event lasts 2240 samples (280 ms at 8 kHz).
-EVENT_SAMPLES = 2240
-SAMPLES_PER_MS = 8
+# The final answers a refused Caller accepts (SIPp matches a response by its
+# exact code only); any other still shows in final_status, as a failed call.
+REJECT_CODES = (
+    400, 401, 402, 403, 404, 405, 406, 407, 408, 410, 413, 414, 415, 416, 420, 421, 423, 480, 481, 482, 483,
+    484, 485, 486, 487, 488, 491, 493, 500, 501, 502, 503, 504, 505, 513, 600, 603, 604, 606,
+)  # fmt: skip
+DEFAULT_GREETING_SILENCE_MS = 4000
+ANONYMOUS_FROM = '"Anonymous" <sip:anonymous@anonymous.invalid>'
 
 Dtmf = Literal["rfc2833", "info"]
-
-
-@dataclass(frozen=True)
-class Press:
-    """One key of a sequence, pressed ``wait_ms`` after the previous one
-    (the first: after keying begins)."""
-
-    key: str
-    wait_ms: int
-
-
-def presses(keys: str, *, key_gap_ms: int = 300) -> list[Press]:
-    """The keys of ``keys`` with their waits: ``key_gap_ms`` (at least
-    ``MIN_KEY_GAP_MS``) between two keys, plus a second per "," before a key."""
-    gap = max(key_gap_ms, MIN_KEY_GAP_MS)
-    out: list[Press] = []
-    paused = 0
-    for key in keys:
-        if key == PAUSE:
-            paused += PAUSE_MS
-        elif key in PCAP_NAMES:
-            out.append(Press(key, paused + (gap if out else 0)))
-            paused = 0
-        else:
-            raise ValueError(f"{key!r} is not a DTMF key (0-9, * and #, or ',' for a pause)")
-    return out
-
-
-def trailing_pause_ms(keys: str) -> int:
-    """The pauses after the last key (all of them when there is no key)."""
-    return (len(keys) - len(keys.rstrip(PAUSE))) * PAUSE_MS
-
-
-def pcap_for(key: str) -> Path:
-    try:
-        return PCAP_DIR / f"dtmf_2833_{PCAP_NAMES[key]}.pcap"
-    except KeyError:
-        raise ValueError(f"no DTMF pcap for key {key!r}") from None
-
-
-def _read_pcap(path: Path) -> tuple[bytes, list[tuple[float, bytes]]]:
-    data = path.read_bytes()
-    if data[:4] != b"\xd4\xc3\xb2\xa1":
-        raise ValueError(f"{path}: not a little-endian pcap file")
-    packets = []
-    offset = 24
-    while offset + 16 <= len(data):
-        sec, usec, incl, _orig = struct.unpack_from("<IIII", data, offset)
-        packets.append((sec + usec / 1e6, data[offset + 16 : offset + 16 + incl]))
-        offset += 16 + incl
-    return data[:24], packets
-
-
-def dtmf_pcap(keys: str, *, key_gap_ms: int = 300, seed: int | None = None) -> bytes:
-    """One pcap of RFC 2833 events that keys ``keys`` in order.
-
-    SIPp's pcaps each carry fixed RTP sequence numbers and timestamps, and
-    Asterisk drops an event whose sequence number is behind the last one
-    (or whose timestamp repeats it), so playing them one after another loses
-    every key that is not "higher" than the one before (a repeated digit,
-    or 3 after 7). Here each key's packets are renumbered to run on from
-    the previous key's, and spaced as ``presses()`` says; across a pause the
-    timestamps move on by the pause, as a phone's clock would.
-
-    A pause before the first key is not in the pcap: a player sends the
-    first packet at once, so the wait is the player's (``Handset`` adds it
-    to ``first_key_ms``).
-    """
-    rng = random.Random(seed)
-    seq = rng.randrange(1000, 30000)
-    first_timestamp = rng.randrange(10_000, 1_000_000) * 160
-    header = b""
-    out: list[bytes] = []
-    at_ms = 0
-    for index, press in enumerate(presses(keys, key_gap_ms=key_gap_ms)):
-        if index:
-            at_ms += press.wait_ms
-        timestamp = (first_timestamp + at_ms * SAMPLES_PER_MS + index * EVENT_SAMPLES) & 0xFFFFFFFF
-        header, packets = _read_pcap(pcap_for(press.key))
-        first_time = packets[0][0]
-        first_seq = struct.unpack_from("!H", packets[0][1], RTP_OFFSET + 2)[0]
-        last_seq = seq
-        for when, packet in packets:
-            buf = bytearray(packet)
-            orig_seq = struct.unpack_from("!H", buf, RTP_OFFSET + 2)[0]
-            last_seq = (seq + (orig_seq - first_seq)) & 0xFFFF
-            struct.pack_into("!H", buf, RTP_OFFSET + 2, last_seq)
-            struct.pack_into("!I", buf, RTP_OFFSET + 4, timestamp)
-            struct.pack_into("!H", buf, UDP_CHECKSUM_OFFSET, 0)  # IPv4 UDP: 0 means "no checksum"
-            sec, usec = divmod(at_ms * 1000 + round((when - first_time) * 1e6), 1_000_000)
-            out.append(struct.pack("<IIII", sec, usec, len(buf), len(buf)) + bytes(buf))
-        seq = (last_seq + 1) & 0xFFFF
-    return header + b"".join(out)
+Expect = Literal["answer", "reject"]
 
 
 # --- scenarios -----------------------------------------------------------------------
@@ -181,8 +80,12 @@ def _block(text: str, name: str) -> tuple[str, str, str]:
     return head, block, tail
 
 
+def _play(pcap_path: Path) -> str:
+    return f'  <nop><action><exec play_pcap_audio="{_attr(str(pcap_path))}"/></action></nop>'
+
+
 def _rfc2833_steps(keys: str, pcap_path: Path | None, first_key_ms: int, key_gap_ms: int) -> str:
-    plan = presses(keys, key_gap_ms=key_gap_ms)
+    plan = rtp_pcap.presses(keys, key_gap_ms=key_gap_ms)
     if not plan:
         return ""
     if pcap_path is None:
@@ -192,7 +95,7 @@ def _rfc2833_steps(keys: str, pcap_path: Path | None, first_key_ms: int, key_gap
             # A BYE while waiting to key (the far end gave up) still ends the call cleanly.
             f'  <recv request="BYE" timeout="{first_key_ms + plan[0].wait_ms}" ontimeout="keys" next="bye"/>',
             '  <label id="keys"/>',
-            f'  <nop><action><exec play_pcap_audio="{_attr(str(pcap_path))}"/></action></nop>',
+            _play(pcap_path),
         ]
     )
 
@@ -207,8 +110,15 @@ def _info_steps(keys: str, first_key_ms: int, key_gap_ms: int) -> str:
             SIGNAL=press.key,
             DURATION_MS=INFO_DURATION_MS,
         )
-        for index, press in enumerate(presses(keys, key_gap_ms=key_gap_ms), start=1)
+        for index, press in enumerate(rtp_pcap.presses(keys, key_gap_ms=key_gap_ms), start=1)
     )
+
+
+def _hangup_wait_ms(hangup_after_ms: int, keys: str, key_gap_ms: int, played_ms: int) -> int:
+    """How long after the keys start (after the answer without keys) a phone
+    waits before it hangs up: ``played_ms`` is how long its pcap plays on
+    while the scenario moves on. SIPp reads a timeout of 0 as "none"."""
+    return max(hangup_after_ms + rtp_pcap.trailing_pause_ms(keys) + played_ms, 1)
 
 
 def handset_scenario(
@@ -220,24 +130,33 @@ def handset_scenario(
     key_gap_ms: int = 300,
     hangup_after_ms: int | None = None,
     dtmf: Dtmf = "rfc2833",
+    greeting_ms: int | None = None,
+    greeting_silence_ms: int = DEFAULT_GREETING_SILENCE_MS,
 ) -> str:
     """A UAS scenario that answers and keys ``keys``, ``first_key_ms`` after
     answering: as RFC 2833 events by playing ``pcap_path`` (from
-    ``dtmf_pcap(keys)``), or as SIP INFO requests; silent without keys. It
-    waits for the far end to hang up, or with ``hangup_after_ms`` hangs up
+    ``rtp_pcap.dtmf_pcap(keys)``), or as SIP INFO requests; silent without
+    keys. With ``greeting_ms`` it instead plays ``pcap_path`` (from
+    ``rtp_pcap.audio_pcap(greeting_ms, greeting_silence_ms, keys=keys)``) as
+    soon as it has answered, and the keys come after the greeting's silence.
+    It waits for the far end to hang up, or with ``hangup_after_ms`` hangs up
     itself that long after its last key (after answering when it has none)."""
-    if dtmf == "info":
+    if greeting_ms is not None:
+        if dtmf != "rfc2833":
+            raise ValueError("a greeting's keys are RFC 2833 events in the same stream")
+        if pcap_path is None:
+            raise ValueError("a greeting needs a pcap to play")
+        steps = _play(pcap_path)
+        played_ms = rtp_pcap.audio_pcap_ms(greeting_ms, greeting_silence_ms, keys, key_gap_ms=key_gap_ms)
+    elif dtmf == "info":
         steps = _info_steps(keys, first_key_ms, key_gap_ms)
+        played_ms = 0
     else:
         steps = _rfc2833_steps(keys, pcap_path, first_key_ms, key_gap_ms)
+        played_ms = rtp_pcap.keying_ms(keys, key_gap_ms=key_gap_ms)
     if hangup_after_ms is not None:
-        wait = hangup_after_ms + trailing_pause_ms(keys)
-        plan = presses(keys, key_gap_ms=key_gap_ms)
-        if plan and dtmf == "rfc2833":
-            # The pcap plays on while the scenario moves on: wait for its end too.
-            wait += sum(p.wait_ms for p in plan[1:]) + KEY_MS
-        # SIPp reads a timeout of 0 as "none".
-        return _fill(_template("uas-answer-hangup.xml.in"), RING_MS=ring_ms, KEYS=steps, HANGUP_WAIT_MS=max(wait, 1))
+        wait = _hangup_wait_ms(hangup_after_ms, keys, key_gap_ms, played_ms)
+        return _fill(_template("uas-answer-hangup.xml.in"), RING_MS=ring_ms, KEYS=steps, HANGUP_WAIT_MS=wait)
     if dtmf == "info":
         head, _, tail = _block(_template("uas-dtmf-info.xml.in"), "EACH_KEY")
         return _fill(head + steps + tail, RING_MS=ring_ms)
@@ -255,6 +174,64 @@ def by_number_scenario(pcaps: Mapping[str, Path], *, ring_ms: int = 300, first_k
     return _fill(head + blocks + tail, RING_MS=ring_ms, FIRST_KEY_MS=first_key_ms)
 
 
+_SIP_USER = re.compile(r"[0-9A-Za-z+*#._-]+")
+
+
+def _sip_user(value: str, what: str) -> str:
+    if not _SIP_USER.fullmatch(value):
+        raise ValueError(f"{what}: {value!r} is not a number or SIP user name")
+    return value
+
+
+def withheld(caller: str) -> bool:
+    return caller in ("", "anonymous")
+
+
+def caller_scenario(
+    did: str,
+    caller: str,
+    *,
+    pai: str | None = None,
+    expect: Expect = "answer",
+    keys: str = "",
+    pcap_path: Path | None = None,
+    first_key_ms: int = 1500,
+    key_gap_ms: int = 300,
+    hangup_after_ms: int | None = None,
+) -> str:
+    """A UAC scenario that calls ``did`` from ``caller`` (withheld when ""
+    or "anonymous"), with a P-Asserted-Identity of ``pai`` when given.
+    ``expect="answer"``: the call is answered, ``keys`` are keyed as in
+    ``handset_scenario()`` and it waits for the far end to hang up, or hangs
+    up itself ``hangup_after_ms`` after its last key. ``expect="reject"``: a
+    final answer of ``REJECT_CODES`` comes, and is ACKed."""
+    _sip_user(did, "did")
+    if withheld(caller):
+        from_ = ANONYMOUS_FROM
+        contact_user = "anonymous"
+    else:
+        from_ = f"<sip:{_sip_user(caller, 'caller')}@[local_ip]:[local_port]>"
+        contact_user = caller
+    extra = f"P-Asserted-Identity: <sip:{_sip_user(pai, 'pai')}@[local_ip]>\n" if pai else ""
+    names = {"DID": did, "FROM": from_, "CONTACT_USER": contact_user}
+    if expect == "reject":
+        if keys or hangup_after_ms is not None:
+            raise ValueError("a refused call cannot key or hang up")
+        head, block, tail = _block(_template("uac-reject.xml.in"), "EACH_CODE")
+        blocks = "".join(
+            _fill(block, CODE=code, OPTIONAL=str(code != REJECT_CODES[-1]).lower()) for code in REJECT_CODES
+        )
+        return _fill((head + blocks + tail).replace("@EXTRA_HEADERS@\n", extra), **names)
+    if expect != "answer":
+        raise ValueError(f"expect: {expect!r} is not 'answer' or 'reject'")
+    steps = _rfc2833_steps(keys, pcap_path, first_key_ms, key_gap_ms)
+    if hangup_after_ms is not None:
+        wait = _hangup_wait_ms(hangup_after_ms, keys, key_gap_ms, rtp_pcap.keying_ms(keys, key_gap_ms=key_gap_ms))
+        text = _template("uac-answer-hangup.xml.in").replace("@EXTRA_HEADERS@\n", extra)
+        return _fill(text, KEYS=steps, HANGUP_WAIT_MS=wait, **names)
+    return _fill(_template("uac-answer.xml.in").replace("@EXTRA_HEADERS@\n", extra), KEYS=steps, **names)
+
+
 # --- the SIPp process ----------------------------------------------------------------
 
 
@@ -265,65 +242,44 @@ class SippResult:
     failed: int
     output: str
     errors_log: str
+    # A caller's calls: the final status of each INVITE, in the order the calls began.
+    final_statuses: tuple[int, ...] = ()
 
     @property
     def ok(self) -> bool:
         return self.returncode == 0 and self.failed == 0 and self.successful > 0
 
+    @property
+    def final_status(self) -> int | None:
+        """The first call's final status (None: none came)."""
+        return self.final_statuses[0] if self.final_statuses else None
 
-@dataclass
-class Handset:
-    """One SIPp process acting as the far end (UAS) on ``host:port``, for
-    ``calls`` calls (at once or one after another).
 
-    Either ``scenario`` names a file in sipp-scenarios/, or the handset
-    answers and then:
+class _SippProcess:
+    """One SIPp process: the plumbing shared by handsets and callers."""
 
-    - ``keys``: keys them ``first_key_ms`` after answering (empty: stays
-      silent), as RFC 2833 events or, with ``dtmf="info"``, as SIP INFO;
-    - ``hangup_after_ms``: hangs up itself that long after its last key
-      (after answering when it has none) instead of waiting for the far end;
-    - ``keys_by_number``: keys on each call the code of the number dialled,
-      as the Request-URI has it (``+8190...`` in the e164 trunk format);
-      other numbers are answered and hear silence.
-    """
-
+    host: str
     port: int
-    scenario: str = ""
-    keys: str | None = None
-    ring_ms: int = 300
-    first_key_ms: int = 1500
-    key_gap_ms: int = 300
-    host: str = "127.0.0.1"
-    media_port: int = 6000
-    calls: int = 1
-    timeout: float = 60.0
-    extra_args: list[str] = field(default_factory=list)
-    dtmf: Dtmf = "rfc2833"
-    hangup_after_ms: int | None = None
-    keys_by_number: Mapping[str, str] | None = None
-    _proc: asyncio.subprocess.Process | None = None
-    _dir: Path | None = None
+    media_port: int
+    calls: int
+    timeout: float
+    extra_args: list[str]
+    _proc: asyncio.subprocess.Process | None
+    _dir: Path | None
+    _role = "the SIPp process"
+    _trace_messages = False
 
-    def __post_init__(self) -> None:
-        generated = self.keys is not None or self.hangup_after_ms is not None or self.keys_by_number is not None
-        if self.scenario and (generated or self.dtmf != "rfc2833"):
-            raise ValueError("a handset runs a scenario file or keys of its own, not both")
-        if not self.scenario and not generated:
-            raise ValueError("a handset needs a scenario file, keys, keys_by_number or hangup_after_ms")
-        if self.dtmf not in ("rfc2833", "info"):
-            raise ValueError(f"dtmf: {self.dtmf!r} is not 'rfc2833' or 'info'")
-        if self.hangup_after_ms is not None and self.hangup_after_ms < 0:
-            raise ValueError("hangup_after_ms cannot be negative")
-        presses(self.keys or "")
-        if self.keys_by_number is not None:
-            if self.keys is not None or self.hangup_after_ms is not None or self.dtmf != "rfc2833":
-                raise ValueError("keys_by_number keys RFC 2833 events and waits for the far end to hang up")
-            for number, keys in self.keys_by_number.items():
-                if keys.startswith(PAUSE):
-                    # Every call starts keying first_key_ms after answering.
-                    raise ValueError(f"keys_by_number[{number!r}]: no pause before the first key")
-                presses(keys)
+    def _write_scenario(self, workdir: Path) -> Path:
+        raise NotImplementedError
+
+    def _target_args(self) -> list[str]:
+        return []
+
+    def _require_port(self) -> None:
+        self._require_free(self.port, "port")
+
+    async def _started(self) -> None:
+        """Return once the process is ready for calls."""
 
     async def start(self) -> None:
         binary = shutil.which("sipp")
@@ -331,12 +287,16 @@ class Handset:
             raise errors.NotInstalled(
                 "SIPp is not installed (no 'sipp' on PATH); run `make setup` (Debian: sip-tester)"
             )
-        ports.require_free(self.host, self.port, "udp", "trunk.port", "the SIPp handset")
-        self._require_media_ports()
+        self._require_port()
+        # SIPp binds -mp (audio) and -mp + 2 (video) and will not start without both.
+        for port in (self.media_port, self.media_port + 2):
+            self._require_free(port, "media_port")
         self._dir = Path(tempfile.mkdtemp(prefix="ivr-auth-sipp-"))
         scenario_file = self._write_scenario(self._dir)
+        trace = ["-trace_msg", "-message_file", str(self._dir / "messages.log")] if self._trace_messages else []
         argv = [
             binary,
+            *self._target_args(),
             "-sf",
             str(scenario_file),
             "-i",
@@ -361,6 +321,7 @@ class Handset:
             "-trace_screen",
             "-screen_file",
             str(self._dir / "screen.log"),
+            *trace,
             *self.extra_args,
         ]
         self._proc = await asyncio.create_subprocess_exec(
@@ -370,50 +331,15 @@ class Handset:
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.STDOUT,
         )
-        # SIPp binds its port a moment after it starts; an INVITE sent before then is lost.
-        deadline = time.monotonic() + 5
-        while ports.is_free(self.host, self.port, socket.SOCK_DGRAM):
-            if self._proc.returncode == 0:
-                break  # already served its calls (a short scenario on a fast INVITE)
-            if self._proc.returncode is not None or time.monotonic() > deadline:
-                out = await self._output()
-                raise errors.IvrAuthError(f"SIPp did not start listening on {self.host}:{self.port}: {out}")
-            await asyncio.sleep(0.05)
+        await self._started()
 
-    def _require_media_ports(self) -> None:
-        # SIPp binds -mp (audio) and -mp + 2 (video) and will not start without both.
-        for port in (self.media_port, self.media_port + 2):
-            if not ports.is_free(self.host, port, socket.SOCK_DGRAM):
-                who = ports.holder(port, "udp")
-                raise errors.PortInUse(
-                    f"the SIPp handset needs UDP port {port} on {self.host} for media, but it is in use"
-                    f"{f' by {who}' if who else ''}; give the handset another media_port"
-                )
-
-    def _write_scenario(self, workdir: Path) -> Path:
-        if self.scenario:
-            return SCENARIO_DIR / self.scenario
-        if self.keys_by_number is not None:
-            pcaps: dict[str, Path] = {}
-            for index, (number, keys) in enumerate(self.keys_by_number.items(), start=1):
-                if presses(keys):
-                    pcaps[number] = _write(workdir / f"keys-{index}.pcap", dtmf_pcap(keys, key_gap_ms=self.key_gap_ms))
-            text = by_number_scenario(pcaps, ring_ms=self.ring_ms, first_key_ms=self.first_key_ms)
-        else:
-            keys = self.keys or ""
-            pcap = None
-            if self.dtmf == "rfc2833" and presses(keys):
-                pcap = _write(workdir / "keys.pcap", dtmf_pcap(keys, key_gap_ms=self.key_gap_ms))
-            text = handset_scenario(
-                keys,
-                pcap,
-                ring_ms=self.ring_ms,
-                first_key_ms=self.first_key_ms,
-                key_gap_ms=self.key_gap_ms,
-                hangup_after_ms=self.hangup_after_ms,
-                dtmf=self.dtmf,
+    def _require_free(self, port: int, attr: str) -> None:
+        if not ports.is_free(self.host, port, socket.SOCK_DGRAM):
+            who = ports.holder(port, "udp")
+            raise errors.PortInUse(
+                f"{self._role} needs UDP port {port} on {self.host}, but it is in use"
+                f"{f' by {who}' if who else ''}; give it another {attr}"
             )
-        return _write(workdir / "handset.xml", text.encode())
 
     async def _output(self) -> str:
         if self._proc is None or self._proc.stdout is None:
@@ -426,7 +352,7 @@ class Handset:
 
     async def wait(self, timeout: float | None = None) -> SippResult:
         if self._proc is None:
-            raise errors.IvrAuthError("the handset was never started")
+            raise errors.IvrAuthError(f"{self._role} was never started")
         try:
             out, _ = await asyncio.wait_for(self._proc.communicate(), timeout or self.timeout + 10)
         except TimeoutError:
@@ -446,6 +372,7 @@ class Handset:
     def _result(self, returncode: int, output: str) -> SippResult:
         errors_log = ""
         screen = output
+        statuses: tuple[int, ...] = ()
         if self._dir is not None:
             log = self._dir / "errors.log"
             if log.exists():
@@ -453,6 +380,9 @@ class Handset:
             screen_log = self._dir / "screen.log"
             if screen_log.exists():
                 screen = screen_log.read_text(errors="replace")
+            messages = self._dir / "messages.log"
+            if messages.exists():
+                statuses = final_statuses(messages.read_text(errors="replace"))
             shutil.rmtree(self._dir, ignore_errors=True)
         return SippResult(
             returncode=returncode,
@@ -460,7 +390,121 @@ class Handset:
             failed=_count(screen, "Failed call"),
             output=output[-4000:],
             errors_log=errors_log,
+            final_statuses=statuses,
         )
+
+
+@dataclass
+class Handset(_SippProcess):
+    """One SIPp process acting as the far end (UAS) on ``host:port``, for
+    ``calls`` calls (at once or one after another).
+
+    Either ``scenario`` names a file in sipp-scenarios/, or the handset
+    answers and then:
+
+    - ``keys``: keys them ``first_key_ms`` after answering (empty: stays
+      silent), as RFC 2833 events or, with ``dtmf="info"``, as SIP INFO;
+    - ``greeting_ms``: says hello first, as soon as it has answered:
+      ``greeting_ms`` of a voice-like tone then ``greeting_silence_ms`` of
+      silence, sent as RTP throughout (for AMD()); its ``keys`` follow the
+      silence (``first_key_ms`` is not used);
+    - ``hangup_after_ms``: hangs up itself that long after its last key
+      (after answering when it has none) instead of waiting for the far end;
+    - ``keys_by_number``: keys on each call the code of the number dialled,
+      as the Request-URI has it (``+8190...`` in the e164 trunk format);
+      other numbers are answered and hear silence.
+    """
+
+    port: int
+    scenario: str = ""
+    keys: str | None = None
+    ring_ms: int = 300
+    first_key_ms: int = 1500
+    key_gap_ms: int = 300
+    host: str = "127.0.0.1"
+    media_port: int = 6000
+    calls: int = 1
+    timeout: float = 60.0
+    extra_args: list[str] = field(default_factory=list)
+    dtmf: Dtmf = "rfc2833"
+    hangup_after_ms: int | None = None
+    keys_by_number: Mapping[str, str] | None = None
+    greeting_ms: int | None = None
+    greeting_silence_ms: int = DEFAULT_GREETING_SILENCE_MS
+    _proc: asyncio.subprocess.Process | None = field(default=None, init=False, repr=False)
+    _dir: Path | None = field(default=None, init=False, repr=False)
+    _role = "the SIPp handset"
+
+    def __post_init__(self) -> None:
+        generated = any(v is not None for v in (self.keys, self.hangup_after_ms, self.keys_by_number, self.greeting_ms))
+        if self.scenario and (generated or self.dtmf != "rfc2833"):
+            raise ValueError("a handset runs a scenario file or keys of its own, not both")
+        if not self.scenario and not generated:
+            raise ValueError("a handset needs a scenario file, keys, keys_by_number, greeting_ms or hangup_after_ms")
+        if self.dtmf not in ("rfc2833", "info"):
+            raise ValueError(f"dtmf: {self.dtmf!r} is not 'rfc2833' or 'info'")
+        if self.hangup_after_ms is not None and self.hangup_after_ms < 0:
+            raise ValueError("hangup_after_ms cannot be negative")
+        if self.greeting_ms is not None:
+            if self.greeting_ms < 0 or self.greeting_silence_ms < 0:
+                raise ValueError("greeting_ms and greeting_silence_ms cannot be negative")
+            if self.dtmf != "rfc2833" or self.keys_by_number is not None:
+                raise ValueError("a greeting handset keys RFC 2833 events of its own keys")
+        rtp_pcap.presses(self.keys or "")
+        if self.keys_by_number is not None:
+            if self.keys is not None or self.hangup_after_ms is not None or self.dtmf != "rfc2833":
+                raise ValueError("keys_by_number keys RFC 2833 events and waits for the far end to hang up")
+            for number, keys in self.keys_by_number.items():
+                if keys.startswith(rtp_pcap.PAUSE):
+                    # Every call starts keying first_key_ms after answering.
+                    raise ValueError(f"keys_by_number[{number!r}]: no pause before the first key")
+                rtp_pcap.presses(keys)
+
+    def _require_port(self) -> None:
+        ports.require_free(self.host, self.port, "udp", "trunk.port", "the SIPp handset")
+
+    async def _started(self) -> None:
+        assert self._proc is not None
+        # SIPp binds its port a moment after it starts; an INVITE sent before then is lost.
+        deadline = time.monotonic() + 5
+        while ports.is_free(self.host, self.port, socket.SOCK_DGRAM):
+            if self._proc.returncode == 0:
+                break  # already served its calls (a short scenario on a fast INVITE)
+            if self._proc.returncode is not None or time.monotonic() > deadline:
+                out = await self._output()
+                raise errors.IvrAuthError(f"SIPp did not start listening on {self.host}:{self.port}: {out}")
+            await asyncio.sleep(0.05)
+
+    def _write_scenario(self, workdir: Path) -> Path:
+        if self.scenario:
+            return SCENARIO_DIR / self.scenario
+        gap = self.key_gap_ms
+        if self.keys_by_number is not None:
+            pcaps: dict[str, Path] = {}
+            for index, (number, keys) in enumerate(self.keys_by_number.items(), start=1):
+                if rtp_pcap.presses(keys):
+                    pcaps[number] = _write(workdir / f"keys-{index}.pcap", rtp_pcap.dtmf_pcap(keys, key_gap_ms=gap))
+            text = by_number_scenario(pcaps, ring_ms=self.ring_ms, first_key_ms=self.first_key_ms)
+        else:
+            keys = self.keys or ""
+            pcap = None
+            if self.greeting_ms is not None:
+                audio = rtp_pcap.audio_pcap(self.greeting_ms, self.greeting_silence_ms, keys=keys, key_gap_ms=gap)
+                pcap = _write(workdir / "greeting.pcap", audio)
+            elif self.dtmf == "rfc2833" and rtp_pcap.presses(keys):
+                pcap = _write(workdir / "keys.pcap", rtp_pcap.dtmf_pcap(keys, key_gap_ms=gap))
+            text = handset_scenario(
+                keys,
+                pcap,
+                ring_ms=self.ring_ms,
+                first_key_ms=self.first_key_ms,
+                key_gap_ms=gap,
+                hangup_after_ms=self.hangup_after_ms,
+                dtmf=self.dtmf,
+                greeting_ms=self.greeting_ms,
+                greeting_silence_ms=self.greeting_silence_ms,
+            )
+        return _write(workdir / "handset.xml", text.encode())
 
     async def __aenter__(self) -> Handset:
         await self.start()
@@ -468,6 +512,90 @@ class Handset:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+
+@dataclass
+class Caller(_SippProcess):
+    """One SIPp process calling in (UAC) from ``host:port`` to Asterisk at
+    ``target_host:target_port``: ``calls`` calls to ``did`` from ``caller``
+    (withheld when "" or "anonymous"), each with a P-Asserted-Identity of
+    ``pai`` when given.
+
+    ``expect="answer"``: each call must be answered; it then keys ``keys``
+    ``first_key_ms`` after the answer (as RFC 2833 events) and waits for the
+    far end to hang up, or hangs up itself ``hangup_after_ms`` after its last
+    key. ``expect="reject"``: each call must be refused; the result's
+    ``final_status`` says with what (e.g. 603 or 486).
+    """
+
+    target_port: int
+    did: str
+    caller: str
+    target_host: str = "127.0.0.1"
+    pai: str | None = None
+    port: int = 5090
+    host: str = "127.0.0.1"
+    media_port: int = 6100
+    keys: str = ""
+    first_key_ms: int = 1500
+    key_gap_ms: int = 300
+    hangup_after_ms: int | None = None
+    expect: Expect = "answer"
+    calls: int = 1
+    timeout: float = 60.0
+    extra_args: list[str] = field(default_factory=list)
+    _proc: asyncio.subprocess.Process | None = field(default=None, init=False, repr=False)
+    _dir: Path | None = field(default=None, init=False, repr=False)
+    _role = "the SIPp caller"
+    _trace_messages = True
+
+    def __post_init__(self) -> None:
+        if self.hangup_after_ms is not None and self.hangup_after_ms < 0:
+            raise ValueError("hangup_after_ms cannot be negative")
+        # Checks every argument before a process is started.
+        self._scenario(Path("keys.pcap"))
+
+    def _scenario(self, pcap: Path) -> str:
+        return caller_scenario(
+            self.did,
+            self.caller,
+            pai=self.pai,
+            expect=self.expect,
+            keys=self.keys,
+            pcap_path=pcap,
+            first_key_ms=self.first_key_ms,
+            key_gap_ms=self.key_gap_ms,
+            hangup_after_ms=self.hangup_after_ms,
+        )
+
+    def _target_args(self) -> list[str]:
+        return [f"{self.target_host}:{self.target_port}"]
+
+    def _write_scenario(self, workdir: Path) -> Path:
+        pcap = workdir / "keys.pcap"
+        if rtp_pcap.presses(self.keys):
+            _write(pcap, rtp_pcap.dtmf_pcap(self.keys, key_gap_ms=self.key_gap_ms))
+        return _write(workdir / "caller.xml", self._scenario(pcap).encode())
+
+    async def __aenter__(self) -> Caller:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+
+def final_statuses(messages: str) -> tuple[int, ...]:
+    """The final status of each INVITE in a SIPp message trace (-trace_msg),
+    one per Call-ID, in the order the calls began; a retransmission counts once."""
+    found: dict[str, int] = {}
+    for block in re.split(r"\n-{20,}[^\n]*\n", "\n" + messages):
+        status = re.search(r"message received \[\d+\] bytes :\s*\n\s*SIP/2\.0 (\d{3}) ", block)
+        cseq = re.search(r"^CSeq:\s*\d+\s+INVITE\b", block, re.MULTILINE | re.IGNORECASE)
+        call_id = re.search(r"^(?:Call-ID|i):\s*(\S+)", block, re.MULTILINE | re.IGNORECASE)
+        if status and cseq and call_id and int(status[1]) >= 200:
+            found.setdefault(call_id[1], int(status[1]))
+    return tuple(found.values())
 
 
 def _write(path: Path, data: bytes) -> Path:

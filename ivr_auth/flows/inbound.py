@@ -20,8 +20,8 @@ from ivr_auth.flows import dtmf as dtmf_flow
 logger = logging.getLogger(__name__)
 
 S = states.Status
-# SIP 603 Decline: the caller's phone shows the call as not connected and
-# nothing is billed; missed-call verification relies on that.
+# Cause 21, call rejected (PJSIP sends 403 Forbidden): the call was never
+# answered, so nothing is billed; missed-call verification relies on that.
 REJECT_REASON = "rejected"
 
 

@@ -1,213 +1,18 @@
 from __future__ import annotations
 
-import itertools
 import re
-import struct
 import xml.etree.ElementTree as ET
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from ivr_auth import sipp
+from ivr_auth import rtp_pcap, sipp
+from tests.unit.test_rtp_pcap import by_key, parse_pcap
 
 pytestmark = pytest.mark.skipif(
-    not sipp.pcap_for("0").is_file(), reason=f"SIPp's DTMF pcaps are not installed in {sipp.PCAP_DIR}"
+    not rtp_pcap.pcap_for("0").is_file(), reason=f"SIPp's DTMF pcaps are not installed in {rtp_pcap.PCAP_DIR}"
 )
-
-EVENT_CODES = {**{d: int(d) for d in "0123456789"}, "*": 10, "#": 11}
-RTP = sipp.RTP_OFFSET
-
-
-@dataclass(frozen=True)
-class Packet:
-    time: float
-    marker: bool
-    payload_type: int
-    seq: int
-    timestamp: int
-    event: int
-    end: bool
-    udp_checksum: bytes
-
-
-def parse_pcap(data: bytes) -> tuple[bytes, list[Packet]]:
-    header = data[:24]
-    packets = []
-    offset = 24
-    while offset < len(data):
-        assert offset + 16 <= len(data), "truncated record header"
-        sec, usec, incl, orig = struct.unpack_from("<IIII", data, offset)
-        assert incl == orig
-        assert usec < 1_000_000
-        body = data[offset + 16 : offset + 16 + incl]
-        assert len(body) == incl, "truncated record"
-        first, second, seq, timestamp = struct.unpack_from("!BBHI", body, RTP)
-        assert first >> 6 == 2, "RTP version 2"
-        event, flags, _duration = struct.unpack_from("!BBH", body, RTP + 12)
-        packets.append(
-            Packet(
-                time=sec + usec / 1e6,
-                marker=bool(second & 0x80),
-                payload_type=second & 0x7F,
-                seq=seq,
-                timestamp=timestamp,
-                event=event,
-                end=bool(flags & 0x80),
-                udp_checksum=body[sipp.UDP_CHECKSUM_OFFSET : sipp.UDP_CHECKSUM_OFFSET + 2],
-            )
-        )
-        offset += 16 + incl
-    return header, packets
-
-
-def by_key(packets: list[Packet]) -> list[list[Packet]]:
-    """Split into one run of packets per key (each key's event has one RTP timestamp)."""
-    runs: list[list[Packet]] = []
-    for p in packets:
-        if runs and runs[-1][-1].timestamp == p.timestamp:
-            runs[-1].append(p)
-        else:
-            runs.append([p])
-    return runs
-
-
-@pytest.mark.parametrize("keys", ["1234#", "1111", "9876543210*#", "73", "#*#*"])
-def test_dtmf_pcap_keys_in_order(keys: str) -> None:
-    header, packets = parse_pcap(sipp.dtmf_pcap(keys, seed=7))
-    runs = by_key(packets)
-
-    assert header[:4] == b"\xd4\xc3\xb2\xa1"
-    assert len(runs) == len(keys)
-    for key, run in zip(keys, runs, strict=True):
-        assert {p.event for p in run} == {EVENT_CODES[key]}, key
-        assert run[0].marker
-        assert run[-1].end
-    assert {p.payload_type for p in packets} == {101}
-    assert {p.udp_checksum for p in packets} == {b"\x00\x00"}
-
-
-@pytest.mark.parametrize("keys", ["1111", "9876543210", "7373", "#0*"])
-def test_sequence_numbers_never_go_back_and_timestamps_rise(keys: str) -> None:
-    _, packets = parse_pcap(sipp.dtmf_pcap(keys, seed=1))
-    runs = by_key(packets)
-
-    seqs = [p.seq for p in packets]
-    assert seqs == sorted(seqs)
-    for before, after in itertools.pairwise(runs):
-        assert after[0].seq == before[-1].seq + 1
-        assert after[0].timestamp > before[0].timestamp
-
-
-def test_repeated_digits_have_distinct_timestamps() -> None:
-    _, packets = parse_pcap(sipp.dtmf_pcap("1111", seed=3))
-
-    stamps = sorted({p.timestamp for p in packets})
-    assert len(stamps) == 4
-    assert all(p.event == 1 for p in packets)
-
-
-def test_timestamp_step_follows_the_key_gap() -> None:
-    _, packets = parse_pcap(sipp.dtmf_pcap("12", key_gap_ms=500, seed=3))
-    first, second = by_key(packets)
-
-    assert second[0].timestamp - first[0].timestamp == 500 * 8 + sipp.EVENT_SAMPLES
-
-
-def test_record_times_rise_and_keys_are_spaced_by_the_gap() -> None:
-    _, packets = parse_pcap(sipp.dtmf_pcap("5555", key_gap_ms=400, seed=3))
-    runs = by_key(packets)
-
-    times = [p.time for p in packets]
-    assert times == sorted(times)
-    assert times[0] == 0.0
-    for before, after in itertools.pairwise(runs):
-        assert after[0].time > before[-1].time
-        assert after[0].time - before[0].time == pytest.approx(0.4, abs=1e-5)
-
-
-def test_a_gap_shorter_than_a_key_is_widened() -> None:
-    _, packets = parse_pcap(sipp.dtmf_pcap("12", key_gap_ms=10, seed=3))
-    first, second = by_key(packets)
-
-    assert second[0].time - first[0].time == pytest.approx(sipp.MIN_KEY_GAP_MS / 1000, abs=1e-5)
-    assert second[0].time > first[-1].time
-    assert second[0].timestamp - first[0].timestamp == sipp.MIN_KEY_GAP_MS * 8 + sipp.EVENT_SAMPLES
-
-
-def test_seed_makes_the_pcap_reproducible() -> None:
-    assert sipp.dtmf_pcap("12#", seed=42) == sipp.dtmf_pcap("12#", seed=42)
-    assert sipp.dtmf_pcap("12#", seed=42) != sipp.dtmf_pcap("12#", seed=43)
-
-
-def test_each_key_keeps_the_packet_count_of_its_source_pcap() -> None:
-    source = sum(1 for _ in parse_pcap(sipp.pcap_for("7").read_bytes())[1])
-
-    _, packets = parse_pcap(sipp.dtmf_pcap("77", seed=0))
-
-    assert len(packets) == 2 * source
-
-
-@pytest.mark.parametrize("key", ["A", "x", "?", " ", ";"])
-def test_keys_without_a_pcap_are_refused(key: str) -> None:
-    with pytest.raises(ValueError, match="not a DTMF key"):
-        sipp.dtmf_pcap(f"1{key}")
-
-
-def test_pcap_for_names_sipps_files() -> None:
-    assert sipp.pcap_for("*").name == "dtmf_2833_star.pcap"
-    assert sipp.pcap_for("#").name == "dtmf_2833_pound.pcap"
-    assert sipp.pcap_for("0").name == "dtmf_2833_0.pcap"
-
-
-# --- pauses --------------------------------------------------------------------------
-
-
-def test_presses_put_the_gap_between_keys_and_a_second_per_comma() -> None:
-    assert sipp.presses(",1,,23,", key_gap_ms=300) == [
-        sipp.Press("1", 1000),
-        sipp.Press("2", 2300),
-        sipp.Press("3", 300),
-    ]
-    assert sipp.presses("") == []
-    assert sipp.presses(",,") == []
-
-
-def test_trailing_pause_counts_the_commas_after_the_last_key() -> None:
-    assert sipp.trailing_pause_ms("12,,") == 2000
-    assert sipp.trailing_pause_ms(",1") == 0
-    assert sipp.trailing_pause_ms(",,,") == 3000
-
-
-@pytest.mark.parametrize(("keys", "pause_s"), [("1,2", 1), ("1,,,2", 3), ("7,7", 1)])
-def test_a_pause_delays_the_next_key_and_moves_the_timestamp_on(keys: str, pause_s: int) -> None:
-    _, packets = parse_pcap(sipp.dtmf_pcap(keys, key_gap_ms=300, seed=5))
-    first, second = by_key(packets)
-
-    assert second[0].time - first[0].time == pytest.approx(0.3 + pause_s, abs=1e-5)
-    assert second[0].timestamp - first[0].timestamp == (300 + 1000 * pause_s) * 8 + sipp.EVENT_SAMPLES
-    # Nothing is sent during a pause, so the sequence numbers run straight on.
-    assert second[0].seq == first[-1].seq + 1
-
-
-def test_sequence_runs_on_across_several_pauses() -> None:
-    _, packets = parse_pcap(sipp.dtmf_pcap("111111#,,,123456#", seed=9))
-    runs = by_key(packets)
-
-    assert [EVENT_CODES[k] for k in "111111#123456#"] == [run[0].event for run in runs]
-    for before, after in itertools.pairwise(runs):
-        assert after[0].seq == before[-1].seq + 1
-    stamps = [run[0].timestamp for run in runs]
-    assert stamps == sorted(set(stamps))
-    assert runs[7][0].time - runs[6][0].time == pytest.approx(3.3, abs=1e-5)
-
-
-def test_a_pause_before_the_first_key_or_after_the_last_is_not_in_the_pcap() -> None:
-    # A player sends the first packet at once; Handset waits the lead out itself.
-    assert sipp.dtmf_pcap(",,12,", seed=4) == sipp.dtmf_pcap("12", seed=4)
-    assert sipp.dtmf_pcap(",,,", seed=4) == b""
-
 
 # --- handset_scenario ----------------------------------------------------------------
 
@@ -372,8 +177,8 @@ def test_hangup_scenario_ends_well_whoever_hangs_up_first() -> None:
     [
         ("", "rfc2833", 0, 1),  # SIPp would read 0 as "no timeout"
         (",,", "rfc2833", 500, 2500),
-        ("12,3", "rfc2833", 1000, 1000 + 300 + 1300 + sipp.KEY_MS),
-        ("12,3,", "rfc2833", 1000, 1000 + 300 + 1300 + sipp.KEY_MS + 1000),
+        ("12,3", "rfc2833", 1000, 1000 + 300 + 1300 + rtp_pcap.KEY_MS),
+        ("12,3,", "rfc2833", 1000, 1000 + 300 + 1300 + rtp_pcap.KEY_MS + 1000),
         ("12,3,", "info", 1000, 1000 + 1000),
     ],
 )
@@ -582,3 +387,277 @@ def test_count_reads_the_last_value_of_a_counter() -> None:
     assert sipp._count(screen, "Successful call") == 3
     assert sipp._count(screen, "Failed call") == 1
     assert sipp._count("", "Successful call") == 0
+
+
+# --- greetings -----------------------------------------------------------------------
+
+
+def test_greeting_scenario_plays_at_once_after_the_ack(tmp_path: Path) -> None:
+    pcap = tmp_path / "greeting.pcap"
+
+    root = parse_scenario(sipp.handset_scenario("12", pcap, greeting_ms=4000, first_key_ms=9999))
+
+    kinds = steps(root)
+    assert kinds[4:6] == [("recv", "ACK"), ("nop", "")]
+    assert [e.get("play_pcap_audio") for e in root.iter("exec")] == [str(pcap)]
+    assert [e for e in root.iter("recv") if e.get("timeout")] == []
+    assert kinds[-3:] == [("recv", "BYE"), ("label", "bye"), ("send", "SIP/2.0")]
+
+
+def test_greeting_hangup_waits_for_the_whole_pcap(tmp_path: Path) -> None:
+    root = parse_scenario(
+        sipp.handset_scenario("1,", tmp_path / "g.pcap", greeting_ms=500, greeting_silence_ms=3000, hangup_after_ms=700)
+    )
+
+    waits = [e.get("timeout") for e in root.iter("recv") if e.get("ontimeout") == "hangup"]
+    assert waits == [str(700 + 1000 + rtp_pcap.audio_pcap_ms(500, 3000, "1,"))]
+    assert_jumps_land(root)
+
+
+def test_greeting_needs_rfc2833_and_a_pcap(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="RFC 2833"):
+        sipp.handset_scenario("1", tmp_path / "g.pcap", greeting_ms=500, dtmf="info")
+    with pytest.raises(ValueError, match="pcap"):
+        sipp.handset_scenario("", None, greeting_ms=500)
+
+
+def test_handset_with_a_greeting_writes_one_pcap_of_voice_silence_and_keys(tmp_path: Path) -> None:
+    handset = sipp.Handset(port=5080, greeting_ms=500, greeting_silence_ms=1000, keys="7")
+
+    root = parse_scenario(handset._write_scenario(tmp_path).read_text())
+
+    [played] = [Path(str(e.get("play_pcap_audio"))) for e in root.iter("exec")]
+    assert played == tmp_path / "greeting.pcap"
+    records = rtp_pcap.read_pcap(played.read_bytes())
+    types = [packet[rtp_pcap.RTP_OFFSET + 1] & 0x7F for _, packet in records]
+    assert types[:75] == [0] * 75
+    assert set(types[75:]) == {101}
+    assert list(tmp_path.glob("keys*.pcap")) == []
+
+
+def test_handset_with_only_a_greeting_is_generated(tmp_path: Path) -> None:
+    root = parse_scenario(sipp.Handset(port=5080, greeting_ms=4000)._write_scenario(tmp_path).read_text())
+
+    assert len(list(root.iter("exec"))) == 1
+    assert len(rtp_pcap.read_pcap((tmp_path / "greeting.pcap").read_bytes())) == (4000 + 4000) // 20
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"greeting_ms": -1}, "negative"),
+        ({"greeting_ms": 100, "greeting_silence_ms": -1}, "negative"),
+        ({"greeting_ms": 100, "dtmf": "info"}, "RFC 2833"),
+        ({"greeting_ms": 100, "keys_by_number": {"+819012340001": "1"}}, "RFC 2833"),
+        ({"greeting_ms": 100, "scenario": "uas-reject-486.xml"}, "not both"),
+    ],
+)
+def test_handset_refuses_a_greeting_it_cannot_play(kwargs: dict[str, Any], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        sipp.Handset(port=5080, **kwargs)
+
+
+# --- callers -------------------------------------------------------------------------
+
+
+def headers_of(message: str) -> dict[str, str]:
+    head = message.split("\n\n", 1)[0]
+    return dict(line.split(": ", 1) for line in head.splitlines()[1:] if ": " in line)
+
+
+def test_caller_scenario_invites_with_an_sdp_offer_and_acks_the_answer() -> None:
+    text = sipp.caller_scenario("0312345678", "09012345678")
+    root = parse_scenario(text)
+
+    [invite] = sent(root, "INVITE")
+    lines = invite.splitlines()
+    assert lines[0] == "INVITE sip:0312345678@[remote_ip]:[remote_port] SIP/2.0"
+    headers = headers_of(invite)
+    assert headers["From"] == "<sip:09012345678@[local_ip]:[local_port]>;tag=[pid]SIPpTag00[call_number]"
+    assert headers["To"] == "<sip:0312345678@[remote_ip]:[remote_port]>"
+    assert "P-Asserted-Identity" not in headers
+    assert "m=audio [media_port] RTP/AVP 0 101" in lines
+    assert "a=rtpmap:101 telephone-event/8000" in lines
+    assert "" not in invite.split("\n\n", 1)[0].splitlines(), "a blank line would end the headers"
+    [ack] = sent(root, "ACK")
+    assert headers_of(ack)["To"].endswith("[peer_tag_param]")
+    assert headers_of(ack)["CSeq"] == "1 ACK"
+    assert steps(root)[1:5] == [("recv", "100"), ("recv", "180"), ("recv", "183"), ("recv", "200")]
+    assert [e.get("optional") for e in root.iter("recv")][:4] == ["true", "true", "true", None]
+    assert steps(root)[-2:] == [("label", "bye"), ("send", "SIP/2.0")]
+    assert "written by ivr_auth/sipp.py from sipp-scenarios/uac-answer.xml.in" in text
+    assert_jumps_land(root)
+
+
+@pytest.mark.parametrize("caller", ["", "anonymous"])
+def test_a_withheld_caller_is_anonymous(caller: str) -> None:
+    root = parse_scenario(sipp.caller_scenario("0312345678", caller))
+
+    [invite] = sent(root, "INVITE")
+    assert headers_of(invite)["From"] == '"Anonymous" <sip:anonymous@anonymous.invalid>;tag=[pid]SIPpTag00[call_number]'
+
+
+def test_pai_adds_a_header_of_its_own() -> None:
+    root = parse_scenario(sipp.caller_scenario("0312345678", "", pai="+819012345678"))
+
+    [invite] = sent(root, "INVITE")
+    assert headers_of(invite)["P-Asserted-Identity"] == "<sip:+819012345678@[local_ip]>"
+
+
+def test_caller_keys_after_the_answer(tmp_path: Path) -> None:
+    pcap = tmp_path / "keys.pcap"
+
+    root = parse_scenario(sipp.caller_scenario("100", "200", keys=",12", pcap_path=pcap, first_key_ms=800))
+
+    kinds = steps(root)
+    assert kinds.index(("send", "ACK")) < kinds.index(("nop", ""))
+    assert [e.get("play_pcap_audio") for e in root.iter("exec")] == [str(pcap)]
+    assert [e.get("timeout") for e in root.iter("recv") if e.get("ontimeout") == "keys"] == ["1800"]
+
+
+def test_caller_that_hangs_up_sends_bye_in_its_dialog(tmp_path: Path) -> None:
+    text = sipp.caller_scenario("100", "200", keys="12", pcap_path=tmp_path / "k.pcap", hangup_after_ms=1000)
+    root = parse_scenario(text)
+
+    [bye] = sent(root, "BYE")
+    assert bye.splitlines()[0] == "BYE [next_url] SIP/2.0"
+    assert headers_of(bye)["CSeq"] == "2 BYE"
+    assert headers_of(bye)["To"].endswith("[peer_tag_param]")
+    waits = [e.get("timeout") for e in root.iter("recv") if e.get("ontimeout") == "hangup"]
+    assert waits == [str(1000 + 300 + rtp_pcap.KEY_MS)]
+    kinds = steps(root)
+    at = kinds.index(("send", "BYE"))
+    assert kinds[at + 1 : at + 3] == [("recv", "BYE"), ("recv", "200")]
+    assert_jumps_land(root)
+    assert not re.search(r"@[A-Z_]+@", text)
+
+
+def test_caller_expecting_a_refusal_takes_any_final_code_and_acks_it() -> None:
+    text = sipp.caller_scenario("100", "200", expect="reject")
+    root = parse_scenario(text)
+
+    finals = [e for e in root.iter("recv") if e.get("next") == "ack"]
+    assert [int(str(e.get("response"))) for e in finals] == list(sipp.REJECT_CODES)
+    assert {403, 404, 486, 603} <= set(sipp.REJECT_CODES)
+    assert [e.get("optional") for e in finals] == ["true"] * (len(finals) - 1) + ["false"]
+    [ack] = sent(root, "ACK")
+    assert ack.splitlines()[0] == "ACK sip:100@[remote_ip]:[remote_port] SIP/2.0"
+    assert ack.splitlines()[1] == "[last_Via:]"
+    assert "[last_To:]" in ack.splitlines()
+    assert sent(root, "BYE") == []
+    assert_jumps_land(root)
+    assert not re.search(r"@[A-Z_]+@", text)
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs", "match"),
+    [
+        (("1 00", "200"), {}, "did"),
+        (("100", "a<b"), {}, "caller"),
+        (("100", "200"), {"pai": "x>y"}, "pai"),
+        (("100", "200"), {"expect": "reject", "keys": "1"}, "refused"),
+        (("100", "200"), {"expect": "reject", "hangup_after_ms": 10}, "refused"),
+        (("100", "200"), {"expect": "ring"}, "expect"),
+        (("100", "200"), {"keys": "1"}, "pcap"),
+    ],
+)
+def test_caller_scenario_refuses_what_it_cannot_send(args: tuple[str, str], kwargs: dict[str, Any], match: str) -> None:
+    with pytest.raises(ValueError, match=match):
+        sipp.caller_scenario(*args, **kwargs)
+
+
+def test_caller_writes_its_keys_pcap_and_targets_asterisk(tmp_path: Path) -> None:
+    caller = sipp.Caller(target_port=5370, did="7001", caller="0312345678", keys="12")
+
+    root = parse_scenario(caller._write_scenario(tmp_path).read_text())
+
+    assert [e.get("play_pcap_audio") for e in root.iter("exec")] == [str(tmp_path / "keys.pcap")]
+    assert (tmp_path / "keys.pcap").stat().st_size > 0
+    assert caller._target_args() == ["127.0.0.1:5370"]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"keys": "1x"}, "not a DTMF key"),
+        ({"hangup_after_ms": -5}, "negative"),
+        ({"expect": "reject", "keys": "1"}, "refused"),
+        ({"did": ""}, "did"),
+    ],
+)
+def test_caller_refuses_what_it_cannot_do(kwargs: dict[str, Any], match: str) -> None:
+    args: dict[str, Any] = {"target_port": 5370, "did": "7001", "caller": "0312345678", **kwargs}
+    with pytest.raises(ValueError, match=match):
+        sipp.Caller(**args)
+
+
+def test_every_caller_template_says_how_to_run_it() -> None:
+    files = sorted(sipp.SCENARIO_DIR.glob("uac-*.xml.in"))
+    assert len(files) == 3
+    for path in files:
+        name = path.name.removesuffix(".in")
+        assert f"sipp 127.0.0.1:5060 -sf {name} -i 127.0.0.1 -p 5090" in path.read_text(), path.name
+
+
+TRACE = """\
+----------------------------------------------- 2026-11-23 19:10:20.398282
+UDP message sent (569 bytes):
+
+INVITE sip:7003@127.0.0.1:5370 SIP/2.0
+Call-ID: 1-7392@127.0.0.1
+CSeq: 1 INVITE
+
+----------------------------------------------- 2026-11-23 19:10:20.399828
+UDP message received [269] bytes :
+
+SIP/2.0 100 Trying
+Call-ID: 1-7392@127.0.0.1
+CSeq: 1 INVITE
+
+
+----------------------------------------------- 2026-11-23 19:10:20.400152
+UDP message received [337] bytes :
+
+SIP/2.0 486 Busy Here
+Call-ID: 1-7392@127.0.0.1
+From: <sip:0312345678@127.0.0.1>;tag=7392SIPpTag001
+CSeq: 1 INVITE
+Reason: Q.850;cause=17
+
+
+----------------------------------------------- 2026-11-23 19:10:20.500152
+UDP message received [337] bytes :
+
+SIP/2.0 200 OK
+Call-ID: 2-7392@127.0.0.1
+CSeq: 1 INVITE
+
+
+----------------------------------------------- 2026-11-23 19:10:20.600152
+UDP message received [337] bytes :
+
+SIP/2.0 486 Busy Here
+Call-ID: 1-7392@127.0.0.1
+CSeq: 1 INVITE
+
+
+----------------------------------------------- 2026-11-23 19:10:21.600152
+UDP message received [337] bytes :
+
+SIP/2.0 200 OK
+Call-ID: 2-7392@127.0.0.1
+CSeq: 2 BYE
+
+"""
+
+
+def test_final_statuses_reads_each_invites_final_answer_once() -> None:
+    assert sipp.final_statuses(TRACE) == (486, 200)
+    assert sipp.final_statuses("") == ()
+
+
+def test_result_final_status_is_the_first_calls() -> None:
+    result = sipp.SippResult(0, 2, 0, "", "", final_statuses=(603, 486))
+
+    assert result.final_status == 603
+    assert sipp.SippResult(0, 0, 0, "", "").final_status is None
