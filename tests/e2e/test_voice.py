@@ -86,3 +86,43 @@ async def test_no_key_pressed_nothing_is_read(api: Api, start_service: Starter) 
     assert done["status"] == "failed", done
     assert done["reason"] == "no_key_pressed"
     assert done["answered_by"] == "unknown"
+
+
+# --- answering-machine detection -------------------------------------------------------
+
+AMD: dict[str, Any] = {**VOICE, "amd": True}
+
+
+async def test_answering_machine_never_hears_the_code(api: Api, start_service: Starter) -> None:
+    await start_service(api=False, cfg=service_config(verification=AMD))
+    created = await api.create(PHONE, method="voice", language="en")
+    assert created["max_call_attempts"] == 2
+    # A long greeting, as a voicemail's: AMD's LONGGREETING (over amd.conf's
+    # 1500 ms). A machine is treated like no answer, so it is called again.
+    async with handset(greeting_ms=4000, calls=2) as phone:
+        done = await api.wait_for(created["id"], SETTLED, timeout=60)
+        result = await phone.wait()
+    assert done["status"] == "no_answer", done
+    assert done["reason"] == "answered_by_machine"
+    assert done["answered_by"] == "machine"
+    assert done["delivered_at"] is None
+    assert done["call_attempts"] == 2
+    assert result.successful == 2, result.errors_log
+    log = await api.events(created["id"])
+    assert statuses(log) == ["queued", "calling", "queued", "calling", "no_answer"]
+    assert [e["detail"]["amd"]["status"] for e in log["events"] if e["from_status"] == "calling"] == ["MACHINE"] * 2
+    assert [c["outcome"] for c in log["calls"]] == ["machine", "machine"]
+
+
+async def test_person_detected_by_amd_hears_the_code(api: Api, start_service: Starter) -> None:
+    await start_service(api=False, cfg=service_config(verification=AMD))
+    created = await api.create(PHONE, method="voice", language="en")
+    # "Hello?" then silence: AMD's HUMAN; then the key that asks for the code.
+    async with handset(greeting_ms=500, keys="1") as phone:
+        done = await api.wait_for(created["id"], SETTLED, timeout=60)
+        await phone.wait()
+    assert done["status"] == "delivered", done
+    assert done["answered_by"] == "human"
+    log = await api.events(created["id"])
+    in_call = next(e for e in log["events"] if e["to_status"] == "in_call")
+    assert in_call["detail"]["amd"]["status"] == "HUMAN"
