@@ -5,22 +5,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import functools
-import ipaddress
 import json
 import logging
 import os
-import secrets
 import socket
 import sys
-import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import aiohttp
 from psycopg_pool import AsyncConnectionPool
 
-from ivr_auth import config, crypto, errors, phone, probe, runtime, sipp, stack, states
+from ivr_auth import config, crypto, demo, errors, phone, probe, runtime, stack
 from ivr_auth import store as store_mod
 from ivr_auth.ari import node as ari_node
 from ivr_auth.store import migrate
@@ -29,8 +25,6 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 SECRET_KEYS = ("password", "server_secret")
-TERMINAL_STATUSES = {s.value for s in states.TERMINAL}
-DEMO_NUMBER = "090-1234-5678"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -117,8 +111,7 @@ def _parser() -> argparse.ArgumentParser:
     p_run = sub.add_parser("run", help="the local stack, the API and a controller, in the foreground")
     p_run.set_defaults(func=cmd_serve, api=True, dialer=True, with_stack=True)
 
-    p_demo = sub.add_parser("demo", help="bring up the local stack and call SIPp handsets through it")
-    p_demo.add_argument("--json", action="store_true", help="print the outcomes as JSON")
+    p_demo = sub.add_parser("demo", help="bring up the local stack and verify one number by each method through it")
     p_demo.set_defaults(func=cmd_demo)
     return parser
 
@@ -246,79 +239,7 @@ async def cmd_call(cfg: config.Config, args: argparse.Namespace) -> int:
 
 
 async def cmd_demo(cfg: config.Config, args: argparse.Namespace) -> int:
-    """The main job on the embedded stack: a web backend asks for a DTMF
-    verification over HTTP, the controller calls a SIPp handset that keys
-    the code, and the backend reads the result back."""
-    if not _is_loopback(cfg.trunk.host):
-        raise errors.IvrAuthError(
-            f"the demo calls SIPp handsets on this machine, but trunk.host is {cfg.trunk.host}; "
-            "run it with a config whose trunk points at 127.0.0.1"
-        )
-    say = functools.partial(print, flush=True)
-    say("bringing up the local stack (Postgres + Asterisk)...")
-    endpoints = await stack.up(cfg)
-    tenant_name = f"demo-{secrets.token_hex(3)}"
-    _, api_key = await _with_store_value(cfg, lambda store: store.create_tenant(tenant_name))
-    say(f"created tenant {tenant_name} and its API key")
-    service = runtime.Runtime(cfg, endpoints, name="demo", http_port=0)
-    await service.start()
-    assert service.http_url is not None
-    say(f"API on {service.http_url}, controller 'demo' dialling through trunk {cfg.trunk.host}:{cfg.trunk.port}")
-    ok = True
-    try:
-        async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {api_key}"}) as http:
-            scenes = [
-                ("the callee keys the code shown on the web page", lambda code: f"{code}#"),
-                ("the callee mistypes once, then keys it right", lambda code: f"{_wrong(code)}#,,,{code}#"),
-            ]
-            for title, keys_for in scenes:
-                say(f"\n== {title}")
-                ok &= await _demo_one(http, service.http_url, cfg, keys_for, say)
-    finally:
-        await service.stop(grace=5)
-    say("\nthe local stack is still up: `make stack-down` stops it")
-    return 0 if ok else 1
-
-
-async def _demo_one(
-    http: aiohttp.ClientSession,
-    base: str,
-    cfg: config.Config,
-    keys_for: Callable[[str], str],
-    say: Callable[..., None],
-) -> bool:
-    started = time.monotonic()
-    body = {"phone": DEMO_NUMBER, "method": "dtmf", "language": "en", "reference": "demo-password-reset"}
-    async with http.post(f"{base}/v1/verifications", json=body) as resp:
-        created = await resp.json()
-    if resp.status != 201:
-        raise errors.IvrAuthError(f"create failed: HTTP {resp.status} {created}")
-    code = created["code"]
-    say(f"POST /v1/verifications -> 201  id {created['id']}  phone {created['phone']}  code {code}")
-    handset = sipp.Handset(port=cfg.trunk.port, host=cfg.trunk.host, keys=keys_for(code))
-    last = None
-    async with handset:
-        while True:
-            async with http.get(f"{base}/v1/verifications/{created['id']}") as resp:
-                state = await resp.json()
-            if state["status"] != last:
-                last = state["status"]
-                say(f"  {time.monotonic() - started:6.2f}s  {last}")
-            if state["status"] in TERMINAL_STATUSES:
-                break
-            await asyncio.sleep(0.05)
-        await handset.wait()
-    async with http.get(f"{base}/v1/verifications/{created['id']}/events") as resp:
-        log = await resp.json()
-    say(f"  result: {state['status']} ({state['reason']})")
-    say(f"  wrong codes {state['code_attempts']}, calls {state['call_attempts']}")
-    for call in log["calls"]:
-        say(f"  call {call['attempt']}: outcome {call['outcome']}, hangup cause {call['cause']} ({call['cause_txt']})")
-    return bool(state["status"] == "verified")
-
-
-def _wrong(code: str) -> str:
-    return "".join(str((int(d) + 1) % 10) for d in code)
+    return await demo.run(cfg, _with_store_value)
 
 
 async def _with_store_value(cfg: config.Config, action: Callable[[store_mod.Store], Awaitable[T]]) -> T:
@@ -351,13 +272,6 @@ def _report(outcomes: list[tuple[str, probe.ProbeResult]], *, as_json: bool) -> 
             + (" by callee" if result.hung_up_by_callee else "")
         )
         print(f"  duration   {result.duration_seconds:.2f}s")
-
-
-def _is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host == "localhost"
 
 
 def _masked(value: Any, key: str = "") -> Any:

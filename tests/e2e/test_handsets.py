@@ -18,7 +18,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from ivr_auth import causes, config, probe, sipp, stack
+from ivr_auth import causes, config, probe, sipp, sipp_scenarios, stack
 from ivr_auth.ari import node as ari_node
 from ivr_auth.stack import ports
 from tests.conftest import stack_for_session
@@ -114,7 +114,7 @@ async def test_handset_hangs_up_by_itself(demo_ari: ari_node.AriNode, demo_confi
 
 @pytest.mark.parametrize("dtmf", ["rfc2833", "info"])
 async def test_handset_keys_then_hangs_up(
-    demo_ari: ari_node.AriNode, demo_config: config.Config, dtmf: sipp.Dtmf
+    demo_ari: ari_node.AriNode, demo_config: config.Config, dtmf: sipp_scenarios.Dtmf
 ) -> None:
     phone = handset(demo_config, keys="12", dtmf=dtmf, first_key_ms=1000, hangup_after_ms=1000)
     result, sipp_result = await call(demo_ari, demo_config, phone, max_digits=6, inter_digit_timeout=10.0)

@@ -1,0 +1,174 @@
+"""``ivr-auth demo``: the main job on the embedded stack, done the way a web
+backend would do it. One verification of each method goes through the HTTP
+API; SIPp plays the person's phone.
+
+- ``dtmf``: the handset keys the code shown on the web page (and once more
+  with a mistyped code first);
+- ``voice``: the handset presses a key and listens to the code read out;
+  the "web page" then checks the code the person typed;
+- ``inbound``: a SIPp caller rings the published number from the registered
+  phone, and the caller ID verifies the request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import ipaddress
+import secrets
+import time
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import aiohttp
+
+from ivr_auth import config, errors, phone, runtime, sipp, stack, states
+from ivr_auth import store as store_mod
+
+TERMINAL = {s.value for s in states.TERMINAL}
+NUMBER = "090-1234-5678"
+# The published number the demo tenant's users call, unless inbound.numbers sets one.
+PUBLISHED = "050-1234-5678"
+
+Say = Callable[..., None]
+StoreAction = Callable[[config.Config, Callable[[store_mod.Store], Awaitable[Any]]], Awaitable[Any]]
+
+
+async def run(cfg: config.Config, with_store: StoreAction) -> int:
+    if not _is_loopback(cfg.trunk.host):
+        raise errors.IvrAuthError(
+            f"the demo calls SIPp handsets on this machine, but trunk.host is {cfg.trunk.host}; "
+            "run it with a config whose trunk points at 127.0.0.1"
+        )
+    if not cfg.embedded_asterisk:
+        raise errors.IvrAuthError("the demo needs the embedded Asterisk (leave ari.url unset)")
+    say: Say = functools.partial(print, flush=True)
+    say("bringing up the local stack (Postgres + Asterisk)...")
+    endpoints = await stack.up(cfg)
+    tenant_name = f"demo-{secrets.token_hex(3)}"
+
+    async def make_tenant(store: store_mod.Store) -> str:
+        _, key = await store.create_tenant(tenant_name)
+        if not cfg.inbound.numbers:
+            published = phone.lenient_e164(PUBLISHED, cfg.default_country)
+            assert published is not None
+            await store.update_tenant(tenant_name, store_mod.TenantChanges(inbound_numbers=(published,)))
+        return key
+
+    api_key = await with_store(cfg, make_tenant)
+    say(f"created tenant {tenant_name} and its API key")
+    service = runtime.Runtime(cfg, endpoints, name="demo", http_port=0)
+    await service.start()
+    assert service.http_url is not None
+    say(f"API on {service.http_url}, controller 'demo' dialling through trunk {cfg.trunk.host}:{cfg.trunk.port}")
+    ok = True
+    try:
+        async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {api_key}"}) as http:
+            demo = _Demo(http, service.http_url, cfg, say)
+            say("\n== dtmf: the callee keys the code shown on the web page")
+            ok &= await demo.dtmf(lambda code: f"{code}#")
+            say("\n== dtmf: the callee mistypes once, then keys it right")
+            ok &= await demo.dtmf(lambda code: f"{_wrong(code)}#,,,{code}#")
+            say("\n== voice: the code is read out; the person types it into the web page")
+            ok &= await demo.voice()
+            say("\n== inbound: the person calls the published number from the registered phone")
+            ok &= await demo.inbound()
+    finally:
+        await service.stop(grace=5)
+    say("\nthe local stack is still up: `make stack-down` stops it")
+    return 0 if ok else 1
+
+
+class _Demo:
+    def __init__(self, http: aiohttp.ClientSession, base: str, cfg: config.Config, say: Say) -> None:
+        self.http = http
+        self.base = base
+        self.cfg = cfg
+        self.say = say
+
+    async def dtmf(self, keys_for: Callable[[str], str]) -> bool:
+        created, started = await self._create(method="dtmf", reference="demo-password-reset")
+        handset = sipp.Handset(port=self.cfg.trunk.port, host=self.cfg.trunk.host, keys=keys_for(created["code"]))
+        async with handset:
+            state = await self._follow(created["id"], started, TERMINAL)
+            await handset.wait()
+        return await self._summary(state, "verified")
+
+    async def voice(self) -> bool:
+        created, started = await self._create(method="voice", reference="demo-sms-did-not-arrive")
+        # The handset presses 1 when asked, then listens to the read-out.
+        handset = sipp.Handset(port=self.cfg.trunk.port, host=self.cfg.trunk.host, keys="1")
+        async with handset:
+            state = await self._follow(created["id"], started, TERMINAL | {"delivered"})
+            await handset.wait()
+        if state["status"] != "delivered":
+            return await self._summary(state, "delivered")
+        async with self.http.post(
+            f"{self.base}/v1/verifications/{created['id']}/check", json={"code": created["code"]}
+        ) as resp:
+            checked = await resp.json()
+        self.say(f"POST .../check (the code typed on the web page) -> {resp.status}  verified {checked['verified']}")
+        return await self._summary(checked["verification"], "verified")
+
+    async def inbound(self) -> bool:
+        created, started = await self._create(method="inbound", reference="demo-new-account")
+        self.say(f"  the web page says: call {created['inbound_number_display']} from your phone")
+        caller = sipp.Caller(
+            target_host=self.cfg.stack.bind,
+            target_port=self.cfg.stack.sip_port,
+            did=phone.format_for_trunk(created["inbound_number"], "national", self.cfg.default_country),
+            caller=phone.format_for_trunk(created["phone"], "national", self.cfg.default_country),
+        )
+        async with caller:
+            state = await self._follow(created["id"], started, TERMINAL)
+            await caller.wait()
+        return await self._summary(state, "verified")
+
+    async def _create(self, **fields: str) -> tuple[dict[str, Any], float]:
+        started = time.monotonic()
+        body = {"phone": NUMBER, "language": "en", **fields}
+        async with self.http.post(f"{self.base}/v1/verifications", json=body) as resp:
+            created = await resp.json()
+        if resp.status != 201:
+            raise errors.IvrAuthError(f"create failed: HTTP {resp.status} {created}")
+        self.say(f"POST /v1/verifications -> 201  id {created['id']}  phone {created['phone']}  code {created['code']}")
+        return created, started
+
+    async def _follow(self, verification_id: str, started: float, until: set[str]) -> dict[str, Any]:
+        last = None
+        while True:
+            async with self.http.get(f"{self.base}/v1/verifications/{verification_id}") as resp:
+                state: dict[str, Any] = await resp.json()
+            if state["status"] != last:
+                last = state["status"]
+                self.say(f"  {time.monotonic() - started:6.2f}s  {last}")
+            if state["status"] in until:
+                return state
+            await asyncio.sleep(0.05)
+
+    async def _summary(self, state: dict[str, Any], wanted: str) -> bool:
+        # The phone may hang up a moment before the controller writes how the call ended.
+        deadline = time.monotonic() + 5
+        while True:
+            async with self.http.get(f"{self.base}/v1/verifications/{state['id']}/events") as resp:
+                log = await resp.json()
+            if all(c["ended_at"] for c in log["calls"]) or time.monotonic() > deadline:
+                break
+            await asyncio.sleep(0.1)
+        self.say(f"  result: {state['status']} ({state['reason']})")
+        self.say(f"  wrong codes {state['code_attempts']}, calls {len(log['calls'])}")
+        for call in log["calls"]:
+            cause = f"hangup cause {call['cause']} ({call['cause_txt']})"
+            self.say(f"  call {call['attempt']}: outcome {call['outcome']}, {cause}")
+        return bool(state["status"] == wanted)
+
+
+def _wrong(code: str) -> str:
+    return "".join(str((int(d) + 1) % 10) for d in code)
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
