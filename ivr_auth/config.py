@@ -313,6 +313,10 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
     if origin is tuple:
         if isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]
+        if isinstance(value, list | tuple) and any(isinstance(v, int | float) for v in value):
+            raise errors.ConfigError(
+                f"{source}: expected a list of strings; put the values in quotes (YAML read a number)"
+            )
         if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
             raise errors.ConfigError(f"{source}: expected a list of strings")
         return tuple(value)
@@ -340,7 +344,11 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
 
 
 def _parse_env(text: str, hint: Any) -> Any:
-    """Environment values are strings; read them as YAML scalars of the field's type."""
+    """Environment values are strings; read them as YAML scalars of the field's type.
+    Lists of strings stay text (comma-separated): as YAML, a lone number such
+    as 0501234000 would turn into an (octal) integer."""
+    if typing.get_origin(hint) is tuple:
+        return text
     if hint is str or (typing.get_origin(hint) in (types.UnionType, typing.Union) and str in typing.get_args(hint)):
         return None if text == "" and type(None) in typing.get_args(hint) else text
     try:
@@ -470,6 +478,8 @@ def _validate_inbound(cfg: Config) -> None:
                 raise errors.ConfigError(f"inbound.{key}: {number!r} is not a possible phone number")
     if cfg.agi.listen:
         cfg.agi_host_port()
+    elif inbound.agi_numbers:
+        raise errors.ConfigError("inbound.agi_numbers: the FastAGI route needs agi.listen, which is empty")
     if cfg.agi.read_timeout_seconds <= 0:
         raise errors.ConfigError("agi.read_timeout_seconds: must be positive")
 

@@ -326,15 +326,17 @@ class Controller:
 
     async def on_ari_connect(self) -> None:
         """Events sent while the websocket was down are lost: a call whose
-        channel vanished meanwhile is told so, so that its task ends."""
-        if not self._channels:
+        channel vanished meanwhile (outbound or inbound) is told so, so that
+        its task ends."""
+        waiting = self.node.dispatcher.channels()
+        if not waiting:
             return
         try:
             live = {c["id"] for c in await self.node.client.channels()}
         except errors.AriError as exc:
             logger.warning("could not list channels after reconnect: %s", exc)
             return
-        for channel_id in list(self._channels.values()):
+        for channel_id in waiting:
             if channel_id not in live and channel_id in self.node.dispatcher:
                 await self.node.dispatcher(
                     {

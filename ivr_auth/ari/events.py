@@ -156,6 +156,10 @@ class Dispatcher:
     def __contains__(self, channel_id: object) -> bool:
         return channel_id in self._queues
 
+    def channels(self) -> list[str]:
+        """Every channel a call is waiting on events for."""
+        return list(self._queues)
+
     async def __call__(self, event: types.AriEvent) -> None:
         routed = False
         for channel_id in channel_ids(event):

@@ -30,11 +30,11 @@ def call_details(event: types.AriEvent) -> tuple[str, str, str]:
     passes the dialled number as the first argument; the caller number is
     Asterisk's CALLERID(num), from P-Asserted-Identity on a trusted trunk."""
     channel = event.get("channel") or {}
-    args = [str(a) for a in event.get("args", [])]
+    args = [str(a) for a in event.get("args") or [] if a is not None]
     dialplan = channel.get("dialplan") or {}
-    did = args[0] if args and args[0] else str(dialplan.get("exten", ""))
-    caller = str((channel.get("caller") or {}).get("number", ""))
-    return str(channel.get("id", "")), did, caller
+    did = args[0] if args and args[0] else str(dialplan.get("exten") or "")
+    caller = str((channel.get("caller") or {}).get("number") or "")
+    return str(channel.get("id") or ""), did, caller
 
 
 async def run(ctx: FlowContext, session: callsession.CallSession, event: types.AriEvent) -> None:

@@ -104,7 +104,8 @@ def template_values(cfg: config.Config, ari_password: str, dirs: dict[str, Path]
     }
     agi_host, agi_port = cfg.agi_host_port() or ("127.0.0.1", 4573)
     values["inbound_app"] = cfg.inbound.app
-    values["agi_host"] = agi_host
+    # An IPv6 address in a URL keeps its brackets.
+    values["agi_host"] = f"[{agi_host}]" if ":" in agi_host else agi_host
     values["agi_port"] = str(agi_port)
     values["agi_routes_section"] = agi_routes(cfg)
     values.update({f"{name}_dir": str(path) for name, path in dirs.items()})

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import psycopg
 import pytest
 import yaml
 
@@ -74,3 +75,21 @@ def test_config_masks_passwords(tmp_path: Path, capsys: pytest.CaptureFixture[st
     assert "s3cret" not in out
     assert "hunter2" not in out
     assert "postgresql://u:********@db:5432/x" in out
+
+
+def test_demo_verifies_one_request_of_each_method(
+    local_stack: stack.Endpoints, config_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Nothing an earlier test left queued may be dialled into the demo's handsets.
+    with psycopg.connect(local_stack.database_url, autocommit=True) as conn:
+        conn.execute("UPDATE verifications SET status = 'canceled' WHERE status IN ('queued', 'calling', 'in_call')")
+
+    assert cli.main(["-c", str(config_file), "demo"]) == 0
+
+    out = capsys.readouterr().out
+    for scene in ("== dtmf:", "== voice:", "== inbound:"):
+        assert scene in out
+    assert out.count("result: verified (code_matched)") == 3  # two dtmf, one voice checked
+    assert "delivered" in out
+    assert "result: verified (caller_id_matched)" in out
+    assert "call 050-1234-5678 from your phone" in out

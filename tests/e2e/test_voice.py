@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from ivr_auth import sipp, states
+from ivr_auth import models, sipp, states
+from ivr_auth import store as store_mod
 from tests.e2e.conftest import Api, Starter, service_config
 
 pytestmark = pytest.mark.e2e
@@ -86,6 +87,36 @@ async def test_no_key_pressed_nothing_is_read(api: Api, start_service: Starter) 
     assert done["status"] == "failed", done
     assert done["reason"] == "no_key_pressed"
     assert done["answered_by"] == "unknown"
+
+
+async def test_tenant_without_the_key_hears_the_code_at_once(
+    api: Api, start_service: Starter, store: store_mod.Store, tenant: tuple[models.Tenant, str]
+) -> None:
+    await store.update_tenant(tenant[0].name, store_mod.TenantChanges(voice_require_key=False))
+    await start_service(api=False, cfg=service_config(verification=VOICE))
+    created = await api.create(PHONE, method="voice", language="en")
+    async with handset(keys="") as phone:
+        done = await api.wait_for(created["id"], SETTLED, timeout=60)
+        await phone.wait()
+    assert done["status"] == "delivered", done
+    # Nothing showed that a person listened.
+    assert done["answered_by"] == "unknown"
+
+
+async def test_press_1_hears_the_code_again(api: Api, start_service: Starter) -> None:
+    # A long wait for the repeat key, so that the key lands in it whatever
+    # the read-out's exact length.
+    await start_service(api=False, cfg=service_config(verification={**VOICE, "voice_key_timeout_seconds": 8.0}))
+    created = await api.create(PHONE, method="voice", language="en", code="1234")
+    # 1 to hear the code; then, after the read-out, 1 to hear it again.
+    async with handset(keys="1" + "," * 11 + "1") as phone:
+        await api.wait_for(created["id"], SETTLED, timeout=60)
+        result = await phone.wait()
+    assert result.ok, result.errors_log
+    log = await api.events(created["id"])
+    repeats = [e for e in log["events"] if e["type"] == "code_repeated"]
+    assert [e["detail"]["repeat"] for e in repeats] == [1]
+    assert statuses(log)[-1] == "delivered"
 
 
 # --- answering-machine detection -------------------------------------------------------

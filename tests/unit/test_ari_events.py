@@ -189,3 +189,24 @@ async def test_subscribe_again_replaces_the_queue() -> None:
     assert "chan-1" in dispatcher
     assert old.empty()
     assert drain(new) == [event]
+
+
+async def test_channels_lists_the_subscribed_ones() -> None:
+    dispatcher = events.Dispatcher()
+    dispatcher.subscribe("chan-1")
+    dispatcher.subscribe("chan-2")
+    dispatcher.unsubscribe("chan-1")
+
+    assert dispatcher.channels() == ["chan-2"]
+
+
+async def test_fallback_can_be_set_after_construction() -> None:
+    # The controller installs its handler for calls that start in the dialplan.
+    dispatcher = events.Dispatcher()
+    fallback = Recorder()
+    dispatcher.fallback = fallback
+    event: types.AriEvent = {"type": "StasisStart", "application": "inbound", "channel": {"id": "in-1"}}
+
+    await dispatcher(event)
+
+    assert fallback.events == [event]

@@ -136,6 +136,66 @@ def test_unquoted_leading_zero_numbers_keep_their_digits_or_are_refused(tmp_path
     assert refusal.startswith(f"trunk.{key}")
 
 
+def test_inbound_agi_and_voice_defaults() -> None:
+    cfg = config.Config()
+
+    assert cfg.inbound == config.InboundConfig(numbers=(), app="ivr-auth-inbound", agi_numbers=())
+    assert cfg.agi == config.AgiConfig(listen="127.0.0.1:4573", read_timeout_seconds=10.0)
+    assert cfg.agi_host_port() == ("127.0.0.1", 4573)
+    assert cfg.verification.voice_repeats == 2
+    assert cfg.verification.voice_key_timeout_seconds == 6.0
+    assert cfg.verification.amd is False
+    assert cfg.verification.amd_timeout_seconds == 8.0
+
+
+def test_inbound_agi_and_voice_keys_from_a_file(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        """
+verification:
+  voice_repeats: 0
+  voice_key_timeout_seconds: 4
+  amd: true
+  amd_timeout_seconds: 5.5
+inbound:
+  numbers: ["050-1234-5678", "+815012340000"]
+  app: ivr-inbound.test_1
+  agi_numbers: ["0312345678"]
+agi:
+  listen: 0.0.0.0:4600
+  read_timeout_seconds: 2
+""",
+    )
+
+    cfg = config.load(path, {})
+
+    assert cfg.verification.voice_repeats == 0
+    assert cfg.verification.voice_key_timeout_seconds == 4.0
+    assert isinstance(cfg.verification.voice_key_timeout_seconds, float)
+    assert cfg.verification.amd is True
+    assert cfg.verification.amd_timeout_seconds == 5.5
+    assert cfg.inbound == config.InboundConfig(
+        numbers=("050-1234-5678", "+815012340000"), app="ivr-inbound.test_1", agi_numbers=("0312345678",)
+    )
+    assert cfg.agi.read_timeout_seconds == 2.0
+    assert cfg.agi_host_port() == ("0.0.0.0", 4600)
+
+
+@pytest.mark.parametrize("repeats", [0, 10])
+def test_voice_repeats_bounds_are_accepted(repeats: int) -> None:
+    assert config.from_mapping({"verification": {"voice_repeats": repeats}}).verification.voice_repeats == repeats
+
+
+def test_empty_agi_listen_turns_the_server_off() -> None:
+    cfg = config.from_mapping({"agi": {"listen": ""}})
+
+    assert cfg.agi_host_port() is None
+
+
+def test_agi_listen_may_be_ipv6() -> None:
+    assert config.from_mapping({"agi": {"listen": "[::1]:4573"}}).agi_host_port() == ("::1", 4573)
+
+
 # --- environment overrides -----------------------------------------------------------
 
 
@@ -163,6 +223,47 @@ def test_env_overrides_are_typed_by_the_field(tmp_path: Path) -> None:
     # Strings stay strings: no YAML reading of leading zeros.
     assert cfg.trunk.dial_prefix == "0033"
     assert cfg.trunk.caller_id == "0312345678"
+
+
+def test_env_overrides_inbound_agi_and_voice_keys(tmp_path: Path) -> None:
+    path = write(tmp_path, "inbound:\n  numbers: ['03-1234-5678']\nagi:\n  listen: 127.0.0.1:4600\n")
+    env = {
+        "IVR_AUTH_INBOUND_NUMBERS": "050-1234-5678,050-1234-0000",
+        "IVR_AUTH_INBOUND_AGI_NUMBERS": " 050-1234-0000 , ",
+        "IVR_AUTH_INBOUND_APP": "inbound-x",
+        "IVR_AUTH_AGI_READ_TIMEOUT_SECONDS": "3",
+        "IVR_AUTH_VERIFICATION_VOICE_REPEATS": "5",
+        "IVR_AUTH_VERIFICATION_AMD": "true",
+        "IVR_AUTH_VERIFICATION_AMD_TIMEOUT_SECONDS": "4.5",
+    }
+
+    cfg = config.load(path, env)
+
+    assert cfg.inbound.numbers == ("050-1234-5678", "050-1234-0000")
+    assert cfg.inbound.agi_numbers == ("050-1234-0000",)
+    assert cfg.inbound.app == "inbound-x"
+    assert cfg.agi.read_timeout_seconds == 3.0
+    assert cfg.agi_host_port() == ("127.0.0.1", 4600)
+    assert cfg.verification.voice_repeats == 5
+    assert cfg.verification.amd is True
+    assert cfg.verification.amd_timeout_seconds == 4.5
+
+
+def test_empty_agi_listen_env_turns_the_server_off(tmp_path: Path) -> None:
+    path = write(tmp_path, "agi:\n  listen: 127.0.0.1:4600\n")
+
+    cfg = config.load(path, {"IVR_AUTH_AGI_LISTEN": ""})
+
+    assert cfg.agi.listen == ""
+    assert cfg.agi_host_port() is None
+
+
+# As YAML a lone 0501234000 would be an octal integer: lists stay text.
+@pytest.mark.parametrize("number", ["+815012345678", "0501234000"])
+def test_a_single_inbound_number_from_env(tmp_path: Path, number: str) -> None:
+    cfg = config.load(write(tmp_path, ""), {"IVR_AUTH_INBOUND_NUMBERS": number})
+
+    assert cfg.inbound.numbers == (number,)
 
 
 def test_env_without_a_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -203,6 +304,9 @@ def test_unrelated_env_is_ignored(tmp_path: Path) -> None:
         ("IVR_AUTH_STACK_POSTGRES_PORT", "", "stack.postgres_port"),
         ("IVR_AUTH_TRUNK_TRUSTED", "maybe", "trunk.trusted"),
         ("IVR_AUTH_STACK_START_TIMEOUT", "soon", "stack.start_timeout"),
+        ("IVR_AUTH_VERIFICATION_AMD", "maybe", "verification.amd"),
+        ("IVR_AUTH_VERIFICATION_VOICE_REPEATS", "two", "verification.voice_repeats"),
+        ("IVR_AUTH_AGI_READ_TIMEOUT_SECONDS", "soon", "agi.read_timeout_seconds"),
     ],
 )
 def test_bad_env_value_names_the_key_and_the_variable(tmp_path: Path, var: str, text: str, key: str) -> None:
@@ -313,6 +417,31 @@ def test_errors_from_a_file_name_the_key(tmp_path: Path) -> None:
         ({"trunk": {"caller_id": "not a number"}}, "trunk.caller_id"),
         ({"stack": {"bind": "localhost"}}, "stack.bind"),
         ({"stack": {"start_timeout": 0}}, "stack.start_timeout"),
+        # voice read-out, inbound, FastAGI
+        ({"verification": {"voice_repeats": -1}}, "verification.voice_repeats"),
+        ({"verification": {"voice_repeats": 11}}, "verification.voice_repeats"),
+        ({"verification": {"voice_repeats": 2.5}}, "verification.voice_repeats"),
+        ({"verification": {"amd": "yes"}}, "verification.amd"),
+        ({"verification": {"amd": 1}}, "verification.amd"),
+        (
+            {"verification": {"voice_key_timeout_seconds": 0}},
+            "verification.voice_key_timeout_seconds / amd_timeout_seconds",
+        ),
+        ({"verification": {"amd_timeout_seconds": -1}}, "verification.voice_key_timeout_seconds / amd_timeout_seconds"),
+        ({"inbound": {"numbers": ["050-1234-5678", "not a number"]}}, "inbound.numbers"),
+        ({"inbound": {"numbers": ["12"]}}, "inbound.numbers"),
+        ({"inbound": {"numbers": [5012345678]}}, "inbound.numbers"),
+        ({"inbound": {"agi_numbers": ["abc"]}}, "inbound.agi_numbers"),
+        ({"inbound": {"agi_numbers": ["+81 50 1234 0000 0000 0000"]}}, "inbound.agi_numbers"),
+        ({"inbound": {"app": "ivr auth"}}, "inbound.app"),
+        ({"inbound": {"app": "ivr,auth"}}, "inbound.app"),
+        ({"inbound": {"app": ""}}, "inbound.app"),
+        ({"inbound": {"bogus": 1}}, "inbound.bogus"),
+        ({"agi": {"listen": "4573"}}, "agi.listen"),
+        ({"agi": {"listen": "127.0.0.1:0"}}, "agi.listen"),
+        ({"agi": {"listen": "127.0.0.1:agi"}}, "agi.listen"),
+        ({"agi": {"read_timeout_seconds": 0}}, "agi.read_timeout_seconds"),
+        ({"agi": {"read_timeout_seconds": -1.5}}, "agi.read_timeout_seconds"),
     ],
 )
 def test_each_invalid_value_names_its_key(raw: dict[str, Any], key: str) -> None:
@@ -437,3 +566,13 @@ def test_run_dir_env_override_is_relative_to_the_file(tmp_path: Path) -> None:
     cfg = config.load(path, {"IVR_AUTH_STACK_RUN_DIR": "other"})
 
     assert cfg.run_dir == (tmp_path / "other").resolve()
+
+
+def test_unquoted_numbers_in_a_list_get_the_quoting_hint(tmp_path: Path) -> None:
+    with pytest.raises(errors.ConfigError, match=r"inbound\.numbers: .*put the values in quotes"):
+        config.load(write(tmp_path, "inbound:\n  numbers: [0501234567]\n"), {})
+
+
+def test_agi_numbers_need_the_agi_server(tmp_path: Path) -> None:
+    with pytest.raises(errors.ConfigError, match=r"inbound\.agi_numbers: .*agi\.listen"):
+        config.from_mapping({"inbound": {"agi_numbers": ["050-1234-0000"]}, "agi": {"listen": ""}})

@@ -172,3 +172,57 @@ def test_mask_never_shows_more_than_allowed_for_three_digit_country_codes() -> N
 @pytest.mark.parametrize("e164", ["+14155552671", "+74951234567"])
 def test_mask_does_not_reveal_the_area_code_of_one_digit_country_codes(e164: str) -> None:
     assert revealed(phone.mask(e164)) == allowed(e164)
+
+
+# --- reading caller IDs and dialled numbers -------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "presented",
+    ["", None, "   ", "anonymous", "Anonymous", " ANONYMOUS ", "unknown", "restricted", "private", "0", "abc"],
+)
+def test_withheld_caller_ids(presented: str | None) -> None:
+    assert phone.withheld(presented)
+
+
+@pytest.mark.parametrize("presented", ["+819012345678", "09012345678", "819012345678", "+442079460000"])
+def test_real_caller_ids_are_not_withheld(presented: str) -> None:
+    assert not phone.withheld(presented)
+
+
+@pytest.mark.parametrize(
+    ("text", "e164"),
+    [
+        ("+819012345678", "+819012345678"),
+        ("819012345678", "+819012345678"),
+        ("09012345678", "+819012345678"),
+        ("090-1234-5678", "+819012345678"),
+        ("+81 90 1234 5678", "+819012345678"),
+        ("05012345678", "+815012345678"),
+        ("81312345678", "+81312345678"),
+        ("+442079460000", "+442079460000"),
+        ("442079460000", "+442079460000"),
+        # Refused by normalize (premium rate), but a trunk may still present it.
+        ("0990-123-456", "+81990123456"),
+    ],
+)
+def test_lenient_e164(text: str, e164: str) -> None:
+    assert phone.lenient_e164(text, "JP") == e164
+
+
+@pytest.mark.parametrize("text", ["12", "", "abc", "+", "anonymous", "0" * 21, "+81 90 1234 5678 9999 9999"])
+def test_lenient_e164_is_none_for_what_is_not_a_number(text: str) -> None:
+    assert phone.lenient_e164(text, "JP") is None
+
+
+@pytest.mark.parametrize(
+    ("e164", "home", "shown"),
+    [
+        ("+815012345678", "JP", "050-1234-5678"),
+        ("+819012345678", "JP", "090-1234-5678"),
+        ("+442079460000", "JP", "+44 20 7946 0000"),
+        ("+815012345678", "GB", "+81 50-1234-5678"),
+    ],
+)
+def test_display_is_national_at_home_and_international_from_abroad(e164: str, home: str, shown: str) -> None:
+    assert phone.display(e164, home) == shown

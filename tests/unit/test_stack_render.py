@@ -222,3 +222,108 @@ def test_trunk_credentials_survive_rendering_or_are_refused(tmp_path: Path, user
     assert [name for name, _ in pjsip][-1] == "carrier-auth"
     auth = section(pjsip, "carrier-auth", "auth")
     assert (auth["username"], auth["password"]) == (username, password)
+
+
+# --- inbound: Stasis, FastAGI and AMD contexts ---------------------------------------
+
+
+def dialplan_lines(text: str, context: str) -> list[str]:
+    """The lines of one dialplan context, comments and blank lines dropped."""
+    lines: list[str] = []
+    inside = False
+    for raw in text.splitlines():
+        line = raw.split(";", 1)[0].strip()
+        if line.startswith("[") and line.endswith("]"):
+            inside = line == f"[{context}]"
+        elif inside and line:
+            lines.append(line)
+    return lines
+
+
+def test_no_agi_numbers_routes_nothing() -> None:
+    routes = asterisk.agi_routes(config.Config())
+
+    assert routes.startswith(";")
+    assert "\n" not in routes
+    assert "Goto" not in routes
+
+
+def test_agi_numbers_are_routed_in_national_and_e164_forms() -> None:
+    cfg = config.from_mapping({"inbound": {"agi_numbers": ["050-1234-0000"]}})
+
+    assert asterisk.agi_routes(cfg).splitlines() == [
+        "exten => 05012340000,1,Goto(ivr-auth-agi,${EXTEN},1)",
+        "exten => 815012340000,1,Goto(ivr-auth-agi,${EXTEN},1)",
+    ]
+
+
+def test_each_agi_number_gets_its_own_routes() -> None:
+    cfg = config.from_mapping({"inbound": {"agi_numbers": ["+81312345678", "050-1234-0000"]}})
+
+    extens = [line.split(",", 1)[0] for line in asterisk.agi_routes(cfg).splitlines()]
+
+    assert extens == [
+        "exten => 0312345678",
+        "exten => 81312345678",
+        "exten => 05012340000",
+        "exten => 815012340000",
+    ]
+
+
+def test_template_values_for_inbound_and_agi() -> None:
+    cfg = config.from_mapping(
+        {"inbound": {"app": "inbound-x", "agi_numbers": ["050-1234-0000"]}, "agi": {"listen": "127.0.0.3:4600"}}
+    )
+
+    values = asterisk.template_values(cfg, "pw", dirs_under(Path("/x")))
+
+    assert values["inbound_app"] == "inbound-x"
+    assert (values["agi_host"], values["agi_port"]) == ("127.0.0.3", "4600")
+    assert values["agi_routes_section"] == asterisk.agi_routes(cfg)
+
+
+def test_template_values_with_the_agi_server_off() -> None:
+    values = asterisk.template_values(config.from_mapping({"agi": {"listen": ""}}), "pw", dirs_under(Path("/x")))
+
+    assert (values["agi_host"], values["agi_port"]) == ("127.0.0.1", "4573")
+
+
+def test_dialplan_renders_the_inbound_contexts(tmp_path: Path) -> None:
+    cfg = config.from_mapping(
+        {"inbound": {"app": "inbound-x", "agi_numbers": ["050-1234-0000"]}, "agi": {"listen": "127.0.0.3:4600"}}
+    )
+    template = PROJECT_ROOT / "dialplan" / "extensions.conf"
+
+    text = render.render(template.read_text(), asterisk.template_values(cfg, "pw", dirs_under(tmp_path)))
+
+    assert "{{" not in text
+    assert "}}" not in text
+    inbound = dialplan_lines(text, "ivr-auth-inbound")
+    assert inbound[:2] == [
+        "exten => 05012340000,1,Goto(ivr-auth-agi,${EXTEN},1)",
+        "exten => 815012340000,1,Goto(ivr-auth-agi,${EXTEN},1)",
+    ]
+    assert "same => n,Stasis(inbound-x,${EXTEN})" in inbound
+    agi = "\n".join(dialplan_lines(text, "ivr-auth-agi"))
+    assert "AGI(agi://127.0.0.3:4600/inbound,${EXTEN})" in agi
+    assert "AGI(agi://127.0.0.3:4600/check,${IVRAUTH_ID},${IVRAUTH_CODE})" in agi
+    assert dialplan_lines(text, "ivr-auth-amd")[:2] == [
+        "exten => s,1,AMD()",
+        "same => n,Stasis(${IVRAUTH_APP},amd,${AMDSTATUS},${AMDCAUSE})",
+    ]
+
+
+def test_dialplan_without_agi_numbers_sends_every_did_to_stasis(tmp_path: Path) -> None:
+    text = render_all(config.Config(), tmp_path)["extensions.conf"]
+
+    inbound = dialplan_lines(text, "ivr-auth-inbound")
+    assert not any("ivr-auth-agi" in line for line in inbound)
+    assert inbound[0].startswith("exten => _X.,1,")
+    assert "same => n,Stasis(ivr-auth-inbound,${EXTEN})" in inbound
+    assert "AGI(agi://127.0.0.1:4573/inbound,${EXTEN})" in text
+
+
+def test_ipv6_agi_listen_gives_a_bracketed_agi_url(tmp_path: Path) -> None:
+    text = render_all(config.from_mapping({"agi": {"listen": "[::1]:4573"}}), tmp_path)["extensions.conf"]
+
+    assert "AGI(agi://[::1]:4573/inbound,${EXTEN})" in text
