@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from ivr_auth import models, phone, sipp, states
+from ivr_auth import models, phone, sipp, stack, states
 from ivr_auth import store as store_mod
 from tests.e2e.conftest import Api, Starter, service_config
 
@@ -92,6 +92,26 @@ async def test_untrusted_trunk_ignores_p_asserted_identity(api: Api, start_servi
         result = await phone_.wait()
     assert result.ok, result.errors_log
     assert (await api.get(created["id"]))["status"] == "queued"
+
+
+async def test_trusted_trunk_takes_the_caller_id_from_p_asserted_identity(
+    api: Api, start_service: Starter, local_stack: stack.Endpoints
+) -> None:
+    # Re-render the stack's Asterisk with the trunk trusted (a reload), and
+    # put it back afterwards whatever happens.
+    trusted = service_config(trunk={"trusted": True})
+    await stack.up(trusted)
+    try:
+        await start_service(api=False)
+        created = await create_inbound(api)
+        # From says another number; the carrier's asserted identity is the registered one.
+        async with caller("09087654321", pai="+819012345678") as phone_:
+            done = await api.wait_for(created["id"], TERMINAL, timeout=30)
+            result = await phone_.wait()
+    finally:
+        await stack.up(service_config())
+    assert done["status"] == "verified", done
+    assert result.ok, result.errors_log
 
 
 async def test_call_that_must_also_key_the_code(api: Api, start_service: Starter) -> None:
