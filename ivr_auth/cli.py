@@ -139,13 +139,17 @@ async def cmd_migrate(cfg: config.Config, args: argparse.Namespace) -> int:
     return 0
 
 
+def _caller_id_arg(cfg: config.Config, given: str | None) -> str | None:
+    if not given:
+        return None
+    try:
+        return phone.normalize(given, cfg.default_country)
+    except phone.InvalidPhone as exc:
+        raise errors.IvrAuthError(f"--caller-id: {exc}") from exc
+
+
 async def cmd_tenant_create(cfg: config.Config, args: argparse.Namespace) -> int:
-    caller_id = None
-    if args.caller_id:
-        try:
-            caller_id = phone.normalize(args.caller_id, cfg.default_country)
-        except phone.InvalidPhone as exc:
-            raise errors.IvrAuthError(f"--caller-id: {exc}") from exc
+    caller_id = _caller_id_arg(cfg, args.caller_id)
 
     async def create(store: store_mod.Store) -> int:
         tenant, key = await store.create_tenant(args.name, caller_id=caller_id, default_language=args.language)
@@ -158,12 +162,7 @@ async def cmd_tenant_create(cfg: config.Config, args: argparse.Namespace) -> int
 
 
 async def cmd_tenant_set(cfg: config.Config, args: argparse.Namespace) -> int:
-    caller_id = None
-    if args.caller_id:
-        try:
-            caller_id = phone.normalize(args.caller_id, cfg.default_country)
-        except phone.InvalidPhone as exc:
-            raise errors.IvrAuthError(f"--caller-id: {exc}") from exc
+    caller_id = _caller_id_arg(cfg, args.caller_id)
     numbers: tuple[str, ...] | None = None
     if args.inbound_number is not None:
         numbers = ()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import time
 import uuid
 from collections.abc import Callable
@@ -12,6 +13,8 @@ from typing import Any
 from ivr_auth import callsession, causes, config, models, phone, states
 from ivr_auth import store as store_mod
 from ivr_auth.ari import node as ari_node
+
+logger = logging.getLogger(__name__)
 
 S = states.Status
 
@@ -35,6 +38,40 @@ class FlowContext:
 def channel_id_for(verification: models.Verification) -> str:
     """Our channel id for a request's current call attempt (unique per attempt)."""
     return f"ivrauth-{verification.id.hex}-{verification.call_attempts}"
+
+
+async def dial(
+    ctx: FlowContext, v: models.Verification, session: callsession.CallSession, started: float
+) -> models.Tenant | None:
+    """Place this attempt's call with the tenant's caller ID and wait for the
+    answer. Returns the tenant once answered; an unanswered call is settled
+    (back to the queue or terminal, by its cause) and None returned."""
+    tenant = await ctx.store.tenant(v.tenant_id)
+    await ctx.store.set_channel(v.id, session.channel_id)
+    await ctx.store.start_call_attempt(
+        v, controller=ctx.controller, node=ctx.node.name, trunk=ctx.cfg.trunk.name, channel_id=session.channel_id
+    )
+    ring_timeout = ctx.cfg.verification.ring_timeout_seconds
+    await session.originate(
+        endpoint=phone.dial_endpoint(v.phone, ctx.cfg.trunk, ctx.cfg.default_country),
+        caller_id=caller_id_for(ctx, tenant),
+        ring_timeout=ring_timeout,
+        app_args=f"{v.method},{v.id}",
+        # A channel sent into the dialplan (AMD) comes back into this app by name.
+        variables={"IVRAUTH_APP": ctx.node.app},
+    )
+    logger.info(
+        "dialling %s (%s)",
+        phone.mask(v.phone),
+        v.method,
+        extra={"verification_id": str(v.id), "channel_id": session.channel_id, "node": ctx.node.name},
+    )
+    unanswered = await session.wait_answer(ring_timeout)
+    if unanswered is not None:
+        await settle_unanswered(ctx, v, session, unanswered, started)
+        return None
+    await ctx.store.answer_call_attempt(session.channel_id)
+    return tenant
 
 
 async def settle_unanswered(

@@ -13,7 +13,7 @@ import logging
 import time
 from typing import Any
 
-from ivr_auth import callsession, flows, models, phone, prompts, states
+from ivr_auth import callsession, flows, models, prompts, states
 from ivr_auth.flows import FlowContext
 
 logger = logging.getLogger(__name__)
@@ -24,32 +24,16 @@ S = states.Status
 async def run(ctx: FlowContext, verification: models.Verification) -> None:
     """One call attempt for ``verification`` (claimed, status ``calling``)."""
     v = verification
-    cfg = ctx.cfg.verification
     channel_id = flows.channel_id_for(v)
     log = {"verification_id": str(v.id), "channel_id": channel_id, "node": ctx.node.name}
     session = callsession.CallSession(ctx.node, channel_id)
     started = time.monotonic()
     answered = False
     try:
-        tenant = await ctx.store.tenant(v.tenant_id)
-        await ctx.store.set_channel(v.id, channel_id)
-        await ctx.store.start_call_attempt(
-            v, controller=ctx.controller, node=ctx.node.name, trunk=ctx.cfg.trunk.name, channel_id=channel_id
-        )
-        await session.originate(
-            endpoint=phone.dial_endpoint(v.phone, ctx.cfg.trunk, ctx.cfg.default_country),
-            caller_id=flows.caller_id_for(ctx, tenant),
-            ring_timeout=cfg.ring_timeout_seconds,
-            app_args=f"dtmf,{v.id}",
-        )
-        logger.info("dialling %s", phone.mask(v.phone), extra=log)
-        unanswered = await session.wait_answer(cfg.ring_timeout_seconds)
-        if unanswered is not None:
-            await flows.settle_unanswered(ctx, v, session, unanswered, started)
+        if await flows.dial(ctx, v, session, started) is None:
             return
         answered = True
         setup = round(time.monotonic() - started, 3)
-        await ctx.store.answer_call_attempt(channel_id)
         if await ctx.store.transition(v.id, [S.CALLING], S.IN_CALL, detail={"setup_seconds": setup}) is None:
             logger.info("request settled before answer; hanging up", extra=log)
             await flows.end_call(ctx, session, "settled")

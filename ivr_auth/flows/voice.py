@@ -16,7 +16,7 @@ import datetime as dt
 import logging
 import time
 
-from ivr_auth import callsession, causes, flows, models, phone, prompts, states
+from ivr_auth import callsession, causes, flows, models, prompts, states
 from ivr_auth.flows import FlowContext
 
 logger = logging.getLogger(__name__)
@@ -36,25 +36,9 @@ async def run(ctx: FlowContext, verification: models.Verification) -> None:
     session = callsession.CallSession(ctx.node, channel_id)
     started = time.monotonic()
     try:
-        tenant = await ctx.store.tenant(v.tenant_id)
-        await ctx.store.set_channel(v.id, channel_id)
-        await ctx.store.start_call_attempt(
-            v, controller=ctx.controller, node=ctx.node.name, trunk=ctx.cfg.trunk.name, channel_id=channel_id
-        )
-        await session.originate(
-            endpoint=phone.dial_endpoint(v.phone, ctx.cfg.trunk, ctx.cfg.default_country),
-            caller_id=flows.caller_id_for(ctx, tenant),
-            ring_timeout=cfg.ring_timeout_seconds,
-            app_args=f"voice,{v.id}",
-            # The AMD context comes back into this app by name.
-            variables={"IVRAUTH_APP": ctx.node.app},
-        )
-        logger.info("dialling %s for a voice code", phone.mask(v.phone), extra=log)
-        unanswered = await session.wait_answer(cfg.ring_timeout_seconds)
-        if unanswered is not None:
-            await flows.settle_unanswered(ctx, v, session, unanswered, started)
+        tenant = await flows.dial(ctx, v, session, started)
+        if tenant is None:
             return
-        await ctx.store.answer_call_attempt(channel_id)
         answered_by = "unknown"
         detail: dict[str, object] = {"setup_seconds": round(time.monotonic() - started, 3)}
         if cfg.amd:
