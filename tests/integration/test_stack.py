@@ -3,6 +3,7 @@ setup is named plainly."""
 
 from __future__ import annotations
 
+import os
 import socket
 from pathlib import Path
 
@@ -90,7 +91,7 @@ async def test_postgres_port_in_use_is_named(tmp_path: Path) -> None:
     assert str(port) in message
     assert "stack.postgres_port" in message
     assert "IVR_AUTH_STACK_POSTGRES_PORT" in message
-    assert "python" in message  # the holder of the port, read from /proc
+    assert f"(pid {os.getpid()})" in message  # the holder of the port, read from /proc
     assert not (cfg.run_dir / "postgres" / "data").exists()
 
 
