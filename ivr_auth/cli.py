@@ -100,6 +100,11 @@ def _parser() -> argparse.ArgumentParser:
         help="inbound: reject a matched call unanswered, so the caller pays nothing",
     )
     p_tset.set_defaults(func=cmd_tenant_set)
+    p_twh = tenant_sub.add_parser(
+        "webhook-secret", help="give a tenant a new webhook signing secret and print it (once; the old one stops)"
+    )
+    p_twh.add_argument("name")
+    p_twh.set_defaults(func=cmd_tenant_webhook_secret)
     p_tkey = tenant_sub.add_parser("add-key", help="add an API key to a tenant and print it (once)")
     p_tkey.add_argument("name")
     p_tkey.set_defaults(func=cmd_tenant_add_key)
@@ -154,6 +159,8 @@ async def cmd_tenant_create(cfg: config.Config, args: argparse.Namespace) -> int
     async def create(store: store_mod.Store) -> int:
         tenant, key = await store.create_tenant(args.name, caller_id=caller_id, default_language=args.language)
         print(f"tenant  {tenant.name} ({tenant.id})", file=sys.stderr)
+        secret = await store.webhook_secret(tenant.id)
+        print(f"webhook secret (shown once; `tenant webhook-secret` makes a new one): {secret}", file=sys.stderr)
         print("api key (shown once; store it now):", file=sys.stderr)
         print(key)
         return 0
@@ -191,6 +198,16 @@ async def cmd_tenant_set(cfg: config.Config, args: argparse.Namespace) -> int:
         return 0
 
     return await _with_store_value(cfg, update)
+
+
+async def cmd_tenant_webhook_secret(cfg: config.Config, args: argparse.Namespace) -> int:
+    async def rotate(store: store_mod.Store) -> int:
+        secret = await store.rotate_webhook_secret(args.name)
+        print("webhook secret (shown once; receivers verify IVR-Auth-Signature with it):", file=sys.stderr)
+        print(secret)
+        return 0
+
+    return await _with_store_value(cfg, rotate)
 
 
 async def cmd_tenant_add_key(cfg: config.Config, args: argparse.Namespace) -> int:

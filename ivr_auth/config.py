@@ -125,6 +125,22 @@ class AgiConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class WebhooksConfig:
+    """Delivery of signed webhooks from the outbox (by every controller process)."""
+
+    # One POST may take this long before it counts as failed.
+    timeout_seconds: float = 10.0
+    # Retries back off exponentially with jitter, from base up to max ...
+    backoff_base_seconds: float = 2.0
+    backoff_max_seconds: float = 900.0
+    # ... until an event is this old; then it is given up (and logged so).
+    max_age_seconds: float = 86400.0
+    # How often the outbox is looked at, and how many POSTs run at once.
+    poll_interval_seconds: float = 0.5
+    concurrency: int = 10
+
+
+@dataclasses.dataclass(frozen=True)
 class DialerConfig:
     """The controller's queue handling."""
 
@@ -174,6 +190,7 @@ class Config:
     dialer: DialerConfig = dataclasses.field(default_factory=DialerConfig)
     inbound: InboundConfig = dataclasses.field(default_factory=InboundConfig)
     agi: AgiConfig = dataclasses.field(default_factory=AgiConfig)
+    webhooks: WebhooksConfig = dataclasses.field(default_factory=WebhooksConfig)
     stack: StackConfig = dataclasses.field(default_factory=StackConfig)
     # Directory that relative paths in this config are taken from.
     base_dir: str = "."
@@ -416,6 +433,7 @@ def validate(cfg: Config) -> None:
     _validate_verification(cfg.verification)
     _validate_dialer(cfg.dialer)
     _validate_inbound(cfg)
+    _validate_webhooks(cfg.webhooks)
     stack = cfg.stack
     try:
         ipaddress.ip_address(stack.bind)
@@ -462,6 +480,16 @@ def _validate_verification(v: VerificationConfig) -> None:
         raise errors.ConfigError("verification.voice_repeats: must be 0-10")
     if v.voice_key_timeout_seconds <= 0 or v.amd_timeout_seconds <= 0:
         raise errors.ConfigError("verification.voice_key_timeout_seconds / amd_timeout_seconds: must be positive")
+
+
+def _validate_webhooks(w: WebhooksConfig) -> None:
+    for name in ("timeout_seconds", "backoff_base_seconds", "max_age_seconds", "poll_interval_seconds"):
+        if getattr(w, name) <= 0:
+            raise errors.ConfigError(f"webhooks.{name}: must be positive")
+    if w.backoff_max_seconds < w.backoff_base_seconds:
+        raise errors.ConfigError("webhooks.backoff_max_seconds: must be at least backoff_base_seconds")
+    if not 1 <= w.concurrency <= 1000:
+        raise errors.ConfigError("webhooks.concurrency: must be 1-1000")
 
 
 def _validate_inbound(cfg: Config) -> None:

@@ -14,10 +14,11 @@ import aiohttp
 from aiohttp import web
 from psycopg_pool import AsyncConnectionPool
 
-from ivr_auth import agi, config, controller, crypto, stack
+from ivr_auth import agi, config, controller, crypto, stack, webhooks
 from ivr_auth import store as store_mod
 from ivr_auth.api import app as api_app
 from ivr_auth.ari import node as ari_node
+from ivr_auth.store import outbox
 
 logger = logging.getLogger(__name__)
 
@@ -46,6 +47,7 @@ class Runtime:
         # (and never when agi.listen is empty).
         self.with_agi = (dialer if fastagi is None else fastagi) and bool(cfg.agi.listen)
         self.agi: agi.AgiServer | None = None
+        self.webhooks: webhooks.Sender | None = None
         self.pool: AsyncConnectionPool | None = None
         self.store: store_mod.Store | None = None
         self.session: aiohttp.ClientSession | None = None
@@ -80,6 +82,10 @@ class Runtime:
                 self.cfg, self.store, self.node, database_url=self.endpoints.database_url, name=self.name
             )
             await self.controller.start()
+        if self.with_dialer:
+            # Every controller process sends webhooks too (claims are SKIP LOCKED).
+            self.webhooks = webhooks.Sender(self.cfg, outbox.Outbox(self.store, self.store.keys), self.session)
+            self.webhooks.start()
         if self.with_agi:
             self.agi = agi.AgiServer(self.cfg, self.store)
             await self.agi.start()
@@ -114,6 +120,11 @@ class Runtime:
             self.controller = None
         elif self.node is not None:
             await _bounded("ari", self.node.close(), 10)
+        # After the drain: the last calls' webhooks are on their way, or in
+        # the outbox for whichever sender runs next.
+        if self.webhooks is not None:
+            await _bounded("webhooks", self.webhooks.stop(), 10)
+            self.webhooks = None
         if self.session is not None:
             await _bounded("http client", self.session.close(), 5)
             self.session = None

@@ -18,6 +18,7 @@ from aiohttp import hdrs, web
 from ivr_auth import config, crypto, errors, inbound, models, phone
 from ivr_auth import store as store_mod
 from ivr_auth.api import schemas
+from ivr_auth.store import outbox
 
 logger = logging.getLogger(__name__)
 
@@ -188,7 +189,8 @@ async def verification_events(request: web.Request, tenant: models.Tenant) -> we
     await store.get(tenant.id, verification_id)
     events = await store.events(verification_id)
     calls = await store.calls(verification_id)
-    return json_response({"events": events, "calls": calls})
+    deliveries = await outbox.Outbox(store, store.keys).for_request(verification_id)
+    return json_response({"events": events, "calls": calls, "webhooks": deliveries})
 
 
 @authenticated

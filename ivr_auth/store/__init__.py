@@ -22,7 +22,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from ivr_auth import crypto, errors, models, states
-from ivr_auth.store import sql
+from ivr_auth.store import outbox, sql
 
 logger = logging.getLogger(__name__)
 
@@ -73,7 +73,8 @@ class Store:
         self.keys = keys
 
     @contextlib.asynccontextmanager
-    async def _conn(self) -> AsyncIterator[psycopg.AsyncConnection[Row]]:
+    async def connection(self) -> AsyncIterator[psycopg.AsyncConnection[Row]]:
+        """A pooled connection; psycopg errors leave as StoreError / StoreUnavailable."""
         try:
             async with self.pool.connection() as conn:
                 conn.row_factory = dict_row
@@ -86,12 +87,12 @@ class Store:
             raise errors.StoreError(f"database error: {type(exc).__name__}: {exc}") from exc
 
     async def _one(self, name: str, params: Mapping[str, Any] | None = None) -> Row | None:
-        async with self._conn() as conn:
+        async with self.connection() as conn:
             cur = await conn.execute(sql.query(name), params or {})
             return await cur.fetchone() if cur.description else None
 
     async def _all(self, name: str, params: Mapping[str, Any] | None = None) -> list[Row]:
-        async with self._conn() as conn:
+        async with self.connection() as conn:
             cur = await conn.execute(sql.query(name), params or {})
             return await cur.fetchall() if cur.description else []
 
@@ -106,7 +107,7 @@ class Store:
         self, name: str, *, caller_id: str | None = None, default_language: str | None = None
     ) -> tuple[models.Tenant, str]:
         """A new tenant and its first API key (shown once, stored hashed)."""
-        async with self._conn() as conn, conn.transaction():
+        async with self.connection() as conn, conn.transaction():
             try:
                 cur = await conn.execute(
                     sql.query("create_tenant"),
@@ -118,10 +119,33 @@ class Store:
             assert row is not None
             tenant = models.Tenant.from_row(row)
             key = await self._add_key(conn, tenant.id)
+            await self._seal_webhook_secret(conn, tenant.id, crypto.generate_secret())
         return tenant, key
 
+    async def rotate_webhook_secret(self, tenant_name: str) -> str:
+        """A new webhook signing secret for the tenant (shown once; the old one stops at once)."""
+        secret = crypto.generate_secret()
+        async with self.connection() as conn, conn.transaction():
+            cur = await conn.execute(sql.query("tenant_by_name"), {"name": tenant_name})
+            row = await cur.fetchone()
+            if row is None:
+                raise errors.NotFound(f"no tenant named {tenant_name!r}")
+            await self._seal_webhook_secret(conn, row["id"], secret)
+        return secret
+
+    async def webhook_secret(self, tenant_id: uuid.UUID) -> str | None:
+        row = await self._one("tenant_by_id", {"id": tenant_id})
+        if row is None or row["webhook_secret_sealed"] is None:
+            return None
+        return self.keys.unseal(tenant_id, bytes(row["webhook_secret_sealed"]))
+
+    async def _seal_webhook_secret(self, conn: psycopg.AsyncConnection[Row], tenant_id: uuid.UUID, secret: str) -> None:
+        await conn.execute(
+            sql.query("set_webhook_secret"), {"id": tenant_id, "sealed": self.keys.seal(tenant_id, secret)}
+        )
+
     async def add_api_key(self, tenant_name: str) -> str:
-        async with self._conn() as conn, conn.transaction():
+        async with self.connection() as conn, conn.transaction():
             cur = await conn.execute(sql.query("tenant_by_name"), {"name": tenant_name})
             row = await cur.fetchone()
             if row is None:
@@ -202,7 +226,7 @@ class Store:
             "inbound_number": new.inbound_number,
             "ask_code": new.ask_code,
         }
-        async with self._conn() as conn, conn.transaction():
+        async with self.connection() as conn, conn.transaction():
             cur = await conn.execute(sql.query("insert_verification"), params)
             row = await cur.fetchone()
             if row is not None:
@@ -235,7 +259,7 @@ class Store:
         current = await self.get(tenant_id, verification_id)
         if current.status not in states.CANCELABLE:
             raise errors.Conflict(f"the request is {current.status.value} and can no longer be canceled")
-        async with self._conn() as conn, conn.transaction():
+        async with self.connection() as conn, conn.transaction():
             row = await self._transition(
                 conn,
                 verification_id,
@@ -258,7 +282,7 @@ class Store:
         """Compare a code (constant time); a wrong one counts against
         max_code_attempts, and the last allowed wrong one fails the request.
         ``tenant_id`` None: any tenant's (the operator's own dialplan, FastAGI)."""
-        async with self._conn() as conn, conn.transaction():
+        async with self.connection() as conn, conn.transaction():
             if tenant_id is None:
                 cur = await conn.execute(sql.query("lock_verification_by_id"), {"id": verification_id})
             else:
@@ -332,7 +356,7 @@ class Store:
         ``from_statuses`` (canceled or settled meanwhile). Leaving the call
         states (settled, requeued, read out) releases the controller's lease."""
         release = to_status in states.TERMINAL or to_status in (states.Status.QUEUED, states.Status.DELIVERED)
-        async with self._conn() as conn, conn.transaction():
+        async with self.connection() as conn, conn.transaction():
             row = await self._transition(
                 conn,
                 verification_id,
@@ -388,7 +412,11 @@ class Store:
                 "answered_by": answered_by,
             },
         )
-        return await cur.fetchone()
+        row = await cur.fetchone()
+        if row is not None:
+            # The webhook, if any, is part of the same transaction.
+            await outbox.enqueue(conn, row)
+        return row
 
     # --- inbound calls ---------------------------------------------------------------
 
@@ -427,13 +455,18 @@ class Store:
             await self._one("heartbeat", {"owner": owner, "ids": ids, "lease_seconds": lease_seconds})
 
     async def expire_queued(self) -> int:
-        return len(await self._all("expire_queued"))
+        async with self.connection() as conn, conn.transaction():
+            cur = await conn.execute(sql.query("expire_queued"))
+            rows = await cur.fetchall()
+            for row in rows:
+                await outbox.enqueue(conn, row)
+        return len(rows)
 
     @contextlib.asynccontextmanager
     async def orphans(self) -> AsyncIterator[tuple[list[models.Verification], psycopg.AsyncConnection[Row]]]:
         """Requests whose controller's lease ran out, locked for settling in
         the yielded transaction (settle them with ``settle_orphan``)."""
-        async with self._conn() as conn, conn.transaction():
+        async with self.connection() as conn, conn.transaction():
             cur = await conn.execute(sql.query("orphans"))
             rows = await cur.fetchall()
             yield [models.Verification.from_row(r) for r in rows], conn
@@ -464,7 +497,7 @@ class Store:
         await self._one("log_event", {"id": verification_id, "type": kind, "detail": json.dumps(detail, default=str)})
 
     async def wrong_code(self, verification_id: uuid.UUID, *, source: str) -> models.Verification:
-        async with self._conn() as conn, conn.transaction():
+        async with self.connection() as conn, conn.transaction():
             return models.Verification.from_row(await self._record_wrong_code(conn, verification_id, source))
 
     async def _record_wrong_code(

@@ -1,0 +1,129 @@
+"""The webhook outbox in Postgres.
+
+A request that reaches a terminal status (or ``delivered``) and has a
+``callback_url`` gets one delivery row, written by ``enqueue`` in the same
+transaction as the state change: no state change without its webhook, and
+no webhook for a change that rolled back. The row keeps the exact body, and
+its id is the event id a receiver de-duplicates on (delivery is at least
+once). Senders claim due rows with ``SKIP LOCKED`` and push them out of
+reach for the length of one attempt, so several processes can send.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import json
+import uuid
+from typing import Any
+
+import psycopg
+
+from ivr_auth import crypto, models, states
+from ivr_auth.store import sql
+
+Row = dict[str, Any]
+EVENT_STATUSES = states.TERMINAL | {states.Status.DELIVERED}
+
+
+@dataclasses.dataclass(frozen=True, repr=False)
+class Delivery:
+    id: uuid.UUID
+    verification_id: uuid.UUID
+    tenant_id: uuid.UUID
+    url: str
+    event_type: str
+    body: str
+    created_at: dt.datetime
+    attempts: int
+    webhook_secret_sealed: bytes | None
+
+    @classmethod
+    def from_row(cls, row: Row) -> Delivery:
+        values = {f.name: row[f.name] for f in dataclasses.fields(cls)}
+        if values["webhook_secret_sealed"] is not None:
+            values["webhook_secret_sealed"] = bytes(values["webhook_secret_sealed"])
+        return cls(**values)
+
+    def __repr__(self) -> str:
+        return f"Delivery(id={self.id}, verification_id={self.verification_id}, type={self.event_type})"
+
+
+def event_body(verification: models.Verification, event_id: uuid.UUID, event_type: str, at: dt.datetime) -> str:
+    """The request's public state, with the event it reports."""
+    body = verification.public()
+    body["event"] = {"id": str(event_id), "type": event_type, "created_at": models.iso(at)}
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+
+
+async def enqueue(conn: psycopg.AsyncConnection[Row], row: Row) -> uuid.UUID | None:
+    """Inside the transaction that just changed ``row``: the webhook for its
+    new status, if it is one that is reported and the request has a URL."""
+    verification = models.Verification.from_row(row)
+    if verification.callback_url is None or verification.status not in EVENT_STATUSES:
+        return None
+    event_id = uuid.uuid4()
+    event_type = f"verification.{verification.status.value}"
+    now = dt.datetime.now(dt.UTC)
+    await conn.execute(
+        sql.query("enqueue_webhook"),
+        {
+            "id": event_id,
+            "verification_id": verification.id,
+            "tenant_id": verification.tenant_id,
+            "url": verification.callback_url,
+            "event_type": event_type,
+            "body": event_body(verification, event_id, event_type, now),
+        },
+    )
+    return event_id
+
+
+class Outbox:
+    """The senders' side: claim, record each attempt, and read the log."""
+
+    def __init__(self, store: Any, keys: crypto.Keys) -> None:
+        # ``store`` is the Store (its pooled, error-translating connections).
+        self._store = store
+        self._keys = keys
+
+    async def claim(self, limit: int, hold_seconds: float) -> list[Delivery]:
+        async with self._store.connection() as conn:
+            cur = await conn.execute(sql.query("claim_webhooks"), {"limit": limit, "hold_seconds": hold_seconds})
+            return [Delivery.from_row(r) for r in await cur.fetchall()]
+
+    def secret(self, delivery: Delivery) -> str | None:
+        if delivery.webhook_secret_sealed is None:
+            return None
+        return self._keys.unseal(delivery.tenant_id, delivery.webhook_secret_sealed)
+
+    async def record(
+        self,
+        delivery: Delivery,
+        *,
+        status_code: int | None,
+        error: str | None,
+        duration_ms: int,
+        delivered: bool,
+        next_attempt_at: dt.datetime | None,
+    ) -> None:
+        """One attempt's result; ``next_attempt_at`` None (and not delivered): give up."""
+        async with self._store.connection() as conn, conn.transaction():
+            await conn.execute(
+                sql.query("record_webhook_attempt"),
+                {
+                    "id": delivery.id,
+                    "status_code": status_code,
+                    "error": error,
+                    "duration_ms": duration_ms,
+                    "delivered": delivered,
+                    "give_up": not delivered and next_attempt_at is None,
+                    "next_attempt_at": next_attempt_at,
+                },
+            )
+
+    async def for_request(self, verification_id: uuid.UUID) -> list[Row]:
+        """The request's deliveries, each with its attempts (for the events log)."""
+        async with self._store.connection() as conn:
+            cur = await conn.execute(sql.query("webhooks_for"), {"id": verification_id})
+            return list(await cur.fetchall())
