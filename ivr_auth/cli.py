@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import aiohttp
 from psycopg_pool import AsyncConnectionPool
 
-from ivr_auth import config, crypto, demo, errors, phone, probe, runtime, stack
+from ivr_auth import cli_tenant, config, crypto, demo, errors, phone, probe, runtime, stack
 from ivr_auth import store as store_mod
 from ivr_auth.ari import node as ari_node
 from ivr_auth.store import migrate
@@ -105,6 +105,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     p_twh.add_argument("name")
     p_twh.set_defaults(func=cmd_tenant_webhook_secret)
+    cli_tenant.register(tenant_sub, _with_store_value)
     p_tkey = tenant_sub.add_parser("add-key", help="add an API key to a tenant and print it (once)")
     p_tkey.add_argument("name")
     p_tkey.set_defaults(func=cmd_tenant_add_key)

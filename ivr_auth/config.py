@@ -141,6 +141,39 @@ class WebhooksConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class LimitsConfig:
+    """Abuse protection (toll fraud, floods, code guessing) and retention.
+    These are the defaults; a tenant may have its own (``tenant set``)."""
+
+    # New requests per tenant per minute.
+    requests_per_minute: int = 60
+    # Calls (dtmf, voice) per destination number per window, per tenant.
+    sends_per_phone: int = 5
+    sends_per_phone_window_seconds: int = 600
+    # Calls a tenant may place per UTC day; 0: no budget.
+    daily_call_budget: int = 0
+    # After a request to a number failed (wrong codes used up), refuse new
+    # ones to it for this long; 0: off. Off by default: it also lets anyone
+    # who can fail on purpose lock the real owner out for that long.
+    failure_cooldown_seconds: int = 0
+    # Destinations never called, whatever a tenant allows (E.164 prefixes):
+    # premium-rate and special-service ranges beyond those phonenumbers
+    # already refuses. Japan: 0990 (Dial Q2), 0570 (Navi Dial), 0180 (information lines).
+    denied_prefixes: tuple[str, ...] = ("+81990", "+81570", "+81180")
+    # Personal data (numbers, references, event logs) of finished requests
+    # is purged after this many days.
+    retention_days: int = 90
+    purge_interval_seconds: float = 3600.0
+    # Alarm when at least this many calls to one prefix (the first
+    # prefix_digits digits of the number) were placed within the window and
+    # fewer than this share of them verified: the mark of call pumping.
+    prefix_alarm_min_calls: int = 20
+    prefix_alarm_max_verified_ratio: float = 0.2
+    prefix_alarm_window_seconds: int = 3600
+    prefix_digits: int = 6
+
+
+@dataclasses.dataclass(frozen=True)
 class DialerConfig:
     """The controller's queue handling."""
 
@@ -191,6 +224,7 @@ class Config:
     inbound: InboundConfig = dataclasses.field(default_factory=InboundConfig)
     agi: AgiConfig = dataclasses.field(default_factory=AgiConfig)
     webhooks: WebhooksConfig = dataclasses.field(default_factory=WebhooksConfig)
+    limits: LimitsConfig = dataclasses.field(default_factory=LimitsConfig)
     stack: StackConfig = dataclasses.field(default_factory=StackConfig)
     # Directory that relative paths in this config are taken from.
     base_dir: str = "."
@@ -434,6 +468,7 @@ def validate(cfg: Config) -> None:
     _validate_dialer(cfg.dialer)
     _validate_inbound(cfg)
     _validate_webhooks(cfg.webhooks)
+    _validate_limits(cfg.limits)
     stack = cfg.stack
     try:
         ipaddress.ip_address(stack.bind)
@@ -480,6 +515,30 @@ def _validate_verification(v: VerificationConfig) -> None:
         raise errors.ConfigError("verification.voice_repeats: must be 0-10")
     if v.voice_key_timeout_seconds <= 0 or v.amd_timeout_seconds <= 0:
         raise errors.ConfigError("verification.voice_key_timeout_seconds / amd_timeout_seconds: must be positive")
+
+
+def _validate_limits(lim: LimitsConfig) -> None:
+    for name in (
+        "requests_per_minute",
+        "sends_per_phone",
+        "sends_per_phone_window_seconds",
+        "retention_days",
+        "purge_interval_seconds",
+        "prefix_alarm_min_calls",
+        "prefix_alarm_window_seconds",
+    ):
+        if getattr(lim, name) <= 0:
+            raise errors.ConfigError(f"limits.{name}: must be positive")
+    for name in ("daily_call_budget", "failure_cooldown_seconds"):
+        if getattr(lim, name) < 0:
+            raise errors.ConfigError(f"limits.{name}: may not be negative (0 turns it off)")
+    if not 0 <= lim.prefix_alarm_max_verified_ratio <= 1:
+        raise errors.ConfigError("limits.prefix_alarm_max_verified_ratio: must be 0-1")
+    if not 3 <= lim.prefix_digits <= 15:
+        raise errors.ConfigError("limits.prefix_digits: must be 3-15")
+    for prefix in lim.denied_prefixes:
+        if not (prefix.startswith("+") and prefix[1:].isdigit()):
+            raise errors.ConfigError(f"limits.denied_prefixes: {prefix!r} is not an E.164 prefix such as +81990")
 
 
 def _validate_webhooks(w: WebhooksConfig) -> None:

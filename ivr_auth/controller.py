@@ -34,6 +34,7 @@ from ivr_auth.flows import FlowContext
 from ivr_auth.flows import dtmf as dtmf_flow
 from ivr_auth.flows import inbound as inbound_flow
 from ivr_auth.flows import voice as voice_flow
+from ivr_auth.store import controls
 
 logger = logging.getLogger(__name__)
 
@@ -88,6 +89,7 @@ class Controller:
             (self._heartbeat_loop(), "heartbeat"),
             (self._reaper_loop(), "reaper"),
             (self._listen_loop(), "listener"),
+            (self._housekeeping_loop(), "housekeeping"),
         ):
             self._tasks.append(asyncio.create_task(coro, name=f"{self.name}-{name}"))
         logger.info("controller %s started on node %s (app %s)", self.name, self.node.name, self.node.app)
@@ -277,6 +279,44 @@ class Controller:
         if expired:
             logger.info("expired %d queued request(s)", expired)
         return settled
+
+    # --- retention and alarms --------------------------------------------------------------
+
+    async def _housekeeping_loop(self) -> None:
+        lim = self.cfg.limits
+        next_purge = 0.0
+        while True:
+            try:
+                await self.raise_prefix_alarms()
+                if time.monotonic() >= next_purge:
+                    purged = await controls.Controls(self.store).purge(lim.retention_days)
+                    next_purge = time.monotonic() + lim.purge_interval_seconds
+                    if purged:
+                        logger.info("retention purge anonymised %d finished request(s)", purged)
+            except errors.StoreError as exc:
+                logger.warning("housekeeping pass failed: %s", exc)
+            except Exception:
+                logger.exception("housekeeping pass failed")
+            await asyncio.sleep(min(60.0, lim.purge_interval_seconds))
+
+    async def raise_prefix_alarms(self) -> list[dict[str, object]]:
+        lim = self.cfg.limits
+        alarms = await controls.Controls(self.store).prefix_alarms(
+            digits=lim.prefix_digits,
+            window_seconds=lim.prefix_alarm_window_seconds,
+            min_calls=lim.prefix_alarm_min_calls,
+            max_ratio=lim.prefix_alarm_max_verified_ratio,
+        )
+        for alarm in alarms:
+            logger.warning(
+                "prefix alarm: %s calls to %s... in %d s, %s verified (call pumping?)",
+                alarm["placed"],
+                alarm["prefix"],
+                lim.prefix_alarm_window_seconds,
+                alarm["verified"],
+                extra={"prefix": alarm["prefix"]},
+            )
+        return alarms
 
     # --- LISTEN/NOTIFY -------------------------------------------------------------------
 

@@ -29,12 +29,22 @@ class Tenant:
     inbound_numbers: tuple[str, ...] = ()
     # Reject a matched inbound call unanswered, so the caller pays nothing.
     missed_call: bool = False
+    # Limits of its own (None: the config's); see ivr_auth/limits.py.
+    allowed_countries: tuple[str, ...] = ()
+    allowed_prefixes: tuple[str, ...] = ()
+    requests_per_minute: int | None = None
+    sends_per_phone: int | None = None
+    sends_per_phone_window_seconds: int | None = None
+    daily_call_budget: int | None = None
+    failure_cooldown_seconds: int | None = None
+    retention_days: int | None = None
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Tenant:
         values = {f.name: row[f.name] for f in dataclasses.fields(cls) if f.name in row}
-        if "inbound_numbers" in values:
-            values["inbound_numbers"] = tuple(values["inbound_numbers"] or ())
+        for key in ("inbound_numbers", "allowed_countries", "allowed_prefixes"):
+            if key in values:
+                values[key] = tuple(values[key] or ())
         return cls(**values)
 
 

@@ -146,3 +146,11 @@ def display(e164: str, home_country: str) -> str:
     if phonenumbers.region_code_for_number(number) == home_country:
         return phonenumbers.format_number(number, PhoneNumberFormat.NATIONAL)
     return phonenumbers.format_number(number, PhoneNumberFormat.INTERNATIONAL)
+
+
+def region(e164: str) -> str | None:
+    """The ISO country of a number (``JP``), None when unknown."""
+    try:
+        return phonenumbers.region_code_for_number(phonenumbers.parse(e164))
+    except NumberParseException:
+        return None

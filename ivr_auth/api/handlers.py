@@ -15,10 +15,10 @@ from typing import Any
 
 from aiohttp import hdrs, web
 
-from ivr_auth import config, crypto, errors, inbound, models, phone
+from ivr_auth import config, crypto, errors, inbound, limits, models, phone
 from ivr_auth import store as store_mod
 from ivr_auth.api import schemas
-from ivr_auth.store import outbox
+from ivr_auth.store import controls, outbox
 
 logger = logging.getLogger(__name__)
 
@@ -139,8 +139,16 @@ async def create_verification(request: web.Request, tenant: models.Tenant) -> we
         inbound_number=number_to_call,
         ask_code=parsed.ask_code,
     )
+    policy = limits.Policy.for_tenant(cfg, tenant)
     try:
-        created = await store.create_verification(new)
+        limits.check_destination(policy, parsed.phone)
+        created = await store.create_verification(new, policy)
+    except limits.Refused as refused:
+        await _log_refusal(store, tenant, parsed, refused)
+        retry = refused.retry_after_header
+        raise schemas.ApiError(
+            refused.status, refused.code, str(refused), headers={hdrs.RETRY_AFTER: retry} if retry else None
+        ) from refused
     except errors.IdempotencyMismatch as exc:
         raise schemas.ApiError(422, "idempotency_key_reused", str(exc)) from exc
     except errors.Conflict as exc:  # the first request with this key is still being inserted
@@ -163,6 +171,30 @@ async def create_verification(request: web.Request, tenant: models.Tenant) -> we
         status=201 if created.created else 200,
         headers={hdrs.LOCATION: f"/v1/verifications/{verification.id}"},
     )
+
+
+async def _log_refusal(
+    store: store_mod.Store, tenant: models.Tenant, parsed: schemas.CreateRequest, refused: limits.Refused
+) -> None:
+    """Every refusal is in the operator's log (and the service log), number masked."""
+    detail = {
+        "reason": refused.reason,
+        "method": parsed.method,
+        "phone": phone.mask(parsed.phone),
+        "retry_after": refused.retry_after_header,
+    }
+    logger.warning(
+        "refused a %s request to %s for tenant %s: %s",
+        parsed.method,
+        phone.mask(parsed.phone),
+        tenant.id,
+        refused.reason,
+        extra={"tenant_id": str(tenant.id)},
+    )
+    try:
+        await controls.Controls(store).log(tenant.id, "refused", detail)
+    except errors.StoreError as exc:  # the refusal stands; losing its log line must not turn it into a 5xx
+        logger.warning("could not log the refusal: %s", exc)
 
 
 def _public(

@@ -21,7 +21,7 @@ import psycopg
 from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
-from ivr_auth import crypto, errors, models, states
+from ivr_auth import crypto, errors, limits, models, states
 from ivr_auth.store import outbox, sql
 
 logger = logging.getLogger(__name__)
@@ -202,9 +202,11 @@ class Store:
 
     # --- verifications (API side) ----------------------------------------------------
 
-    async def create_verification(self, new: NewVerification) -> Created:
+    async def create_verification(self, new: NewVerification, policy: limits.Policy | None = None) -> Created:
         """Insert and wake the dialers; or, for a repeated Idempotency-Key with
-        the same body, return the first request (and its code) again."""
+        the same body, return the first request (and its code) again. With a
+        ``policy``, a new request over one of its limits raises
+        ``limits.RateLimited`` (a replay never does: it creates nothing)."""
         verification_id = uuid.uuid4()
         params = {
             "id": verification_id,
@@ -227,16 +229,29 @@ class Store:
             "ask_code": new.ask_code,
         }
         async with self.connection() as conn, conn.transaction():
-            cur = await conn.execute(sql.query("insert_verification"), params)
-            row = await cur.fetchone()
+            existing = None
+            if new.idempotency_key is not None:
+                cur = await conn.execute(
+                    sql.query("verification_by_idempotency_key"),
+                    {"tenant_id": new.tenant_id, "idempotency_key": new.idempotency_key},
+                )
+                existing = await cur.fetchone()
+            if existing is None and policy is not None:
+                await conn.execute(sql.query("lock_tenant_creates"), {"tenant_id": new.tenant_id})
+                limits.check_counts(policy, await self._limit_counts(conn, new, policy), new.method)
+            row = None
+            if existing is None:
+                cur = await conn.execute(sql.query("insert_verification"), params)
+                row = await cur.fetchone()
             if row is not None:
                 await conn.execute(sql.query("notify_queue"))
                 return Created(models.Verification.from_row(row), new.code, created=True)
-            cur = await conn.execute(
-                sql.query("verification_by_idempotency_key"),
-                {"tenant_id": new.tenant_id, "idempotency_key": new.idempotency_key},
-            )
-            existing = await cur.fetchone()
+            if existing is None:
+                cur = await conn.execute(
+                    sql.query("verification_by_idempotency_key"),
+                    {"tenant_id": new.tenant_id, "idempotency_key": new.idempotency_key},
+                )
+                existing = await cur.fetchone()
         if existing is None:  # the other insert rolled back meanwhile
             raise errors.Conflict("a request with this Idempotency-Key is being processed; retry")
         first = models.Verification.from_row(existing)
@@ -244,6 +259,17 @@ class Store:
             raise errors.IdempotencyMismatch()
         code = self.keys.open_code(first.id, first.code_sealed) if first.code_sealed else None
         return Created(first, code, created=False)
+
+    async def _limit_counts(
+        self, conn: psycopg.AsyncConnection[Row], new: NewVerification, policy: limits.Policy
+    ) -> limits.Counts:
+        cur = await conn.execute(
+            sql.query("limit_counts"),
+            {"tenant_id": new.tenant_id, "phone": new.phone, "phone_window": policy.sends_per_phone_window_seconds},
+        )
+        row = await cur.fetchone()
+        assert row is not None
+        return limits.Counts(**row)
 
     async def get(self, tenant_id: uuid.UUID, verification_id: uuid.UUID) -> models.Verification:
         row = await self._one("verification_for_tenant", {"id": verification_id, "tenant_id": tenant_id})

@@ -24,7 +24,8 @@ pytestmark = pytest.mark.integration
 
 Client = TestClient[web.Request, web.Application]
 
-CFG = config.Config()
+# Limits high enough not to stand in the way here: tests/integration/test_limits.py tests them.
+CFG = config.from_mapping({"limits": {"requests_per_minute": 10_000, "sends_per_phone": 10_000}})
 JP_MOBILE = "+819012345678"
 BODY = {"phone": JP_MOBILE, "method": "dtmf"}
 

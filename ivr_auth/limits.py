@@ -1,0 +1,148 @@
+"""Abuse protection for new requests: where a tenant may call, and how
+often. Pure decisions; the store supplies the counts (under a per-tenant
+lock, so that concurrent requests cannot slip past a limit together).
+
+Wrong codes are limited per request (``max_code_attempts``), not per
+number: otherwise anyone could lock the real owner out by failing on
+purpose. The optional cool-down after a failed request
+(``failure_cooldown_seconds``) trades exactly that for a brake on guessing,
+which is why it is off unless an operator turns it on.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import math
+
+from ivr_auth import config, errors, models, phone
+
+# Methods that place a call (inbound waits for the user to call us).
+CALLING_METHODS = frozenset({"dtmf", "voice"})
+
+
+class Refused(errors.IvrAuthError):
+    """The request was refused by a limit."""
+
+    status = 429
+    code = "rate_limited"
+
+    def __init__(self, reason: str, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.retry_after = retry_after
+
+    @property
+    def retry_after_header(self) -> str | None:
+        return None if self.retry_after is None else str(max(1, math.ceil(self.retry_after)))
+
+
+class RateLimited(Refused):
+    """Too many requests: try again later."""
+
+
+class DestinationNotAllowed(Refused):
+    """This destination is not called for this tenant."""
+
+    status = 403
+    code = "destination_not_allowed"
+
+
+@dataclasses.dataclass(frozen=True)
+class Policy:
+    requests_per_minute: int
+    sends_per_phone: int
+    sends_per_phone_window_seconds: int
+    daily_call_budget: int
+    failure_cooldown_seconds: int
+    retention_days: int
+    allowed_countries: tuple[str, ...]
+    allowed_prefixes: tuple[str, ...]
+    denied_prefixes: tuple[str, ...]
+
+    @classmethod
+    def for_tenant(cls, cfg: config.Config, tenant: models.Tenant) -> Policy:
+        lim = cfg.limits
+
+        def pick(own: int | None, default: int) -> int:
+            return default if own is None else own
+
+        return cls(
+            requests_per_minute=pick(tenant.requests_per_minute, lim.requests_per_minute),
+            sends_per_phone=pick(tenant.sends_per_phone, lim.sends_per_phone),
+            sends_per_phone_window_seconds=pick(
+                tenant.sends_per_phone_window_seconds, lim.sends_per_phone_window_seconds
+            ),
+            daily_call_budget=pick(tenant.daily_call_budget, lim.daily_call_budget),
+            failure_cooldown_seconds=pick(tenant.failure_cooldown_seconds, lim.failure_cooldown_seconds),
+            retention_days=pick(tenant.retention_days, lim.retention_days),
+            allowed_countries=tenant.allowed_countries,
+            allowed_prefixes=tenant.allowed_prefixes,
+            denied_prefixes=lim.denied_prefixes,
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class Counts:
+    """What the store counted for one new request, at ``now``."""
+
+    now: dt.datetime
+    last_minute: int
+    oldest_last_minute: dt.datetime | None
+    to_phone: int
+    oldest_to_phone: dt.datetime | None
+    last_failure: dt.datetime | None
+    calls_today: int
+
+
+def check_destination(policy: Policy, e164: str) -> None:
+    """Refuse denied ranges always, and what the tenant does not allow."""
+    for prefix in policy.denied_prefixes:
+        if e164.startswith(prefix):
+            raise DestinationNotAllowed("denied_prefix", f"phone: numbers starting {prefix} are never called")
+    if policy.allowed_countries:
+        region = phone.region(e164)
+        if region not in policy.allowed_countries:
+            allowed = ", ".join(policy.allowed_countries)
+            raise DestinationNotAllowed(
+                "country_not_allowed", f"phone: destination country {region or 'unknown'} is not allowed ({allowed})"
+            )
+    if policy.allowed_prefixes and not any(e164.startswith(p) for p in policy.allowed_prefixes):
+        raise DestinationNotAllowed("prefix_not_allowed", "phone: the number is outside this tenant's allowed prefixes")
+
+
+def check_counts(policy: Policy, counts: Counts, method: str) -> None:
+    """Raise ``RateLimited`` (with the wait) when a new request would break a limit."""
+    now = counts.now
+    if counts.last_minute >= policy.requests_per_minute:
+        raise RateLimited(
+            "requests_per_minute",
+            f"more than {policy.requests_per_minute} requests in a minute; slow down",
+            _until(counts.oldest_last_minute, 60, now),
+        )
+    if method not in CALLING_METHODS:
+        return
+    if counts.to_phone >= policy.sends_per_phone:
+        raise RateLimited(
+            "sends_per_phone",
+            f"this number was called {counts.to_phone} times in the last"
+            f" {policy.sends_per_phone_window_seconds} s (limit {policy.sends_per_phone})",
+            _until(counts.oldest_to_phone, policy.sends_per_phone_window_seconds, now),
+        )
+    if policy.failure_cooldown_seconds and counts.last_failure is not None:
+        wait = _until(counts.last_failure, policy.failure_cooldown_seconds, now)
+        if wait > 0:
+            raise RateLimited("failure_cooldown", "a request to this number failed just now; try again later", wait)
+    if policy.daily_call_budget and counts.calls_today >= policy.daily_call_budget:
+        midnight = (now + dt.timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
+        raise RateLimited(
+            "daily_call_budget",
+            f"today's call budget of {policy.daily_call_budget} is used up (resets at 00:00 UTC)",
+            (midnight - now).total_seconds(),
+        )
+
+
+def _until(since: dt.datetime | None, window: float, now: dt.datetime) -> float:
+    if since is None:
+        return 1.0
+    return max((since + dt.timedelta(seconds=window) - now).total_seconds(), 0.0)

@@ -1,0 +1,256 @@
+"""Tenant controls and abuse limits through the real API and Postgres:
+refusals trip at the configured counts and recover, disallowed
+destinations are refused before anything is queued, every refusal is in
+the operator's log; keys are revoked; the retention purge removes what it
+should and nothing else; prefix alarms fire once."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import psycopg
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from psycopg.rows import dict_row
+
+from ivr_auth import config, errors, models, stack
+from ivr_auth import store as store_mod
+from ivr_auth.api import app as api_app
+from ivr_auth.store import controls
+
+pytestmark = pytest.mark.integration
+
+Conn = psycopg.AsyncConnection[dict[str, Any]]
+Client = TestClient[web.Request, web.Application]
+CFG = config.from_mapping(
+    {"limits": {"requests_per_minute": 6, "sends_per_phone": 3, "sends_per_phone_window_seconds": 600}}
+)
+
+
+@pytest.fixture
+async def db(local_stack: stack.Endpoints) -> AsyncIterator[Conn]:
+    conn = await psycopg.AsyncConnection.connect(local_stack.database_url, autocommit=True, row_factory=dict_row)
+    async with conn:
+        yield conn
+
+
+@pytest.fixture
+async def me(db: Conn, tenant: tuple[models.Tenant, str]) -> AsyncIterator[tuple[models.Tenant, str]]:
+    yield tenant
+    await db.execute("DELETE FROM tenants WHERE id = %s", [tenant[0].id])
+
+
+@pytest.fixture
+async def client(store: store_mod.Store) -> AsyncIterator[Client]:
+    async with TestClient(TestServer(api_app.make_app(CFG, store, {}))) as served:
+        yield served
+
+
+async def create(client: Client, key: str, phone: str, method: str = "dtmf") -> tuple[int, dict[str, Any], Any]:
+    resp = await client.post(
+        "/v1/verifications", json={"phone": phone, "method": method}, headers={"Authorization": f"Bearer {key}"}
+    )
+    body = await resp.json()
+    if resp.status == 201:
+        # Never left queued for a controller some other test may run.
+        await resp.release()
+    return resp.status, body, resp.headers
+
+
+async def cancel_all(db: Conn, tenant_id: uuid.UUID) -> None:
+    await db.execute(
+        "UPDATE verifications SET status = 'canceled' WHERE tenant_id = %s AND status = 'queued'", [tenant_id]
+    )
+
+
+async def refusals(store: store_mod.Store, tenant_id: uuid.UUID) -> list[dict[str, Any]]:
+    events = await controls.Controls(store).events(tenant_id, with_global=False)
+    return [e for e in events if e["type"] == "refused"]
+
+
+async def test_sends_per_phone_trip_at_the_count_and_recover(
+    client: Client, me: tuple[models.Tenant, str], store: store_mod.Store, db: Conn
+) -> None:
+    tenant, key = me
+    for _ in range(3):
+        status, body, _ = await create(client, key, "090-1111-2222")
+        assert status == 201, body
+    await cancel_all(db, tenant.id)
+
+    status, body, headers = await create(client, key, "090-1111-2222")
+
+    assert status == 429, body
+    assert body["error"]["code"] == "rate_limited"
+    assert 590 <= int(headers["Retry-After"]) <= 600
+    # Another number is not affected.
+    other, _, _ = await create(client, key, "090-3333-4444")
+    assert other == 201
+    await cancel_all(db, tenant.id)
+    # Ten minutes later (the window moved on) it is allowed again.
+    await db.execute(
+        "UPDATE verifications SET created_at = created_at - interval '11 minutes' WHERE tenant_id = %s", [tenant.id]
+    )
+    again, _, _ = await create(client, key, "090-1111-2222")
+    assert again == 201
+    await cancel_all(db, tenant.id)
+    (refused,) = await refusals(store, tenant.id)
+    assert refused["detail"]["reason"] == "sends_per_phone"
+    assert refused["detail"]["phone"] == "+81********22"
+
+
+async def test_requests_per_minute_per_tenant(
+    client: Client, me: tuple[models.Tenant, str], tenant: tuple[models.Tenant, str], db: Conn
+) -> None:
+    _, key = me
+    # Inbound requests call nobody: only the per-minute limit applies.
+    for n in range(6):
+        status, body, _ = await create(client, key, f"090-5555-000{n}", method="dtmf")
+        assert status == 201, body
+    await cancel_all(db, me[0].id)
+
+    status, body, headers = await create(client, key, "090-5555-0009")
+
+    assert status == 429, body
+    assert "minute" in body["error"]["message"]
+    assert 1 <= int(headers["Retry-After"]) <= 60
+
+
+async def test_concurrent_creates_cannot_pass_a_limit_together(
+    client: Client, me: tuple[models.Tenant, str], db: Conn
+) -> None:
+    _, key = me
+    results = await asyncio.gather(*(create(client, key, "090-7777-8888") for _ in range(10)))
+    await cancel_all(db, me[0].id)
+
+    assert sorted(status for status, _, _ in results) == [201] * 3 + [429] * 7
+
+
+async def test_disallowed_country_is_refused_before_anything_is_queued(
+    client: Client, me: tuple[models.Tenant, str], store: store_mod.Store, db: Conn
+) -> None:
+    tenant, key = me
+    await controls.Controls(store).set_limits(tenant.name, controls.LimitChanges(allowed_countries=("JP",)))
+
+    status, body, _ = await create(client, key, "+44 20 7946 0000")
+
+    assert status == 403, body
+    assert body["error"]["code"] == "destination_not_allowed"
+    cur = await db.execute("SELECT count(*) AS n FROM verifications WHERE tenant_id = %s", [tenant.id])
+    row = await cur.fetchone()
+    assert row is not None
+    assert row["n"] == 0
+    (refused,) = await refusals(store, tenant.id)
+    assert refused["detail"]["reason"] == "country_not_allowed"
+
+
+async def test_denied_prefix_is_refused_for_every_tenant(client: Client, me: tuple[models.Tenant, str]) -> None:
+    # 0570 (Navi Dial) is shared-cost: phonenumbers refuses it as well, so
+    # it is 422 invalid_phone or 403 by the deny-list; never a call.
+    status, body, _ = await create(client, me[1], "0570-01-2345")
+
+    assert status in (403, 422), body
+
+
+async def test_limits_back_to_default(store: store_mod.Store, me: tuple[models.Tenant, str]) -> None:
+    ctl = controls.Controls(store)
+    changed = await ctl.set_limits(me[0].name, controls.LimitChanges(sends_per_phone=1, daily_call_budget=10))
+    assert (changed.sends_per_phone, changed.daily_call_budget) == (1, 10)
+
+    back = await ctl.set_limits(me[0].name, controls.LimitChanges(sends_per_phone=controls.DEFAULT))
+
+    assert back.sends_per_phone is None
+    assert back.daily_call_budget == 10
+
+
+async def test_revoked_key_is_refused(
+    client: Client, store: store_mod.Store, me: tuple[models.Tenant, str], db: Conn
+) -> None:
+    tenant, old_key = me
+    new_key = await store.add_api_key(tenant.name)
+    ctl = controls.Controls(store)
+
+    await ctl.revoke_api_key(tenant.name, old_key.split("_")[1])
+
+    old, _, _ = await create(client, old_key, "090-2222-3333")
+    new, _, _ = await create(client, new_key, "090-2222-3333")
+    await cancel_all(db, tenant.id)
+    assert (old, new) == (401, 201)
+    keys = await ctl.api_keys(tenant.name)
+    assert [k["revoked_at"] is not None for k in keys] == [True, False]
+    with pytest.raises(errors.NotFound, match="no active API key"):
+        await ctl.revoke_api_key(tenant.name, old_key.split("_")[1])
+
+
+async def test_retention_purge_removes_what_it_should_and_nothing_else(
+    client: Client, store: store_mod.Store, me: tuple[models.Tenant, str], db: Conn
+) -> None:
+    tenant, key = me
+    ctl = controls.Controls(store)
+    await ctl.set_limits(tenant.name, controls.LimitChanges(retention_days=30))
+    made = []
+    for phone in ("090-1000-0001", "090-1000-0002", "090-1000-0003"):
+        status, body, _ = await create(client, key, phone)
+        assert status == 201
+        made.append(uuid.UUID(body["id"]))
+    old_done, recent_done, still_open = made
+    await store.cancel(tenant.id, old_done)
+    await store.cancel(tenant.id, recent_done)
+    await db.execute("UPDATE verifications SET finished_at = now() - interval '31 days' WHERE id = %s", [old_done])
+    await db.execute("UPDATE verifications SET finished_at = now() - interval '29 days' WHERE id = %s", [recent_done])
+    await db.execute("UPDATE verifications SET created_at = now() - interval '40 days' WHERE id = %s", [still_open])
+
+    assert await ctl.purge(default_days=90) >= 1
+
+    rows = {
+        r["id"]: r
+        for r in await (await db.execute("SELECT * FROM verifications WHERE id = ANY(%s)", [made])).fetchall()
+    }
+    purged = rows[old_done]
+    assert purged["purged_at"] is not None
+    assert purged["phone"] == "+81********01"
+    assert purged["reference"] is None
+    assert purged["status"] == "canceled"  # the outcome stays, for usage
+    assert await store.events(old_done) == []
+    for kept in (recent_done, still_open):
+        assert rows[kept]["purged_at"] is None
+        assert rows[kept]["phone"].startswith("+8190")
+        assert await store.events(kept) != []
+    await cancel_all(db, tenant.id)
+
+
+async def test_prefix_alarm_fires_once_per_window(
+    store: store_mod.Store, me: tuple[models.Tenant, str], db: Conn
+) -> None:
+    tenant, _ = me
+    # A prefix no other test calls: +8170 (070 mobiles), 20 calls, none verified.
+    prefix_phone = "+8170" + uuid.uuid4().int.__str__()[:8]
+    for _ in range(20):
+        vid = uuid.uuid4()
+        await db.execute(
+            "INSERT INTO verifications (id, tenant_id, method, phone, code_hash, code_length, language, status,"
+            " max_code_attempts, max_call_attempts, expires_at)"
+            " VALUES (%s, %s, 'dtmf', %s, '\\x00', 6, 'ja', 'no_answer', 3, 1, now())",
+            [vid, tenant.id, prefix_phone],
+        )
+        await db.execute(
+            "INSERT INTO call_attempts (verification_id, attempt, controller, node, trunk, channel_id)"
+            " VALUES (%s, 1, 'c', 'n', 't', %s)",
+            [vid, f"alarm-{vid}"],
+        )
+    ctl = controls.Controls(store)
+    cfg = {"digits": 12, "window_seconds": 3600, "min_calls": 20, "max_ratio": 0.2}
+
+    first = await ctl.prefix_alarms(**cfg)  # type: ignore[arg-type]
+    second = await ctl.prefix_alarms(**cfg)  # type: ignore[arg-type]
+
+    mine = [a for a in first if a["prefix"] == prefix_phone[:13]]
+    assert len(mine) == 1
+    assert (mine[0]["placed"], mine[0]["verified"]) == (20, 0)
+    assert [a for a in second if a["prefix"] == prefix_phone[:13]] == []
+    await db.execute(
+        "DELETE FROM tenant_events WHERE type = 'prefix_alarm' AND detail ->> 'prefix' = %s", [prefix_phone[:13]]
+    )
