@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
-import hmac
 import json
 import logging
 import uuid
@@ -18,15 +17,15 @@ from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
 
 import psycopg
-from psycopg.rows import dict_row
-from psycopg_pool import AsyncConnectionPool
 
-from ivr_auth import crypto, errors, limits, models, states
-from ivr_auth.store import outbox, sql
+from ivr_auth import errors, limits, models, states
+from ivr_auth.store import outbox, sql, tenants
+from ivr_auth.store.base import Row
+from ivr_auth.store.tenants import TenantChanges
+
+__all__ = ["Created", "NewVerification", "Row", "Store", "TenantChanges"]
 
 logger = logging.getLogger(__name__)
-
-Row = dict[str, Any]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -49,156 +48,17 @@ class NewVerification:
 
 
 @dataclasses.dataclass(frozen=True)
-class TenantChanges:
-    """What ``update_tenant`` changes; None leaves a setting as it is."""
-
-    caller_id: str | None = None
-    clear_caller_id: bool = False
-    default_language: str | None = None
-    voice_require_key: bool | None = None
-    inbound_numbers: tuple[str, ...] | None = None
-    missed_call: bool | None = None
-
-
-@dataclasses.dataclass(frozen=True)
 class Created:
     verification: models.Verification
     code: str | None
     created: bool
 
 
-class Store:
-    def __init__(self, pool: AsyncConnectionPool[Any], keys: crypto.Keys) -> None:
-        self.pool = pool
-        self.keys = keys
-
-    @contextlib.asynccontextmanager
-    async def connection(self) -> AsyncIterator[psycopg.AsyncConnection[Row]]:
-        """A pooled connection; psycopg errors leave as StoreError / StoreUnavailable."""
-        try:
-            async with self.pool.connection() as conn:
-                conn.row_factory = dict_row
-                yield conn
-        except psycopg.OperationalError as exc:
-            raise errors.StoreUnavailable(f"database unavailable: {exc}") from exc
-        except TimeoutError as exc:  # pool exhausted or database gone
-            raise errors.StoreUnavailable("database unavailable: no connection within the pool timeout") from exc
-        except psycopg.Error as exc:
-            raise errors.StoreError(f"database error: {type(exc).__name__}: {exc}") from exc
-
-    async def _one(self, name: str, params: Mapping[str, Any] | None = None) -> Row | None:
-        async with self.connection() as conn:
-            cur = await conn.execute(sql.query(name), params or {})
-            return await cur.fetchone() if cur.description else None
-
-    async def _all(self, name: str, params: Mapping[str, Any] | None = None) -> list[Row]:
-        async with self.connection() as conn:
-            cur = await conn.execute(sql.query(name), params or {})
-            return await cur.fetchall() if cur.description else []
-
+class Store(tenants.Tenants):
     # --- health ----------------------------------------------------------------------
 
     async def ping(self) -> None:
         await self._one("ping")
-
-    # --- tenants ---------------------------------------------------------------------
-
-    async def create_tenant(
-        self, name: str, *, caller_id: str | None = None, default_language: str | None = None
-    ) -> tuple[models.Tenant, str]:
-        """A new tenant and its first API key (shown once, stored hashed)."""
-        async with self.connection() as conn, conn.transaction():
-            try:
-                cur = await conn.execute(
-                    sql.query("create_tenant"),
-                    {"name": name, "caller_id": caller_id, "default_language": default_language},
-                )
-            except psycopg.errors.UniqueViolation as exc:
-                raise errors.Conflict(f"a tenant named {name!r} exists already") from exc
-            row = await cur.fetchone()
-            assert row is not None
-            tenant = models.Tenant.from_row(row)
-            key = await self._add_key(conn, tenant.id)
-            await self._seal_webhook_secret(conn, tenant.id, crypto.generate_secret())
-        return tenant, key
-
-    async def rotate_webhook_secret(self, tenant_name: str) -> str:
-        """A new webhook signing secret for the tenant (shown once; the old one stops at once)."""
-        secret = crypto.generate_secret()
-        async with self.connection() as conn, conn.transaction():
-            cur = await conn.execute(sql.query("tenant_by_name"), {"name": tenant_name})
-            row = await cur.fetchone()
-            if row is None:
-                raise errors.NotFound(f"no tenant named {tenant_name!r}")
-            await self._seal_webhook_secret(conn, row["id"], secret)
-        return secret
-
-    async def webhook_secret(self, tenant_id: uuid.UUID) -> str | None:
-        row = await self._one("tenant_by_id", {"id": tenant_id})
-        if row is None or row["webhook_secret_sealed"] is None:
-            return None
-        return self.keys.unseal(tenant_id, bytes(row["webhook_secret_sealed"]))
-
-    async def _seal_webhook_secret(self, conn: psycopg.AsyncConnection[Row], tenant_id: uuid.UUID, secret: str) -> None:
-        await conn.execute(
-            sql.query("set_webhook_secret"), {"id": tenant_id, "sealed": self.keys.seal(tenant_id, secret)}
-        )
-
-    async def add_api_key(self, tenant_name: str) -> str:
-        async with self.connection() as conn, conn.transaction():
-            cur = await conn.execute(sql.query("tenant_by_name"), {"name": tenant_name})
-            row = await cur.fetchone()
-            if row is None:
-                raise errors.NotFound(f"no tenant named {tenant_name!r}")
-            return await self._add_key(conn, row["id"])
-
-    async def _add_key(self, conn: psycopg.AsyncConnection[Row], tenant_id: uuid.UUID) -> str:
-        key, prefix = crypto.new_api_key()
-        await conn.execute(
-            sql.query("create_api_key"),
-            {"tenant_id": tenant_id, "prefix": prefix, "key_hash": self.keys.api_key_hash(key)},
-        )
-        return key
-
-    async def update_tenant(self, name: str, changes: TenantChanges) -> models.Tenant:
-        row = await self._one(
-            "update_tenant",
-            {
-                "name": name,
-                "set_caller_id": changes.caller_id is not None or changes.clear_caller_id,
-                "caller_id": changes.caller_id,
-                "set_default_language": changes.default_language is not None,
-                "default_language": changes.default_language,
-                "voice_require_key": changes.voice_require_key,
-                "inbound_numbers": list(changes.inbound_numbers) if changes.inbound_numbers is not None else None,
-                "missed_call": changes.missed_call,
-            },
-        )
-        if row is None:
-            raise errors.NotFound(f"no tenant named {name!r}")
-        return models.Tenant.from_row(row)
-
-    async def tenants_for_did(self, did: str, *, shared: bool) -> list[models.Tenant]:
-        """Tenants whose users call ``did`` (E.164); ``shared`` when the number
-        is one of the config's numbers (then tenants with none of their own too)."""
-        return [models.Tenant.from_row(r) for r in await self._all("tenants_for_did", {"did": did, "shared": shared})]
-
-    async def tenant(self, tenant_id: uuid.UUID) -> models.Tenant:
-        row = await self._one("tenant_by_id", {"id": tenant_id})
-        if row is None:
-            raise errors.NotFound(f"no tenant {tenant_id}")
-        return models.Tenant.from_row(row)
-
-    async def tenant_for_key(self, api_key: str) -> models.Tenant | None:
-        prefix = crypto.api_key_prefix(api_key)
-        if prefix is None:
-            return None
-        row = await self._one("api_key_by_prefix", {"prefix": prefix})
-        if row is None:
-            return None
-        if not hmac.compare_digest(bytes(row["key_hash"]), self.keys.api_key_hash(api_key)):
-            return None
-        return models.Tenant.from_row(row)
 
     # --- verifications (API side) ----------------------------------------------------
 

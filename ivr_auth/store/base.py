@@ -1,0 +1,48 @@
+"""The Store's plumbing: a connection pool, the server keys, and pooled
+connections that translate psycopg errors at the boundary (into
+``errors.StoreError`` / ``StoreUnavailable``)."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import psycopg
+from psycopg.rows import dict_row
+from psycopg_pool import AsyncConnectionPool
+
+from ivr_auth import crypto, errors
+from ivr_auth.store import sql
+
+Row = dict[str, Any]
+
+
+class Base:
+    def __init__(self, pool: AsyncConnectionPool[Any], keys: crypto.Keys) -> None:
+        self.pool = pool
+        self.keys = keys
+
+    @contextlib.asynccontextmanager
+    async def connection(self) -> AsyncIterator[psycopg.AsyncConnection[Row]]:
+        """A pooled connection; psycopg errors leave as StoreError / StoreUnavailable."""
+        try:
+            async with self.pool.connection() as conn:
+                conn.row_factory = dict_row
+                yield conn
+        except psycopg.OperationalError as exc:
+            raise errors.StoreUnavailable(f"database unavailable: {exc}") from exc
+        except TimeoutError as exc:  # pool exhausted or database gone
+            raise errors.StoreUnavailable("database unavailable: no connection within the pool timeout") from exc
+        except psycopg.Error as exc:
+            raise errors.StoreError(f"database error: {type(exc).__name__}: {exc}") from exc
+
+    async def _one(self, name: str, params: Mapping[str, Any] | None = None) -> Row | None:
+        async with self.connection() as conn:
+            cur = await conn.execute(sql.query(name), params or {})
+            return await cur.fetchone() if cur.description else None
+
+    async def _all(self, name: str, params: Mapping[str, Any] | None = None) -> list[Row]:
+        async with self.connection() as conn:
+            cur = await conn.execute(sql.query(name), params or {})
+            return await cur.fetchall() if cur.description else []
