@@ -11,7 +11,7 @@ from aiohttp import hdrs, web
 
 from ivr_auth import config, errors
 from ivr_auth import store as store_mod
-from ivr_auth.api import handlers, schemas
+from ivr_auth.api import handlers, openapi, schemas, usage
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +48,8 @@ def make_app(
     app.router.add_get("/v1/verifications/{id}/events", handlers.verification_events)
     app.router.add_post("/v1/verifications/{id}/cancel", handlers.cancel_verification)
     app.router.add_post("/v1/verifications/{id}/check", handlers.check_verification)
+    app.router.add_get("/v1/usage", usage.get_usage)
+    app.router.add_get("/openapi.json", openapi.serve)
     return app
 
 

@@ -1,0 +1,79 @@
+"""A tenant's usage over a period, counted in Postgres: what operators bill
+on. Requests count by when they were created, calls by when they started;
+the period includes its start and excludes its end."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import uuid
+from collections.abc import Mapping
+
+from ivr_auth.store import base, sql
+
+
+@dataclasses.dataclass(frozen=True)
+class Calls:
+    placed: int = 0
+    answered: int = 0
+    # From answer to hangup, summed, to 0.1 s.
+    talk_seconds: float = 0.0
+
+    @classmethod
+    def from_row(cls, row: base.Row) -> Calls:
+        return cls(placed=row["placed"], answered=row["answered"], talk_seconds=row["talk_seconds"])
+
+
+@dataclasses.dataclass(frozen=True)
+class Usage:
+    """Only the methods and line types that occur are keys."""
+
+    requests: int
+    requests_by_method: Mapping[str, int]
+    verified: int
+    verified_by_method: Mapping[str, int]
+    verified_by_line_type: Mapping[str, int]
+    calls: Calls
+    calls_by_method: Mapping[str, Calls]
+    calls_by_line_type: Mapping[str, Calls]
+
+
+async def report(store: base.Base, tenant_id: uuid.UUID, start: dt.datetime, end: dt.datetime) -> Usage:
+    """``tenant_id``'s usage from ``start`` (included) to ``end`` (excluded)."""
+    params = {"tenant_id": tenant_id, "from": start, "to": end}
+    async with store.connection() as conn:
+        requests = await (await conn.execute(sql.query("usage_requests"), params)).fetchall()
+        calls = await (await conn.execute(sql.query("usage_calls"), params)).fetchall()
+    # Each query returns one row per grouping: the total, each method, each line type.
+    total: base.Row = {"requests": 0, "verified": 0}
+    requests_by_method: dict[str, int] = {}
+    verified_by_method: dict[str, int] = {}
+    verified_by_line_type: dict[str, int] = {}
+    for row in requests:
+        if row["per"] == "total":
+            total = row
+        elif row["per"] == "method":
+            requests_by_method[row["method"]] = row["requests"]
+            verified_by_method[row["method"]] = row["verified"]
+        elif row["verified"]:
+            verified_by_line_type[row["line_type"]] = row["verified"]
+    calls_total = Calls()
+    calls_by_method: dict[str, Calls] = {}
+    calls_by_line_type: dict[str, Calls] = {}
+    for row in calls:
+        if row["per"] == "total":
+            calls_total = Calls.from_row(row)
+        elif row["per"] == "method":
+            calls_by_method[row["method"]] = Calls.from_row(row)
+        else:
+            calls_by_line_type[row["line_type"]] = Calls.from_row(row)
+    return Usage(
+        requests=total["requests"],
+        requests_by_method=requests_by_method,
+        verified=total["verified"],
+        verified_by_method=verified_by_method,
+        verified_by_line_type=verified_by_line_type,
+        calls=calls_total,
+        calls_by_method=calls_by_method,
+        calls_by_line_type=calls_by_line_type,
+    )
