@@ -138,6 +138,10 @@ class WebhooksConfig:
     # How often the outbox is looked at, and how many POSTs run at once.
     poll_interval_seconds: float = 0.5
     concurrency: int = 10
+    # Let callback URLs reach loopback, private, link-local and other
+    # non-public addresses. Off: a tenant's callback_url must not become a way
+    # into the operator's own network.
+    allow_private_networks: bool = False
 
 
 @dataclasses.dataclass(frozen=True)

@@ -5,7 +5,10 @@ or given up once the event is ``webhooks.max_age_seconds`` old.
 Delivery is at least once: a receiver de-duplicates on the event id (header
 ``IVR-Auth-Event-Id``, and ``event.id`` in the body). Redirects are not
 followed: a 3xx counts as a failure, so a signed body never lands somewhere
-the tenant did not name. Every attempt is logged in the database, never
+the tenant did not name. Unless ``webhooks.allow_private_networks`` is set,
+a URL whose host is or resolves to a loopback, private or otherwise
+non-public address is not called: a tenant's callback must not reach into
+the operator's network. Every attempt is logged in the database, never
 the secret or the body.
 """
 
@@ -14,9 +17,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import ipaddress
 import logging
 import random
+import socket
 import time
+import urllib.parse
 from collections.abc import Callable
 
 import aiohttp
@@ -122,6 +128,10 @@ class Sender:
             )
 
     async def _post(self, delivery: outbox_mod.Delivery, secret: str) -> tuple[str | None, int | None]:
+        if not self.cfg.allow_private_networks:
+            refused = await _private_destination(delivery.url)
+            if refused:
+                return refused, None
         body = delivery.body.encode()
         headers = {
             "Content-Type": "application/json",
@@ -150,3 +160,24 @@ class Sender:
         if retry_at > delivery.created_at + dt.timedelta(seconds=self.cfg.max_age_seconds):
             return None
         return retry_at
+
+
+async def _private_destination(url: str) -> str | None:
+    """Why ``url`` may not be called (its host is or resolves to a
+    non-public address), or None. Checked before each attempt; a name that
+    resolves differently between this check and the connection (DNS
+    rebinding) is not caught here."""
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname
+    if not host:
+        return "the callback URL has no host"
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except OSError as exc:
+        return f"cannot resolve {host}: {exc.strerror or exc}"
+    for *_, sockaddr in infos:
+        address = ipaddress.ip_address(sockaddr[0])
+        if not address.is_global:
+            return f"{host} is a non-public address ({address}); see webhooks.allow_private_networks"
+    return None

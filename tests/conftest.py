@@ -26,6 +26,8 @@ TEST_SETTINGS: dict[str, object] = {
     # one that its dialplan sends through the FastAGI example context.
     "inbound": {"numbers": ["050-1234-5678"], "agi_numbers": ["050-1234-0000"], "app": "ivr-auth-test-inbound"},
     "agi": {"listen": "127.0.0.1:45773"},
+    # The tests' webhook receivers listen on loopback.
+    "webhooks": {"allow_private_networks": True},
     "stack": {
         "run_dir": ".run/test-stack",
         "postgres_port": 55442,

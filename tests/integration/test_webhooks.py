@@ -33,6 +33,8 @@ FAST = config.from_mapping(
             "backoff_max_seconds": 0.2,
             "poll_interval_seconds": 0.05,
             "timeout_seconds": 2,
+            # The receivers here listen on loopback.
+            "allow_private_networks": True,
         }
     }
 )
@@ -376,3 +378,23 @@ async def test_events_endpoint_shows_the_delivery_log(
     assert hook["delivered_at"] is not None
     assert [a["status_code"] for a in hook["attempt_log"]] == [200]
     assert "body" not in hook
+
+
+async def test_private_addresses_are_not_called_by_default(
+    store: store_mod.Store, me: models.Tenant, outbox: outbox_mod.Outbox, receiver: Receiver, db: Conn
+) -> None:
+    cfg = config.with_overrides(FAST, webhooks={"allow_private_networks": False})
+    v = await request_with_hook(store, me, receiver.url)
+    await store.cancel(me.id, v.id)
+
+    async with aiohttp.ClientSession() as session:
+        sender = webhooks.Sender(cfg, outbox, session)
+
+        async def tried() -> bool:
+            return bool((await deliveries(db, v.id))[0]["attempts"] >= 1)
+
+        await send_until(sender, tried)
+
+    assert receiver.received == []
+    (row,) = await deliveries(db, v.id)
+    assert "non-public address (127.0.0.1)" in row["last_error"]

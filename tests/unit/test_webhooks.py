@@ -31,3 +31,29 @@ def test_backoff_config_is_validated() -> None:
         config.from_mapping({"webhooks": {"backoff_base_seconds": 10, "backoff_max_seconds": 5}})
     with pytest.raises(errors.ConfigError, match=r"webhooks\.concurrency"):
         config.from_mapping({"webhooks": {"concurrency": 0}})
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:8080/hook",
+        "http://10.1.2.3/hook",
+        "https://192.168.0.10/hook",
+        "http://169.254.169.254/latest/meta-data",  # cloud metadata
+        "http://[::1]:9000/hook",
+        "http://0.0.0.0/hook",
+    ],
+)
+async def test_non_public_destinations_are_refused(url: str) -> None:
+    why = await webhooks._private_destination(url)
+
+    assert why is not None
+    assert "non-public address" in why
+
+
+async def test_public_address_is_allowed() -> None:
+    assert await webhooks._private_destination("https://8.8.8.8/hook") is None
+
+
+async def test_url_without_a_host() -> None:
+    assert await webhooks._private_destination("http:///hook") == "the callback URL has no host"
