@@ -17,9 +17,8 @@ import psycopg
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from psycopg.rows import dict_row
 
-from ivr_auth import config, errors, inbound, models, phone, stack, states
+from ivr_auth import config, errors, inbound, models, phone, states
 from ivr_auth import store as store_mod
 from ivr_auth.api import app as api_app
 
@@ -36,13 +35,6 @@ def random_number(prefix: str) -> str:
         candidate = prefix + "".join(random.choice("0123456789") for _ in range(8))
         if phonenumbers.is_valid_number(phonenumbers.parse(candidate, "JP")):
             return phone.lenient_e164(candidate, "JP") or ""
-
-
-@pytest.fixture
-async def db(local_stack: stack.Endpoints) -> AsyncIterator[Conn]:
-    conn = await psycopg.AsyncConnection.connect(local_stack.database_url, autocommit=True, row_factory=dict_row)
-    async with conn:
-        yield conn
 
 
 @pytest.fixture

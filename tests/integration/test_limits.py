@@ -15,9 +15,8 @@ import psycopg
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from psycopg.rows import dict_row
 
-from ivr_auth import config, errors, models, stack
+from ivr_auth import config, errors, models
 from ivr_auth import store as store_mod
 from ivr_auth.api import app as api_app
 from ivr_auth.store import controls
@@ -29,13 +28,6 @@ Client = TestClient[web.Request, web.Application]
 CFG = config.from_mapping(
     {"limits": {"requests_per_minute": 6, "sends_per_phone": 3, "sends_per_phone_window_seconds": 600}}
 )
-
-
-@pytest.fixture
-async def db(local_stack: stack.Endpoints) -> AsyncIterator[Conn]:
-    conn = await psycopg.AsyncConnection.connect(local_stack.database_url, autocommit=True, row_factory=dict_row)
-    async with conn:
-        yield conn
 
 
 @pytest.fixture

@@ -41,14 +41,6 @@ ME = "tests/integration/test_store.py"
 
 
 @pytest.fixture
-async def db(local_stack: stack.Endpoints) -> AsyncIterator[Conn]:
-    """A connection of the test's own, beside the Store, to look at rows directly."""
-    conn = await psycopg.AsyncConnection.connect(local_stack.database_url, autocommit=True, row_factory=dict_row)
-    async with conn:
-        yield conn
-
-
-@pytest.fixture
 async def made(db: Conn, tenant: tuple[models.Tenant, str]) -> AsyncIterator[list[uuid.UUID]]:
     """Tenants this test made; deleted at the end, and their requests with them."""
     ids = [tenant[0].id]

@@ -17,9 +17,8 @@ import psycopg
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
-from psycopg.rows import dict_row
 
-from ivr_auth import config, models, stack
+from ivr_auth import config, models
 from ivr_auth import store as store_mod
 from ivr_auth.api import app as api_app
 
@@ -39,13 +38,6 @@ _channels = itertools.count()
 
 
 # --- fixtures and helpers -----------------------------------------------------------------
-
-
-@pytest.fixture
-async def db(local_stack: stack.Endpoints) -> AsyncIterator[Conn]:
-    conn = await psycopg.AsyncConnection.connect(local_stack.database_url, autocommit=True, row_factory=dict_row)
-    async with conn:
-        yield conn
 
 
 @pytest.fixture

@@ -16,9 +16,8 @@ import aiohttp
 import psycopg
 import pytest
 from aiohttp import web
-from psycopg.rows import dict_row
 
-from ivr_auth import config, models, signature, stack, states, webhooks
+from ivr_auth import config, models, signature, states, webhooks
 from ivr_auth import store as store_mod
 from ivr_auth.store import outbox as outbox_mod
 
@@ -73,13 +72,6 @@ async def receiver() -> AsyncIterator[Receiver]:
     found.url = f"http://127.0.0.1:{port}/hook"
     yield found
     await runner.cleanup()
-
-
-@pytest.fixture
-async def db(local_stack: stack.Endpoints) -> AsyncIterator[Conn]:
-    conn = await psycopg.AsyncConnection.connect(local_stack.database_url, autocommit=True, row_factory=dict_row)
-    async with conn:
-        yield conn
 
 
 @pytest.fixture
