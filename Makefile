@@ -3,13 +3,14 @@
 #   make test   set up everything, run the whole suite (unit, integration, e2e)
 #   make run    the local stack + API + controller in the foreground
 #   make lint   ruff + mypy --strict
+#   make prompts  render the call prompts (prompts/*/*.wav) from prompts/manifest.yaml
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup system venv demo run test test-unit lint stack-up stack-down stack-status clean
+.PHONY: setup system venv demo run test test-unit lint prompts stack-up stack-down stack-status clean
 
 setup: system venv
 
@@ -39,9 +40,15 @@ test-unit: venv
 	@$(PY) -m pytest tests/unit
 
 lint: venv
-	@$(VENV)/bin/ruff check ivr_auth tests
-	@$(VENV)/bin/ruff format --check ivr_auth tests
+	@$(VENV)/bin/ruff check ivr_auth tests scripts
+	@$(VENV)/bin/ruff format --check ivr_auth tests scripts
 	@$(VENV)/bin/mypy
+
+# The call prompts, from prompts/manifest.yaml: installs Open JTalk, flite and
+# sox (root or sudo), then writes the WAV files that changed. They are committed.
+prompts: venv
+	@bash scripts/setup-prompts.sh
+	@$(PY) scripts/make-prompts.py
 
 stack-up: setup
 	@$(VENV)/bin/ivr-auth stack up

@@ -178,6 +178,20 @@ class LimitsConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class PromptsConfig:
+    """Recordings an operator supplies instead of the shipped prompt set."""
+
+    # A directory laid out like prompts/ (ja/<name>.wav, en/<name>.wav, 8 kHz
+    # mono 16-bit); relative to this file. A prompt missing there plays the
+    # shipped one, with a warning at start-up. Empty: the shipped set only.
+    custom_dir: str = ""
+    # The service name the greeting says, per language; `make prompts` bakes
+    # it into the audio (re-run it after a change). Empty: the manifest's.
+    service_name_ja: str = ""
+    service_name_en: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
 class DialerConfig:
     """The controller's queue handling."""
 
@@ -229,6 +243,7 @@ class Config:
     agi: AgiConfig = dataclasses.field(default_factory=AgiConfig)
     webhooks: WebhooksConfig = dataclasses.field(default_factory=WebhooksConfig)
     limits: LimitsConfig = dataclasses.field(default_factory=LimitsConfig)
+    prompts: PromptsConfig = dataclasses.field(default_factory=PromptsConfig)
     stack: StackConfig = dataclasses.field(default_factory=StackConfig)
     # Directory that relative paths in this config are taken from.
     base_dir: str = "."

@@ -27,7 +27,7 @@ from collections.abc import Awaitable, Callable
 
 import psycopg
 
-from ivr_auth import callsession, config, errors, flows, models, pacing, states, types
+from ivr_auth import callsession, config, errors, flows, models, pacing, prompts, states, types
 from ivr_auth import store as store_mod
 from ivr_auth.ari import node as ari_node
 from ivr_auth.flows import FlowContext
@@ -57,13 +57,21 @@ class Controller:
         *,
         database_url: str,
         name: str | None = None,
+        library: prompts.Library | None = None,
     ) -> None:
         self.cfg = cfg
         self.store = store
         self.node = node
         self.name = name or cfg.dialer.name or default_name()
         self._database_url = database_url
-        self._ctx = FlowContext(cfg=cfg, store=store, node=node, controller=self.name, track=self._track)
+        self._ctx = FlowContext(
+            cfg=cfg,
+            store=store,
+            node=node,
+            controller=self.name,
+            prompts=library or prompts.Library.from_config(cfg),
+            track=self._track,
+        )
         self._pacer = pacing.TokenBucket(rate=cfg.trunk.calls_per_second, burst=max(1.0, cfg.trunk.calls_per_second))
         self._wake = asyncio.Event()
         self._calls: dict[uuid.UUID, asyncio.Task[None]] = {}

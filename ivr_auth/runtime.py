@@ -14,7 +14,7 @@ import aiohttp
 from aiohttp import web
 from psycopg_pool import AsyncConnectionPool
 
-from ivr_auth import agi, config, controller, crypto, stack, webhooks
+from ivr_auth import agi, config, controller, crypto, prompts, stack, webhooks
 from ivr_auth import store as store_mod
 from ivr_auth.api import app as api_app
 from ivr_auth.ari import node as ari_node
@@ -78,8 +78,16 @@ class Runtime:
             extra_apps=(self.cfg.inbound.app,) if self.with_dialer else (),
         )
         if self.with_dialer:
+            library = prompts.Library.from_config(self.cfg)
+            for problem in library.check(self.cfg.languages):
+                logger.warning("%s", problem)
             self.controller = controller.Controller(
-                self.cfg, self.store, self.node, database_url=self.endpoints.database_url, name=self.name
+                self.cfg,
+                self.store,
+                self.node,
+                database_url=self.endpoints.database_url,
+                name=self.name,
+                library=library,
             )
             await self.controller.start()
         if self.with_dialer:

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ivr_auth import callsession, causes, config, models, phone, states
+from ivr_auth import callsession, causes, config, models, phone, prompts, states
 from ivr_auth import store as store_mod
 from ivr_auth.ari import node as ari_node
 
@@ -29,6 +29,7 @@ class FlowContext:
     store: store_mod.Store
     node: ari_node.AriNode
     controller: str
+    prompts: prompts.Library
     # A flow that takes a request into a call itself (inbound) registers it
     # here (channel None: the call is over), so that its lease is renewed
     # and a cancel hangs the call up, as for outbound calls.

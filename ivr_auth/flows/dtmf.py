@@ -13,7 +13,7 @@ import logging
 import time
 from typing import Any
 
-from ivr_auth import callsession, flows, models, prompts, states
+from ivr_auth import callsession, flows, models, states
 from ivr_auth.flows import FlowContext
 
 logger = logging.getLogger(__name__)
@@ -62,13 +62,13 @@ async def converse(ctx: FlowContext, v: models.Verification, session: callsessio
     """Ask for the code and compare, until verified, failed or out of tries
     (the request is ``in_call``). Also used by inbound calls that key the code."""
     cfg = ctx.cfg.verification
-    lang = prompts.playback_language(v.language)
+    lang = v.language
     options = callsession.CollectOptions(
         max_digits=v.code_length,
         first_digit_timeout=cfg.first_digit_timeout_seconds,
         inter_digit_timeout=cfg.inter_digit_timeout_seconds,
     )
-    prompt = prompts.media("enter_code", v.language)
+    prompt = ctx.prompts.enter_code(v.language, v.code_length)
     silent_rounds = 0
     while True:
         entry = await session.collect(prompt, options, lang=lang)
@@ -78,14 +78,17 @@ async def converse(ctx: FlowContext, v: models.Verification, session: callsessio
             await ctx.store.log_event(v.id, "no_input", {"round": silent_rounds, "ended": _ended(entry)})
             if silent_rounds > cfg.no_input_retries:
                 if await ctx.store.transition(v.id, [S.IN_CALL], S.FAILED, reason="no_input"):
-                    await session.play(prompts.media("goodbye", v.language), lang=lang)
+                    await session.play(ctx.prompts.media("goodbye", v.language), lang=lang)
                 await flows.end_call(ctx, session, "no_input")
                 return
-            prompt = prompts.media("no_input", v.language)
+            prompt = [
+                *ctx.prompts.media("no_input", v.language),
+                *ctx.prompts.media(f"enter_code_{v.code_length}", v.language),
+            ]
             continue
         if dt.datetime.now(dt.UTC) >= v.expires_at:
             if await ctx.store.transition(v.id, [S.IN_CALL], S.EXPIRED, reason="expired_in_call"):
-                await session.play(prompts.media("failed", v.language), lang=lang)
+                await session.play(ctx.prompts.media("failed", v.language), lang=lang)
             await flows.end_call(ctx, session, "expired")
             return
         if ctx.store.keys.code_matches(v.id, digits, v.code_hash):
@@ -97,7 +100,7 @@ async def converse(ctx: FlowContext, v: models.Verification, session: callsessio
                 detail={"source": "call", "ended": _ended(entry)},
                 answered_by="human",
             ):
-                await session.play(prompts.media("verified", v.language), lang=lang)
+                await session.play(ctx.prompts.media("verified", v.language), lang=lang)
             await flows.end_call(ctx, session, "verified")
             return
         after = await ctx.store.wrong_code(v.id, source="call")
@@ -106,10 +109,13 @@ async def converse(ctx: FlowContext, v: models.Verification, session: callsessio
             return
         if after.code_attempts >= after.max_code_attempts:
             if await ctx.store.transition(v.id, [S.IN_CALL], S.FAILED, reason="code_attempts_exhausted"):
-                await session.play(prompts.media("failed", v.language), lang=lang)
+                await session.play(ctx.prompts.media("failed", v.language), lang=lang)
             await flows.end_call(ctx, session, "failed")
             return
-        prompt = prompts.media("wrong_code", v.language)
+        prompt = [
+            *ctx.prompts.media("wrong_code", v.language),
+            *ctx.prompts.media(f"enter_code_{v.code_length}", v.language),
+        ]
 
 
 def _ended(entry: Any) -> str | None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 
-from ivr_auth import callsession, flows, inbound, models, phone, prompts, states, types
+from ivr_auth import callsession, flows, inbound, models, phone, states, types
 from ivr_auth.flows import FlowContext
 from ivr_auth.flows import dtmf as dtmf_flow
 
@@ -45,7 +45,7 @@ async def run(ctx: FlowContext, session: callsession.CallSession, event: types.A
         match = await inbound.match_call(
             ctx.store, ctx.cfg, did=did, caller=caller, source="ari", channel_id=channel_id
         )
-        lang = prompts.playback_language(match.language)
+        lang = match.language
         if match.result is inbound.Result.VERIFIED and match.verification is not None:
             await _record_call(ctx, match.verification, channel_id)
             if match.reject_unanswered:
@@ -54,7 +54,10 @@ async def run(ctx: FlowContext, session: callsession.CallSession, event: types.A
                 return
             await session.answer()
             await ctx.store.answer_call_attempt(channel_id)
-            await session.play(prompts.media("verified", match.language), lang=lang)
+            await session.play(
+                [*ctx.prompts.media("greeting", match.language), *ctx.prompts.media("verified", match.language)],
+                lang=lang,
+            )
             await flows.end_call(ctx, session, "verified")
             return
         if match.result is inbound.Result.CODE_REQUIRED and match.verification is not None:
@@ -75,9 +78,9 @@ async def run(ctx: FlowContext, session: callsession.CallSession, event: types.A
                 return
         await session.answer()
         if match.result is inbound.Result.ANONYMOUS:
-            refusal = prompts.media("caller_id_withheld", match.language)
+            refusal = ctx.prompts.media("caller_id_withheld", match.language)
         else:
-            refusal = prompts.media("not_registered", match.language)
+            refusal = ctx.prompts.media("not_registered", match.language)
         await session.play(refusal, lang=lang)
         await session.finish()
     except callsession.HungUp as gone:

@@ -16,7 +16,7 @@ import datetime as dt
 import logging
 import time
 
-from ivr_auth import callsession, causes, flows, models, prompts, states
+from ivr_auth import callsession, causes, flows, models, states
 from ivr_auth.flows import FlowContext
 
 logger = logging.getLogger(__name__)
@@ -78,7 +78,7 @@ async def _converse(
     ctx: FlowContext, v: models.Verification, tenant: models.Tenant, session: callsession.CallSession
 ) -> None:
     cfg = ctx.cfg.verification
-    lang = prompts.playback_language(v.language)
+    lang = v.language
     one_key = callsession.CollectOptions(
         max_digits=1,
         first_digit_timeout=cfg.voice_key_timeout_seconds,
@@ -87,15 +87,16 @@ async def _converse(
         clear_key=None,
     )
     if tenant.voice_require_key:
+        ask = [*ctx.prompts.media("greeting", v.language), *ctx.prompts.media("press_to_hear", v.language)]
         for _ in range(cfg.no_input_retries + 1):
-            if (await session.collect(prompts.media("press_to_hear", v.language), one_key, lang=lang)).value:
+            if (await session.collect(ask, one_key, lang=lang)).value:
                 await ctx.store.set_answered_by(v.id, "human")
                 break
         else:
             # Nobody pressed a key: perhaps a voicemail that AMD did not catch.
             # The code was not spoken, so nothing can be checked against it.
             if await ctx.store.transition(v.id, [S.IN_CALL], S.FAILED, reason="no_key_pressed"):
-                await session.play(prompts.media("goodbye", v.language), lang=lang)
+                await session.play(ctx.prompts.media("goodbye", v.language), lang=lang)
             await flows.end_call(ctx, session, "no_input")
             return
     current = await ctx.store.get_by_id(v.id)
@@ -103,11 +104,11 @@ async def _converse(
     if current is None or current.status is not S.IN_CALL or code is None:
         await flows.end_call(ctx, session, "settled")  # canceled or checked meanwhile
         return
-    readout = prompts.read_code(code, v.language)
+    readout = ctx.prompts.read_code(code, v.language)
     await session.play(readout, lang=lang)
     if dt.datetime.now(dt.UTC) >= v.expires_at:
         if await ctx.store.transition(v.id, [S.IN_CALL], S.EXPIRED, reason="expired_in_call"):
-            await session.play(prompts.media("goodbye", v.language), lang=lang)
+            await session.play(ctx.prompts.media("goodbye", v.language), lang=lang)
         await flows.end_call(ctx, session, "expired")
         return
     delivered = await ctx.store.transition(
@@ -118,13 +119,13 @@ async def _converse(
         return
     repeats = 0
     while repeats < cfg.voice_repeats:
-        entry = await session.collect(prompts.media("press_1_to_repeat", v.language), one_key, lang=lang)
+        entry = await session.collect(ctx.prompts.media("press_1_to_repeat", v.language), one_key, lang=lang)
         if entry.value != "1":
             break
         repeats += 1
         await ctx.store.log_event(v.id, "code_repeated", {"repeat": repeats})
         await session.play(readout, lang=lang)
-    await session.play(prompts.media("goodbye", v.language), lang=lang)
+    await session.play(ctx.prompts.media("goodbye", v.language), lang=lang)
     await flows.end_call(ctx, session, "delivered")
 
 

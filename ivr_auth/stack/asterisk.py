@@ -234,6 +234,8 @@ class Instance:
         dirs = self.dirs
         for key in ("varlib", "spool", "log", "ctl"):
             dirs[key].mkdir(parents=True, exist_ok=True)
+        # ARI recordings (POST .../record) are written here; Asterisk does not make it.
+        (dirs["spool"] / "recording").mkdir(exist_ok=True)
         render_config(self.cfg, self.ari_password, dirs)
         result = await proc.run([self.binary(), "-C", str(self.conf)], timeout=30)
         if result.returncode != 0:

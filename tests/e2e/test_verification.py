@@ -221,14 +221,14 @@ async def test_twenty_verifications_at_once(api: Api, start_service: Starter) ->
 async def test_a_crash_in_one_call_touches_no_other(
     api: Api, start_service: Starter, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real_media = prompts.media
+    real_media = prompts.Library.media
 
-    def broken_for_english(name: str, language: str) -> list[str]:
+    def broken_for_english(self: prompts.Library, name: str, language: str) -> list[str]:
         if language == "en":
             raise RuntimeError("injected failure in one call's flow")
-        return real_media(name, language)
+        return real_media(self, name, language)
 
-    monkeypatch.setattr(prompts, "media", broken_for_english)
+    monkeypatch.setattr(prompts.Library, "media", broken_for_english)
     await start_service(api=False)
     doomed, healthy = numbers(2)
     crash = await api.create(doomed, language="en")
