@@ -22,7 +22,7 @@ from pathlib import Path
 import aiohttp
 import phonenumbers
 
-from ivr_auth import config, errors, phone
+from ivr_auth import config, errors, phone, prompts
 from ivr_auth.ari import client as ari_client
 from ivr_auth.stack import ports, proc, render
 
@@ -108,6 +108,12 @@ def template_values(cfg: config.Config, ari_password: str, dirs: dict[str, Path]
     values["agi_host"] = f"[{agi_host}]" if ":" in agi_host else agi_host
     values["agi_port"] = str(agi_port)
     values["agi_routes_section"] = agi_routes(cfg)
+    shipped = str(prompts.SHIPPED_DIR)
+    if any(c in shipped for c in ",&;|() \t"):
+        raise errors.StackError(
+            f"the prompt directory {shipped} has a character the dialplan cannot quote; move the checkout"
+        )
+    values["prompts_dir"] = shipped
     values.update({f"{name}_dir": str(path) for name, path in dirs.items()})
     return values
 

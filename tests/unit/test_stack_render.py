@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from ivr_auth import config, errors
+from ivr_auth import config, errors, prompts
 from ivr_auth.stack import asterisk, render
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
@@ -327,3 +327,10 @@ def test_ipv6_agi_listen_gives_a_bracketed_agi_url(tmp_path: Path) -> None:
     text = render_all(config.from_mapping({"agi": {"listen": "[::1]:4573"}}), tmp_path)["extensions.conf"]
 
     assert "AGI(agi://[::1]:4573/inbound,${EXTEN})" in text
+
+
+def test_the_fastagi_example_plays_the_shipped_prompts_in_the_callers_language(tmp_path: Path) -> None:
+    text = render_all(config.Config(), tmp_path)["extensions.conf"]
+
+    assert f"Set(P={prompts.SHIPPED_DIR}/${{IVRAUTH_LANGUAGE}})" in text
+    assert "Read(IVRAUTH_CODE,${ASK},${IVRAUTH_CODE_LENGTH},,1,10)" in text
