@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ivr_auth import callsession, causes, config, models, phone, prompts, states
+from ivr_auth import callsession, causes, config, errors, models, phone, prompts, states
 from ivr_auth import store as store_mod
 from ivr_auth.ari import node as ari_node
 
@@ -53,14 +53,25 @@ async def dial(
         v, controller=ctx.controller, node=ctx.node.name, trunk=ctx.cfg.trunk.name, channel_id=session.channel_id
     )
     ring_timeout = ctx.cfg.verification.ring_timeout_seconds
-    await session.originate(
-        endpoint=phone.dial_endpoint(v.phone, ctx.cfg.trunk, ctx.cfg.default_country),
-        caller_id=caller_id_for(ctx, tenant),
-        ring_timeout=ring_timeout,
-        app_args=f"{v.method},{v.id}",
-        # A channel sent into the dialplan (AMD) comes back into this app by name.
-        variables={"IVRAUTH_APP": ctx.node.app},
-    )
+    try:
+        await session.originate(
+            endpoint=phone.dial_endpoint(v.phone, ctx.cfg.trunk, ctx.cfg.default_country),
+            caller_id=caller_id_for(ctx, tenant),
+            ring_timeout=ring_timeout,
+            app_args=f"{v.method},{v.id}",
+            # A channel sent into the dialplan (AMD) comes back into this app by name.
+            variables={"IVRAUTH_APP": ctx.node.app},
+        )
+    except (errors.AppNotRegistered, errors.AriUnavailable) as exc:
+        # Asterisk is down or restarting: nothing was dialled. The request
+        # waits in the queue for it, and the attempt does not count.
+        await ctx.store.requeue_unplaced(v.id, session.channel_id, str(exc), ctx.cfg.dialer.poll_interval_seconds * 2)
+        logger.warning(
+            "call not placed, request back in the queue: %s",
+            exc,
+            extra={"verification_id": str(v.id), "channel_id": session.channel_id},
+        )
+        return None
     logger.info(
         "dialling %s (%s)",
         phone.mask(v.phone),

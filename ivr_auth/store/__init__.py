@@ -336,6 +336,19 @@ class Store(tenants.Tenants):
         )
         return models.Verification.from_row(row) if row else None
 
+    async def requeue_unplaced(self, verification_id: uuid.UUID, channel_id: str, error: str, delay: float) -> bool:
+        """Back to the queue for a call that was never placed; the attempt does not count."""
+        row = await self._one(
+            "requeue_unplaced",
+            {
+                "id": verification_id,
+                "channel_id": channel_id,
+                "delay": delay,
+                "detail": json.dumps({"reason": "not_placed", "error": error}),
+            },
+        )
+        return row is not None
+
     async def heartbeat(self, owner: str, ids: list[uuid.UUID], lease_seconds: float) -> None:
         if ids:
             await self._one("heartbeat", {"owner": owner, "ids": ids, "lease_seconds": lease_seconds})

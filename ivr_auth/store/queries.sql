@@ -426,3 +426,23 @@ SELECT CASE grouping(v.method, v.line_type) WHEN 1 THEN 'method' WHEN 2 THEN 'li
 FROM call_attempts c JOIN verifications v ON v.id = c.verification_id
 WHERE v.tenant_id = %(tenant_id)s AND c.started_at >= %(from)s AND c.started_at < %(to)s
 GROUP BY GROUPING SETS ((v.method), (v.line_type), ());
+
+-- name: requeue_unplaced
+-- A claimed request whose call could not even be placed (Asterisk down or
+-- its app not registered): back to the queue, the attempt not counted.
+WITH updated AS (
+    UPDATE verifications SET
+        status = 'queued', updated_at = now(),
+        call_attempts = greatest(call_attempts - 1, 0),
+        next_attempt_at = now() + make_interval(secs => %(delay)s),
+        lease_owner = NULL, lease_expires_at = NULL
+    WHERE id = %(id)s AND status = 'calling'
+    RETURNING *
+), event AS (
+    INSERT INTO verification_events (verification_id, type, from_status, to_status, detail)
+    SELECT id, 'status', 'calling', 'queued', %(detail)s::jsonb FROM updated
+), unplaced AS (
+    -- no call happened; the next attempt reuses the attempt number (and channel id)
+    DELETE FROM call_attempts WHERE channel_id = %(channel_id)s
+)
+SELECT * FROM updated;

@@ -767,3 +767,23 @@ async def test_log_event_keeps_its_detail(store: Store, me: models.Tenant) -> No
     last = (await store.events(v.id))[-1]
     assert (last["type"], last["from_status"], last["to_status"]) == ("note", None, None)
     assert last["detail"] == {"when": "2024-01-01 00:00:00+00:00", "n": 1}
+
+
+async def test_a_call_never_placed_goes_back_uncounted(store: Store, me: models.Tenant) -> None:
+    v = await create(store, me, method="dtmf")
+    claimed = (await claim_mine(store, [v], "controller-a", lease_seconds=30))[v.id]
+    channel = f"ivrauth-{v.id.hex}-1"
+    await store.start_call_attempt(claimed, controller="controller-a", node="n", trunk="t", channel_id=channel)
+
+    assert await store.requeue_unplaced(v.id, channel, "ARI unreachable", delay=60)
+
+    after = await store.get(me.id, v.id)
+    assert after.status is S.QUEUED
+    assert after.call_attempts == 0
+    assert after.lease_owner is None
+    assert await store.calls(v.id) == []  # the next attempt may use the same channel id
+    events = await store.events(v.id)
+    assert status_events(events)[-1] == ("calling", "queued")
+    assert events[-1]["detail"] == {"reason": "not_placed", "error": "ARI unreachable"}
+    # Only from calling: a request settled meanwhile is left alone.
+    assert not await store.requeue_unplaced(v.id, channel, "again", delay=60)
