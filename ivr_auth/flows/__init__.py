@@ -86,6 +86,21 @@ async def dial(
     return tenant
 
 
+def next_after_unanswered(
+    ctx: FlowContext, v: models.Verification, outcome: causes.Outcome
+) -> tuple[states.Status, dt.datetime | None]:
+    """Where a call that reached no person leaves its request: back in the
+    queue for another try, or at the outcome's terminal status."""
+    return states.after_unanswered(
+        outcome,
+        call_attempts=v.call_attempts,
+        max_call_attempts=v.max_call_attempts,
+        retry_delay=dt.timedelta(seconds=ctx.cfg.verification.retry_delay_seconds),
+        expires_at=v.expires_at,
+        now=dt.datetime.now(dt.UTC),
+    )
+
+
 async def settle_unanswered(
     ctx: FlowContext,
     v: models.Verification,
@@ -98,16 +113,7 @@ async def settle_unanswered(
     outcome = causes.unanswered_outcome(unanswered.cause)
     if unanswered.timed_out:
         outcome = causes.Outcome.NO_ANSWER
-    cfg = ctx.cfg.verification
-    now = dt.datetime.now(dt.UTC)
-    to_status, retry_at = states.after_unanswered(
-        outcome,
-        call_attempts=v.call_attempts,
-        max_call_attempts=v.max_call_attempts,
-        retry_delay=dt.timedelta(seconds=cfg.retry_delay_seconds),
-        expires_at=v.expires_at,
-        now=now,
-    )
+    to_status, retry_at = next_after_unanswered(ctx, v, outcome)
     detail: dict[str, Any] = {
         "outcome": outcome.value,
         "attempt": v.call_attempts,

@@ -140,16 +140,7 @@ async def _machine(
     it like no answer (a person may pick up on the next attempt)."""
     await session.hangup("normal")
     await session.wait_destroyed(5.0)
-    cfg = ctx.cfg.verification
-    now = dt.datetime.now(dt.UTC)
-    to_status, retry_at = states.after_unanswered(
-        causes.Outcome.NO_ANSWER,
-        call_attempts=v.call_attempts,
-        max_call_attempts=v.max_call_attempts,
-        retry_delay=dt.timedelta(seconds=cfg.retry_delay_seconds),
-        expires_at=v.expires_at,
-        now=now,
-    )
+    to_status, retry_at = flows.next_after_unanswered(ctx, v, causes.Outcome.NO_ANSWER)
     detail = {**detail, "attempt": v.call_attempts, "seconds": round(time.monotonic() - started, 3)}
     if retry_at is not None:
         detail["retry_at"] = retry_at.isoformat()

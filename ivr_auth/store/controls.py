@@ -52,10 +52,8 @@ class Controls:
             return list(await cur.fetchall()) if cur.description else []
 
     async def tenant_by_name(self, name: str) -> models.Tenant:
-        rows = await self._all("tenant_by_name", {"name": name})
-        if not rows:
-            raise errors.NotFound(f"no tenant named {name!r}")
-        return models.Tenant.from_row(rows[0])
+        tenant: models.Tenant = await self._store.tenant_by_name(name)
+        return tenant
 
     async def set_limits(self, name: str, changes: LimitChanges) -> models.Tenant:
         tenant = await self.tenant_by_name(name)

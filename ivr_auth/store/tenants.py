@@ -52,11 +52,7 @@ class Tenants(Base):
         """A new webhook signing secret for the tenant (shown once; the old one stops at once)."""
         secret = crypto.generate_secret()
         async with self.connection() as conn, conn.transaction():
-            cur = await conn.execute(sql.query("tenant_by_name"), {"name": tenant_name})
-            row = await cur.fetchone()
-            if row is None:
-                raise errors.NotFound(f"no tenant named {tenant_name!r}")
-            await self._seal_webhook_secret(conn, row["id"], secret)
+            await self._seal_webhook_secret(conn, await self._id_by_name(conn, tenant_name), secret)
         return secret
 
     async def webhook_secret(self, tenant_id: uuid.UUID) -> str | None:
@@ -72,11 +68,22 @@ class Tenants(Base):
 
     async def add_api_key(self, tenant_name: str) -> str:
         async with self.connection() as conn, conn.transaction():
-            cur = await conn.execute(sql.query("tenant_by_name"), {"name": tenant_name})
-            row = await cur.fetchone()
-            if row is None:
-                raise errors.NotFound(f"no tenant named {tenant_name!r}")
-            return await self._add_key(conn, row["id"])
+            return await self._add_key(conn, await self._id_by_name(conn, tenant_name))
+
+    async def tenant_by_name(self, name: str) -> models.Tenant:
+        async with self.connection() as conn:
+            return models.Tenant.from_row(await self._row_by_name(conn, name))
+
+    async def _id_by_name(self, conn: psycopg.AsyncConnection[Row], name: str) -> uuid.UUID:
+        tenant_id: uuid.UUID = (await self._row_by_name(conn, name))["id"]
+        return tenant_id
+
+    async def _row_by_name(self, conn: psycopg.AsyncConnection[Row], name: str) -> Row:
+        cur = await conn.execute(sql.query("tenant_by_name"), {"name": name})
+        row = await cur.fetchone()
+        if row is None:
+            raise errors.NotFound(f"no tenant named {name!r}")
+        return row
 
     async def _add_key(self, conn: psycopg.AsyncConnection[Row], tenant_id: uuid.UUID) -> str:
         key, prefix = crypto.new_api_key()
