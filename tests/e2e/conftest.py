@@ -5,7 +5,9 @@ Asterisk and real SIPp handsets."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
+import dataclasses
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine
@@ -130,3 +132,23 @@ async def api(start_service: Starter, http_session: aiohttp.ClientSession, tenan
     rt = await start_service(dialer=False)
     assert rt.http_url is not None
     return Api(http_session, rt.http_url, tenant[1])
+
+
+@contextlib.asynccontextmanager
+async def extra_asterisk(
+    local_stack: stack.Endpoints, run_dir: str, stack_ports: dict[str, int], **overrides: dict[str, Any]
+) -> AsyncIterator[tuple[config.Config, stack.Endpoints]]:
+    """Another Asterisk instance of the project's own, on ports of its own,
+    whose controllers share the test stack's Postgres: a second node, or a
+    node with another trunk layout. Stopped on exit."""
+    cfg = service_config(
+        stack={"run_dir": run_dir, **stack_ports},
+        **overrides,
+    )
+    cfg = dataclasses.replace(cfg, database_url=local_stack.database_url, server_secret=local_stack.server_secret)
+    config.validate(cfg)
+    endpoints = await stack.up(cfg)
+    try:
+        yield cfg, endpoints
+    finally:
+        await stack.down(cfg)
