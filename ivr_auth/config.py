@@ -39,6 +39,10 @@ class AriConfig:
     username: str = "ivr-auth"
     password: str | None = None
     app: str = "ivr-auth"
+    # Names this Asterisk in call records, leases and /readyz; empty: the
+    # host:port of its ARI URL. Several controllers on several Asterisks
+    # share one database, and this says which node placed a call.
+    node: str = ""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -446,6 +450,8 @@ def validate(cfg: Config) -> None:
             raise errors.ConfigError("ari.password: required when ari.url is set")
     if not cfg.ari.app or not all(c.isalnum() or c in "-_." for c in cfg.ari.app):
         raise errors.ConfigError("ari.app: letters, digits, '-', '_' and '.' only")
+    if cfg.ari.node and not all(c.isalnum() or c in "-_.:" for c in cfg.ari.node):
+        raise errors.ConfigError("ari.node: letters, digits, '-', '_', '.' and ':' only")
     cfg.http_host_port()
     trunk = cfg.trunk
     if not trunk.name or not all(c.isalnum() or c in "-_" for c in trunk.name):

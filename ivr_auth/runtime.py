@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import urllib.parse
 from collections.abc import Awaitable, Callable
 
 import aiohttp
@@ -73,7 +74,7 @@ class Runtime:
             # One app name per process: a second websocket for the same name
             # would take over the first one's calls.
             f"{self.cfg.ari.app}-{self.name}",
-            name="local",
+            name=self.cfg.ari.node or urllib.parse.urlsplit(self.endpoints.ari_url).netloc,
             # Inbound calls come in through the dialplan into one shared app.
             extra_apps=(self.cfg.inbound.app,) if self.with_dialer else (),
         )
