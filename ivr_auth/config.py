@@ -4,7 +4,9 @@ Every key can be overridden from the environment: ``IVR_AUTH_`` followed by
 the key's path in upper case, sections joined by ``_`` (``ari.password`` is
 ``IVR_AUTH_ARI_PASSWORD``, ``stack.postgres_port`` is
 ``IVR_AUTH_STACK_POSTGRES_PORT``). ``IVR_AUTH_CONFIG`` names the YAML file.
-Errors name the bad key.
+Lists of sections (``trunks``) cannot be set from the environment: a list
+entry has no name to put in a variable. Errors name the bad key
+(``trunks[1].port``).
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ DEFAULT_FILE = "ivr-auth.yaml"
 LANGUAGES = ("ja", "en")
 NUMBER_FORMATS = ("e164", "e164_no_plus", "national")
 TRANSPORTS = ("udp", "tcp")
+# Sections of the rendered pjsip.conf that a trunk may not be named after.
+RESERVED_SECTIONS = frozenset({"global", "transport-udp", "transport-tcp"})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,7 +56,8 @@ class HttpConfig:
 
 @dataclasses.dataclass(frozen=True)
 class TrunkConfig:
-    """The SIP trunk that outbound calls leave through."""
+    """A SIP trunk that outbound calls leave through (and inbound calls may
+    arrive from)."""
 
     name: str = "trunk"
     host: str = "127.0.0.1"
@@ -71,6 +76,8 @@ class TrunkConfig:
     # Pacing: calls in progress at once, and new calls per second, on this trunk.
     max_channels: int = 30
     calls_per_second: float = 5.0
+    # Among several trunks (``trunks``), lower is tried first; equal ones take turns.
+    priority: int = 0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -205,6 +212,9 @@ class DialerConfig:
     lease_seconds: float = 30.0
     reaper_interval_seconds: float = 5.0
     shutdown_grace_seconds: float = 30.0
+    # A trunk whose call failed on the trunk's side (503, 500, timeout) is
+    # skipped by this controller for this long, then tried again.
+    trunk_retry_seconds: float = 30.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -241,6 +251,8 @@ class Config:
     ari: AriConfig = dataclasses.field(default_factory=AriConfig)
     http: HttpConfig = dataclasses.field(default_factory=HttpConfig)
     trunk: TrunkConfig = dataclasses.field(default_factory=TrunkConfig)
+    # Several outbound trunks; when set (not empty), ``trunk`` is not used.
+    trunks: tuple[TrunkConfig, ...] = ()
     verification: VerificationConfig = dataclasses.field(default_factory=VerificationConfig)
     dialer: DialerConfig = dataclasses.field(default_factory=DialerConfig)
     inbound: InboundConfig = dataclasses.field(default_factory=InboundConfig)
@@ -255,6 +267,11 @@ class Config:
     @property
     def run_dir(self) -> Path:
         return (Path(self.base_dir) / self.stack.run_dir).resolve()
+
+    @property
+    def outbound_trunks(self) -> tuple[TrunkConfig, ...]:
+        """The trunks of this node: ``trunks`` when set, else the one ``trunk``."""
+        return self.trunks or (self.trunk,)
 
     @property
     def embedded_database(self) -> bool:
@@ -384,6 +401,8 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
             return None
         (inner,) = [a for a in args if a is not type(None)]
         return _coerce(value, inner, source)
+    if origin is tuple and dataclasses.is_dataclass(args[0]):
+        return _build_list(typing.cast(type[Any], args[0]), value, key, source)
     if origin is tuple:
         if isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]
@@ -415,6 +434,14 @@ def _coerce(value: Any, hint: Any, key: str) -> Any:
             raise errors.ConfigError(f"{source}: expected a string; put the value in quotes (YAML read it as a number)")
         raise errors.ConfigError(f"{source}: expected a string, got {value!r}")
     raise errors.ConfigError(f"{source}: unsupported type {hint!r}")
+
+
+def _build_list(cls: type[Any], value: Any, key: str, source: str) -> tuple[Any, ...]:
+    if isinstance(value, str):
+        raise errors.ConfigError(f"{source}: a list of sections cannot come from the environment; write it in the file")
+    if not isinstance(value, list | tuple):
+        raise errors.ConfigError(f"{source}: expected a list of mappings, got {type(value).__name__}")
+    return tuple(_build(cls, item, f"{key}[{index}].") for index, item in enumerate(value))
 
 
 def _parse_env(text: str, hint: Any) -> Any:
@@ -453,40 +480,10 @@ def validate(cfg: Config) -> None:
     if cfg.ari.node and not all(c.isalnum() or c in "-_.:" for c in cfg.ari.node):
         raise errors.ConfigError("ari.node: letters, digits, '-', '_', '.' and ':' only")
     cfg.http_host_port()
-    trunk = cfg.trunk
-    if not trunk.name or not all(c.isalnum() or c in "-_" for c in trunk.name):
-        raise errors.ConfigError("trunk.name: letters, digits, '-' and '_' only")
-    _check_port(trunk.port, "trunk.port")
-    if trunk.transport not in TRANSPORTS:
-        raise errors.ConfigError(f"trunk.transport: {trunk.transport!r} is not one of {', '.join(TRANSPORTS)}")
-    if trunk.number_format not in NUMBER_FORMATS:
-        raise errors.ConfigError(
-            f"trunk.number_format: {trunk.number_format!r} is not one of {', '.join(NUMBER_FORMATS)}"
-        )
-    if trunk.dial_prefix and not all(c.isdigit() or c in "*#+" for c in trunk.dial_prefix):
-        raise errors.ConfigError("trunk.dial_prefix: digits, '*', '#' and '+' only")
-    for key, value in (
-        ("trunk.host", trunk.host),
-        ("trunk.username", trunk.username),
-        ("trunk.password", trunk.password),
-        ("ari.username", cfg.ari.username),
-        ("ari.password", cfg.ari.password),
-    ):
-        # These land in Asterisk config files, where ';' starts a comment and a
-        # line break starts a new setting.
-        if value is not None and (any(c in value for c in ";\n\r") or value != value.strip()):
-            raise errors.ConfigError(f"{key}: may not contain ';', line breaks or surrounding spaces")
-    if bool(trunk.username) != bool(trunk.password):
-        raise errors.ConfigError("trunk.username and trunk.password: set both or neither")
-    if trunk.caller_id:
-        try:
-            phonenumbers.parse(trunk.caller_id, cfg.default_country)
-        except phonenumbers.NumberParseException as exc:
-            raise errors.ConfigError(f"trunk.caller_id: {trunk.caller_id!r} is not a phone number") from exc
-    if trunk.max_channels < 1:
-        raise errors.ConfigError("trunk.max_channels: must be at least 1")
-    if trunk.calls_per_second <= 0:
-        raise errors.ConfigError("trunk.calls_per_second: must be positive")
+    for key, value in (("ari.username", cfg.ari.username), ("ari.password", cfg.ari.password)):
+        _check_conf_value(key, value)
+    _validate_trunk(cfg.trunk, "trunk", cfg.default_country)
+    _validate_trunks(cfg)
     if cfg.server_secret is not None and len(cfg.server_secret) < 32:
         raise errors.ConfigError("server_secret: must be at least 32 characters")
     _validate_verification(cfg.verification)
@@ -517,6 +514,55 @@ def validate(cfg: Config) -> None:
         seen[port] = key
     if stack.start_timeout <= 0:
         raise errors.ConfigError("stack.start_timeout: must be positive")
+
+
+def _check_conf_value(key: str, value: str | None) -> None:
+    # These land in Asterisk config files, where ';' starts a comment and a
+    # line break starts a new setting.
+    if value is not None and (any(c in value for c in ";\n\r") or value != value.strip()):
+        raise errors.ConfigError(f"{key}: may not contain ';', line breaks or surrounding spaces")
+
+
+def _validate_trunk(trunk: TrunkConfig, key: str, default_country: str) -> None:
+    if not trunk.name or not all(c.isalnum() or c in "-_" for c in trunk.name):
+        raise errors.ConfigError(f"{key}.name: letters, digits, '-' and '_' only")
+    if trunk.name in RESERVED_SECTIONS:
+        raise errors.ConfigError(f"{key}.name: {trunk.name!r} is the name of a section of pjsip.conf of our own")
+    _check_port(trunk.port, f"{key}.port")
+    if trunk.transport not in TRANSPORTS:
+        raise errors.ConfigError(f"{key}.transport: {trunk.transport!r} is not one of {', '.join(TRANSPORTS)}")
+    if trunk.number_format not in NUMBER_FORMATS:
+        raise errors.ConfigError(
+            f"{key}.number_format: {trunk.number_format!r} is not one of {', '.join(NUMBER_FORMATS)}"
+        )
+    if trunk.dial_prefix and not all(c.isdigit() or c in "*#+" for c in trunk.dial_prefix):
+        raise errors.ConfigError(f"{key}.dial_prefix: digits, '*', '#' and '+' only")
+    for name in ("host", "username", "password"):
+        _check_conf_value(f"{key}.{name}", getattr(trunk, name))
+    if bool(trunk.username) != bool(trunk.password):
+        raise errors.ConfigError(f"{key}.username and {key}.password: set both or neither")
+    if trunk.caller_id:
+        try:
+            phonenumbers.parse(trunk.caller_id, default_country)
+        except phonenumbers.NumberParseException as exc:
+            raise errors.ConfigError(f"{key}.caller_id: {trunk.caller_id!r} is not a phone number") from exc
+    if trunk.max_channels < 1:
+        raise errors.ConfigError(f"{key}.max_channels: must be at least 1")
+    if trunk.calls_per_second <= 0:
+        raise errors.ConfigError(f"{key}.calls_per_second: must be positive")
+
+
+def _validate_trunks(cfg: Config) -> None:
+    sections: dict[str, str] = {}
+    for index, trunk in enumerate(cfg.trunks):
+        key = f"trunks[{index}]"
+        _validate_trunk(trunk, key, cfg.default_country)
+        # Each trunk is a section of pjsip.conf, and one with credentials a
+        # second one named <name>-auth: no two may share a name.
+        for section in (trunk.name, f"{trunk.name}-auth"):
+            if section in sections:
+                raise errors.ConfigError(f"{key}.name: {trunk.name!r} clashes with {sections[section]}")
+            sections[section] = f"{key}.name {trunk.name!r}"
 
 
 def _validate_verification(v: VerificationConfig) -> None:
@@ -599,7 +645,7 @@ def _validate_inbound(cfg: Config) -> None:
 def _validate_dialer(d: DialerConfig) -> None:
     if d.name and not all(c.isalnum() or c in "-_." for c in d.name):
         raise errors.ConfigError("dialer.name: letters, digits, '-', '_' and '.' only")
-    for name in ("poll_interval_seconds", "lease_seconds", "reaper_interval_seconds"):
+    for name in ("poll_interval_seconds", "lease_seconds", "reaper_interval_seconds", "trunk_retry_seconds"):
         if getattr(d, name) <= 0:
             raise errors.ConfigError(f"dialer.{name}: must be positive")
     if d.lease_seconds < 3 * d.poll_interval_seconds:
@@ -609,10 +655,16 @@ def _validate_dialer(d: DialerConfig) -> None:
 def with_overrides(cfg: Config, **sections: Any) -> Config:
     """A copy of ``cfg`` with some section keys replaced (tests, the demo)."""
     changes: dict[str, Any] = {}
+    hints = _fields(Config)
     for name, values in sections.items():
         current = getattr(cfg, name)
         is_section = dataclasses.is_dataclass(current) and not isinstance(current, type)
-        changes[name] = dataclasses.replace(current, **values) if is_section else values
+        if is_section:
+            changes[name] = dataclasses.replace(current, **values)
+        elif isinstance(values, list):
+            changes[name] = _coerce(values, hints[name], name)  # trunks=[{...}, ...]
+        else:
+            changes[name] = values
     out = dataclasses.replace(cfg, **changes)
     validate(out)
     return out
