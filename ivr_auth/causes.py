@@ -46,3 +46,16 @@ def unanswered_outcome(cause: int) -> Outcome:
 def retryable(outcome: Outcome) -> bool:
     """Busy and no answer may succeed a little later; the rest will not."""
     return outcome in (Outcome.BUSY, Outcome.NO_ANSWER)
+
+
+# The trunk (or the carrier behind it) failed, not the callee: 503 Service
+# Unavailable (34), 500 Server Internal Error (38), 41 / 42 (temporary
+# failure, switching equipment congestion), 504 Server Time-out (102). Busy
+# (17), no answer (18, 19), declined (21) and unallocated number (1) say
+# something about the callee and would fail on any trunk.
+TRUNK_FAILURE_CAUSES = frozenset({34, 38, 41, 42, 102})
+
+
+def trunk_failure(cause: int) -> bool:
+    """The call failed on its trunk's side; another trunk may do better."""
+    return cause in TRUNK_FAILURE_CAUSES
