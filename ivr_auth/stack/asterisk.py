@@ -76,7 +76,6 @@ def ari_url(cfg: config.StackConfig) -> str:
 
 
 def template_values(cfg: config.Config, ari_password: str, dirs: dict[str, Path]) -> dict[str, str]:
-    trunk = cfg.trunk
     values = {
         "ari_bind": cfg.stack.bind,
         "ari_port": str(cfg.stack.ari_port),
@@ -87,20 +86,7 @@ def template_values(cfg: config.Config, ari_password: str, dirs: dict[str, Path]
         "sip_port": str(cfg.stack.sip_port),
         "rtp_start": str(cfg.stack.rtp_start),
         "rtp_end": str(cfg.stack.rtp_end),
-        "trunk_name": trunk.name,
-        "trunk_host": trunk.host,
-        "trunk_port": str(trunk.port),
-        "trunk_transport": trunk.transport,
-        "trunk_trust_id": "yes" if trunk.trusted else "no",
-        # ";" starts a comment in Asterisk config files; "\\;" is a literal one.
-        "trunk_contact_params": "\\;transport=tcp" if trunk.transport == "tcp" else "",
-        "trunk_auth_ref": f"outbound_auth = {trunk.name}-auth" if trunk.username else "",
-        "trunk_auth_section": (
-            f"\n[{trunk.name}-auth]\ntype = auth\nauth_type = userpass\n"
-            f"username = {trunk.username}\npassword = {trunk.password}\n"
-            if trunk.username
-            else ""
-        ),
+        "trunks_section": "\n".join(trunk_section(trunk) for trunk in cfg.outbound_trunks),
     }
     agi_host, agi_port = cfg.agi_host_port() or ("127.0.0.1", 4573)
     values["inbound_app"] = cfg.inbound.app
@@ -116,6 +102,46 @@ def template_values(cfg: config.Config, ari_password: str, dirs: dict[str, Path]
     values["prompts_dir"] = shipped
     values.update({f"{name}_dir": str(path) for name, path in dirs.items()})
     return values
+
+
+def trunk_section(trunk: config.TrunkConfig) -> str:
+    """pjsip.conf sections for one trunk: endpoint, aor, identify (by the
+    host's address) and, with credentials, auth. Every value in them was
+    checked for ';' and line breaks when the config was validated."""
+    # ";" starts a comment in Asterisk config files; "\\;" is a literal one.
+    contact_params = "\\;transport=tcp" if trunk.transport == "tcp" else ""
+    auth_ref = f"outbound_auth = {trunk.name}-auth" if trunk.username else ""
+    auth = (
+        f"\n[{trunk.name}-auth]\ntype = auth\nauth_type = userpass\n"
+        f"username = {trunk.username}\npassword = {trunk.password}\n"
+        if trunk.username
+        else ""
+    )
+    return f"""[{trunk.name}]
+type = endpoint
+transport = transport-{trunk.transport}
+context = ivr-auth-inbound
+disallow = all
+allow = ulaw,alaw
+dtmf_mode = rfc4733
+direct_media = no
+rtp_symmetric = yes
+force_rport = yes
+rewrite_contact = yes
+trust_id_inbound = {"yes" if trunk.trusted else "no"}
+send_pai = no
+aors = {trunk.name}
+{auth_ref}
+
+[{trunk.name}]
+type = aor
+contact = sip:{trunk.host}:{trunk.port}{contact_params}
+
+[{trunk.name}]
+type = identify
+endpoint = {trunk.name}
+match = {trunk.host}
+{auth}"""
 
 
 def agi_routes(cfg: config.Config) -> str:
