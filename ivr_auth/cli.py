@@ -82,6 +82,11 @@ def _parser() -> argparse.ArgumentParser:
     p_tset = tenant_sub.add_parser("set", help="change a tenant's settings")
     p_tset.add_argument("name")
     p_tset.add_argument("--caller-id", help="number presented on this tenant's calls ('' for the trunk's)")
+    p_tset.add_argument(
+        "--caller-id-pool",
+        metavar="N,N,...",
+        help="numbers presented in turn on this tenant's calls, comma-separated ('' for none); wins over --caller-id",
+    )
     p_tset.add_argument("--language", choices=config.LANGUAGES, help="default prompt language")
     p_tset.add_argument(
         "--inbound-number",
@@ -154,6 +159,21 @@ def _caller_id_arg(cfg: config.Config, given: str | None) -> str | None:
         raise errors.IvrAuthError(f"--caller-id: {exc}") from exc
 
 
+def caller_id_pool_arg(cfg: config.Config, given: str | None) -> tuple[str, ...] | None:
+    """``--caller-id-pool``: None when not given, () for '', else the numbers in E.164, each once."""
+    if given is None:
+        return None
+    pool: dict[str, None] = {}
+    for number in (n.strip() for n in given.split(",")):
+        if not number:
+            continue
+        try:
+            pool[phone.normalize(number, cfg.default_country)] = None
+        except phone.InvalidPhone as exc:
+            raise errors.IvrAuthError(f"--caller-id-pool: {exc}") from exc
+    return tuple(pool)
+
+
 async def cmd_tenant_create(cfg: config.Config, args: argparse.Namespace) -> int:
     caller_id = _caller_id_arg(cfg, args.caller_id)
 
@@ -186,12 +206,17 @@ async def cmd_tenant_set(cfg: config.Config, args: argparse.Namespace) -> int:
         voice_require_key=None if args.voice_key is None else args.voice_key == "required",
         inbound_numbers=numbers,
         missed_call=None if args.missed_call is None else args.missed_call == "on",
+        caller_id_pool=caller_id_pool_arg(cfg, args.caller_id_pool),
     )
 
     async def update(store: store_mod.Store) -> int:
         tenant = await store.update_tenant(args.name, changes)
         print(f"tenant          {tenant.name} ({tenant.id})")
         print("caller id       " + (tenant.caller_id or "(the trunk's)"))
+        print(
+            "caller id pool  "
+            + (", ".join(tenant.caller_id_pool) + " (in turn)" if tenant.caller_id_pool else "(none)")
+        )
         print(f"language        {tenant.default_language or '(by destination)'}")
         print(f"voice key       {'required' if tenant.voice_require_key else 'off'}")
         print("inbound numbers " + (", ".join(tenant.inbound_numbers) or "(the config's inbound.numbers)"))

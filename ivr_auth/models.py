@@ -25,6 +25,8 @@ class Tenant:
     created_at: dt.datetime
     # The callee presses a key before a code is read out (voice).
     voice_require_key: bool = True
+    # Caller IDs (E.164) its calls present in turn; wins over caller_id.
+    caller_id_pool: tuple[str, ...] = ()
     # Published numbers (E.164) this tenant's users call for inbound verification.
     inbound_numbers: tuple[str, ...] = ()
     # Reject a matched inbound call unanswered, so the caller pays nothing.
@@ -42,7 +44,7 @@ class Tenant:
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Tenant:
         values = {f.name: row[f.name] for f in dataclasses.fields(cls) if f.name in row}
-        for key in ("inbound_numbers", "allowed_countries", "allowed_prefixes"):
+        for key in ("inbound_numbers", "allowed_countries", "allowed_prefixes", "caller_id_pool"):
             if key in values:
                 values[key] = tuple(values[key] or ())
         return cls(**values)
@@ -85,10 +87,13 @@ class Verification:
     inbound_number: str | None = None
     ask_code: bool = False
     delivered_at: dt.datetime | None = None
+    # Calls that failed on their trunk and went to another, uncounted.
+    trunk_failovers: int = 0
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Verification:
-        values = {f.name: row[f.name] for f in dataclasses.fields(cls)}
+        # A column added later (with a default here) may be missing from a row.
+        values = {f.name: row[f.name] for f in dataclasses.fields(cls) if f.name in row}
         values["status"] = states.Status(values["status"])
         for key in ("code_hash", "code_sealed", "request_hash"):
             if values[key] is not None:

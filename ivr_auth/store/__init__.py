@@ -349,6 +349,29 @@ class Store(tenants.Tenants):
         )
         return row is not None
 
+    async def requeue_failover(
+        self, verification_id: uuid.UUID, channel_id: str, *, trunk: str, cause: int, cause_txt: str
+    ) -> bool:
+        """Back to the queue at once, for another trunk, after a call that
+        failed on its trunk; the attempt does not count, the call stays on
+        record (outcome ``trunk_failed``). False: settled elsewhere meanwhile."""
+        detail = {"reason": "trunk_failover", "trunk": trunk, "cause": cause, "cause_txt": cause_txt}
+        async with self.connection() as conn, conn.transaction():
+            cur = await conn.execute(
+                sql.query("requeue_failover"),
+                {
+                    "id": verification_id,
+                    "channel_id": channel_id,
+                    "cause": cause,
+                    "cause_txt": cause_txt,
+                    "detail": json.dumps(detail),
+                },
+            )
+            row = await cur.fetchone()
+            if row is not None:
+                await conn.execute(sql.query("notify_queue"))
+        return row is not None
+
     async def heartbeat(self, owner: str, ids: list[uuid.UUID], lease_seconds: float) -> None:
         if ids:
             await self._one("heartbeat", {"owner": owner, "ids": ids, "lease_seconds": lease_seconds})

@@ -176,7 +176,7 @@ WHERE channel_id = %(channel_id)s AND ended_at IS NULL;
 
 -- name: calls_for
 SELECT attempt, node, trunk, channel_id, started_at, answered_at, ended_at, outcome, cause, cause_txt
-FROM call_attempts WHERE verification_id = %(id)s ORDER BY attempt;
+FROM call_attempts WHERE verification_id = %(id)s ORDER BY attempt, id;
 
 -- name: notify_queue
 SELECT pg_notify('ivr_auth_queue', '');
@@ -230,9 +230,17 @@ UPDATE tenants SET
                             ELSE default_language END,
     voice_require_key = coalesce(%(voice_require_key)s::boolean, voice_require_key),
     inbound_numbers = coalesce(%(inbound_numbers)s::text[], inbound_numbers),
-    missed_call = coalesce(%(missed_call)s::boolean, missed_call)
+    missed_call = coalesce(%(missed_call)s::boolean, missed_call),
+    caller_id_pool = coalesce(%(caller_id_pool)s::text[], caller_id_pool)
 WHERE name = %(name)s
 RETURNING *;
+
+-- name: next_pool_caller_id
+-- The tenant's next caller ID from its pool. The row lock of the UPDATE
+-- makes each turn atomic across every controller. No row: no pool.
+UPDATE tenants SET caller_id_cursor = caller_id_cursor + 1
+WHERE id = %(id)s AND cardinality(caller_id_pool) > 0
+RETURNING caller_id_pool[1 + (caller_id_cursor - 1) %% cardinality(caller_id_pool)] AS caller_id;
 
 -- name: set_answered_by
 UPDATE verifications SET answered_by = %(answered_by)s, updated_at = now() WHERE id = %(id)s;
@@ -444,5 +452,30 @@ WITH updated AS (
 ), unplaced AS (
     -- no call happened; the next attempt reuses the attempt number (and channel id)
     DELETE FROM call_attempts WHERE channel_id = %(channel_id)s
+)
+SELECT * FROM updated;
+
+-- name: requeue_failover
+-- A call that failed on its trunk (503, time-out) while the node has another
+-- trunk up: back to the queue at once for that trunk, the attempt not
+-- counted. The call did happen, so its call_attempts row stays, ended as
+-- trunk_failed; the failover count gives the next call a channel id of its own.
+WITH updated AS (
+    UPDATE verifications SET
+        status = 'queued', updated_at = now(),
+        call_attempts = greatest(call_attempts - 1, 0),
+        trunk_failovers = trunk_failovers + 1,
+        next_attempt_at = now(),
+        lease_owner = NULL, lease_expires_at = NULL,
+        last_cause = %(cause)s, last_cause_txt = %(cause_txt)s
+    WHERE id = %(id)s AND status = 'calling'
+    RETURNING *
+), event AS (
+    INSERT INTO verification_events (verification_id, type, from_status, to_status, detail)
+    SELECT id, 'status', 'calling', 'queued', %(detail)s::jsonb FROM updated
+), ended AS (
+    UPDATE call_attempts SET ended_at = clock_timestamp(), outcome = 'trunk_failed', cause = %(cause)s,
+        cause_txt = %(cause_txt)s
+    WHERE channel_id = %(channel_id)s AND ended_at IS NULL
 )
 SELECT * FROM updated;

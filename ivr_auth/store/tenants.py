@@ -24,6 +24,8 @@ class TenantChanges:
     voice_require_key: bool | None = None
     inbound_numbers: tuple[str, ...] | None = None
     missed_call: bool | None = None
+    # Caller IDs (E.164) presented in turn; () clears the pool.
+    caller_id_pool: tuple[str, ...] | None = None
 
 
 class Tenants(Base):
@@ -105,11 +107,18 @@ class Tenants(Base):
                 "voice_require_key": changes.voice_require_key,
                 "inbound_numbers": list(changes.inbound_numbers) if changes.inbound_numbers is not None else None,
                 "missed_call": changes.missed_call,
+                "caller_id_pool": list(changes.caller_id_pool) if changes.caller_id_pool is not None else None,
             },
         )
         if row is None:
             raise errors.NotFound(f"no tenant named {name!r}")
         return models.Tenant.from_row(row)
+
+    async def next_pool_caller_id(self, tenant_id: uuid.UUID) -> str | None:
+        """The next caller ID of the tenant's pool, in turn across every
+        controller; None when it has no pool."""
+        row = await self._one("next_pool_caller_id", {"id": tenant_id})
+        return str(row["caller_id"]) if row is not None else None
 
     async def tenants_for_did(self, did: str, *, shared: bool) -> list[models.Tenant]:
         """Tenants whose users call ``did`` (E.164); ``shared`` when the number
