@@ -3,8 +3,9 @@ calls through one Asterisk node.
 
 - Claims with ``FOR UPDATE SKIP LOCKED``, so any number of controllers share
   one queue; woken by ``LISTEN/NOTIFY``, and polling all the same.
-- Paces calls per trunk: at most ``max_channels`` at once and
-  ``calls_per_second`` new ones.
+- Sends each call through one of the node's trunks (``trunks.Trunks``:
+  priorities, per-trunk ``max_channels`` and ``calls_per_second``, a failed
+  trunk skipped for a while), and claims no more than they can take now.
 - Holds a lease on every request it is calling and renews it; a reaper (in
   every controller) settles requests whose controller stopped renewing.
 - Runs each call in its own task: one call's failure is logged and settled
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import logging
 import os
@@ -27,7 +29,7 @@ from collections.abc import Awaitable, Callable
 
 import psycopg
 
-from ivr_auth import callsession, config, errors, flows, models, pacing, prompts, states, types
+from ivr_auth import callsession, config, errors, flows, models, prompts, states, trunks, types
 from ivr_auth import store as store_mod
 from ivr_auth.ari import node as ari_node
 from ivr_auth.flows import FlowContext
@@ -71,8 +73,9 @@ class Controller:
             controller=self.name,
             prompts=library or prompts.Library.from_config(cfg),
             track=self._track,
+            trunk_failed=self._trunk_failed,
         )
-        self._pacer = pacing.TokenBucket(rate=cfg.trunk.calls_per_second, burst=max(1.0, cfg.trunk.calls_per_second))
+        self.trunks = trunks.Trunks.from_config(cfg)
         self._wake = asyncio.Event()
         self._calls: dict[uuid.UUID, asyncio.Task[None]] = {}
         self._channels: dict[uuid.UUID, str] = {}
@@ -161,46 +164,61 @@ class Controller:
                 self._wake.set()
 
     async def _dial_once(self) -> bool:
-        """Claim what capacity and pacing allow and start those calls; True
-        if the queue may hold more that could be started now."""
-        free = self.cfg.trunk.max_channels - len(self._calls)
-        if free <= 0:
-            return False
+        """Claim what the trunks can take now (free channels, calls-per-second
+        tokens) and start those calls; True if the queue may hold more that
+        could be started now."""
         now = time.monotonic()
-        tokens = self._pacer.available(now)
-        if tokens < 1:
-            asyncio.get_running_loop().call_later(self._pacer.wait_time(now), self._wake.set)
+        room = self.trunks.capacity(now)
+        if room <= 0:
+            wait = self.trunks.wait_time(now)
+            if wait is not None:  # None: every trunk is full; a call's end wakes us
+                asyncio.get_running_loop().call_later(wait, self._wake.set)
             return False
         if not self.node.stream.connected:
             return False  # never originate into an app without its websocket
-        want = min(free, tokens)
-        claimed = await self.store.claim(self.name, self.node.name, want, self.cfg.dialer.lease_seconds)
+        claimed = await self.store.claim(self.name, self.node.name, room, self.cfg.dialer.lease_seconds)
         for verification in claimed:
-            self._pacer.take(time.monotonic())
-            self._start_call(verification)
-        return len(claimed) == want
+            trunk = self.trunks.acquire(time.monotonic())
+            if trunk is None:
+                # A trunk went down while we were claiming and the others
+                # cannot take this one now: it waits in the queue, uncounted.
+                channel_id = flows.channel_id_for(verification)
+                await self.store.requeue_unplaced(verification.id, channel_id, "no trunk free", 0.0)
+                continue
+            self._start_call(verification, trunk)
+        return len(claimed) == room
 
-    def _start_call(self, verification: models.Verification) -> None:
+    def _start_call(self, verification: models.Verification, trunk: config.TrunkConfig) -> None:
         flow = FLOWS.get(verification.method)
-        task = asyncio.create_task(self._run_call(flow, verification), name=f"call-{verification.id}")
+        ctx = dataclasses.replace(self._ctx, trunk=trunk)
+        task = asyncio.create_task(self._run_call(flow, ctx, verification), name=f"call-{verification.id}")
         self._calls[verification.id] = task
         self._channels[verification.id] = flows.channel_id_for(verification)
 
-    async def _run_call(self, flow: FlowRunner | None, verification: models.Verification) -> None:
+    async def _run_call(self, flow: FlowRunner | None, ctx: FlowContext, verification: models.Verification) -> None:
         try:
             if flow is None:
                 await self.store.transition(
                     verification.id, [states.Status.CALLING], states.Status.ERROR, reason="unsupported_method"
                 )
                 return
-            await flow(self._ctx, verification)
+            await flow(ctx, verification)
         except Exception:
             # The flows settle their own failures; this is the last guard.
             logger.exception("call task failed", extra={"verification_id": str(verification.id)})
         finally:
             self._calls.pop(verification.id, None)
             self._channels.pop(verification.id, None)
+            if ctx.trunk is not None:
+                self.trunks.release(ctx.trunk.name)
             self._wake.set()  # capacity freed
+
+    def _trunk_failed(self, name: str) -> bool:
+        now = time.monotonic()
+        self.trunks.failed(name, now)
+        retry = self.trunks.retry_seconds
+        logger.warning("trunk %s failed; skipping it for %.0fs where another is up", name, retry, extra={"trunk": name})
+        return self.trunks.other_up(name, now)
 
     # --- inbound calls -------------------------------------------------------------------
 

@@ -23,6 +23,10 @@ def _no_tracking(verification_id: uuid.UUID, channel_id: str | None) -> None:
     return None
 
 
+def _no_failover(trunk: str) -> bool:
+    return False
+
+
 @dataclass(frozen=True)
 class FlowContext:
     cfg: config.Config
@@ -34,29 +38,44 @@ class FlowContext:
     # here (channel None: the call is over), so that its lease is renewed
     # and a cancel hangs the call up, as for outbound calls.
     track: Callable[[uuid.UUID, str | None], None] = field(default=_no_tracking)
+    # The trunk this call leaves through, picked per call by the controller;
+    # None: the node's first trunk.
+    trunk: config.TrunkConfig | None = None
+    # Told that a call failed on its trunk's side (503, time-out); True when
+    # another trunk is up that the request may go to at once.
+    trunk_failed: Callable[[str], bool] = field(default=_no_failover)
+
+    @property
+    def outbound_trunk(self) -> config.TrunkConfig:
+        return self.trunk or self.cfg.outbound_trunks[0]
 
 
 def channel_id_for(verification: models.Verification) -> str:
-    """Our channel id for a request's current call attempt (unique per attempt)."""
-    return f"ivrauth-{verification.id.hex}-{verification.call_attempts}"
+    """Our channel id for a request's current call (unique per call: a call
+    that failed over to another trunk did not count as an attempt)."""
+    base = f"ivrauth-{verification.id.hex}-{verification.call_attempts}"
+    return f"{base}-{verification.trunk_failovers}" if verification.trunk_failovers else base
 
 
 async def dial(
     ctx: FlowContext, v: models.Verification, session: callsession.CallSession, started: float
 ) -> models.Tenant | None:
-    """Place this attempt's call with the tenant's caller ID and wait for the
-    answer. Returns the tenant once answered; an unanswered call is settled
-    (back to the queue or terminal, by its cause) and None returned."""
+    """Place this attempt's call through the call's trunk with the tenant's
+    caller ID and wait for the answer. Returns the tenant once answered; an
+    unanswered call is settled (back to the queue or terminal, by its cause;
+    failed over to another trunk when its own failed) and None returned."""
+    trunk = ctx.outbound_trunk
     tenant = await ctx.store.tenant(v.tenant_id)
+    pooled = await ctx.store.next_pool_caller_id(tenant.id) if tenant.caller_id_pool else None
     await ctx.store.set_channel(v.id, session.channel_id)
     await ctx.store.start_call_attempt(
-        v, controller=ctx.controller, node=ctx.node.name, trunk=ctx.cfg.trunk.name, channel_id=session.channel_id
+        v, controller=ctx.controller, node=ctx.node.name, trunk=trunk.name, channel_id=session.channel_id
     )
     ring_timeout = ctx.cfg.verification.ring_timeout_seconds
     try:
         await session.originate(
-            endpoint=phone.dial_endpoint(v.phone, ctx.cfg.trunk, ctx.cfg.default_country),
-            caller_id=caller_id_for(ctx, tenant),
+            endpoint=phone.dial_endpoint(v.phone, trunk, ctx.cfg.default_country),
+            caller_id=caller_id_for(ctx, tenant, trunk, pooled),
             ring_timeout=ring_timeout,
             app_args=f"{v.method},{v.id}",
             # A channel sent into the dialplan (AMD) comes back into this app by name.
@@ -73,10 +92,16 @@ async def dial(
         )
         return None
     logger.info(
-        "dialling %s (%s)",
+        "dialling %s (%s) via %s",
         phone.mask(v.phone),
         v.method,
-        extra={"verification_id": str(v.id), "channel_id": session.channel_id, "node": ctx.node.name},
+        trunk.name,
+        extra={
+            "verification_id": str(v.id),
+            "channel_id": session.channel_id,
+            "node": ctx.node.name,
+            "trunk": trunk.name,
+        },
     )
     unanswered = await session.wait_answer(ring_timeout)
     if unanswered is not None:
@@ -108,6 +133,12 @@ async def settle_unanswered(
     unanswered: callsession.Unanswered,
     started: float,
 ) -> None:
+    if (
+        not unanswered.timed_out
+        and causes.trunk_failure(unanswered.cause)
+        and await _fail_over(ctx, v, session.channel_id, unanswered)
+    ):
+        return
     # The hangup cause is the truth here: a 603 Decline arrives as cause 21
     # while the Dial event says NOANSWER.
     outcome = causes.unanswered_outcome(unanswered.cause)
@@ -134,6 +165,30 @@ async def settle_unanswered(
     )
 
 
+async def _fail_over(
+    ctx: FlowContext, v: models.Verification, channel_id: str, unanswered: callsession.Unanswered
+) -> bool:
+    """The call failed on its trunk's side: when another trunk is up, the
+    request goes back to the queue at once, this call not counted as an
+    attempt. True when it did (or was settled elsewhere meanwhile)."""
+    trunk = ctx.outbound_trunk.name
+    # Bounded, though each failover needs another trunk up: trunks whose
+    # cooldowns are short could otherwise pass a request round for its life.
+    limit = len(ctx.cfg.outbound_trunks) * v.max_call_attempts
+    if not ctx.trunk_failed(trunk) or v.trunk_failovers >= limit:
+        return False
+    await ctx.store.requeue_failover(
+        v.id, channel_id, trunk=trunk, cause=unanswered.cause, cause_txt=unanswered.cause_txt
+    )
+    logger.warning(
+        "trunk %s failed (cause %s); request back in the queue for another trunk",
+        trunk,
+        unanswered.cause,
+        extra={"verification_id": str(v.id), "channel_id": channel_id, "trunk": trunk},
+    )
+    return True
+
+
 async def end_call(ctx: FlowContext, session: callsession.CallSession, outcome: str) -> None:
     end = await session.finish() or {}
     cause = end.get("cause")
@@ -142,9 +197,14 @@ async def end_call(ctx: FlowContext, session: callsession.CallSession, outcome: 
     )
 
 
-def caller_id_for(ctx: FlowContext, tenant: models.Tenant) -> str:
-    if tenant.caller_id:
-        trunk = ctx.cfg.trunk
-        e164 = phone.normalize(tenant.caller_id, ctx.cfg.default_country)
+def caller_id_for(
+    ctx: FlowContext, tenant: models.Tenant, trunk: config.TrunkConfig | None = None, pooled: str | None = None
+) -> str:
+    """The caller ID a call presents, as the trunk writes numbers: the
+    tenant's pool's turn (``pooled``), else the tenant's own, else the trunk's."""
+    trunk = trunk or ctx.outbound_trunk
+    chosen = pooled or tenant.caller_id
+    if chosen:
+        e164 = phone.normalize(chosen, ctx.cfg.default_country)
         return phone.format_for_trunk(e164, trunk.number_format, ctx.cfg.default_country)
-    return phone.caller_id(ctx.cfg.trunk, ctx.cfg.default_country)
+    return phone.caller_id(trunk, ctx.cfg.default_country)
