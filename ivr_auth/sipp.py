@@ -32,6 +32,9 @@ class SippResult:
     errors_log: str
     # A caller's calls: the final status of each INVITE, in the order the calls began.
     final_statuses: tuple[int, ...] = ()
+    # A capturing handset's calls: the headers (names in lower case) of each
+    # INVITE it received, in the order the calls came.
+    invites: tuple[dict[str, str], ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -161,6 +164,7 @@ class _SippProcess:
         errors_log = ""
         screen = output
         statuses: tuple[int, ...] = ()
+        invites: tuple[dict[str, str], ...] = ()
         if self._dir is not None:
             log = self._dir / "errors.log"
             if log.exists():
@@ -170,7 +174,9 @@ class _SippProcess:
                 screen = screen_log.read_text(errors="replace")
             messages = self._dir / "messages.log"
             if messages.exists():
-                statuses = final_statuses(messages.read_text(errors="replace"))
+                trace = messages.read_text(errors="replace")
+                statuses = final_statuses(trace)
+                invites = received_invites(trace)
             shutil.rmtree(self._dir, ignore_errors=True)
         return SippResult(
             returncode=returncode,
@@ -179,6 +185,7 @@ class _SippProcess:
             output=output[-4000:],
             errors_log=errors_log,
             final_statuses=statuses,
+            invites=invites,
         )
 
 
@@ -201,6 +208,9 @@ class Handset(_SippProcess):
     - ``keys_by_number``: keys on each call the code of the number dialled,
       as the Request-URI has it (``+8190...`` in the e164 trunk format);
       other numbers are answered and hear silence.
+
+    ``capture_invites``: the result's ``invites`` holds the headers of each
+    INVITE received (who called: From, P-Asserted-Identity).
     """
 
     port: int
@@ -219,11 +229,13 @@ class Handset(_SippProcess):
     keys_by_number: Mapping[str, str] | None = None
     greeting_ms: int | None = None
     greeting_silence_ms: int = sipp_scenarios.DEFAULT_GREETING_SILENCE_MS
+    capture_invites: bool = False
     _proc: asyncio.subprocess.Process | None = field(default=None, init=False, repr=False)
     _dir: Path | None = field(default=None, init=False, repr=False)
     _role = "the SIPp handset"
 
     def __post_init__(self) -> None:
+        self._trace_messages = self.capture_invites
         generated = any(v is not None for v in (self.keys, self.hangup_after_ms, self.keys_by_number, self.greeting_ms))
         if self.scenario and (generated or self.dtmf != "rfc2833"):
             raise ValueError("a handset runs a scenario file or keys of its own, not both")
@@ -383,6 +395,28 @@ def final_statuses(messages: str) -> tuple[int, ...]:
         call_id = re.search(r"^(?:Call-ID|i):\s*(\S+)", block, re.MULTILINE | re.IGNORECASE)
         if status and cseq and call_id and int(status[1]) >= 200:
             found.setdefault(call_id[1], int(status[1]))
+    return tuple(found.values())
+
+
+def received_invites(messages: str) -> tuple[dict[str, str], ...]:
+    """The headers (names in lower case) of each INVITE received in a SIPp
+    message trace (-trace_msg), one per Call-ID, in the order they came; a
+    retransmission or re-INVITE counts once."""
+    found: dict[str, dict[str, str]] = {}
+    for block in re.split(r"\n-{20,}[^\n]*\n", "\n" + messages):
+        match = re.search(r"message received \[\d+\] bytes :\s*\n\s*INVITE \S+ SIP/2\.0\s*\n", block)
+        if not match:
+            continue
+        headers: dict[str, str] = {}
+        for line in block[match.end() :].splitlines():
+            if not line.strip():
+                break
+            name, sep, value = line.partition(":")
+            if sep:
+                headers.setdefault(name.strip().lower(), value.strip())
+        call_id = headers.get("call-id") or headers.get("i")
+        if call_id:
+            found.setdefault(call_id, headers)
     return tuple(found.values())
 
 

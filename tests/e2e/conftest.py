@@ -34,10 +34,15 @@ FAST: dict[str, Any] = {
 }
 
 
-def service_config(**overrides: dict[str, Any]) -> config.Config:
+def service_config(**overrides: Any) -> config.Config:
+    """The test settings with FAST and ``overrides`` merged in, section by
+    section; a list (``trunks``) replaces what was there."""
     settings = copy.deepcopy(TEST_SETTINGS)
     for source in (FAST, overrides):
         for section, values in source.items():
+            if isinstance(values, list):
+                settings[section] = values
+                continue
             current = settings.setdefault(section, {})
             assert isinstance(current, dict)
             current.update(values)
@@ -136,7 +141,7 @@ async def api(start_service: Starter, http_session: aiohttp.ClientSession, tenan
 
 @contextlib.asynccontextmanager
 async def extra_asterisk(
-    local_stack: stack.Endpoints, run_dir: str, stack_ports: dict[str, int], **overrides: dict[str, Any]
+    local_stack: stack.Endpoints, run_dir: str, stack_ports: dict[str, int], **overrides: Any
 ) -> AsyncIterator[tuple[config.Config, stack.Endpoints]]:
     """Another Asterisk instance of the project's own, on ports of its own,
     whose controllers share the test stack's Postgres: a second node, or a

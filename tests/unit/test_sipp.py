@@ -221,3 +221,59 @@ def test_result_final_status_is_the_first_calls() -> None:
 
     assert result.final_status == 603
     assert sipp.SippResult(0, 0, 0, "", "").final_status is None
+
+
+INVITES = """\
+----------------------------------------------- 2026-11-23 19:10:20.398282
+UDP message received [869] bytes :
+
+INVITE sip:+819012345678@127.0.0.1:5086 SIP/2.0
+Via: SIP/2.0/UDP 127.0.0.1:5076;rport;branch=z9hG4bKPj1
+From: <sip:+81312345678@127.0.0.1>;tag=a1
+To: <sip:+819012345678@127.0.0.1>
+Call-ID: c1
+CSeq: 1 INVITE
+P-Asserted-Identity: <sip:+81312345678@127.0.0.1>
+Content-Length: 0
+
+
+----------------------------------------------- 2026-11-23 19:10:20.498282
+UDP message sent (300 bytes):
+
+SIP/2.0 100 Trying
+Call-ID: c1
+CSeq: 1 INVITE
+
+----------------------------------------------- 2026-11-23 19:10:20.598282
+UDP message received [869] bytes :
+
+INVITE sip:+819012345678@127.0.0.1:5086 SIP/2.0
+From: <sip:+81312345678@127.0.0.1>;tag=a1
+Call-ID: c1
+CSeq: 1 INVITE
+
+----------------------------------------------- 2026-11-23 19:10:21.598282
+UDP message received [869] bytes :
+
+INVITE sip:+819012345679@127.0.0.1:5086 SIP/2.0
+f: "Acme" <sip:+81312345679@127.0.0.1>;tag=b2
+i: c2
+CSeq: 1 INVITE
+
+"""
+
+
+def test_received_invites_reads_each_calls_headers_once() -> None:
+    first, second = sipp.received_invites(INVITES)
+
+    assert first["from"] == "<sip:+81312345678@127.0.0.1>;tag=a1"
+    assert first["p-asserted-identity"] == "<sip:+81312345678@127.0.0.1>"
+    assert first["via"].startswith("SIP/2.0/UDP 127.0.0.1:5076")
+    assert second["f"] == '"Acme" <sip:+81312345679@127.0.0.1>;tag=b2'
+    assert sipp.received_invites(TRACE) == ()
+    assert sipp.received_invites("") == ()
+
+
+def test_only_a_capturing_handset_traces_messages() -> None:
+    assert not sipp.Handset(port=5080, keys="1")._trace_messages
+    assert sipp.Handset(port=5080, keys="1", capture_invites=True)._trace_messages

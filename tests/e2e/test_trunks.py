@@ -1,0 +1,185 @@
+"""Several outbound trunks on one node, with real Asterisk, SIPp and Postgres:
+a trunk answering 503 is failed over at once (the attempt uncounted),
+skipped while it is down and tried again after trunk_retry_seconds; a
+per-trunk calls-per-second cap spaces the originates; a tenant's caller-ID
+pool is presented in turn."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import itertools
+import re
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import psycopg
+import pytest
+
+from ivr_auth import config, models, runtime, sipp, stack
+from ivr_auth import store as store_mod
+from tests.e2e.conftest import Api, extra_asterisk
+
+pytestmark = pytest.mark.e2e
+
+PORTS = {"sip_port": 5076, "ari_port": 58102, "rtp_start": 34000, "rtp_end": 34999}
+PRIMARY_PORT = 5085
+BACKUP_PORT = 5086
+RETRY_SECONDS = 20
+BACKUP_CPS = 1.0
+# Start times are taken a few awaits after the token: allow that much jitter.
+TOLERANCE = 0.15
+CODE = "2580"
+TRUNKS = [
+    {"name": "primary", "host": "127.0.0.1", "port": PRIMARY_PORT, "priority": 1, "calls_per_second": 50},
+    {"name": "backup", "host": "127.0.0.1", "port": BACKUP_PORT, "priority": 2, "calls_per_second": BACKUP_CPS},
+]
+POOL = ("+81312345678", "+81312345679")
+FINAL = {"verified", "failed", "unreachable", "no_answer", "busy", "rejected", "hung_up", "error", "expired"}
+
+
+@pytest.fixture
+async def node(local_stack: stack.Endpoints) -> AsyncIterator[tuple[config.Config, stack.Endpoints]]:
+    """An Asterisk with the two trunks, and a controller on it (no API: the
+    test's API process is the ``api`` fixture's)."""
+    async with extra_asterisk(
+        local_stack,
+        ".run/test-stack-trunks",
+        PORTS,
+        trunks=TRUNKS,
+        dialer={"trunk_retry_seconds": RETRY_SECONDS},
+    ) as (cfg, endpoints):
+        rt = runtime.Runtime(
+            cfg,
+            endpoints,
+            api=False,
+            dialer=True,
+            name=f"test-trunks-{uuid.uuid4().hex[:8]}",
+            http_port=0,
+            fastagi=False,
+        )
+        await rt.start()
+        try:
+            yield cfg, endpoints
+        finally:
+            await asyncio.wait_for(rt.stop(grace=5), 60)
+
+
+async def calls(database_url: str, ids: list[str]) -> list[dict[str, Any]]:
+    async with await psycopg.AsyncConnection.connect(
+        database_url, autocommit=True, row_factory=psycopg.rows.dict_row
+    ) as conn:
+        cur = await conn.execute(
+            "SELECT verification_id::text AS id, attempt, trunk, outcome, cause, started_at FROM call_attempts"
+            " WHERE verification_id = ANY(%s::uuid[]) ORDER BY started_at",
+            (ids,),
+        )
+        return list(await cur.fetchall())
+
+
+async def wait_calls(database_url: str, ids: list[str], count: int, timeout: float = 30) -> list[dict[str, Any]]:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        found = await calls(database_url, ids)
+        if len(found) >= count:
+            return found
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"{len(found)} call attempts after {timeout}s, wanted {count}: {found}")
+        await asyncio.sleep(0.1)
+
+
+async def ended_calls(database_url: str, ids: list[str], count: int, timeout: float = 15) -> list[dict[str, Any]]:
+    """The call attempts once ``count`` of them have an outcome (a flow
+    records it after its goodbye, a moment after the status)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while True:
+        found = await calls(database_url, ids)
+        if sum(c["outcome"] is not None for c in found) >= count:
+            return found
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"call attempts not all ended after {timeout}s: {found}")
+        await asyncio.sleep(0.1)
+
+
+def of(found: list[dict[str, Any]], request: dict[str, Any]) -> list[tuple[int, str, str | None]]:
+    return [(c["attempt"], c["trunk"], c["outcome"]) for c in found if c["id"] == request["id"]]
+
+
+def min_gap(times: list[dt.datetime]) -> float:
+    return min((b - a).total_seconds() for a, b in itertools.pairwise(times))
+
+
+async def test_failover_skip_retry_and_a_cps_cap(
+    api: Api, node: tuple[config.Config, stack.Endpoints], local_stack: stack.Endpoints
+) -> None:
+    db = local_stack.database_url
+    rejecting = sipp.Handset(port=PRIMARY_PORT, scenario="uas-reject-503.xml", calls=2, media_port=6010, timeout=120)
+    answering = sipp.Handset(port=BACKUP_PORT, keys=CODE + "#", calls=5, media_port=6020, timeout=120)
+    async with rejecting, answering:
+        # 1. The primary answers 503: the request goes over to the backup at
+        # once and is verified there, with one counted attempt.
+        first = await api.create("+819011110001", code=CODE)
+        failed_at = (await wait_calls(db, [first["id"]], 1))[0]["started_at"]
+
+        # 2. While the primary is down, new requests go straight to the backup,
+        # one a second at most (its calls_per_second).
+        more = [await api.create(f"+81901111000{i}", code=CODE) for i in (2, 3, 4)]
+        done = [await api.wait_for(r["id"], FINAL) for r in [first, *more]]
+
+        # 3. After trunk_retry_seconds the primary is tried again (and, still
+        # answering 503, fails over once more).
+        elapsed = (dt.datetime.now(dt.UTC) - failed_at).total_seconds()
+        await asyncio.sleep(max(0.0, RETRY_SECONDS - elapsed) + 0.5)
+        last = await api.create("+819011110005", code=CODE)
+        last_done = await api.wait_for(last["id"], FINAL)
+        primary_result = await rejecting.wait()
+        backup_result = await answering.wait()
+
+    assert [d["status"] for d in [*done, last_done]] == ["verified"] * 5, [*done, last_done]
+    found = await ended_calls(db, [r["id"] for r in [first, *more, last]], 7)
+    assert of(found, first) == [(1, "primary", "trunk_failed"), (1, "backup", "verified")]
+    assert next(c["cause"] for c in found if c["id"] == first["id"]) in (34, 38)
+    for request in more:
+        assert of(found, request) == [(1, "backup", "verified")]
+    # ... dialled while the primary was down.
+    cooldown_end = failed_at + dt.timedelta(seconds=RETRY_SECONDS)
+    assert all(c["started_at"] < cooldown_end for c in found if c["id"] in {r["id"] for r in more})
+    assert of(found, last) == [(1, "primary", "trunk_failed"), (1, "backup", "verified")]
+    assert next(c["started_at"] for c in found if c["id"] == last["id"]) >= cooldown_end
+    # One counted attempt each, failovers or not.
+    assert [d["call_attempts"] for d in [*done, last_done]] == [1] * 5
+    # The backup's originates: never closer than 1/cps (a lower bound only).
+    backup_starts = [c["started_at"] for c in found if c["trunk"] == "backup"]
+    assert len(backup_starts) == 5
+    assert min_gap(backup_starts) >= 1 / BACKUP_CPS - TOLERANCE, backup_starts
+    assert primary_result.ok, primary_result.errors_log or primary_result.output
+    assert backup_result.ok, backup_result.errors_log or backup_result.output
+
+
+def presented(invite: dict[str, str]) -> str:
+    """The number in an INVITE's From header."""
+    match = re.search(r"<sip:([^@>;]+)@", invite.get("from", invite.get("f", "")))
+    assert match, invite
+    return match.group(1)
+
+
+async def test_a_tenant_caller_id_pool_is_presented_in_turn(
+    api: Api,
+    node: tuple[config.Config, stack.Endpoints],
+    store: store_mod.Store,
+    tenant: tuple[models.Tenant, str],
+) -> None:
+    await store.update_tenant(tenant[0].name, store_mod.TenantChanges(caller_id_pool=POOL))
+    results = []
+    async with sipp.Handset(
+        port=PRIMARY_PORT, keys=CODE + "#", calls=4, media_port=6010, timeout=120, capture_invites=True
+    ) as phone:
+        for i in range(4):
+            created = await api.create(f"+81901112000{i}", code=CODE)
+            results.append(await api.wait_for(created["id"], FINAL))
+        received = await phone.wait()
+
+    assert [r["status"] for r in results] == ["verified"] * 4, results
+    assert received.ok, received.errors_log or received.output
+    assert [presented(invite) for invite in received.invites] == [POOL[0], POOL[1], POOL[0], POOL[1]]
