@@ -60,11 +60,12 @@ class ProbeResult:
 
 async def call(node: ari_node.AriNode, cfg: config.Config, e164: str, options: ProbeOptions) -> ProbeResult:
     session = callsession.CallSession(node, f"ivrauth-probe-{uuid.uuid4().hex}")
+    trunk = cfg.outbound_trunks[0]  # a probe tests the path calls take first
     started = time.monotonic()
     try:
         await session.originate(
-            endpoint=phone.dial_endpoint(e164, cfg.trunk, cfg.default_country),
-            caller_id=phone.caller_id(cfg.trunk, cfg.default_country),
+            endpoint=phone.dial_endpoint(e164, trunk, cfg.default_country),
+            caller_id=phone.caller_id(trunk, cfg.default_country),
             ring_timeout=options.ring_timeout,
             app_args="probe",
         )

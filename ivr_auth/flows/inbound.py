@@ -37,8 +37,17 @@ def call_details(event: types.AriEvent) -> tuple[str, str, str]:
     return str(channel.get("id") or ""), did, caller
 
 
+def arrival_trunk(event: types.AriEvent, trunks: list[str]) -> str:
+    """Which of ``trunks`` an inbound call came from: the PJSIP endpoint in
+    its channel name (``PJSIP/backup-0000000a``); the first when none is."""
+    name = str((event.get("channel") or {}).get("name") or "")
+    endpoint = name.removeprefix("PJSIP/").rpartition("-")[0] if name.startswith("PJSIP/") else ""
+    return endpoint if endpoint in trunks else trunks[0]
+
+
 async def run(ctx: FlowContext, session: callsession.CallSession, event: types.AriEvent) -> None:
     channel_id, did, caller = call_details(event)
+    trunk = arrival_trunk(event, [t.name for t in ctx.cfg.outbound_trunks])
     log = {"channel_id": channel_id, "node": ctx.node.name}
     taken: models.Verification | None = None
     try:
@@ -47,7 +56,7 @@ async def run(ctx: FlowContext, session: callsession.CallSession, event: types.A
         )
         lang = match.language
         if match.result is inbound.Result.VERIFIED and match.verification is not None:
-            await _record_call(ctx, match.verification, channel_id)
+            await _record_call(ctx, match.verification, channel_id, trunk)
             if match.reject_unanswered:
                 end = await session.reject(REJECT_REASON)
                 await _end_record(ctx, channel_id, "rejected_verified", end)
@@ -71,7 +80,7 @@ async def run(ctx: FlowContext, session: callsession.CallSession, event: types.A
             )
             if taken is not None:
                 ctx.track(taken.id, channel_id)
-                await _record_call(ctx, match.verification, channel_id)
+                await _record_call(ctx, match.verification, channel_id, trunk)
                 await session.answer()
                 await ctx.store.answer_call_attempt(channel_id)
                 await dtmf_flow.converse(ctx, taken, session)
@@ -107,10 +116,10 @@ async def run(ctx: FlowContext, session: callsession.CallSession, event: types.A
         session.close()
 
 
-async def _record_call(ctx: FlowContext, verification: models.Verification, channel_id: str) -> None:
+async def _record_call(ctx: FlowContext, verification: models.Verification, channel_id: str, trunk: str) -> None:
     attempt = dataclasses.replace(verification, call_attempts=verification.call_attempts + 1)
     await ctx.store.start_call_attempt(
-        attempt, controller=ctx.controller, node=ctx.node.name, trunk=ctx.cfg.trunk.name, channel_id=channel_id
+        attempt, controller=ctx.controller, node=ctx.node.name, trunk=trunk, channel_id=channel_id
     )
     logger.info(
         "inbound call from %s for request %s",
