@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import json as jsonlib
 import logging
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -182,4 +183,9 @@ def _error(method: str, path: str, status: int, body: bytes) -> errors.AriError:
         message = text
     if status == 401:
         return errors.AriError(f"ARI refused the credentials (HTTP 401) for {method} {path}", status=status)
+    if status == 503:
+        # Asterisk shutting down (or its HTTP server overloaded): nothing was done.
+        message = re.sub(r"<[^>]*>", " ", message)
+        message = " ".join(message.split())
+        return errors.AriUnavailable(f"ARI {method} {path}: HTTP 503 {message}".rstrip(), status=status)
     return errors.AriError(f"ARI {method} {path}: HTTP {status} {message}".rstrip(), status=status)

@@ -66,7 +66,17 @@ def test_empty_body_leaves_no_trailing_space() -> None:
 
 
 def test_ari_errors_are_project_errors_but_not_unavailability() -> None:
-    exc = client._error("GET", "channels", 503, b"")
+    exc = client._error("GET", "channels", 500, b"")
 
     assert isinstance(exc, errors.IvrAuthError)
     assert not isinstance(exc, errors.AriUnavailable)
+
+
+def test_503_from_an_asterisk_shutting_down_is_unavailability_with_its_html_stripped() -> None:
+    body = b"<html><head><title>503 Service Unavailable</title></head><body><p>Shutdown in progress</p></body></html>"
+
+    exc = client._error("POST", "channels", 503, body)
+
+    assert isinstance(exc, errors.AriUnavailable)
+    assert exc.status == 503
+    assert str(exc) == "ARI POST channels: HTTP 503 503 Service Unavailable Shutdown in progress"
