@@ -101,6 +101,7 @@ class Controller:
             (self._reaper_loop(), "reaper"),
             (self._listen_loop(), "listener"),
             (self._housekeeping_loop(), "housekeeping"),
+            (self._node_watch_loop(), "node-watch"),
         ):
             self._tasks.append(asyncio.create_task(coro, name=f"{self.name}-{name}"))
         logger.info("controller %s started on node %s (app %s)", self.name, self.node.name, self.node.app)
@@ -150,13 +151,15 @@ class Controller:
             try:
                 more = await self._dial_once()
             except errors.StoreUnavailable as exc:
+                _reraise_cancellation(exc)
                 logger.warning("queue not reachable: %s", exc)
                 await asyncio.sleep(poll)
                 continue
             except errors.AppNotRegistered as exc:
                 logger.warning("not dialling: %s", exc)
                 continue
-            except Exception:
+            except Exception as exc:
+                _reraise_cancellation(exc)
                 logger.exception("dialer pass failed")
                 await asyncio.sleep(poll)
                 continue
@@ -258,6 +261,7 @@ class Controller:
             try:
                 await self.store.heartbeat(self.name, [*self._calls, *self._leased], self.cfg.dialer.lease_seconds)
             except errors.StoreError as exc:
+                _reraise_cancellation(exc)
                 logger.warning("lease renewal failed: %s", exc)
 
     async def _reaper_loop(self) -> None:
@@ -265,8 +269,10 @@ class Controller:
             try:
                 await self.reap()
             except errors.StoreError as exc:
+                _reraise_cancellation(exc)
                 logger.warning("reaper pass failed: %s", exc)
-            except Exception:
+            except Exception as exc:
+                _reraise_cancellation(exc)
                 logger.exception("reaper pass failed")
             await asyncio.sleep(self.cfg.dialer.reaper_interval_seconds)
 
@@ -320,8 +326,10 @@ class Controller:
                     if purged:
                         logger.info("retention purge anonymised %d finished request(s)", purged)
             except errors.StoreError as exc:
+                _reraise_cancellation(exc)
                 logger.warning("housekeeping pass failed: %s", exc)
-            except Exception:
+            except Exception as exc:
+                _reraise_cancellation(exc)
                 logger.exception("housekeeping pass failed")
             await asyncio.sleep(min(60.0, lim.purge_interval_seconds))
 
@@ -364,12 +372,9 @@ class Controller:
                             await self._on_notify(note.channel, note.payload)
                         await conn.execute("SELECT 1")  # the connection is still alive
             except psycopg.Error as exc:
-                task = asyncio.current_task()
-                if not self._running or (task is not None and task.cancelling()):
-                    # psycopg may turn the cancellation of a wait for
-                    # notifications into an error of its own: do not let it
-                    # swallow our shutdown.
+                if not self._running:
                     raise asyncio.CancelledError from exc
+                _reraise_cancellation(exc)
                 logger.warning("listen connection lost: %s", exc)
             finally:
                 self.listening = False
@@ -402,16 +407,53 @@ class Controller:
         except errors.AriError as exc:
             logger.warning("could not list channels after reconnect: %s", exc)
             return
-        for channel_id in waiting:
-            if channel_id not in live and channel_id in self.node.dispatcher:
-                await self.node.dispatcher(
-                    {
-                        "type": "ChannelDestroyed",
-                        "channel": {"id": channel_id},
-                        "cause": 0,
-                        "cause_txt": "channel gone while the events websocket was down",
-                    }
+        gone = [c for c in waiting if c not in live]
+        await self._tell_gone(gone, "channel gone while the events websocket was down")
+
+    async def _node_watch_loop(self) -> None:
+        """A node whose websocket stays down is taken for lost, with its calls.
+        Nothing new is dialled through it meanwhile (the dialer needs the
+        websocket), so the other nodes' controllers take the queue."""
+        lost_after = self.cfg.dialer.node_lost_seconds
+        down_since: float | None = None
+        while True:
+            await asyncio.sleep(min(1.0, lost_after / 4))
+            if self.node.stream.connected:
+                down_since = None
+                continue
+            now = time.monotonic()
+            down_since = down_since or now
+            waiting = self.node.dispatcher.channels()
+            if now - down_since >= lost_after and waiting:
+                logger.warning(
+                    "node %s unreachable for %.0fs: settling its %d call(s)",
+                    self.node.name,
+                    now - down_since,
+                    len(waiting),
                 )
+                await self._tell_gone(waiting, f"node {self.node.name} lost", node_lost=True)
+
+    async def _tell_gone(self, channel_ids: list[str], why: str, *, node_lost: bool = False) -> None:
+        for channel_id in channel_ids:
+            if channel_id in self.node.dispatcher:
+                event: types.AriEvent = {
+                    "type": "ChannelDestroyed",
+                    "channel": {"id": channel_id},
+                    "cause": 0,
+                    "cause_txt": why,
+                }
+                if node_lost:
+                    event[callsession.NODE_LOST] = True
+                await self.node.dispatcher(event)
+
+
+def _reraise_cancellation(exc: BaseException) -> None:
+    """psycopg (and the pool) may turn the cancellation of a query or of a
+    wait into an error of their own: a loop that carries on after errors
+    must not let that swallow its shutdown."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError from exc
 
 
 async def _cancel_all(tasks: list[asyncio.Task[None]], timeout: float = 10.0) -> None:
