@@ -21,6 +21,9 @@ from ivr_auth.ari import node as ari_node
 logger = logging.getLogger(__name__)
 
 GONE = frozenset({"StasisEnd", "ChannelDestroyed", "ChannelHangupRequest"})
+# Set on the ChannelDestroyed the controller makes up for a call whose node
+# went away: Asterisk cannot tell us any more how the call ended.
+NODE_LOST = "ivr_auth_node_lost"
 
 
 class HungUp(errors.IvrAuthError):
@@ -252,6 +255,8 @@ class CallSession:
             event = await asyncio.wait_for(self._queue.get(), timeout)
         except TimeoutError:
             return None
+        if event.get(NODE_LOST):
+            raise errors.NodeLost(str(event.get("cause_txt", "node lost")))
         if event.get("type") in GONE:
             raise await self._hung_up(event)
         return event

@@ -212,6 +212,11 @@ class DialerConfig:
     lease_seconds: float = 30.0
     reaper_interval_seconds: float = 5.0
     shutdown_grace_seconds: float = 30.0
+    # A node whose events websocket stays down this long is taken for lost:
+    # its calls in progress are settled (a ringing one goes back to the queue
+    # for another node; one in conversation ends as error, node_lost) instead
+    # of waiting out their timers against an Asterisk that is not there.
+    node_lost_seconds: float = 10.0
     # A trunk whose call failed on the trunk's side (503, 500, timeout) is
     # skipped by this controller for this long, then tried again.
     trunk_retry_seconds: float = 30.0
@@ -645,7 +650,13 @@ def _validate_inbound(cfg: Config) -> None:
 def _validate_dialer(d: DialerConfig) -> None:
     if d.name and not all(c.isalnum() or c in "-_." for c in d.name):
         raise errors.ConfigError("dialer.name: letters, digits, '-', '_' and '.' only")
-    for name in ("poll_interval_seconds", "lease_seconds", "reaper_interval_seconds", "trunk_retry_seconds"):
+    for name in (
+        "poll_interval_seconds",
+        "lease_seconds",
+        "reaper_interval_seconds",
+        "trunk_retry_seconds",
+        "node_lost_seconds",
+    ):
         if getattr(d, name) <= 0:
             raise errors.ConfigError(f"dialer.{name}: must be positive")
     if d.lease_seconds < 3 * d.poll_interval_seconds:

@@ -42,6 +42,11 @@ class AriUnavailable(AriError):
     """Asterisk's REST interface cannot be reached."""
 
 
+class NodeLost(AriUnavailable):
+    """The Asterisk node carrying the call went away: its events websocket
+    stayed down longer than dialer.node_lost_seconds."""
+
+
 class AppNotRegistered(AriError):
     """The Stasis application has no connected websocket on this Asterisk."""
 

@@ -197,6 +197,21 @@ async def end_call(ctx: FlowContext, session: callsession.CallSession, outcome: 
     )
 
 
+async def settle_lost(
+    ctx: FlowContext,
+    request_id: uuid.UUID,
+    channel_id: str,
+    exc: errors.AriUnavailable,
+    from_statuses: list[states.Status],
+    log: dict[str, str],
+) -> None:
+    """The call's Asterisk stopped answering mid-call: nothing more can be
+    done on that call, and nobody knows how it ended there."""
+    logger.warning("call lost with its node: %s", exc, extra=log)
+    await ctx.store.transition(request_id, from_statuses, S.ERROR, reason="node_lost", detail={"node": ctx.node.name})
+    await ctx.store.end_call_attempt(channel_id, "error", None, "node lost")
+
+
 def caller_id_for(
     ctx: FlowContext, tenant: models.Tenant, trunk: config.TrunkConfig | None = None, pooled: str | None = None
 ) -> str:

@@ -13,7 +13,7 @@ import logging
 import time
 from typing import Any
 
-from ivr_auth import callsession, flows, models, states
+from ivr_auth import callsession, errors, flows, models, states
 from ivr_auth.flows import FlowContext
 
 logger = logging.getLogger(__name__)
@@ -45,6 +45,8 @@ async def run(ctx: FlowContext, verification: models.Verification) -> None:
         )
         await ctx.store.end_call_attempt(channel_id, "hung_up", gone.cause, gone.cause_txt)
         logger.info("callee hung up", extra=log)
+    except errors.AriUnavailable as exc:
+        await flows.settle_lost(ctx, v.id, channel_id, exc, [S.CALLING, S.IN_CALL], log)
     except Exception:
         # One call's failure: log it with the channel, hang that call up, settle
         # the request as an error; nothing else is touched.

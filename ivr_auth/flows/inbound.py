@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 
-from ivr_auth import callsession, flows, inbound, models, phone, states, types
+from ivr_auth import callsession, errors, flows, inbound, models, phone, states, types
 from ivr_auth.flows import FlowContext
 from ivr_auth.flows import dtmf as dtmf_flow
 
@@ -104,6 +104,11 @@ async def run(ctx: FlowContext, session: callsession.CallSession, event: types.A
             )
         await ctx.store.end_call_attempt(channel_id, "hung_up", gone.cause, gone.cause_txt)
         logger.info("caller hung up", extra=log)
+    except errors.AriUnavailable as exc:
+        if taken is not None:
+            await flows.settle_lost(ctx, taken.id, channel_id, exc, [S.IN_CALL], log)
+        else:
+            logger.warning("inbound call lost with its node: %s", exc, extra=log)
     except Exception:
         logger.exception("inbound call flow failed", extra=log)
         await session.hangup()

@@ -16,7 +16,7 @@ import datetime as dt
 import logging
 import time
 
-from ivr_auth import callsession, causes, flows, models, states
+from ivr_auth import callsession, causes, errors, flows, models, states
 from ivr_auth.flows import FlowContext
 
 logger = logging.getLogger(__name__)
@@ -65,6 +65,8 @@ async def run(ctx: FlowContext, verification: models.Verification) -> None:
         )
         await ctx.store.end_call_attempt(channel_id, "hung_up", gone.cause, gone.cause_txt)
         logger.info("callee hung up", extra=log)
+    except errors.AriUnavailable as exc:
+        await flows.settle_lost(ctx, v.id, channel_id, exc, [S.CALLING, S.IN_CALL], log)
     except Exception:
         logger.exception("voice call flow failed", extra=log)
         await session.hangup()

@@ -29,7 +29,12 @@ FAST: dict[str, Any] = {
         "no_input_retries": 1,
         "max_call_attempts": 2,
     },
-    "dialer": {"poll_interval_seconds": 0.2, "lease_seconds": 3, "reaper_interval_seconds": 0.5},
+    "dialer": {
+        "poll_interval_seconds": 0.2,
+        "lease_seconds": 3,
+        "reaper_interval_seconds": 0.5,
+        "node_lost_seconds": 2,
+    },
     "trunk": {"calls_per_second": 50, "max_channels": 40},
 }
 
