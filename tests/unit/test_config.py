@@ -576,3 +576,16 @@ def test_unquoted_numbers_in_a_list_get_the_quoting_hint(tmp_path: Path) -> None
 def test_agi_numbers_need_the_agi_server(tmp_path: Path) -> None:
     with pytest.raises(errors.ConfigError, match=r"inbound\.agi_numbers: .*agi\.listen"):
         config.from_mapping({"inbound": {"agi_numbers": ["050-1234-0000"]}, "agi": {"listen": ""}})
+
+
+def test_node_name_and_node_loss_defaults_and_bounds() -> None:
+    cfg = config.from_mapping({})
+    assert cfg.ari.node == ""
+    assert cfg.dialer.node_lost_seconds == 10.0
+    cfg = config.from_mapping({"ari": {"node": "tokyo-1.example:8088"}, "dialer": {"node_lost_seconds": 3}})
+    assert cfg.ari.node == "tokyo-1.example:8088"
+    assert cfg.dialer.node_lost_seconds == 3.0
+    with pytest.raises(errors.ConfigError, match=r"^dialer\.node_lost_seconds: must be positive"):
+        config.from_mapping({"dialer": {"node_lost_seconds": 0}})
+    with pytest.raises(errors.ConfigError, match=r"^ari\.node: letters"):
+        config.from_mapping({"ari": {"node": "node one"}})
