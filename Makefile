@@ -4,13 +4,15 @@
 #   make run    the local stack + API + controller in the foreground
 #   make lint   ruff + mypy --strict
 #   make prompts  render the call prompts (prompts/*/*.wav) from prompts/manifest.yaml
+#   make bench  capacity and latency on a stack of its own, beside a dialplan-only baseline
+#               (.run/bench/report.{json,md}, latency.png; BENCH_QUICK=1 for two short steps)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup system venv demo run test test-unit lint prompts stack-up stack-down stack-status clean
+.PHONY: setup system venv demo run test test-unit lint prompts bench stack-up stack-down stack-status clean
 
 setup: system venv
 
@@ -49,6 +51,10 @@ lint: venv
 prompts: venv
 	@bash scripts/setup-prompts.sh
 	@$(PY) scripts/make-prompts.py
+
+# Loads both cores for a few minutes: run it alone (the suite's timings would suffer).
+bench: setup
+	@$(PY) -m ivr_auth.bench
 
 stack-up: setup
 	@$(VENV)/bin/ivr-auth stack up

@@ -1,0 +1,38 @@
+"""``python -m ivr_auth.bench`` (``make bench``; ``BENCH_QUICK=1`` for two short steps)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+
+from ivr_auth.bench import report, run
+
+
+async def _main(quick: bool) -> dict[str, object]:
+    task = asyncio.current_task()
+    assert task is not None
+    # SIGTERM stops everything as Ctrl-C does: the task is cancelled and unwinds.
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, task.cancel)
+    return await run.main(quick)
+
+
+def main() -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    quick = os.environ.get("BENCH_QUICK", "") not in ("", "0")
+    try:
+        result = asyncio.run(_main(quick))
+    except (KeyboardInterrupt, asyncio.CancelledError):
+        print("bench: interrupted; everything it started is stopped", file=sys.stderr)
+        return 130
+    paths = report.write(result, run.OUT_DIR)
+    print(json.dumps({k: result[k] for k in ("ivr_auth", "baseline", "ratio_to_baseline")}, indent=2))
+    print("bench: wrote " + ", ".join(str(p.relative_to(run.ROOT)) for p in paths), file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
