@@ -107,6 +107,30 @@ class Api:
 Starter = Callable[..., Coroutine[Any, Any, runtime.Runtime]]
 
 
+async def start_runtime(
+    cfg: config.Config,
+    endpoints: stack.Endpoints,
+    *,
+    prefix: str = "test",
+    api: bool = False,
+    dialer: bool = True,
+    fastagi: bool = False,
+) -> runtime.Runtime:
+    """A started runtime with a name (and so a Stasis app) of its own; the
+    caller stops it."""
+    rt = runtime.Runtime(
+        cfg,
+        endpoints,
+        api=api,
+        dialer=dialer,
+        name=f"{prefix}-{uuid.uuid4().hex[:8]}",
+        http_port=0,
+        fastagi=fastagi,
+    )
+    await rt.start()
+    return rt
+
+
 @pytest.fixture
 async def start_service(local_stack: stack.Endpoints, clean_queue: None) -> AsyncIterator[Starter]:
     """Start API and/or controllers; all are stopped after the test."""
@@ -117,16 +141,7 @@ async def start_service(local_stack: stack.Endpoints, clean_queue: None) -> Asyn
     ) -> runtime.Runtime:
         # FastAGI listens on the test stack's fixed agi.listen port (its
         # dialplan points there): only the tests that need it start it.
-        rt = runtime.Runtime(
-            cfg or service_config(),
-            local_stack,
-            api=api,
-            dialer=dialer,
-            name=f"test-{uuid.uuid4().hex[:8]}",
-            http_port=0,
-            fastagi=fastagi,
-        )
-        await rt.start()
+        rt = await start_runtime(cfg or service_config(), local_stack, api=api, dialer=dialer, fastagi=fastagi)
         started.append(rt)
         return rt
 

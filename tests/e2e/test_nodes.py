@@ -7,16 +7,15 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import uuid
 from collections import Counter
 from collections.abc import AsyncIterator
 
 import psycopg
 import pytest
 
-from ivr_auth import config, runtime, sipp, stack, states
+from ivr_auth import config, sipp, stack, states
 from ivr_auth.stack import asterisk
-from tests.e2e.conftest import Api, Starter, extra_asterisk, service_config
+from tests.e2e.conftest import Api, Starter, extra_asterisk, service_config, start_runtime
 
 pytestmark = pytest.mark.e2e
 
@@ -31,12 +30,6 @@ CHANNELS = {"max_channels": 2}
 async def node_b(local_stack: stack.Endpoints) -> AsyncIterator[tuple[config.Config, stack.Endpoints]]:
     async with extra_asterisk(local_stack, ".run/test-stack-b", NODE_B_PORTS, trunk=CHANNELS) as found:
         yield found
-
-
-async def start_controller(cfg: config.Config, endpoints: stack.Endpoints) -> runtime.Runtime:
-    rt = runtime.Runtime(cfg, endpoints, api=False, dialer=True, name=f"test-b-{uuid.uuid4().hex[:8]}", fastagi=False)
-    await rt.start()
-    return rt
 
 
 async def attempts(database_url: str, ids: list[str]) -> list[tuple[str, str, str | None]]:
@@ -57,7 +50,7 @@ async def test_two_nodes_split_the_queue_and_dial_each_request_once(
     node_b: tuple[config.Config, stack.Endpoints],
 ) -> None:
     a = await start_service(api=False, cfg=service_config(trunk=CHANNELS))
-    b = await start_controller(*node_b)
+    b = await start_runtime(*node_b, prefix="test-b")
     assert a.node is not None
     assert b.node is not None
     assert a.node.name != b.node.name
@@ -86,7 +79,7 @@ async def test_losing_a_node_moves_its_work_to_the_other(
 ) -> None:
     cfg_b, endpoints_b = node_b
     a = await start_service(api=False, cfg=service_config(trunk=CHANNELS))
-    b = await start_controller(cfg_b, endpoints_b)
+    b = await start_runtime(cfg_b, endpoints_b, prefix="test-b")
     assert a.node is not None
     assert b.node is not None
     assert b.controller is not None

@@ -10,16 +10,15 @@ import asyncio
 import datetime as dt
 import itertools
 import re
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
 import psycopg
 import pytest
 
-from ivr_auth import config, models, runtime, sipp, stack
+from ivr_auth import config, models, sipp, stack
 from ivr_auth import store as store_mod
-from tests.e2e.conftest import Api, extra_asterisk
+from tests.e2e.conftest import Api, extra_asterisk, start_runtime
 
 pytestmark = pytest.mark.e2e
 
@@ -50,16 +49,7 @@ async def node(local_stack: stack.Endpoints) -> AsyncIterator[tuple[config.Confi
         trunks=TRUNKS,
         dialer={"trunk_retry_seconds": RETRY_SECONDS},
     ) as (cfg, endpoints):
-        rt = runtime.Runtime(
-            cfg,
-            endpoints,
-            api=False,
-            dialer=True,
-            name=f"test-trunks-{uuid.uuid4().hex[:8]}",
-            http_port=0,
-            fastagi=False,
-        )
-        await rt.start()
+        rt = await start_runtime(cfg, endpoints, prefix="test-trunks")
         try:
             yield cfg, endpoints
         finally:
