@@ -43,6 +43,10 @@ class Unanswered:
     cause_txt: str
     # Our own ring timer ran out (Asterisk would report cause 0 for its timeout).
     timed_out: bool = False
+    # The far end said it was ringing (180) before the end.
+    rang: bool = False
+    # From the originate to the end.
+    seconds: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -92,16 +96,19 @@ class CallSession:
 
     async def wait_answer(self, ring_timeout: float) -> Unanswered | None:
         """None once the callee answered (the channel entered Stasis)."""
-        deadline = time.monotonic() + ring_timeout
+        started = time.monotonic()
+        deadline = started + ring_timeout
+        rang = False
         while True:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 await self.hangup("no_answer")
                 destroyed = await self.wait_destroyed(5.0)
+                seconds = time.monotonic() - started
                 if destroyed is not None and int(destroyed.get("cause", 0)) not in (0, 16, 19, 127):
                     # The call ended for a reason of its own just as our timer ran out.
-                    return _unanswered(destroyed)
-                return Unanswered(19, "No answer (ring timeout)", timed_out=True)
+                    return _unanswered(destroyed, rang, seconds)
+                return Unanswered(19, "No answer (ring timeout)", timed_out=True, rang=rang, seconds=seconds)
             try:
                 event = await asyncio.wait_for(self._queue.get(), remaining)
             except TimeoutError:
@@ -110,9 +117,11 @@ class CallSession:
             if kind == "StasisStart":
                 self.answered_at = time.monotonic()
                 return None
+            if kind == "ChannelStateChange" and (event.get("channel") or {}).get("state") == "Ringing":
+                rang = True
             if kind == "ChannelDestroyed":
                 self.ended = event
-                return _unanswered(event)
+                return _unanswered(event, rang, time.monotonic() - started)
 
     async def answer(self) -> None:
         await self.node.client.answer(self.channel_id)
@@ -270,5 +279,5 @@ class CallSession:
         return HungUp(int(cause) if cause is not None else None, str(self.ended.get("cause_txt", "")))
 
 
-def _unanswered(event: types.AriEvent) -> Unanswered:
-    return Unanswered(int(event.get("cause", 0)), str(event.get("cause_txt", "")))
+def _unanswered(event: types.AriEvent, rang: bool, seconds: float) -> Unanswered:
+    return Unanswered(int(event.get("cause", 0)), str(event.get("cause_txt", "")), rang=rang, seconds=seconds)

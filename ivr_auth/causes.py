@@ -59,3 +59,17 @@ TRUNK_FAILURE_CAUSES = frozenset({34, 38, 41, 42, 102})
 def trunk_failure(cause: int) -> bool:
     """The call failed on its trunk's side; another trunk may do better."""
     return cause in TRUNK_FAILURE_CAUSES
+
+
+# A trunk that never answers the INVITE at all (not even 100 Trying) ends
+# the call when PJSIP's INVITE transaction times out (timer B), reported as
+# cause 18 like a callee's 408 or 480. What tells them apart: the call never
+# rang, and it ended when timer B ran out, not before.
+NO_RESPONSE_CAUSES = frozenset({18, 102})
+# How much earlier than timer B a cause-18 end may come and still be its time-out.
+TIMER_B_SLACK_SECONDS = 0.5
+
+
+def trunk_timed_out(cause: int, *, rang: bool, seconds: float, timer_b_seconds: float) -> bool:
+    """The call's trunk did not answer the INVITE within timer B."""
+    return cause in NO_RESPONSE_CAUSES and not rang and seconds >= timer_b_seconds - TIMER_B_SLACK_SECONDS

@@ -220,6 +220,12 @@ class DialerConfig:
     # A trunk whose call failed on the trunk's side (503, 500, timeout) is
     # skipped by this controller for this long, then tried again.
     trunk_retry_seconds: float = 30.0
+    # A trunk that answers an INVITE with nothing at all (not even 100
+    # Trying) within this is failed over and skipped like one answering 503.
+    # It is PJSIP's INVITE timer B (64 x T1), which the embedded stack sets
+    # from this; with an Asterisk of your own, set timer_t1 (this / 64, in
+    # ms) and timer_b in the [system] section of its pjsip.conf to match.
+    trunk_timeout_seconds: float = 8.0
 
 
 @dataclasses.dataclass(frozen=True)
@@ -659,6 +665,9 @@ def _validate_dialer(d: DialerConfig) -> None:
     ):
         if getattr(d, name) <= 0:
             raise errors.ConfigError(f"dialer.{name}: must be positive")
+    if not 6.4 <= d.trunk_timeout_seconds <= 32:
+        # PJSIP takes no T1 under 100 ms, so no timer B under 6.4 s.
+        raise errors.ConfigError("dialer.trunk_timeout_seconds: must be 6.4-32 (PJSIP's timer B; its default is 32)")
     if d.lease_seconds < 3 * d.poll_interval_seconds:
         raise errors.ConfigError("dialer.lease_seconds: must be at least three poll intervals")
 

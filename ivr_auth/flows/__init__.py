@@ -133,11 +133,13 @@ async def settle_unanswered(
     unanswered: callsession.Unanswered,
     started: float,
 ) -> None:
-    if (
-        not unanswered.timed_out
-        and causes.trunk_failure(unanswered.cause)
-        and await _fail_over(ctx, v, session.channel_id, unanswered)
-    ):
+    trunk_failed = causes.trunk_failure(unanswered.cause) or causes.trunk_timed_out(
+        unanswered.cause,
+        rang=unanswered.rang,
+        seconds=unanswered.seconds,
+        timer_b_seconds=ctx.cfg.dialer.trunk_timeout_seconds,
+    )
+    if not unanswered.timed_out and trunk_failed and await _fail_over(ctx, v, session.channel_id, unanswered):
         return
     # The hangup cause is the truth here: a 603 Decline arrives as cause 21
     # while the Dial event says NOANSWER.

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import math
 import os
 import re
 import shutil
@@ -86,6 +87,7 @@ def template_values(cfg: config.Config, ari_password: str, dirs: dict[str, Path]
         "sip_port": str(cfg.stack.sip_port),
         "rtp_start": str(cfg.stack.rtp_start),
         "rtp_end": str(cfg.stack.rtp_end),
+        **sip_timers(cfg.dialer.trunk_timeout_seconds),
         "trunks_section": "\n".join(trunk_section(trunk) for trunk in cfg.outbound_trunks),
     }
     agi_host, agi_port = cfg.agi_host_port() or ("127.0.0.1", 4573)
@@ -142,6 +144,13 @@ type = identify
 endpoint = {trunk.name}
 match = {trunk.host}
 {auth}"""
+
+
+def sip_timers(timeout_seconds: float) -> dict[str, str]:
+    """PJSIP refuses a timer B under 64 x T1 (and a T1 under 100 ms), so T1
+    follows from the time-out wanted."""
+    t1 = math.ceil(timeout_seconds * 1000 / 64)
+    return {"sip_timer_t1": str(t1), "sip_timer_b": str(64 * t1)}
 
 
 def agi_routes(cfg: config.Config) -> str:

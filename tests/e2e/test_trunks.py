@@ -10,6 +10,7 @@ import asyncio
 import datetime as dt
 import itertools
 import re
+import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -26,6 +27,8 @@ PORTS = {"sip_port": 5076, "ari_port": 58102, "rtp_start": 34000, "rtp_end": 349
 PRIMARY_PORT = 5085
 BACKUP_PORT = 5086
 RETRY_SECONDS = 20
+# PJSIP's timer B for the black-hole trunk: the shortest it takes (T1 100 ms).
+TRUNK_TIMEOUT = 6.4
 BACKUP_CPS = 1.0
 # Start times are taken a few awaits after the token: allow that much jitter.
 TOLERANCE = 0.15
@@ -173,3 +176,41 @@ async def test_a_tenant_caller_id_pool_is_presented_in_turn(
     assert [r["status"] for r in results] == ["verified"] * 4, results
     assert received.ok, received.errors_log or received.output
     assert [presented(invite) for invite in received.invites] == [POOL[0], POOL[1], POOL[0], POOL[1]]
+
+
+async def test_a_trunk_that_never_answers_is_failed_over_and_skipped(api: Api, local_stack: stack.Endpoints) -> None:
+    db = local_stack.database_url
+    async with extra_asterisk(
+        local_stack,
+        ".run/test-stack-trunks",
+        PORTS,
+        trunks=TRUNKS,
+        dialer={"trunk_retry_seconds": RETRY_SECONDS, "trunk_timeout_seconds": TRUNK_TIMEOUT},
+        # Our own ring timer must outlast timer B.
+        verification={"ring_timeout_seconds": 10},
+    ) as (cfg, endpoints):
+        rt = await start_runtime(cfg, endpoints, prefix="test-trunks")
+        # The primary is a black hole: it takes every INVITE and answers none,
+        # not even 100 Trying.
+        hole = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        hole.bind(("127.0.0.1", PRIMARY_PORT))
+        try:
+            async with sipp.Handset(port=BACKUP_PORT, keys=CODE + "#", calls=2, media_port=6020, timeout=60) as phone:
+                first = await api.create("+819011120001", code=CODE)
+                first_done = await api.wait_for(first["id"], FINAL, timeout=40)
+                second = await api.create("+819011120002", code=CODE)
+                second_done = await api.wait_for(second["id"], FINAL, timeout=40)
+                answered = await phone.wait()
+        finally:
+            hole.close()
+            await asyncio.wait_for(rt.stop(grace=5), 60)
+
+    assert [first_done["status"], second_done["status"]] == ["verified", "verified"], [first_done, second_done]
+    assert [first_done["call_attempts"], second_done["call_attempts"]] == [1, 1]
+    found = await ended_calls(db, [first["id"], second["id"]], 3)
+    # The first call waited out timer B on the primary, then went to the backup ...
+    assert of(found, first) == [(1, "primary", "trunk_failed"), (1, "backup", "verified")]
+    assert next(c["cause"] for c in found if c["id"] == first["id"]) == 18
+    # ... and the next one went straight there, the primary being down.
+    assert of(found, second) == [(1, "backup", "verified")]
+    assert answered.ok, answered.errors_log or answered.output

@@ -52,3 +52,21 @@ def test_retryable(outcome: causes.Outcome, expected: bool) -> None:
 
 def test_every_outcome_has_a_retry_decision() -> None:
     assert {o for o in causes.Outcome if causes.retryable(o)} == {causes.Outcome.BUSY, causes.Outcome.NO_ANSWER}
+
+
+@pytest.mark.parametrize(
+    ("cause", "rang", "seconds", "timed_out"),
+    [
+        (18, False, 8.0, True),  # no response at all until timer B: the trunk
+        (18, False, 7.6, True),
+        (102, False, 8.1, True),
+        (18, True, 8.0, False),  # it rang: the callee's 408
+        (18, False, 2.0, False),  # an early 480 from the callee's network
+        (17, False, 8.0, False),  # busy is the callee's
+        (34, False, 8.0, False),  # congestion is trunk_failure's, not a time-out
+    ],
+)
+def test_a_trunk_time_out_is_cause_18_without_ringing_at_timer_b(
+    cause: int, rang: bool, seconds: float, timed_out: bool
+) -> None:
+    assert causes.trunk_timed_out(cause, rang=rang, seconds=seconds, timer_b_seconds=8.0) is timed_out

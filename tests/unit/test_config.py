@@ -589,3 +589,9 @@ def test_node_name_and_node_loss_defaults_and_bounds() -> None:
         config.from_mapping({"dialer": {"node_lost_seconds": 0}})
     with pytest.raises(errors.ConfigError, match=r"^ari\.node: letters"):
         config.from_mapping({"ari": {"node": "node one"}})
+
+
+@pytest.mark.parametrize("seconds", [6.0, 33])
+def test_trunk_timeout_is_a_timer_b_pjsip_takes(seconds: float) -> None:
+    with pytest.raises(errors.ConfigError, match=r"^dialer\.trunk_timeout_seconds: must be 6\.4-32"):
+        config.from_mapping({"dialer": {"trunk_timeout_seconds": seconds}})

@@ -71,3 +71,17 @@ def test_one_trunk_as_a_list_renders_as_the_single_trunk() -> None:
     listed = config.from_mapping({"trunks": [{"name": "carrier", "host": "192.0.2.10"}]})
 
     assert asterisk.trunk_section(listed.outbound_trunks[0]) == asterisk.trunk_section(single)
+
+
+def test_pjsip_timer_b_is_the_trunk_timeout(tmp_path: Path) -> None:
+    cfg = config.from_mapping({"dialer": {"trunk_timeout_seconds": 8}})
+
+    system = section(asterisk_sections(render_all(cfg, tmp_path)["pjsip.conf"]), "system", "system")
+
+    # PJSIP refuses a timer B under 64 x T1.
+    assert (system["timer_t1"], system["timer_b"]) == ("125", "8000")
+
+
+def test_a_timeout_that_is_no_multiple_of_64_ms_rounds_up() -> None:
+    assert asterisk.sip_timers(7) == {"sip_timer_t1": "110", "sip_timer_b": "7040"}
+    assert asterisk.sip_timers(6.4) == {"sip_timer_t1": "100", "sip_timer_b": "6400"}
