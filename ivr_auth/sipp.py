@@ -60,6 +60,11 @@ class _SippProcess:
     _role = "the SIPp process"
     _trace_messages = False
 
+    @property
+    def pid(self) -> int | None:
+        """The SIPp process's id once started (the bench reads its CPU)."""
+        return None if self._proc is None else self._proc.pid
+
     def _write_scenario(self, workdir: Path) -> Path:
         raise NotImplementedError
 

@@ -33,13 +33,15 @@ class AriObserver:
     username: str
     password: str
     app: str = "ivr-auth-bench-observer"
-    # channel id -> when each key was heard (time.time())
+    # request key (request_key()) -> when each key was heard (time.time())
     keys: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
+    # request key -> when its first channel appeared: the call is being dialled
+    created: dict[str, float] = field(default_factory=dict)
     # baseline channel id -> (result, when its dialplan set it)
     baseline: dict[str, tuple[str, float]] = field(default_factory=dict)
     channels: int = 0
     peak_channels: int = 0
-    # Called with the channel id on each key (the bench wakes a request's poller).
+    # Called with the request key and its keys so far on each key (the bench wakes a request's poller).
     on_key: Callable[[str, int], None] | None = None
     _task: asyncio.Task[None] | None = None
     _ready: asyncio.Event = field(default_factory=asyncio.Event)
@@ -72,17 +74,27 @@ class AriObserver:
         channel = event.get("channel") or {}
         channel_id = str(channel.get("id", ""))
         if kind == "ChannelCreated":
+            self.created.setdefault(request_key(channel_id), now)
             self.channels += 1
             self.peak_channels = max(self.peak_channels, self.channels)
         elif kind == "ChannelDestroyed":
             self.channels = max(self.channels - 1, 0)
         elif kind == "ChannelDtmfReceived":
-            heard = self.keys[channel_id]
+            key = request_key(channel_id)
+            heard = self.keys[key]
             heard.append(now)
             if self.on_key is not None:
-                self.on_key(channel_id, len(heard))
+                self.on_key(key, len(heard))
         elif kind == "ChannelVarset" and event.get("variable") == "IVRAUTH_BENCH_RESULT":
             self.baseline.setdefault(channel_id, (str(event.get("value", "")), now))
+
+
+def request_key(channel_id: str) -> str:
+    """The request a channel belongs to: the id in hex of an ivr-auth
+    channel (flows.channel_id_for: ivrauth-<hex>-<attempt>[-<failover>]),
+    a baseline channel's own id."""
+    parts = channel_id.split("-")
+    return parts[1] if len(parts) >= 3 and parts[0] == "ivrauth" else channel_id
 
 
 @dataclass

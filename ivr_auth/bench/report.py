@@ -14,14 +14,25 @@ from typing import Any
 # The latencies measured for ivr-auth, in the order the report shows them.
 LATENCIES = {
     "api_accept": "API accept (POST → 201, client side)",
+    "request_to_call": "request sent → its call created in Asterisk (ARI ChannelCreated)",
     "accept_to_invite": "accepted → INVITE received by SIPp (its -trace_msg clock)",
     "last_key_to_visible": "last key heard by Asterisk (ARI) → result visible to GET (25 ms polls)",
     "terminal_to_webhook": "terminal state (finished_at) → webhook received",
 }
 BASELINE_LATENCIES = {
+    "request_to_call": "ARI originate sent → its channel created (ARI ChannelCreated)",
     "accept_to_invite": "ARI originate returned → INVITE received by SIPp",
     "last_key_to_visible": "last key heard (ARI) → result set by the dialplan (ARI ChannelVarset)",
 }
+# A step the system did not keep up with fails even if every request ended
+# well: p95 of request → call above this means calls queue up.
+MAX_CALL_DELAY_P95 = 2.0
+# Below this share of the offered rate the bench itself fell behind.
+MIN_ACHIEVED_SHARE = 0.95
+# Processes that generate the load rather than serve it.
+LOAD_GENERATOR = ("sipp", "bench")
+# The whole machine's CPU, every process (in cpu_seconds beside the processes').
+MACHINE = "machine"
 
 
 def percentile(values: Sequence[float], pct: float) -> float | None:
@@ -42,83 +53,163 @@ def summary(values: Sequence[float]) -> dict[str, float | int | None]:
 
 @dataclass
 class Step:
-    """One offered rate: what was sent, how it ended, what it cost."""
+    """One offered rate held for ``seconds``: what was sent, how it ended,
+    what it cost."""
 
     flow: str  # "ivr-auth" or "baseline"
     offered_rate: float
+    seconds: float
     requests: int
     achieved_rate: float
     correct: int
     wrong: dict[str, int]
     peak_channels: int
+    # offer and drain
+    wall_seconds: float = 0.0
+    # the offer alone, and the CPU used in it: what cores busy are taken over
+    offer_seconds: float = 0.0
+    offer_cpu_seconds: dict[str, float] = field(default_factory=dict)
     latencies: dict[str, list[float]] = field(default_factory=dict)
     # process name -> CPU seconds used during the step
     cpu_seconds: dict[str, float] = field(default_factory=dict)
     verified: int = 0
 
     @property
-    def all_correct(self) -> bool:
-        return self.correct == self.requests
+    def failures(self) -> list[str]:
+        """Why the step does not count as kept up with; empty when it does."""
+        out = []
+        if self.correct < self.requests:
+            wrong = ", ".join(f"{n} {outcome}" for outcome, n in sorted(self.wrong.items()))
+            out.append(f"{self.requests - self.correct} of {self.requests} not in their correct state ({wrong})")
+        delay = percentile(self.latencies.get("request_to_call", []), 95)
+        if delay is None or delay > MAX_CALL_DELAY_P95:
+            shown = "none dialled" if delay is None else f"{delay:.1f} s"
+            out.append(f"fell behind: request → call p95 {shown} (bound {MAX_CALL_DELAY_P95:g} s)")
+        if self.achieved_rate < MIN_ACHIEVED_SHARE * self.offered_rate:
+            out.append(f"the load generator fell behind: {self.achieved_rate}/s sent of {self.offered_rate}/s")
+        return out
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    def core_share(self, name: str) -> float | None:
+        """CPU of one process during the offer, in cores (1.0: one core busy);
+        "others": the machine's CPU that none of the bench's processes used."""
+        cpu = self.offer_cpu_seconds
+        if not self.offer_seconds or MACHINE not in cpu:
+            return None
+        if name == "others":
+            named = sum(sec for key, sec in cpu.items() if key != MACHINE)
+            return round(max(cpu[MACHINE] - named, 0.0) / self.offer_seconds, 2)
+        return round(cpu[name] / self.offer_seconds, 2) if name in cpu else None
 
     def as_dict(self) -> dict[str, Any]:
         out = asdict(self)
         out["latencies"] = {name: summary(values) for name, values in self.latencies.items()}
-        out["all_correct"] = self.all_correct
+        out["passed"] = self.passed
+        out["failures"] = self.failures
+        out["cores_busy"] = {name: self.core_share(name) for name in (*self.offer_cpu_seconds, "others")}
         out["cpu_seconds_per_verified_call"] = {
             name: round(sec / self.verified, 4) if self.verified else None for name, sec in self.cpu_seconds.items()
         }
         return out
 
 
-def capacity(steps: Sequence[Step]) -> dict[str, float | int | None]:
-    """The highest offered rate, and the highest concurrency seen, over the
-    steps in which every request ended in its correct state."""
-    good = [s for s in steps if s.all_correct]
+def capacity(steps: Sequence[Step], bound: str = "") -> dict[str, Any]:
+    """The ramp's ceiling: the highest offered rate, and the highest
+    concurrency seen, over the steps up to the first that failed.
+    ``bound``: why the ramp stopped early without a failing step (a limit
+    of the bench, not of the system under test)."""
+    good: list[Step] = []
+    failed: Step | None = None
+    for s in steps:
+        if not s.passed:
+            failed = s
+            break
+        good.append(s)
+    if failed is not None:
+        stopped_by = f"{failed.offered_rate:g}/s failed: " + "; ".join(failed.failures)
+    elif bound:
+        stopped_by = bound
+    else:
+        stopped_by = "the top step passed"
     return {
         "max_sustained_rate": max((s.offered_rate for s in good), default=None),
         "max_concurrent_calls": max((s.peak_channels for s in good), default=None),
+        "ceiling_reached": failed is not None,
+        "stopped_by": stopped_by,
     }
 
 
-def build(meta: dict[str, Any], ours: Sequence[Step], baseline: Sequence[Step]) -> dict[str, Any]:
-    mine, base = capacity(ours), capacity(baseline)
+def _per_verified(steps: Sequence[Step], names: Sequence[str]) -> dict[str, float | None]:
+    verified = sum(s.verified for s in steps)
+    return {
+        name: round(sum(s.cpu_seconds.get(name, 0.0) for s in steps) / verified, 4) if verified else None
+        for name in names
+    }
+
+
+def build(
+    meta: dict[str, Any], ours: Sequence[Step], baseline: Sequence[Step], bounds: dict[str, str] | None = None
+) -> dict[str, Any]:
+    bounds = bounds or {}
+    mine, base = capacity(ours, bounds.get("ivr-auth", "")), capacity(baseline, bounds.get("baseline", ""))
 
     def ratio(key: str) -> float | None:
         a, b = mine[key], base[key]
         return round(a / b, 2) if a is not None and b else None
 
-    cpu: dict[str, list[float]] = {}
-    verified = sum(s.verified for s in ours)
-    for step in ours:
-        for name, sec in step.cpu_seconds.items():
-            cpu.setdefault(name, []).append(sec)
-    base_verified = sum(s.verified for s in baseline)
-    base_cpu = sum(s.cpu_seconds.get("asterisk", 0.0) for s in baseline)
+    # CPU per call over the steps that passed: a failing step's stragglers are not a cost per call.
+    ours_good = [s for s in ours if s.passed]
+    base_good = [s for s in baseline if s.passed]
+    names = sorted({name for s in ours for name in s.cpu_seconds} - {MACHINE})
     return {
         **meta,
         "ivr_auth": {
             **mine,
-            "cpu_seconds_per_verified_call": {
-                name: round(sum(secs) / verified, 4) if verified else None for name, secs in cpu.items()
-            },
-            "latency": {name: summary([v for s in ours for v in s.latencies.get(name, [])]) for name in LATENCIES},
+            "cpu_seconds_per_verified_call": _per_verified(ours_good, names),
+            "latency": {name: summary([v for s in ours_good for v in s.latencies.get(name, [])]) for name in LATENCIES},
         },
         "baseline": {
             **base,
-            "cpu_seconds_per_verified_call": {
-                "asterisk": round(base_cpu / base_verified, 4) if base_verified else None
-            },
+            "cpu_seconds_per_verified_call": _per_verified(base_good, ["asterisk", *LOAD_GENERATOR]),
             "latency": {
-                name: summary([v for s in baseline for v in s.latencies.get(name, [])]) for name in BASELINE_LATENCIES
+                name: summary([v for s in base_good for v in s.latencies.get(name, [])]) for name in BASELINE_LATENCIES
             },
         },
-        "ratio_to_baseline": {"rate": ratio("max_sustained_rate"), "concurrency": ratio("max_concurrent_calls")},
+        "ratio_to_baseline": {
+            "rate": ratio("max_sustained_rate"),
+            "concurrency": ratio("max_concurrent_calls"),
+            # A ratio against a baseline that never failed is an upper bound.
+            "baseline_ceiling_reached": base["ceiling_reached"],
+        },
         "steps": [s.as_dict() for s in (*ours, *baseline)],
     }
 
 
 def _cell(value: object) -> str:
     return "-" if value is None else str(value)
+
+
+def _bounded(flow: dict[str, Any], key: str) -> str:
+    """A capacity figure, "≥" when the ramp stopped without a failing step."""
+    value = flow[key]
+    if value is None:
+        return "none passed"
+    return str(value) if flow["ceiling_reached"] else f"≥ {value}"
+
+
+def _ratio(report: dict[str, Any], key: str) -> str:
+    value = report["ratio_to_baseline"][key]
+    if value is None:
+        return "-"
+    ours, base = report["ivr_auth"]["ceiling_reached"], report["baseline"]["ceiling_reached"]
+    if ours and not base:
+        return f"≤ {value}"
+    if base and not ours:
+        return f"≥ {value}"
+    return str(value) if ours else f"{value} (neither ceiling reached)"
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -130,48 +221,62 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         "| | ivr-auth | dialplan baseline | ratio |",
         "|---|---|---|---|",
-        f"| highest sustained rate (requests/s, all correct) | {_cell(ours['max_sustained_rate'])} "
-        f"| {_cell(base['max_sustained_rate'])} | {_cell(report['ratio_to_baseline']['rate'])} |",
-        f"| highest concurrency (calls at once, all correct) | {_cell(ours['max_concurrent_calls'])} "
-        f"| {_cell(base['max_concurrent_calls'])} | {_cell(report['ratio_to_baseline']['concurrency'])} |",
+        f"| highest sustained rate (verifications/s, step passed) | {_bounded(ours, 'max_sustained_rate')} "
+        f"| {_bounded(base, 'max_sustained_rate')} | {_ratio(report, 'rate')} |",
+        f"| highest concurrency (calls at once, step passed) | {_bounded(ours, 'max_concurrent_calls')} "
+        f"| {_bounded(base, 'max_concurrent_calls')} | {_ratio(report, 'concurrency')} |",
+        f"| stopped by | {ours['stopped_by']} | {base['stopped_by']} | |",
+        "",
+        "Latencies over the steps that passed:",
         "",
         "| latency | n | p50 ms | p95 ms | p99 ms |",
         "|---|---|---|---|---|",
     ]
-    for name, label in LATENCIES.items():
-        s = ours["latency"][name]
-        lines.append(f"| {label} | {s['n']} | {_cell(s['p50_ms'])} | {_cell(s['p95_ms'])} | {_cell(s['p99_ms'])} |")
-    for name, label in BASELINE_LATENCIES.items():
-        s = base["latency"][name]
-        lines.append(
-            f"| baseline: {label} | {s['n']} | {_cell(s['p50_ms'])} | {_cell(s['p95_ms'])} | {_cell(s['p99_ms'])} |"
-        )
-    lines += ["", "| CPU seconds per verified call | ivr-auth | baseline |", "|---|---|---|"]
-    for name in ("controller", "api", "asterisk", "postgres"):
+    for flow, names, prefix in ((ours, LATENCIES, ""), (base, BASELINE_LATENCIES, "baseline: ")):
+        for name, label in names.items():
+            s = flow["latency"][name]
+            lines.append(
+                f"| {prefix}{label} | {s['n']} | {_cell(s['p50_ms'])} | {_cell(s['p95_ms'])} | {_cell(s['p99_ms'])} |"
+            )
+    lines += ["", "| CPU seconds per verified call (steps that passed) | ivr-auth | baseline |", "|---|---|---|"]
+    for name in ("controller", "api", "asterisk", "postgres", *LOAD_GENERATOR):
         mine = ours["cpu_seconds_per_verified_call"].get(name)
         theirs = base["cpu_seconds_per_verified_call"].get(name)
-        lines.append(f"| {name} | {_cell(mine)} | {_cell(theirs)} |")
+        label = f"{name} (load generator)" if name in LOAD_GENERATOR else name
+        lines.append(f"| {label} | {_cell(mine)} | {_cell(theirs)} |")
     lines += [
         "",
-        "| flow | offered/s | achieved/s | requests | correct | peak calls | wrong outcomes |",
-        "|---|---|---|---|---|---|---|",
+        f"Cores busy: CPU seconds during the step's offer over its length; the machine has {report.get('cores', '?')}.",
+        "",
+        "| flow | offered/s for s | achieved/s | requests | correct | peak calls | request → call p95 ms "
+        "| cores: asterisk / controller+api+postgres / sipp / bench / others / machine | verdict |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for s in report["steps"]:
+        cores = s["cores_busy"]
+        ours_procs = sum(cores.get(n) or 0.0 for n in ("controller", "api", "postgres"))
+        generator = " / ".join(_cell(cores.get(name)) for name in (*LOAD_GENERATOR, "others", MACHINE))
+        busy = f"{_cell(cores.get('asterisk'))} / {ours_procs:.2f} / {generator}"
+        verdict = "pass" if s["passed"] else "FAIL: " + "; ".join(s["failures"])
+        delay = s["latencies"].get("request_to_call", {}).get("p95_ms")
         lines.append(
-            f"| {s['flow']} | {s['offered_rate']} | {s['achieved_rate']} | {s['requests']} | {s['correct']} "
-            f"| {s['peak_channels']} | {_cell(s['wrong'] or None)} |"
+            f"| {s['flow']} | {s['offered_rate']:g} for {s['seconds']:g} | {s['achieved_rate']} | {s['requests']} "
+            f"| {s['correct']} | {s['peak_channels']} | {_cell(delay)} | {busy} | {verdict} |"
         )
+    if report.get("limits"):
+        lines += ["", "Limits of the bench stack (not of the system under test): " + report["limits"]]
     return "\n".join(lines) + "\n"
 
 
 def plot(report: dict[str, Any], path: Path) -> None:
-    """p50 and p95 of each latency against the offered rate."""
+    """Above: p50 and p95 of each latency against the offered rate, a
+    failed step ringed. Below: calls at once and cores busy per step."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(9, 5.5))
+    fig, (ax, low) = plt.subplots(2, 1, figsize=(10, 9), sharex=True, height_ratios=(3, 2))
     for flow, names in (("ivr-auth", LATENCIES), ("baseline", BASELINE_LATENCIES)):
         steps = [s for s in report["steps"] if s["flow"] == flow]
         rates = [s["offered_rate"] for s in steps]
@@ -179,14 +284,36 @@ def plot(report: dict[str, Any], path: Path) -> None:
             for pct, style in (("p50_ms", "-o"), ("p95_ms", "--x")):
                 values = [s["latencies"].get(name, {}).get(pct) for s in steps]
                 if any(v is not None for v in values):
-                    label = f"{flow} {name} {pct[:3]}"
-                    ax.plot(rates, [math.nan if v is None else v for v in values], style, label=label)
-    ax.set_xlabel("offered load (new verifications per second)")
+                    ax.plot(
+                        rates, [math.nan if v is None else v for v in values], style, label=f"{flow} {name} {pct[:3]}"
+                    )
+        failed = [s for s in steps if not s["passed"]]
+        for s in failed:
+            value = s["latencies"].get("request_to_call", {}).get("p95_ms")
+            if value:
+                ax.plot([s["offered_rate"]], [value], "o", ms=14, mfc="none", mec="red")
+        low.plot(rates, [s["peak_channels"] for s in steps], "-o", label=f"{flow}: peak calls at once")
+        for s in failed:
+            low.plot([s["offered_rate"]], [s["peak_channels"]], "o", ms=14, mfc="none", mec="red")
+    ax.axhline(MAX_CALL_DELAY_P95 * 1000, color="red", lw=0.8, ls=":", label="bound on request → call p95")
     ax.set_ylabel("latency (ms)")
     ax.set_yscale("log")
-    ax.set_title(f"ivr-auth bench {report['date']}: latency against offered load")
+    ax.set_title(f"ivr-auth bench {report['date']}: latency against offered load (red ring: step failed)")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7, ncol=2)
+    low.set_xlabel("offered load (new verifications per second, each held for the step's duration)")
+    low.set_ylabel("calls at once")
+    low.grid(True, alpha=0.3)
+    cores = low.twinx()
+    for flow, style in (("ivr-auth", "--s"), ("baseline", ":^")):
+        steps = [s for s in report["steps"] if s["flow"] == flow]
+        total = [s["cores_busy"].get(MACHINE) or 0.0 for s in steps]
+        cores.plot(
+            [s["offered_rate"] for s in steps], total, style, color="grey", label=f"{flow}: cores busy (machine)"
+        )
+    cores.set_ylabel("cores busy")
+    handles = low.get_legend_handles_labels()[0] + cores.get_legend_handles_labels()[0]
+    low.legend(handles=handles, fontsize=7, loc="upper left")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -1,8 +1,9 @@
 """``make bench``: a stack of its own, the API and a controller as separate
-processes, SIPp as the phones, verifications through the public HTTP API at
-fixed offered rates, then the same call flow done entirely in dialplan on
-the same stack, as the baseline. Everything started is stopped at the end,
-also on Ctrl-C or an error."""
+processes, SIPp as the phones, verifications through the public HTTP API
+at rising offered rates, each held for a fixed time, until a step fails;
+then the same call flow done entirely in dialplan on the same stack, as
+the baseline. Everything started is stopped at the end, also on Ctrl-C or
+an error."""
 
 from __future__ import annotations
 
@@ -40,7 +41,7 @@ SETTINGS: dict[str, Any] = {
     "ari": {"app": "ivr-auth-bench"},
     "http": {"listen": HTTP},
     # The pacer must not be what limits: SIPp answers everything.
-    "trunk": {"port": 5084, "max_channels": 500, "calls_per_second": 200},
+    "trunk": {"port": 5084, "max_channels": 2000, "calls_per_second": 200},
     "inbound": {"app": "ivr-auth-bench-inbound"},
     "agi": {"listen": "127.0.0.1:45774"},
     "webhooks": {"allow_private_networks": True, "poll_interval_seconds": 0.2},
@@ -51,11 +52,26 @@ SETTINGS: dict[str, Any] = {
         "sip_port": 5074,
         "ari_port": 58108,
         "rtp_start": 35000,
-        "rtp_end": 36999,
+        # 2 ports a call: room for 2000 calls at once.
+        "rtp_end": 38999,
     },
 }
-FULL_RATES = (1.0, 2.0, 4.0, 8.0, 12.0, 16.0, 24.0)
-QUICK_RATES = (1.0, 2.0)
+FULL_RATES = (4.0, 8.0, 16.0, 32.0, 40.0, 48.0, 64.0, 80.0, 96.0, 128.0)
+QUICK_RATES = (2.0, 4.0)
+# Each step offers its rate this long (about twice a call's length: the
+# calls at once level off), then waits at most DRAIN_SECONDS for the last
+# requests to end. A request not ended by then counts as not correct.
+STEP_SECONDS = 20.0
+QUICK_STEP_SECONDS = 5.0
+DRAIN_SECONDS = 30.0
+# A call lasts about this long (3 s to the first key, 6 keys, the result
+# prompt): the calls at once a rate makes, for the bound below.
+CALL_SECONDS = 9.0
+# Calls at once the stack's RTP range holds (2 ports a call), with room to spare.
+MAX_CALLS = int((SETTINGS["stack"]["rtp_end"] - SETTINGS["stack"]["rtp_start"] + 1) // 2 * 0.9)
+# Each flow's ramp stops when the next step would end past this (seconds
+# from the flow's first step): the whole run stays under 10 minutes.
+FLOW_BUDGET_SECONDS = 260.0
 CODE_LENGTH = 6
 # One request in WRONG_EVERY keys a wrong code (max_code_attempts 1): it must end "failed".
 WRONG_EVERY = 10
@@ -82,8 +98,9 @@ class Request:
 
 
 def steps_plan(quick: bool) -> list[tuple[float, int]]:
-    rates = QUICK_RATES if quick else FULL_RATES
-    return [(rate, 4 if quick else min(int(6 * rate) + 4, 60)) for rate in rates]
+    """(rate, requests) of each step, lowest rate first."""
+    rates, seconds = (QUICK_RATES, QUICK_STEP_SECONDS) if quick else (FULL_RATES, STEP_SECONDS)
+    return [(rate, round(rate * seconds)) for rate in rates]
 
 
 def plan_requests(flow_index: int, plan: list[tuple[float, int]], rng: random.Random) -> list[list[Request]]:
@@ -120,6 +137,29 @@ def cpu_seconds(pid: int | None) -> float:
     return (int(fields[11]) + int(fields[12])) / tick
 
 
+def machine_cpu_seconds() -> float:
+    """CPU time spent by the whole machine, every process (not idle, not iowait)."""
+    fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+def open_files(pid: int | None) -> tuple[int, int | None]:
+    """(descriptors open, soft limit) of a process."""
+    if pid is None:
+        return 0, None
+    try:
+        used = len(os.listdir(f"/proc/{pid}/fd"))
+        limits = Path(f"/proc/{pid}/limits").read_text()
+    except OSError:
+        return 0, None
+    for line in limits.splitlines():
+        if line.startswith("Max open files"):
+            soft = line.split()[3]
+            return used, None if soft == "unlimited" else int(soft)
+    return used, None
+
+
 def children(pid: int) -> list[int]:
     out = []
     for entry in Path("/proc").iterdir():
@@ -137,6 +177,12 @@ class Bench:
         self.quick = quick
         self.procs: dict[str, asyncio.subprocess.Process] = {}
         self.wake: dict[str, asyncio.Event] = {}
+        self.sipp_pid: int | None = None
+        # Asterisk's open descriptors at the end of each step's offer (about its peak)
+        self.peak_fds = 0
+        self.fd_limit: int | None = None
+        # Requests still running when their step was judged.
+        self.stragglers: list[asyncio.Task[None]] = []
 
     # --- processes ------------------------------------------------------------------
 
@@ -164,6 +210,9 @@ class Bench:
         cluster = postgres.Cluster(self.cfg.stack, self.cfg.run_dir, "")
         out: dict[str, list[int]] = {name: [p.pid] for name, p in self.procs.items()}
         out["asterisk"] = [p for p in [ast.pid()] if p is not None]
+        # The load generator: SIPp as every phone, and this process.
+        out["sipp"] = [p for p in [self.sipp_pid] if p is not None]
+        out["bench"] = [os.getpid()]
         pid_file = cluster.data_dir / "postmaster.pid"
         if pid_file.exists():
             master = int(pid_file.read_text().split()[0])
@@ -171,7 +220,10 @@ class Bench:
         return out
 
     def cpu(self) -> dict[str, float]:
-        return {name: sum(cpu_seconds(p) for p in pids) for name, pids in self.pids().items()}
+        out = {name: sum(cpu_seconds(p) for p in pids) for name, pids in self.pids().items()}
+        # Whatever else ran on the machine shows as the difference.
+        out[report.MACHINE] = machine_cpu_seconds()
+        return out
 
     # --- one request of each flow --------------------------------------------------
 
@@ -199,8 +251,10 @@ class Bench:
         fast = False
         while time.monotonic() < deadline:
             if not fast:
+                # Until its keys are heard a request is polled every 2 s, as a
+                # patient client would; the API serves that load too.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(wake.wait(), 1.0)
+                    await asyncio.wait_for(wake.wait(), 2.0)
                     fast = True
             async with http.get(f"http://{HTTP}/v1/verifications/{r.id}", headers=headers) as resp:
                 state = await resp.json()
@@ -238,7 +292,11 @@ class Bench:
 
     # --- a step ---------------------------------------------------------------------
 
-    async def step(self, rate: float, batch: list[Request], send: Any, watch: observe.AriObserver) -> report.Step:
+    async def step(
+        self, rate: float, seconds: float, batch: list[Request], send: Any, watch: observe.AriObserver
+    ) -> report.Step:
+        """Offers ``rate`` for ``seconds``, waits for the requests to end
+        (DRAIN_SECONDS at most) and judges them as they stand then."""
         watch.reset_peak()
         before = self.cpu()
         start = time.monotonic()
@@ -246,23 +304,62 @@ class Bench:
         for n, r in enumerate(batch):
             await asyncio.sleep(max(start + n / rate - time.monotonic(), 0))
             tasks.append(asyncio.create_task(send(r, n)))
-        await asyncio.gather(*tasks)
-        # Let the last calls' hang-ups land before the counters are read.
-        await asyncio.sleep(2)
+        # The calls at once have levelled off by the end of the offer: the busiest moment.
+        offered = self.cpu()
+        offer_wall = time.monotonic() - start
+        ast = asterisk.Instance(self.cfg, self.cfg.run_dir, "")
+        used, self.fd_limit = open_files(ast.pid())
+        self.peak_fds = max(self.peak_fds, used)
+        _, pending = await asyncio.wait(tasks, timeout=DRAIN_SECONDS)
+        self.stragglers += pending
+        wall = time.monotonic() - start
         after = self.cpu()
+        # A request's status is set when its task ends; a task still running is judged as it stands.
+        ended = {id(r): r.status or "still in progress" for r in batch}
         span = max(r.posted for r in batch) - min(r.posted for r in batch)
-        wrong = Counter(f"{r.expected}->{r.status}" for r in batch if r.status != r.expected)
+        wrong = Counter(f"{r.expected}->{ended[id(r)]}" for r in batch if ended[id(r)] != r.expected)
+        delays = [t - r.posted for r in batch if r.posted and (t := watch.created.get(request_key(r)))]
         return report.Step(
             flow=batch[0].flow,
             offered_rate=rate,
+            seconds=seconds,
             requests=len(batch),
             achieved_rate=round((len(batch) - 1) / span, 2) if span > 0 else float(len(batch)),
-            correct=sum(r.status == r.expected for r in batch),
+            correct=sum(ended[id(r)] == r.expected for r in batch),
             wrong=dict(wrong),
             peak_channels=watch.peak_channels,
+            wall_seconds=round(wall, 2),
+            offer_seconds=round(offer_wall, 2),
+            offer_cpu_seconds={name: round(offered[name] - before.get(name, 0.0), 3) for name in offered},
+            latencies={"request_to_call": delays},
             cpu_seconds={name: round(after[name] - before.get(name, 0.0), 3) for name in after},
-            verified=sum(r.status == "verified" for r in batch),
+            verified=sum(ended[id(r)] == "verified" for r in batch),
         )
+
+    async def settle(
+        self, http: aiohttp.ClientSession, key: str, requests: list[Request], watch: observe.AriObserver
+    ) -> None:
+        """Between the flows: what is left of a failed step is canceled or
+        waited out, so that the next flow starts on an idle stack."""
+        headers = {"Authorization": f"Bearer {key}"}
+        for r in requests:
+            if r.flow == "ivr-auth" and r.id and r.status not in TERMINAL:
+                with contextlib.suppress(aiohttp.ClientError):
+                    async with http.post(f"http://{HTTP}/v1/verifications/{r.id}/cancel", headers=headers):
+                        pass
+        if self.stragglers:
+            _, pending = await asyncio.wait(self.stragglers, timeout=30)
+            for task in pending:
+                task.cancel()
+            self.stragglers = []
+        deadline = time.monotonic() + 60
+        while watch.channels > 0 and time.monotonic() < deadline:
+            await asyncio.sleep(0.5)
+
+
+def request_key(r: Request) -> str:
+    """The key observe.request_key() files this request's channels under."""
+    return uuid_hex(r.id) if r.flow == "ivr-auth" else r.channel
 
 
 def uuid_hex(text: str) -> str:
@@ -272,14 +369,15 @@ def uuid_hex(text: str) -> str:
 def latencies(
     batch: list[Request], invites: dict[str, float], watch: observe.AriObserver, hooks: dict[str, tuple[str, float]]
 ) -> dict[str, list[float]]:
-    out: dict[str, list[float]] = {name: [] for name in report.LATENCIES}
+    """The latencies read after the run (SIPp's trace is complete only then);
+    request → call was read when the step was judged."""
+    out: dict[str, list[float]] = {name: [] for name in report.LATENCIES if name != "request_to_call"}
     for r in batch:
         if r.flow == "ivr-auth":
             out["api_accept"].append(r.accepted - r.posted)
         if r.number in invites and r.accepted:
             out["accept_to_invite"].append(invites[r.number] - r.accepted)
-        prefix = f"ivrauth-{uuid_hex(r.id)}-" if r.flow == "ivr-auth" else r.channel
-        keys = [t for ch, times in watch.keys.items() if ch.startswith(prefix) for t in times]
+        keys = watch.keys.get(request_key(r), [])
         if len(keys) >= CODE_LENGTH and r.visible is not None:
             out["last_key_to_visible"].append(r.visible - max(keys))
         if r.id in hooks and r.finished is not None:
@@ -295,17 +393,55 @@ async def bench_stack(cfg: config.Config) -> AsyncIterator[stack.Endpoints]:
         await stack.down(cfg)
 
 
+async def ramp(
+    bench: Bench,
+    plan: list[tuple[float, int]],
+    batches: list[list[Request]],
+    send: Any,
+    watch: observe.AriObserver,
+    seconds: float,
+) -> tuple[list[report.Step], str]:
+    """Steps up the rate until a step fails; the steps run, and the bound
+    of the bench that ended the ramp first (empty when none did)."""
+    steps: list[report.Step] = []
+    began = time.monotonic()
+    for (rate, _), batch in zip(plan, batches, strict=True):
+        if rate * CALL_SECONDS > MAX_CALLS:
+            return (
+                steps,
+                f"bench bound: {rate:g}/s would hold about {rate * CALL_SECONDS:.0f} calls, the RTP range {MAX_CALLS}",
+            )
+        if time.monotonic() - began + seconds + CALL_SECONDS + 2 > FLOW_BUDGET_SECONDS:
+            return steps, f"bench bound: {rate:g}/s would end past the {FLOW_BUDGET_SECONDS:g} s each flow is given"
+        done = await bench.step(rate, seconds, batch, send, watch)
+        steps.append(done)
+        cores = ", ".join(f"{name} {done.core_share(name)}" for name in (*sorted(done.offer_cpu_seconds), "others"))
+        verdict = "pass" if done.passed else "FAIL: " + "; ".join(done.failures)
+        print(
+            f"bench: {done.flow} {rate:g}/s for {seconds:g} s: {done.correct}/{done.requests} correct, "
+            f"peak {done.peak_channels} calls, {done.wall_seconds} s; cores: {cores}; {verdict}",
+            file=sys.stderr,
+        )
+        if not done.passed:
+            break  # a higher rate will not do better
+    return steps, ""
+
+
 async def main(quick: bool) -> dict[str, Any]:
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     config_file = OUT_DIR / "ivr-auth-bench.yaml"
     config_file.write_text(yaml.safe_dump(SETTINGS))
     cfg = config.load(config_file, environ={})
     plan = steps_plan(quick)
+    seconds = QUICK_STEP_SECONDS if quick else STEP_SECONDS
     rng = random.Random(7)
     ours_batches, base_batches = plan_requests(1, plan, rng), plan_requests(2, plan, rng)
     bench = Bench(cfg, config_file, quick)
     total_calls = sum(len(b) for b in (*ours_batches, *base_batches))
-    print(f"bench: {len(plan)} steps, {total_calls} calls; stack in {cfg.run_dir}", file=sys.stderr)
+    print(
+        f"bench: up to {len(plan)} steps of {seconds:g} s a flow, at most {total_calls} calls; stack in {cfg.run_dir}",
+        file=sys.stderr,
+    )
     async with bench_stack(cfg) as endpoints, aiohttp.ClientSession() as http:
         async with AsyncConnectionPool(endpoints.database_url, min_size=1, max_size=2, open=False) as pool:
             await pool.wait(timeout=10)
@@ -316,9 +452,8 @@ async def main(quick: bool) -> dict[str, Any]:
         hooks = observe.WebhookReceiver(secret)
         watch = observe.AriObserver(http, endpoints.ari_url, endpoints.ari_username, endpoints.ari_password)
 
-        def on_key(channel: str, count: int) -> None:
-            parts = channel.split("-")
-            if count >= CODE_LENGTH and len(parts) == 3 and (event := bench.wake.get(parts[1])):
+        def on_key(request: str, count: int) -> None:
+            if count >= CODE_LENGTH and (event := bench.wake.get(request)):
                 event.set()
 
         watch.on_key = on_key
@@ -334,6 +469,7 @@ async def main(quick: bool) -> dict[str, Any]:
         ari = ari_client.AriClient(http, endpoints.ari_url, endpoints.ari_username, endpoints.ari_password)
         ours_steps: list[report.Step] = []
         base_steps: list[report.Step] = []
+        bounds: dict[str, str] = {}
         try:
             await hooks.start()
             await watch.start()
@@ -341,6 +477,7 @@ async def main(quick: bool) -> dict[str, Any]:
             await bench.start_service("controller")
             await wait_ready(http)
             await phones.start()
+            bench.sipp_pid = phones.pid
 
             async def send_ours(r: Request, n: int) -> None:
                 await bench.ours(http, key, hooks.url, r)
@@ -348,19 +485,11 @@ async def main(quick: bool) -> dict[str, Any]:
             async def send_base(r: Request, n: int) -> None:
                 await bench.baseline(ari, watch, r, n)
 
-            flows = ((ours_steps, ours_batches, send_ours), (base_steps, base_batches, send_base))
-            for flow_steps, batches, send in flows:
-                for (rate, _), batch in zip(plan, batches, strict=True):
-                    done = await bench.step(rate, batch, send, watch)
-                    flow_steps.append(done)
-                    print(
-                        f"bench: {done.flow} {rate}/s: {done.correct}/{done.requests} correct, "
-                        f"peak {done.peak_channels} calls",
-                        file=sys.stderr,
-                    )
-                    if not done.all_correct:
-                        break  # a higher rate will not do better
-            await asyncio.sleep(3)  # the last webhooks
+            ours_steps, bounds["ivr-auth"] = await ramp(bench, plan, ours_batches, send_ours, watch, seconds)
+            await bench.settle(http, key, [r for b in ours_batches for r in b], watch)
+            base_steps, bounds["baseline"] = await ramp(bench, plan, base_batches, send_base, watch, seconds)
+            await bench.settle(http, key, [], watch)
+            await asyncio.sleep(1)  # the last webhooks
         finally:
             await phones.stop()
             await phones.wait(30)
@@ -372,20 +501,34 @@ async def main(quick: bool) -> dict[str, Any]:
         invites.setdefault(number, at.timestamp())
     for results, batches in ((ours_steps, ours_batches), (base_steps, base_batches)):
         for step_result, batch in zip(results, batches, strict=False):
-            step_result.latencies = latencies(batch, invites, watch, hooks.received)
+            step_result.latencies.update(latencies(batch, invites, watch, hooks.received))
+    rtp = SETTINGS["stack"]
     meta = {
         "date": dt.date.today().isoformat(),
+        "cores": os.cpu_count(),
         "machine": f"{os.cpu_count()} cores, {platform.platform()}, Asterisk {await asterisk_version(cfg)}",
         "note": (
             "Everything on one machine over loopback: Postgres, Asterisk, the API and controller processes, "
             "SIPp as the phones and this bench. Each call: the Japanese prompt, keys after 3 s, 6 digits 0.3 s "
-            f"apart; one request in {WRONG_EVERY} keys a wrong code (must end failed). Bad webhook signatures: "
+            f"apart; one request in {WRONG_EVERY} keys a wrong code (must end failed). Each step offers its rate "
+            f"for {seconds:g} s, then waits at most {DRAIN_SECONDS:g} s for its requests to end; it passes when "
+            f"every request is in its correct state by then, the p95 of request → call is at most "
+            f"{report.MAX_CALL_DELAY_P95:g} s and the bench sent at least {report.MIN_ACHIEVED_SHARE:.0%} of the "
+            f"rate. The ramp of each flow stops at its first failing step. Bad webhook signatures: "
             f"{hooks.bad_signatures}."
         ),
+        "limits": (
+            f"RTP {rtp['rtp_start']}-{rtp['rtp_end']} (2 ports a call: the ramp stops before a step of more than "
+            f"{MAX_CALLS} calls at once); Asterisk without maxcalls, open files {bench.peak_fds} at most of "
+            f"{bench.fd_limit or 'unlimited'}; Postgres max_connections 200 (API and controller pools 20 each); "
+            f"trunk.max_channels {SETTINGS['trunk']['max_channels']}, calls_per_second "
+            f"{SETTINGS['trunk']['calls_per_second']}; each flow's ramp {FLOW_BUDGET_SECONDS:g} s at most."
+        ),
         "quick": quick,
+        "step_seconds": seconds,
         "plan": [{"rate": rate, "requests": count} for rate, count in plan],
     }
-    return report.build(meta, ours_steps, base_steps)
+    return report.build(meta, ours_steps, base_steps, bounds)
 
 
 async def wait_ready(http: aiohttp.ClientSession) -> None:
