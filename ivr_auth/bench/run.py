@@ -26,7 +26,7 @@ import aiohttp
 import yaml
 from psycopg_pool import AsyncConnectionPool
 
-from ivr_auth import config, crypto, phone, sipp_load, stack, states
+from ivr_auth import config, crypto, errors, phone, sipp_load, stack, states
 from ivr_auth import store as store_mod
 from ivr_auth.ari import client as ari_client
 from ivr_auth.bench import observe, report
@@ -479,11 +479,19 @@ async def main(quick: bool) -> dict[str, Any]:
             await phones.start()
             bench.sipp_pid = phones.pid
 
+            # A request the server drops (Asterisk's HTTP server closes
+            # sessions past its sessionlimit) is an outcome of the step.
             async def send_ours(r: Request, n: int) -> None:
-                await bench.ours(http, key, hooks.url, r)
+                try:
+                    await bench.ours(http, key, hooks.url, r)
+                except aiohttp.ClientError as exc:
+                    r.status = f"api error ({type(exc).__name__})"
 
             async def send_base(r: Request, n: int) -> None:
-                await bench.baseline(ari, watch, r, n)
+                try:
+                    await bench.baseline(ari, watch, r, n)
+                except errors.AriError as exc:
+                    r.status = f"ari error ({type(exc).__name__})"
 
             ours_steps, bounds["ivr-auth"] = await ramp(bench, plan, ours_batches, send_ours, watch, seconds)
             await bench.settle(http, key, [r for b in ours_batches for r in b], watch)
