@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import aiohttp
 from psycopg_pool import AsyncConnectionPool
 
-from ivr_auth import cli_tenant, config, crypto, demo, errors, phone, probe, runtime, stack
+from ivr_auth import cli_tenant, config, crypto, demo, errors, logs, phone, probe, runtime, stack
 from ivr_auth import store as store_mod
 from ivr_auth.ari import node as ari_node
 from ivr_auth.store import migrate
@@ -30,13 +30,12 @@ SECRET_KEYS = ("password", "server_secret")
 def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=getattr(logging, args.log_level.upper()),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
     try:
         cfg = config.load(args.config)
+        logging.basicConfig(
+            level=getattr(logging, args.log_level.upper()),
+            handlers=[logs.handler(args.log_format or cfg.logging.format, sys.stderr)],
+        )
         result: int = asyncio.run(args.func(cfg, args))
         return result
     except errors.ConfigError as exc:
@@ -53,6 +52,11 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ivr-auth", description="Phone-call identity verification on Asterisk.")
     parser.add_argument("-c", "--config", help=f"YAML config file (default: ${config.CONFIG_ENV} or ./ivr-auth.yaml)")
     parser.add_argument("--log-level", default="warning", choices=["debug", "info", "warning", "error"])
+    parser.add_argument(
+        "--log-format",
+        choices=logs.FORMATS,
+        help="json (a line per record), text, or auto: text on a terminal, json otherwise (default: logging.format)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
 
     p_stack = sub.add_parser("stack", help="the embedded local Postgres + Asterisk")

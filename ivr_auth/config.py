@@ -31,6 +31,7 @@ DEFAULT_FILE = "ivr-auth.yaml"
 LANGUAGES = ("ja", "en")
 NUMBER_FORMATS = ("e164", "e164_no_plus", "national")
 TRANSPORTS = ("udp", "tcp")
+LOG_FORMATS = ("auto", "json", "text")
 # Sections of the rendered pjsip.conf that a trunk may not be named after.
 RESERVED_SECTIONS = frozenset({"global", "transport-udp", "transport-tcp"})
 
@@ -250,6 +251,13 @@ class StackConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class LoggingConfig:
+    # json: one object per line; text: for people; auto: text on a terminal,
+    # json otherwise. ``--log-format`` wins over it.
+    format: str = "auto"
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     # Unset: the embedded stack's Postgres.
     database_url: str | None = None
@@ -272,6 +280,7 @@ class Config:
     limits: LimitsConfig = dataclasses.field(default_factory=LimitsConfig)
     prompts: PromptsConfig = dataclasses.field(default_factory=PromptsConfig)
     stack: StackConfig = dataclasses.field(default_factory=StackConfig)
+    logging: LoggingConfig = dataclasses.field(default_factory=LoggingConfig)
     # Directory that relative paths in this config are taken from.
     base_dir: str = "."
 
@@ -495,6 +504,8 @@ def validate(cfg: Config) -> None:
         _check_conf_value(key, value)
     _validate_trunk(cfg.trunk, "trunk", cfg.default_country)
     _validate_trunks(cfg)
+    if cfg.logging.format not in LOG_FORMATS:
+        raise errors.ConfigError(f"logging.format: {cfg.logging.format!r} is not one of {', '.join(LOG_FORMATS)}")
     if cfg.server_secret is not None and len(cfg.server_secret) < 32:
         raise errors.ConfigError("server_secret: must be at least 32 characters")
     _validate_verification(cfg.verification)
