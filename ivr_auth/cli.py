@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import aiohttp
 from psycopg_pool import AsyncConnectionPool
 
-from ivr_auth import cli_tenant, config, crypto, demo, errors, logs, phone, probe, runtime, stack
+from ivr_auth import cli_tenant, config, crypto, demo, doctor, errors, logs, phone, probe, runtime, stack
 from ivr_auth import store as store_mod
 from ivr_auth.ari import node as ari_node
 from ivr_auth.store import migrate
@@ -128,6 +128,10 @@ def _parser() -> argparse.ArgumentParser:
 
     p_demo = sub.add_parser("demo", help="bring up the local stack and verify one number by each method through it")
     p_demo.set_defaults(func=cmd_demo)
+
+    p_doctor = sub.add_parser("doctor", help="check the config and the live environment, one line per check")
+    p_doctor.add_argument("--timeout", type=float, default=doctor.DEFAULT_TIMEOUT, help="seconds per check")
+    p_doctor.set_defaults(func=cmd_doctor)
     return parser
 
 
@@ -286,6 +290,13 @@ async def cmd_call(cfg: config.Config, args: argparse.Namespace) -> int:
 
 async def cmd_demo(cfg: config.Config, args: argparse.Namespace) -> int:
     return await demo.run(cfg, _with_store_value)
+
+
+async def cmd_doctor(cfg: config.Config, args: argparse.Namespace) -> int:
+    results = await doctor.run(cfg, timeout=args.timeout)
+    for result in results:
+        print(result.line())
+    return 1 if doctor.failed(results) else 0
 
 
 async def _with_store_value(cfg: config.Config, action: Callable[[store_mod.Store], Awaitable[T]]) -> T:

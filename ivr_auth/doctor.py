@@ -1,0 +1,270 @@
+"""``ivr-auth doctor``: check a config against the live environment and say
+in plain words what is wrong and what to do about it.
+
+Every check runs on its own, bounded by a timeout, so one that fails or
+hangs does not hide the others. Details never carry a password or the
+server secret: whatever a check says passes through ``redact`` first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import time
+import urllib.parse
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiohttp
+import psycopg
+from psycopg.rows import TupleRow
+
+from ivr_auth import config, errors, prompts, stack
+from ivr_auth.ari import client as ari_client
+from ivr_auth.stack import ports
+from ivr_auth.store import migrate
+
+DEFAULT_TIMEOUT = 5.0
+MAX_CLOCK_SKEW = 2.0
+MASK = "********"
+
+
+class Problem(errors.IvrAuthError):
+    """Something a check found wrong; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class Result:
+    check: str
+    ok: bool
+    detail: str
+
+    def line(self) -> str:
+        return f"{'ok  ' if self.ok else 'FAIL'}  {self.check}: {self.detail}"
+
+
+Check = Callable[[], Awaitable[str]]
+
+
+def migration_problem(applied: Iterable[int], shipped: list[migrate.Migration]) -> str | None:
+    """What is wrong with a database's applied migrations, or None."""
+    done = set(applied)
+    known = {m.version for m in shipped}
+    unknown = sorted(done - known)
+    if unknown:
+        return (
+            f"the database has migrations this ivr-auth does not ship ({', '.join(map(str, unknown))}): "
+            "a newer ivr-auth migrated it; upgrade this one"
+        )
+    missing = [f"{m.version:04d}_{m.name}" for m in shipped if m.version not in done]
+    if not missing:
+        return None
+    if not done:
+        return f"not migrated (no ivr-auth schema, {len(shipped)} migrations shipped): run `ivr-auth migrate`"
+    return (
+        f"not migrated: {len(missing)} of {len(shipped)} migrations missing ({', '.join(missing)}): "
+        "run `ivr-auth migrate`"
+    )
+
+
+def skew_problem(skew_seconds: float, limit: float = MAX_CLOCK_SKEW) -> str | None:
+    if abs(skew_seconds) <= limit:
+        return None
+    side = "ahead of" if skew_seconds > 0 else "behind"
+    return (
+        f"Postgres' clock is {abs(skew_seconds):.1f}s {side} this host's (more than {limit:g}s): "
+        "code expiry and leases go wrong; run NTP (chrony, systemd-timesyncd) on both"
+    )
+
+
+def redact(text: str, secrets: Iterable[str | None]) -> str:
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, MASK)
+    return text
+
+
+def failed(results: Iterable[Result]) -> bool:
+    return any(not r.ok for r in results)
+
+
+async def run(
+    cfg: config.Config, *, library: prompts.Library | None = None, timeout: float = DEFAULT_TIMEOUT
+) -> list[Result]:
+    """Run every check; one result per check, in a fixed order."""
+    checks: list[tuple[str, Check]] = []
+    secrets: list[str | None] = [cfg.server_secret, cfg.ari.password, *(t.password for t in cfg.outbound_trunks)]
+    async with aiohttp.ClientSession() as session:
+        try:
+            endpoints = stack.endpoints(cfg)
+        except errors.IvrAuthError as exc:
+            message = str(exc)
+
+            async def no_stack() -> str:
+                raise Problem(message)
+
+            checks.append(("stack", no_stack))
+            for name in ("database", "clock", "ari", *(f"trunk {t.name}" for t in cfg.outbound_trunks)):
+                checks.append((name, _not_checked))
+        else:
+            secrets += [endpoints.ari_password, endpoints.server_secret, _url_password(endpoints.database_url)]
+            ari = ari_client.AriClient(
+                session, endpoints.ari_url, endpoints.ari_username, endpoints.ari_password, timeout=timeout
+            )
+            checks += [
+                ("database", lambda: _database(endpoints.database_url, timeout)),
+                ("clock", lambda: _clock(endpoints.database_url, timeout)),
+                ("ari", lambda: _ari(ari)),
+            ]
+            checks += [(f"trunk {t.name}", _trunk_check(ari, t.name)) for t in cfg.outbound_trunks]
+        checks.append(("prompts", lambda: _prompts(library or prompts.Library.from_config(cfg), cfg.languages)))
+        checks.append(("fastagi", lambda: _agi(cfg)))
+        outcomes = await asyncio.gather(*(_guarded(check, timeout) for _, check in checks))
+    return [Result(name, ok, redact(detail, secrets)) for (name, _), (ok, detail) in zip(checks, outcomes, strict=True)]
+
+
+async def _guarded(check: Check, timeout: float) -> tuple[bool, str]:
+    try:
+        return True, await asyncio.wait_for(check(), timeout)
+    except Problem as exc:
+        return False, str(exc)
+    except TimeoutError:
+        return False, f"no answer within {timeout:g}s"
+    except Exception as exc:  # a doctor reports what it cannot check; it does not crash
+        return False, f"could not check: {type(exc).__name__}: {exc}"
+
+
+async def _not_checked() -> str:
+    raise Problem("not checked: the stack's endpoints are unknown (see above)")
+
+
+async def _connect(database_url: str, timeout: float) -> psycopg.AsyncConnection[TupleRow]:
+    try:
+        return await psycopg.AsyncConnection.connect(
+            database_url, connect_timeout=max(1, int(timeout)), autocommit=True
+        )
+    except psycopg.Error as exc:
+        raise Problem(
+            f"Postgres does not answer or refuses us ({exc}); check database_url, "
+            "or for the embedded stack `ivr-auth stack status` / `ivr-auth stack up`"
+        ) from exc
+
+
+async def _database(database_url: str, timeout: float) -> str:
+    conn = await _connect(database_url, timeout)
+    async with conn:
+        cur = await conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL")
+        row = await cur.fetchone()
+        applied: list[int] = []
+        if row is not None and row[0]:
+            cur = await conn.execute("SELECT version FROM schema_migrations")
+            applied = [int(r[0]) for r in await cur.fetchall()]
+    shipped = migrate.available()
+    problem = migration_problem(applied, shipped)
+    if problem:
+        raise Problem(problem)
+    return f"reachable, schema up to date (version {len(shipped)})"
+
+
+async def _clock(database_url: str, timeout: float) -> str:
+    conn = await _connect(database_url, timeout)
+    async with conn:
+        before = time.time()
+        cur = await conn.execute("SELECT extract(epoch FROM clock_timestamp())::float8")
+        row = await cur.fetchone()
+        after = time.time()
+    assert row is not None
+    skew = float(row[0]) - (before + after) / 2
+    problem = skew_problem(skew)
+    if problem:
+        raise Problem(problem)
+    return f"Postgres and this host agree within {abs(skew):.2f}s"
+
+
+def _ari_problem(exc: errors.AriError, ari: ari_client.AriClient) -> Problem:
+    if exc.status == 401:
+        return Problem(
+            f"wrong ARI username or password (user {ari.username!r} at {ari.base_url}): "
+            "check ari.username and ari.password, and the same user in Asterisk's ari.conf"
+        )
+    if isinstance(exc, errors.AriUnavailable):
+        return Problem(
+            f"Asterisk's ARI at {ari.base_url} does not answer ({exc}): is Asterisk running "
+            "(`ivr-auth stack status`), and is ari.url right?"
+        )
+    return Problem(str(exc))
+
+
+async def _ari(ari: ari_client.AriClient) -> str:
+    try:
+        info = await ari.asterisk_info()
+    except errors.AriError as exc:
+        raise _ari_problem(exc, ari) from exc
+    version = info.get("system", {}).get("version", "?")
+    return f"Asterisk {version} answers at {ari.base_url} (user {ari.username!r})"
+
+
+def _trunk_check(ari: ari_client.AriClient, name: str) -> Check:
+    async def check() -> str:
+        try:
+            found = await ari.request("GET", f"endpoints/PJSIP/{urllib.parse.quote(name, safe='')}")
+        except errors.AriError as exc:
+            if exc.status == 404:
+                raise Problem(
+                    f"trunk endpoint {name} missing on the Asterisk at {ari.base_url}: add a PJSIP endpoint "
+                    f"named {name!r} there (the embedded stack writes it on `ivr-auth stack up`)"
+                ) from exc
+            raise _ari_problem(exc, ari) from exc
+        state = str((found or {}).get("state", "unknown"))
+        if state == "offline":
+            raise Problem(
+                f"trunk endpoint {name} is offline (PJSIP qualify gets no answer): check the trunk's host and port"
+            )
+        return f"PJSIP endpoint {name} exists (state {state})"
+
+    return check
+
+
+def missing_prompts(library: prompts.Library, languages: Iterable[str]) -> list[str]:
+    """Prompt files the index lists but the disk lacks, as ``lang/name.wav``."""
+    missing = []
+    for language in languages:
+        names = library.names(language)
+        if not names:
+            missing.append(f"{language}/ (no prompts at all)")
+        for name in sorted(names):
+            if not Path(f"{library.path(name, language)}.wav").is_file():
+                missing.append(f"{language}/{name}.wav")
+    return missing
+
+
+async def _prompts(library: prompts.Library, languages: tuple[str, ...]) -> str:
+    missing = missing_prompts(library, languages)
+    if missing:
+        raise Problem(
+            f"missing in {library.shipped_dir}: {', '.join(missing)}: restore them (`git checkout prompts`) "
+            "or run `make prompts`"
+        )
+    return f"every prompt present for {', '.join(languages)}"
+
+
+async def _agi(cfg: config.Config) -> str:
+    where = cfg.agi_host_port()
+    if where is None:
+        return "off (agi.listen is empty)"
+    host, port = where
+    if ports.is_free(host, port, socket.SOCK_STREAM):
+        return f"port {port} on {host} is free"
+    who = ports.holder(port, "tcp")
+    if who and ("ivr-auth" in who or f"(pid {os.getpid()})" in who):
+        return f"port {port} on {host} is held by ivr-auth itself ({who})"
+    raise Problem(
+        f"port {port} on {host} is in use by {who or 'another process'}: stop it, "
+        "or choose another port with agi.listen"
+    )
+
+
+def _url_password(url: str) -> str | None:
+    return urllib.parse.urlsplit(url).password
