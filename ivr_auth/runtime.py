@@ -15,7 +15,7 @@ import aiohttp
 from aiohttp import web
 from psycopg_pool import AsyncConnectionPool
 
-from ivr_auth import agi, config, controller, crypto, prompts, stack, webhooks
+from ivr_auth import agi, config, controller, crypto, metrics, prompts, stack, webhooks
 from ivr_auth import store as store_mod
 from ivr_auth.api import app as api_app
 from ivr_auth.ari import node as ari_node
@@ -104,7 +104,7 @@ class Runtime:
                 "postgres": self.store.ping,
                 f"asterisk:{self.node.name}": self.node.client.asterisk_info,
             }
-            app = api_app.make_app(self.cfg, self.store, checks)
+            app = api_app.make_app(self.cfg, self.store, checks, metrics=metrics.Metrics(self.store))
             self._runner = web.AppRunner(app, access_log=None)
             await self._runner.setup()
             host, port = self.cfg.http_host_port()

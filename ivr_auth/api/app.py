@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from aiohttp import hdrs, web
 
 from ivr_auth import config, errors
+from ivr_auth import metrics as metrics_mod
 from ivr_auth import store as store_mod
 from ivr_auth.api import handlers, openapi, schemas, usage
 
@@ -35,12 +36,14 @@ def make_app(
     checks: Mapping[str, handlers.Check],
     *,
     ready_timeout: float = READY_TIMEOUT_SECONDS,
+    metrics: metrics_mod.Metrics | None = None,
 ) -> web.Application:
     app = web.Application(middlewares=[_errors], client_max_size=MAX_BODY_BYTES)
     app[handlers.CONFIG] = cfg
     app[handlers.STORE] = store
     app[handlers.CHECKS] = dict(checks)
     app[handlers.READY_TIMEOUT] = ready_timeout
+    app[handlers.METRICS] = metrics if metrics is not None else metrics_mod.Metrics(store)
     app.router.add_get("/healthz", handlers.healthz)
     app.router.add_get("/readyz", handlers.readyz)
     app.router.add_post("/v1/verifications", handlers.create_verification)
@@ -50,6 +53,7 @@ def make_app(
     app.router.add_post("/v1/verifications/{id}/check", handlers.check_verification)
     app.router.add_get("/v1/usage", usage.get_usage)
     app.router.add_get("/openapi.json", openapi.serve)
+    app.router.add_get("/metrics", handlers.metrics)
     return app
 
 

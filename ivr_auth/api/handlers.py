@@ -13,9 +13,11 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+import prometheus_client
 from aiohttp import hdrs, web
 
 from ivr_auth import config, crypto, errors, inbound, limits, models, phone
+from ivr_auth import metrics as metrics_mod
 from ivr_auth import store as store_mod
 from ivr_auth.api import schemas
 from ivr_auth.store import controls, outbox
@@ -32,6 +34,7 @@ CONFIG = web.AppKey("config", config.Config)
 STORE = web.AppKey("store", store_mod.Store)
 CHECKS: web.AppKey[Mapping[str, Check]] = web.AppKey("checks")
 READY_TIMEOUT = web.AppKey("ready_timeout", float)
+METRICS = web.AppKey("metrics", metrics_mod.Metrics)
 
 IDEMPOTENCY_KEY = "Idempotency-Key"
 # Responses may carry a code: no proxy or browser should keep them.
@@ -144,6 +147,7 @@ async def create_verification(request: web.Request, tenant: models.Tenant) -> we
         limits.check_destination(policy, parsed.phone)
         created = await store.create_verification(new, policy)
     except limits.Refused as refused:
+        request.app[METRICS].refused(refused.reason)
         await _log_refusal(store, tenant, parsed, refused)
         retry = refused.retry_after_header
         raise schemas.ApiError(
@@ -154,6 +158,8 @@ async def create_verification(request: web.Request, tenant: models.Tenant) -> we
     except errors.Conflict as exc:  # the first request with this key is still being inserted
         raise schemas.ApiError(409, "idempotency_key_in_use", str(exc), headers={hdrs.RETRY_AFTER: "1"}) from exc
     verification = created.verification
+    if created.created:
+        request.app[METRICS].created(verification.method)
     # The code is shown only to whoever did not choose it; a replay shows it
     # again while the request is open (the sealed copy is wiped at the end).
     extra = {"code": created.code} if parsed.code is None and created.code is not None else None
@@ -261,6 +267,12 @@ async def check_verification(request: web.Request, tenant: models.Tenant) -> web
 
 
 # --- health -------------------------------------------------------------------------
+
+
+async def metrics(request: web.Request) -> web.StreamResponse:
+    """Prometheus's scrape: no API key (keep the listen address internal)."""
+    body = await request.app[METRICS].exposition()
+    return web.Response(body=body, headers={hdrs.CONTENT_TYPE: prometheus_client.CONTENT_TYPE_LATEST})
 
 
 async def healthz(request: web.Request) -> web.StreamResponse:

@@ -36,7 +36,7 @@ def bearer(key: str) -> dict[str, str]:
 
 @contextlib.asynccontextmanager
 async def serve(
-    store: store_mod.Store, checks: Mapping[str, handlers.Check] | None = None, **kwargs: float
+    store: store_mod.Store, checks: Mapping[str, handlers.Check] | None = None, **kwargs: Any
 ) -> AsyncIterator[Client]:
     app = api_app.make_app(CFG, store, checks or {}, **kwargs)
     async with TestClient(TestServer(app)) as client:

@@ -1,0 +1,133 @@
+"""Prometheus metrics: the counters this process keeps, and the figures every
+process shares, read from Postgres at scrape time so that they are right
+whichever API process Prometheus happens to scrape.
+
+No label ever carries a phone number, a request id or a string a tenant
+chose: methods, statuses, outcomes, Q.850 causes and refusal reasons come
+from the code; nodes and trunks from the operator's config."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterator
+
+from prometheus_client import CollectorRegistry, Counter, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from ivr_auth import errors
+from ivr_auth.store import base, gauges
+
+logger = logging.getLogger(__name__)
+
+PREFIX = "ivr_auth"
+METHODS = ("dtmf", "voice", "inbound")
+SCRAPE_TIMEOUT_SECONDS = 2.0
+
+
+def families(snapshot: gauges.Snapshot | None) -> list[GaugeMetricFamily]:
+    """The database's figures as metric families; only ``..._database_up 0``
+    when it could not be read."""
+    up = GaugeMetricFamily(f"{PREFIX}_database_up", "1 when this scrape could read Postgres, else 0.")
+    up.add_metric([], 0 if snapshot is None else 1)
+    if snapshot is None:
+        return [up]
+    requests = GaugeMetricFamily(
+        f"{PREFIX}_requests",
+        "Verification requests in the database, by method and status.",
+        labels=["method", "status"],
+    )
+    for (method, status), n in sorted(snapshot.requests.items()):
+        requests.add_metric([method, status], n)
+    depth = GaugeMetricFamily(
+        f"{PREFIX}_queue_depth", "Queued dtmf and voice requests (due or waiting for a retry).", snapshot.queue_depth
+    )
+    age = GaugeMetricFamily(
+        f"{PREFIX}_queue_oldest_age_seconds",
+        "Age of the oldest queued dtmf or voice request (0 when none is queued).",
+        snapshot.queue_oldest_age_seconds,
+    )
+    calls = GaugeMetricFamily(
+        f"{PREFIX}_calls_in_progress", "Calls placed and not yet ended, by node and trunk.", labels=["node", "trunk"]
+    )
+    for (node, trunk), n in sorted(snapshot.calls_in_progress.items()):
+        calls.add_metric([node, trunk], n)
+    outcomes = GaugeMetricFamily(
+        f"{PREFIX}_dial_outcomes",
+        "Ended call attempts in the database, by outcome and Q.850 cause.",
+        labels=["outcome", "cause"],
+    )
+    for (outcome, cause), n in sorted(snapshot.dial_outcomes.items()):
+        outcomes.add_metric([outcome, cause], n)
+    webhooks = GaugeMetricFamily(
+        f"{PREFIX}_webhook_deliveries", "Webhook deliveries in the outbox, by state.", labels=["state"]
+    )
+    webhooks.add_metric(["pending"], snapshot.webhooks_pending)
+    webhooks.add_metric(["delivered"], snapshot.webhooks_delivered)
+    webhooks.add_metric(["given_up"], snapshot.webhooks_given_up)
+    attempts = GaugeMetricFamily(
+        f"{PREFIX}_webhook_delivery_attempts",
+        "Delivery attempts made for the webhooks in the outbox.",
+        snapshot.webhook_attempts,
+    )
+    return [up, requests, depth, age, calls, outcomes, webhooks, attempts]
+
+
+class _Database(Collector):
+    """Yields the snapshot ``Metrics.exposition`` read just before."""
+
+    def __init__(self) -> None:
+        self.snapshot: gauges.Snapshot | None = None
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        return iter(families(self.snapshot))
+
+
+class Metrics:
+    """One per process, built by the composition root and injected."""
+
+    def __init__(self, store: base.Base | None, *, timeout: float = SCRAPE_TIMEOUT_SECONDS) -> None:
+        self.registry = CollectorRegistry()
+        self._store = store
+        self._timeout = timeout
+        # One scrape at a time: each exposes the snapshot it read itself.
+        self._lock = asyncio.Lock()
+        self._database = _Database()
+        self.requests_created = Counter(
+            f"{PREFIX}_api_verifications",
+            "Verification requests created by this API process, by method (replays not counted).",
+            ["method"],
+            registry=self.registry,
+        )
+        self.requests_refused = Counter(
+            f"{PREFIX}_api_refusals",
+            "New requests this API process refused under a limit, by reason.",
+            ["reason"],
+            registry=self.registry,
+        )
+        for method in METHODS:
+            self.requests_created.labels(method)
+        if store is not None:
+            self.registry.register(self._database)
+
+    def created(self, method: str) -> None:
+        self.requests_created.labels(method).inc()
+
+    def refused(self, reason: str) -> None:
+        self.requests_refused.labels(reason).inc()
+
+    async def exposition(self) -> bytes:
+        """The text format; never raises for a database that cannot answer."""
+        async with self._lock:
+            if self._store is not None:
+                self._database.snapshot = await self._read(self._store)
+            return generate_latest(self.registry)
+
+    async def _read(self, store: base.Base) -> gauges.Snapshot | None:
+        try:
+            # The pool's wait for a connection is bounded here too.
+            return await asyncio.wait_for(gauges.read(store, self._timeout), self._timeout * 2)
+        except (errors.StoreError, TimeoutError) as exc:
+            logger.warning("metrics: could not read Postgres: %s", exc)
+            return None
