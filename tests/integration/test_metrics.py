@@ -1,0 +1,84 @@
+"""GET /metrics served for real against the real Postgres, parsed with
+prometheus-client's own text-format parser."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import prometheus_client
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from prometheus_client.parser import text_string_to_metric_families
+
+from ivr_auth import config, metrics, models
+from ivr_auth import store as store_mod
+from ivr_auth.api import app as api_app
+from tests.integration.conftest import Conn
+
+pytestmark = pytest.mark.integration
+
+Client = TestClient[web.Request, web.Application]
+Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+# Three requests a minute per tenant: the fourth is refused.
+CFG = config.from_mapping({"limits": {"requests_per_minute": 3, "sends_per_phone": 10_000}})
+JP_MOBILE = "+819012345678"
+
+
+@pytest.fixture
+async def client(store: store_mod.Store, tenant: tuple[models.Tenant, str], db: Conn) -> AsyncIterator[Client]:
+    app = api_app.make_app(CFG, store, {}, metrics=metrics.Metrics(store))
+    try:
+        async with TestClient(TestServer(app)) as served:
+            yield served
+    finally:
+        # A controller sharing the database would otherwise dial what is left queued.
+        await db.execute("DELETE FROM tenants WHERE id = %s", [tenant[0].id])
+
+
+async def scrape(client: Client) -> Samples:
+    response = await client.get("/metrics")
+    assert response.status == 200
+    assert response.headers["Content-Type"] == prometheus_client.CONTENT_TYPE_LATEST
+    return {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in text_string_to_metric_families(await response.text())
+        for s in family.samples
+    }
+
+
+def requests(samples: Samples, method: str, status: str) -> float:
+    return samples.get(("ivr_auth_requests", (("method", method), ("status", status))), 0)
+
+
+async def test_scrape_counts_what_was_created(client: Client, tenant: tuple[models.Tenant, str]) -> None:
+    auth = {"Authorization": f"Bearer {tenant[1]}"}
+    before = await scrape(client)
+    assert before[("ivr_auth_database_up", ())] == 1
+    for method in ("dtmf", "dtmf", "voice"):
+        response = await client.post("/v1/verifications", json={"phone": JP_MOBILE, "method": method}, headers=auth)
+        assert response.status == 201, await response.text()
+    refused = await client.post("/v1/verifications", json={"phone": JP_MOBILE, "method": "dtmf"}, headers=auth)
+    assert refused.status == 429
+
+    after = await scrape(client)
+    assert after[("ivr_auth_database_up", ())] == 1
+    assert after[("ivr_auth_queue_depth", ())] - before[("ivr_auth_queue_depth", ())] == 3
+    assert after[("ivr_auth_queue_oldest_age_seconds", ())] >= 0
+    assert requests(after, "dtmf", "queued") - requests(before, "dtmf", "queued") == 2
+    assert requests(after, "voice", "queued") - requests(before, "voice", "queued") == 1
+    # This process's counters: a fresh Metrics per app.
+    assert after[("ivr_auth_api_verifications_total", (("method", "dtmf"),))] == 2
+    assert after[("ivr_auth_api_verifications_total", (("method", "voice"),))] == 1
+    assert after[("ivr_auth_api_verifications_total", (("method", "inbound"),))] == 0
+    assert after[("ivr_auth_api_refusals_total", (("reason", "requests_per_minute"),))] == 1
+    for state in ("pending", "delivered", "given_up"):
+        assert ("ivr_auth_webhook_deliveries", (("state", state),)) in after
+    # No label ever carries the phone number.
+    assert not any("9012345678" in value for _, labels in after for _, value in labels)
+
+
+async def test_scrape_needs_no_api_key(client: Client) -> None:
+    response = await client.get("/metrics")
+    assert response.status == 200
