@@ -82,3 +82,28 @@ async def test_scrape_counts_what_was_created(client: Client, tenant: tuple[mode
 async def test_scrape_needs_no_api_key(client: Client) -> None:
     response = await client.get("/metrics")
     assert response.status == 200
+
+
+async def test_calls_in_progress_and_dial_outcomes(client: Client, tenant: tuple[models.Tenant, str], db: Conn) -> None:
+    auth = {"Authorization": f"Bearer {tenant[1]}"}
+    response = await client.post("/v1/verifications", json={"phone": JP_MOBILE, "method": "dtmf"}, headers=auth)
+    verification_id = (await response.json())["id"]
+    node, trunk = f"node-{verification_id[:8]}", "metrics-trunk"
+    before = await scrape(client)
+    busy = ("ivr_auth_dial_outcomes", (("cause", "17"), ("outcome", "busy")))
+    await db.execute("UPDATE verifications SET status = 'calling' WHERE id = %s", [verification_id])
+    await db.execute(
+        "INSERT INTO call_attempts (verification_id, attempt, controller, node, trunk, channel_id, ended_at, outcome,"
+        " cause) VALUES (%(v)s, 1, 'c', %(node)s, %(trunk)s, %(c1)s, now(), 'busy', 17),"
+        " (%(v)s, 2, 'c', %(node)s, %(trunk)s, %(c2)s, NULL, NULL, NULL)",
+        {
+            "v": verification_id,
+            "c1": f"{verification_id}-1",
+            "c2": f"{verification_id}-2",
+            "node": node,
+            "trunk": trunk,
+        },
+    )
+    after = await scrape(client)
+    assert after[("ivr_auth_calls_in_progress", (("node", node), ("trunk", trunk)))] == 1
+    assert after[busy] - before.get(busy, 0) == 1
