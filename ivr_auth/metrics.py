@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, generate_latest
 from prometheus_client.core import GaugeMetricFamily
@@ -26,6 +26,15 @@ METHODS = ("dtmf", "voice", "inbound")
 SCRAPE_TIMEOUT_SECONDS = 2.0
 
 
+def _labelled(
+    name: str, documentation: str, labels: list[str], counts: Mapping[tuple[str, str], int]
+) -> GaugeMetricFamily:
+    family = GaugeMetricFamily(f"{PREFIX}_{name}", documentation, labels=labels)
+    for values, n in sorted(counts.items()):
+        family.add_metric(list(values), n)
+    return family
+
+
 def families(snapshot: gauges.Snapshot | None) -> list[GaugeMetricFamily]:
     """The database's figures as metric families; only ``..._database_up 0``
     when it could not be read."""
@@ -33,13 +42,12 @@ def families(snapshot: gauges.Snapshot | None) -> list[GaugeMetricFamily]:
     up.add_metric([], 0 if snapshot is None else 1)
     if snapshot is None:
         return [up]
-    requests = GaugeMetricFamily(
-        f"{PREFIX}_requests",
+    requests = _labelled(
+        "requests",
         "Verification requests in the database, by method and status.",
-        labels=["method", "status"],
+        ["method", "status"],
+        snapshot.requests,
     )
-    for (method, status), n in sorted(snapshot.requests.items()):
-        requests.add_metric([method, status], n)
     depth = GaugeMetricFamily(
         f"{PREFIX}_queue_depth", "Queued dtmf and voice requests (due or waiting for a retry).", snapshot.queue_depth
     )
@@ -48,18 +56,18 @@ def families(snapshot: gauges.Snapshot | None) -> list[GaugeMetricFamily]:
         "Age of the oldest queued dtmf or voice request (0 when none is queued).",
         snapshot.queue_oldest_age_seconds,
     )
-    calls = GaugeMetricFamily(
-        f"{PREFIX}_calls_in_progress", "Calls placed and not yet ended, by node and trunk.", labels=["node", "trunk"]
+    calls = _labelled(
+        "calls_in_progress",
+        "Calls placed and not yet ended, by node and trunk.",
+        ["node", "trunk"],
+        snapshot.calls_in_progress,
     )
-    for (node, trunk), n in sorted(snapshot.calls_in_progress.items()):
-        calls.add_metric([node, trunk], n)
-    outcomes = GaugeMetricFamily(
-        f"{PREFIX}_dial_outcomes",
+    outcomes = _labelled(
+        "dial_outcomes",
         "Ended call attempts in the database, by outcome and Q.850 cause.",
-        labels=["outcome", "cause"],
+        ["outcome", "cause"],
+        snapshot.dial_outcomes,
     )
-    for (outcome, cause), n in sorted(snapshot.dial_outcomes.items()):
-        outcomes.add_metric([outcome, cause], n)
     webhooks = GaugeMetricFamily(
         f"{PREFIX}_webhook_deliveries", "Webhook deliveries in the outbox, by state.", labels=["state"]
     )
