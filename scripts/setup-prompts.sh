@@ -9,63 +9,27 @@
 # suites of this machine's own Debian entries (same URIs, same suites, nothing
 # else), in a sources file of its own.
 set -euo pipefail
-
-SUDO=""
-if [ "$(id -u)" -ne 0 ]; then
-  if command -v sudo >/dev/null 2>&1; then SUDO="sudo"; else
-    echo "setup-prompts: must run as root or with sudo available" >&2; exit 1
-  fi
-fi
+# shellcheck source=scripts/apt-lib.sh
+source "$(dirname "$0")/apt-lib.sh"
+require_root setup-prompts
 
 VOICE_PACKAGE=hts-voice-nitech-jp-atr503-m001
 PACKAGES=(open-jtalk open-jtalk-mecab-naist-jdic "$VOICE_PACKAGE" flite sox)
 CONTRIB_FILE=/etc/apt/sources.list.d/ivr-auth-contrib.sources
 
-have_all() {
-  for p in "${PACKAGES[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || return 1
-  done
-  return 0
-}
-
-if have_all; then
+if have_all "${PACKAGES[@]}"; then
   echo "setup-prompts: all packages already installed"
   exit 0
 fi
 
 export DEBIAN_FRONTEND=noninteractive
-voice_candidate() {
-  local c
-  c=$(apt-cache policy "$VOICE_PACKAGE" 2>/dev/null | awk '/Candidate:/ {print $2}')
-  [ -n "$c" ] && [ "$c" != "(none)" ]
-}
+voice_candidate() { has_candidate "$VOICE_PACKAGE"; }
 
 # This release's codename (bookworm on Debian 12); its suites are the ones
 # whose names are the codename or start with "<codename>-".
 codename=$(. /etc/os-release 2>/dev/null && echo "${VERSION_CODENAME:-}")
 codename=${codename:-bookworm}
 own_suites() { for s in $1; do case "$s" in "$codename"|"$codename"-*) printf '%s ' "$s";; esac; done; }
-
-# Prints "URIs|Suites" for each Debian entry of this release in the apt
-# sources (deb822 stanzas and one-line entries alike), our own file excepted.
-debian_entries() {
-  shopt -s nullglob
-  for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources; do
-    [ -f "$f" ] || continue
-    [ "$f" = "$CONTRIB_FILE" ] && continue
-    if [[ "$f" == *.sources ]]; then
-      awk 'BEGIN{RS="";FS="\n"} {u="";s="";t="";e=""; for(i=1;i<=NF;i++){ if($i ~ /^URIs:/){sub(/^URIs:[ \t]*/,"",$i);u=$i} if($i ~ /^Suites:/){sub(/^Suites:[ \t]*/,"",$i);s=$i} if($i ~ /^Types:/){t=$i} if($i ~ /^Enabled:[ \t]*no/){e="no"} } if(t ~ /deb( |$)/ && u!="" && e!="no") print u "|" s}' "$f"
-    else
-      while read -r typ rest; do
-        [ "$typ" = "deb" ] || continue
-        # shellcheck disable=SC2086
-        set -- $rest
-        [[ "$1" == \[* ]] && { while [[ "$1" != *\] ]]; do shift; done; shift; }
-        echo "$1|${2:-}"
-      done < <(grep -E '^[[:space:]]*deb[[:space:]]' "$f")
-    fi
-  done
-}
 
 # Debian archive URIs only (a path ending in /debian or /debian-security).
 debian_uris() { for u in $1; do case "$u" in */debian|*/debian/|*/debian-security|*/debian-security/) printf '%s ' "${u%/}";; esac; done; }
@@ -83,7 +47,7 @@ Suites: ${suites% }
 Components: contrib
 Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
 "
-  done < <(debian_entries | sort -u)
+  done < <(debian_entries "$CONTRIB_FILE" | sort -u)
   if [ -z "$stanzas" ]; then
     echo "setup-prompts: apt offers no '$VOICE_PACKAGE' and no Debian ($codename) entry was found in the apt sources" >&2
     echo "  to fix: enable the contrib component of your Debian mirror, then run this again" >&2

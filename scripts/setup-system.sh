@@ -7,24 +7,14 @@
 # reusing the mirror URIs already configured in this machine's own Debian
 # sources, pinned low so that nothing else is pulled from them.
 set -euo pipefail
-
-SUDO=""
-if [ "$(id -u)" -ne 0 ]; then
-  if command -v sudo >/dev/null 2>&1; then SUDO="sudo"; else
-    echo "setup-system: must run as root or with sudo available" >&2; exit 1
-  fi
-fi
+# shellcheck source=scripts/apt-lib.sh
+source "$(dirname "$0")/apt-lib.sh"
+require_root setup-system
 
 PACKAGES=(asterisk asterisk-core-sounds-en asterisk-core-sounds-en-gsm sip-tester postgresql postgresql-client sox)
+BULLSEYE_FILE=/etc/apt/sources.list.d/ivr-auth-bullseye.sources
 
-have_all() {
-  for p in "${PACKAGES[@]}"; do
-    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || return 1
-  done
-  return 0
-}
-
-if have_all; then
+if have_all "${PACKAGES[@]}"; then
   echo "setup-system: all packages already installed"
   exit 0
 fi
@@ -33,38 +23,17 @@ export DEBIAN_FRONTEND=noninteractive
 APT_UPDATED=0
 apt_update() { $SUDO apt-get update -qq; APT_UPDATED=1; }
 
-asterisk_candidate() {
-  local c
-  c=$(apt-cache policy asterisk 2>/dev/null | awk '/Candidate:/ {print $2}')
-  [ -n "$c" ] && [ "$c" != "(none)" ]
-}
+asterisk_candidate() { has_candidate asterisk; }
 
 apt_update
 if ! asterisk_candidate; then
   # Collect the URIs of the machine's own Debian archive and security mirrors.
   uris_main=""; uris_sec=""
-  shopt -s nullglob
-  for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources; do
-    [ -f "$f" ] || continue
-    case "$f" in *ivr-auth-bullseye*) continue;; esac
-    if [[ "$f" == *.sources ]]; then
-      # deb822: URIs/Suites pairs per stanza
-      while IFS='|' read -r uri suites; do
-        [ -n "$uri" ] || continue
-        for u in $uri; do
-          if [[ "$suites" == *-security* ]]; then uris_sec+=" $u"; else uris_main+=" $u"; fi
-        done
-      done < <(awk 'BEGIN{RS="";FS="\n"} {u="";s="";t=""; for(i=1;i<=NF;i++){ if($i ~ /^URIs:/){sub(/^URIs:[ \t]*/,"",$i);u=$i} if($i ~ /^Suites:/){sub(/^Suites:[ \t]*/,"",$i);s=$i} if($i ~ /^Types:/){t=$i} } if(t ~ /deb( |$)/ && u!="") print u "|" s}' "$f")
-    else
-      while read -r typ rest; do
-        [ "$typ" = "deb" ] || continue
-        set -- $rest
-        [[ "$1" == \[* ]] && { while [[ "$1" != *\] ]]; do shift; done; shift; }
-        uri=$1; suite=${2:-}
-        if [[ "$suite" == *-security* ]]; then uris_sec+=" $uri"; else uris_main+=" $uri"; fi
-      done < <(grep -E '^[[:space:]]*deb[[:space:]]' "$f")
-    fi
-  done
+  while IFS='|' read -r uris suites; do
+    for u in $uris; do
+      if [[ "$suites" == *-security* ]]; then uris_sec+=" $u"; else uris_main+=" $u"; fi
+    done
+  done < <(debian_entries "$BULLSEYE_FILE")
   # Keep Debian archive URIs only (a path ending in /debian or /debian-security).
   pick() { for u in $1; do case "$u" in */"$2"|*/"$2"/) echo "${u%/}";; esac; done | sort -u | tr '\n' ' '; }
   main_uris=$(pick "$uris_main" debian)
@@ -89,7 +58,7 @@ if ! asterisk_candidate; then
       echo "Components: main"
       echo "Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg"
     fi
-  } | $SUDO tee /etc/apt/sources.list.d/ivr-auth-bullseye.sources >/dev/null
+  } | $SUDO tee "$BULLSEYE_FILE" >/dev/null
   # Low priority: nothing installed moves to bullseye; only packages that exist
   # nowhere else (asterisk and its own libraries) come from it.
   printf 'Package: *\nPin: release n=bullseye\nPin-Priority: 100\n\nPackage: *\nPin: release n=bullseye-security\nPin-Priority: 100\n' \
