@@ -16,6 +16,7 @@ import ipaddress
 import os
 import types
 import typing
+import zoneinfo
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -258,6 +259,24 @@ class LoggingConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class MetricsConfig:
+    # host:port where a process without the API (``ivr-auth controller``)
+    # serves its own /metrics; "" for none. API processes serve /metrics on
+    # http.listen.
+    listen: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class DashboardConfig:
+    # "Today" for the per-tenant counts: an IANA zone name.
+    timezone: str = "Asia/Tokyo"
+    # An operator's login lasts this long.
+    session_hours: float = 12.0
+    # Requests listed on the overview, newest first.
+    recent: int = 50
+
+
+@dataclasses.dataclass(frozen=True)
 class Config:
     # Unset: the embedded stack's Postgres.
     database_url: str | None = None
@@ -281,6 +300,8 @@ class Config:
     prompts: PromptsConfig = dataclasses.field(default_factory=PromptsConfig)
     stack: StackConfig = dataclasses.field(default_factory=StackConfig)
     logging: LoggingConfig = dataclasses.field(default_factory=LoggingConfig)
+    metrics: MetricsConfig = dataclasses.field(default_factory=MetricsConfig)
+    dashboard: DashboardConfig = dataclasses.field(default_factory=DashboardConfig)
     # Directory that relative paths in this config are taken from.
     base_dir: str = "."
 
@@ -306,6 +327,9 @@ class Config:
 
     def agi_host_port(self) -> tuple[str, int] | None:
         return split_host_port(self.agi.listen, "agi.listen") if self.agi.listen else None
+
+    def metrics_host_port(self) -> tuple[str, int] | None:
+        return split_host_port(self.metrics.listen, "metrics.listen") if self.metrics.listen else None
 
 
 def split_host_port(value: str, key: str) -> tuple[str, int]:
@@ -513,6 +537,8 @@ def validate(cfg: Config) -> None:
     _validate_inbound(cfg)
     _validate_webhooks(cfg.webhooks)
     _validate_limits(cfg.limits)
+    cfg.metrics_host_port()
+    _validate_dashboard(cfg.dashboard)
     stack = cfg.stack
     try:
         ipaddress.ip_address(stack.bind)
@@ -662,6 +688,17 @@ def _validate_inbound(cfg: Config) -> None:
         raise errors.ConfigError("inbound.agi_numbers: the FastAGI route needs agi.listen, which is empty")
     if cfg.agi.read_timeout_seconds <= 0:
         raise errors.ConfigError("agi.read_timeout_seconds: must be positive")
+
+
+def _validate_dashboard(d: DashboardConfig) -> None:
+    try:
+        zoneinfo.ZoneInfo(d.timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
+        raise errors.ConfigError(f"dashboard.timezone: {d.timezone!r} is not an IANA time zone name") from exc
+    if not 0 < d.session_hours <= 24 * 30:
+        raise errors.ConfigError("dashboard.session_hours: must be more than 0 and at most 720")
+    if not 1 <= d.recent <= 500:
+        raise errors.ConfigError("dashboard.recent: must be between 1 and 500")
 
 
 def _validate_dialer(d: DialerConfig) -> None:
