@@ -1,6 +1,7 @@
-"""Prometheus metrics: the counters this process keeps, and the figures every
-process shares, read from Postgres at scrape time so that they are right
-whichever API process Prometheus happens to scrape.
+"""Prometheus metrics: the counters and latency histograms this process
+keeps, and the figures every process shares, read from Postgres at scrape
+time so that they are right whichever API process Prometheus happens to
+scrape (a controller-only process leaves those to the API).
 
 No label ever carries a phone number, a request id or a string a tenant
 chose: methods, statuses, outcomes, Q.850 causes and refusal reasons come
@@ -12,7 +13,7 @@ import asyncio
 import logging
 from collections.abc import Iterator, Mapping
 
-from prometheus_client import CollectorRegistry, Counter, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
@@ -23,7 +24,19 @@ logger = logging.getLogger(__name__)
 
 PREFIX = "ivr_auth"
 METHODS = ("dtmf", "voice", "inbound")
+OUTBOUND_METHODS = ("dtmf", "voice")
 SCRAPE_TIMEOUT_SECONDS = 2.0
+# The API's refusals by reason: the limits' own reasons, and these for the
+# other 4xx answers (by status; any other status is "other").
+REFUSAL_STATUSES = {400: "invalid", 401: "unauthorized", 409: "conflict", 422: "invalid"}
+WEBHOOK_RESULTS = ("delivered", "failed", "given_up")
+
+# From due to the originate: the queue's wait plus the claim; minutes mean a backlog.
+ACCEPT_TO_INVITE_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
+# From the answer to the result: prompts and keying, tens of seconds.
+ANSWER_TO_RESULT_BUCKETS = (2.0, 5.0, 10.0, 15.0, 20.0, 30.0, 45.0, 60.0, 90.0, 120.0, 180.0, 300.0)
+# From the result to its webhook delivered: sub-second, or hours of retries.
+RESULT_TO_WEBHOOK_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 21600.0, 86400.0)
 
 
 def _labelled(
@@ -110,12 +123,55 @@ class Metrics:
         )
         self.requests_refused = Counter(
             f"{PREFIX}_api_refusals",
-            "New requests this API process refused under a limit, by reason.",
+            "Requests this API process refused, by reason: a limit's, or unauthorized, conflict, invalid, other.",
             ["reason"],
+            registry=self.registry,
+        )
+        self.accept_to_invite = Histogram(
+            f"{PREFIX}_accept_to_invite_seconds",
+            "From a request becoming due (created, or its retry's time) to its call's originate, by method.",
+            ["method"],
+            buckets=ACCEPT_TO_INVITE_BUCKETS,
+            registry=self.registry,
+        )
+        self.answer_to_result = Histogram(
+            f"{PREFIX}_answer_to_result_seconds",
+            "From a call's answer to the request's result recorded by the call, by method.",
+            ["method"],
+            buckets=ANSWER_TO_RESULT_BUCKETS,
+            registry=self.registry,
+        )
+        self.result_to_webhook = Histogram(
+            f"{PREFIX}_result_to_webhook_seconds",
+            "From a request's result to its webhook delivered.",
+            buckets=RESULT_TO_WEBHOOK_BUCKETS,
+            registry=self.registry,
+        )
+        self.webhook_attempts = Counter(
+            f"{PREFIX}_webhook_attempts",
+            "Webhook delivery attempts made by this process, by result (delivered, failed, given_up).",
+            ["result"],
+            registry=self.registry,
+        )
+        self.ari_reconnects = Counter(
+            f"{PREFIX}_ari_reconnects",
+            "Times the ARI events websocket connected again after a loss, by node.",
+            ["node"],
+            registry=self.registry,
+        )
+        self.ari_up = Gauge(
+            f"{PREFIX}_ari_connected",
+            "1 while the ARI events websocket to the node is connected, else 0.",
+            ["node"],
             registry=self.registry,
         )
         for method in METHODS:
             self.requests_created.labels(method)
+            self.answer_to_result.labels(method)
+        for method in OUTBOUND_METHODS:
+            self.accept_to_invite.labels(method)
+        for result in WEBHOOK_RESULTS:
+            self.webhook_attempts.labels(result)
         if store is not None:
             self.registry.register(self._database)
 
@@ -124,6 +180,28 @@ class Metrics:
 
     def refused(self, reason: str) -> None:
         self.requests_refused.labels(reason).inc()
+
+    def api_error(self, status: int) -> None:
+        """An API refusal other than a limit's, counted by its status's reason."""
+        self.refused(REFUSAL_STATUSES.get(status, "other"))
+
+    def invited(self, method: str, seconds: float) -> None:
+        self.accept_to_invite.labels(method).observe(max(seconds, 0.0))
+
+    def result(self, method: str, seconds: float) -> None:
+        self.answer_to_result.labels(method).observe(max(seconds, 0.0))
+
+    def webhook_attempt(self, result: str, seconds_since_result: float | None = None) -> None:
+        """``seconds_since_result`` only for a delivery."""
+        self.webhook_attempts.labels(result).inc()
+        if seconds_since_result is not None:
+            self.result_to_webhook.observe(max(seconds_since_result, 0.0))
+
+    def ari_connection(self, node: str, *, up: bool, reconnect: bool = False) -> None:
+        self.ari_up.labels(node).set(1 if up else 0)
+        reconnects = self.ari_reconnects.labels(node)  # shown at 0 before the first
+        if reconnect:
+            reconnects.inc()
 
     async def exposition(self) -> bytes:
         """The text format; never raises for a database that cannot answer."""

@@ -64,6 +64,7 @@ async def _errors(request: web.Request, handler: handlers.Handler) -> web.Stream
     except schemas.ApiError as exc:
         # The code only: messages can quote the phone number that was sent.
         logger.debug("refused %s %s: %s %s", request.method, request.path, exc.status, exc.code)
+        handlers.count_refusal(request, exc)
         return handlers.error_response(exc.status, exc.code, exc.message, exc.headers)
     except errors.NotFound:
         return handlers.error_response(404, "not_found", "no such verification")

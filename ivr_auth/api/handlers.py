@@ -266,6 +266,13 @@ async def check_verification(request: web.Request, tenant: models.Tenant) -> web
     return json_response({"verified": verified, "verification": _public(verification, request.app[CONFIG])})
 
 
+def count_refusal(request: web.Request, exc: schemas.ApiError) -> None:
+    """Counts a refusal by its status; a limit's is counted where it is
+    raised, under the limit's own reason."""
+    if exc.status >= 400 and not isinstance(exc.__cause__, limits.Refused):
+        request.app[METRICS].api_error(exc.status)
+
+
 # --- health -------------------------------------------------------------------------
 
 

@@ -107,3 +107,30 @@ async def test_calls_in_progress_and_dial_outcomes(client: Client, tenant: tuple
     after = await scrape(client)
     assert after[("ivr_auth_calls_in_progress", (("node", node), ("trunk", trunk)))] == 1
     assert after[busy] - before.get(busy, 0) == 1
+
+
+def refusals(samples: Samples) -> dict[str, float]:
+    return {
+        dict(labels)["reason"]: value
+        for (name, labels), value in samples.items()
+        if name == "ivr_auth_api_refusals_total"
+    }
+
+
+async def test_refusals_count_unauthorized_and_invalid_and_a_limit_once(
+    client: Client, tenant: tuple[models.Tenant, str]
+) -> None:
+    auth = {"Authorization": f"Bearer {tenant[1]}"}
+    wrong = await client.post(
+        "/v1/verifications", json={"phone": JP_MOBILE, "method": "dtmf"}, headers={"Authorization": "Bearer nope"}
+    )
+    assert wrong.status == 401
+    invalid = await client.post("/v1/verifications", json={"phone": "not a phone", "method": "dtmf"}, headers=auth)
+    assert invalid.status == 422
+    for _ in range(3):
+        created = await client.post("/v1/verifications", json={"phone": JP_MOBILE, "method": "dtmf"}, headers=auth)
+        assert created.status == 201, await created.text()
+    limited = await client.post("/v1/verifications", json={"phone": JP_MOBILE, "method": "dtmf"}, headers=auth)
+    assert limited.status == 429
+
+    assert refusals(await scrape(client)) == {"unauthorized": 1, "invalid": 1, "requests_per_minute": 1}

@@ -83,3 +83,60 @@ async def test_a_database_that_is_down_gives_database_up_0() -> None:
     assert got[("ivr_auth_database_up", ())] == 0
     assert got[("ivr_auth_api_verifications_total", (("method", "voice"),))] == 1
     assert not any(name == "ivr_auth_requests" for name, _ in got)
+
+
+async def test_latency_histograms_count_by_method() -> None:
+    m = metrics.Metrics(None)
+    m.invited("dtmf", 0.4)
+    m.result("dtmf", 12.0)
+    m.result("inbound", -1.0)  # clocks apart: counted, as 0
+    got = samples((await m.exposition()).decode())
+    assert got[("ivr_auth_accept_to_invite_seconds_count", (("method", "dtmf"),))] == 1
+    assert got[("ivr_auth_accept_to_invite_seconds_bucket", (("le", "0.5"), ("method", "dtmf")))] == 1
+    assert got[("ivr_auth_accept_to_invite_seconds_count", (("method", "voice"),))] == 0
+    assert ("ivr_auth_accept_to_invite_seconds_count", (("method", "inbound"),)) not in got
+    assert got[("ivr_auth_answer_to_result_seconds_count", (("method", "dtmf"),))] == 1
+    assert got[("ivr_auth_answer_to_result_seconds_sum", (("method", "inbound"),))] == 0
+
+
+async def test_webhook_attempts_by_result_and_delivery_latency() -> None:
+    m = metrics.Metrics(None)
+    m.webhook_attempt("failed")
+    m.webhook_attempt("delivered", 3.0)
+    m.webhook_attempt("given_up")
+    got = samples((await m.exposition()).decode())
+    assert {r: got[("ivr_auth_webhook_attempts_total", (("result", r),))] for r in metrics.WEBHOOK_RESULTS} == {
+        "delivered": 1,
+        "failed": 1,
+        "given_up": 1,
+    }
+    assert got[("ivr_auth_result_to_webhook_seconds_count", ())] == 1
+    assert got[("ivr_auth_result_to_webhook_seconds_sum", ())] == 3.0
+
+
+async def test_ari_connection_gauge_and_reconnects() -> None:
+    m = metrics.Metrics(None)
+    m.ari_connection("pbx1", up=False)
+    got = samples((await m.exposition()).decode())
+    assert got[("ivr_auth_ari_connected", (("node", "pbx1"),))] == 0
+    assert got[("ivr_auth_ari_reconnects_total", (("node", "pbx1"),))] == 0
+    m.ari_connection("pbx1", up=True)  # the first connect is no reconnect
+    m.ari_connection("pbx1", up=False)
+    m.ari_connection("pbx1", up=True, reconnect=True)
+    got = samples((await m.exposition()).decode())
+    assert got[("ivr_auth_ari_connected", (("node", "pbx1"),))] == 1
+    assert got[("ivr_auth_ari_reconnects_total", (("node", "pbx1"),))] == 1
+
+
+async def test_api_errors_counted_under_a_fixed_set_of_reasons() -> None:
+    m = metrics.Metrics(None)
+    for status in (401, 409, 422, 400, 418):
+        m.api_error(status)
+    got = samples((await m.exposition()).decode())
+    reasons = {
+        dict(labels)["reason"]: v
+        for name, labels in got
+        if name == "ivr_auth_api_refusals_total"
+        for v in [got[(name, labels)]]
+    }
+    assert reasons == {"unauthorized": 1, "conflict": 1, "invalid": 2, "other": 1}
