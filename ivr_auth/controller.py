@@ -30,6 +30,7 @@ from collections.abc import Awaitable, Callable
 import psycopg
 
 from ivr_auth import callsession, config, errors, flows, models, prompts, states, trunks, types
+from ivr_auth import metrics as metrics_mod
 from ivr_auth import store as store_mod
 from ivr_auth.ari import node as ari_node
 from ivr_auth.flows import FlowContext
@@ -60,8 +61,10 @@ class Controller:
         database_url: str,
         name: str | None = None,
         library: prompts.Library | None = None,
+        metrics: metrics_mod.Metrics | None = None,
     ) -> None:
         self.cfg = cfg
+        self.metrics = metrics or metrics_mod.Metrics(None)
         self.store = store
         self.node = node
         self.name = name or cfg.dialer.name or default_name()
@@ -74,6 +77,7 @@ class Controller:
             prompts=library or prompts.Library.from_config(cfg),
             track=self._track,
             trunk_failed=self._trunk_failed,
+            metrics=self.metrics,
         )
         self.trunks = trunks.Trunks.from_config(cfg)
         self._wake = asyncio.Event()

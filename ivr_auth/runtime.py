@@ -18,6 +18,7 @@ from psycopg_pool import AsyncConnectionPool
 from ivr_auth import agi, config, controller, crypto, metrics, prompts, stack, webhooks
 from ivr_auth import store as store_mod
 from ivr_auth.api import app as api_app
+from ivr_auth.api import handlers as api_handlers
 from ivr_auth.ari import node as ari_node
 from ivr_auth.store import outbox
 
@@ -54,8 +55,11 @@ class Runtime:
         self.session: aiohttp.ClientSession | None = None
         self.node: ari_node.AriNode | None = None
         self.controller: controller.Controller | None = None
+        self.metrics: metrics.Metrics | None = None
         self._runner: web.AppRunner | None = None
+        self._metrics_runner: web.AppRunner | None = None
         self.http_url: str | None = None
+        self.metrics_url: str | None = None
 
     async def start(self) -> None:
         self.pool = AsyncConnectionPool(
@@ -66,6 +70,9 @@ class Runtime:
         await self.pool.open(wait=False)
         self.store = store_mod.Store(self.pool, crypto.Keys.from_secret(self.endpoints.server_secret))
         self.session = aiohttp.ClientSession()
+        # One per process, shared by all its parts. Only the API reads the
+        # database's figures: a controller-only process would repeat them.
+        self.metrics = metrics.Metrics(self.store if self.with_api else None)
         self.node = ari_node.AriNode(
             self.session,
             self.endpoints.ari_url,
@@ -77,6 +84,8 @@ class Runtime:
             name=self.cfg.ari.node or urllib.parse.urlsplit(self.endpoints.ari_url).netloc,
             # Inbound calls come in through the dialplan into one shared app.
             extra_apps=(self.cfg.inbound.app,) if self.with_dialer else (),
+            # An API-only process never connects the websocket: no gauge of it.
+            metrics=self.metrics if self.with_dialer else None,
         )
         if self.with_dialer:
             library = prompts.Library.from_config(self.cfg)
@@ -89,11 +98,14 @@ class Runtime:
                 database_url=self.endpoints.database_url,
                 name=self.name,
                 library=library,
+                metrics=self.metrics,
             )
             await self.controller.start()
         if self.with_dialer:
             # Every controller process sends webhooks too (claims are SKIP LOCKED).
-            self.webhooks = webhooks.Sender(self.cfg, outbox.Outbox(self.store, self.store.keys), self.session)
+            self.webhooks = webhooks.Sender(
+                self.cfg, outbox.Outbox(self.store, self.store.keys), self.session, self.metrics
+            )
             self.webhooks.start()
         if self.with_agi:
             self.agi = agi.AgiServer(self.cfg, self.store)
@@ -104,7 +116,7 @@ class Runtime:
                 "postgres": self.store.ping,
                 f"asterisk:{self.node.name}": self.node.client.asterisk_info,
             }
-            app = api_app.make_app(self.cfg, self.store, checks, metrics=metrics.Metrics(self.store))
+            app = api_app.make_app(self.cfg, self.store, checks, metrics=self.metrics)
             self._runner = web.AppRunner(app, access_log=None)
             await self._runner.setup()
             host, port = self.cfg.http_host_port()
@@ -113,6 +125,23 @@ class Runtime:
             bound = site._server.sockets[0].getsockname()  # type: ignore[union-attr]
             self.http_url = f"http://{host}:{bound[1]}"
             logger.info("API listening on %s", self.http_url)
+        elif self.cfg.metrics_host_port() is not None:
+            await self._serve_metrics(self.metrics)
+
+    async def _serve_metrics(self, exposed: metrics.Metrics) -> None:
+        """A process without the API serves its own ``GET /metrics`` on ``metrics.listen``."""
+        listen = self.cfg.metrics_host_port()
+        assert listen is not None
+        host, port = listen
+        app = web.Application()
+        app[api_handlers.METRICS] = exposed
+        app.router.add_get("/metrics", api_handlers.metrics)
+        self._metrics_runner = web.AppRunner(app, access_log=None)
+        await self._metrics_runner.setup()
+        site = web.TCPSite(self._metrics_runner, host, port)
+        await site.start()
+        self.metrics_url = f"http://{host}:{port}/metrics"
+        logger.info("metrics on %s", self.metrics_url)
 
     async def stop(self, grace: float | None = None) -> None:
         """Each step is bounded: a stuck part is logged and left, so that
@@ -121,6 +150,9 @@ class Runtime:
         if self._runner is not None:
             await _bounded("http", self._runner.cleanup(), 10)
             self._runner = None
+        if self._metrics_runner is not None:
+            await _bounded("metrics http", self._metrics_runner.cleanup(), 10)
+            self._metrics_runner = None
         if self.agi is not None:
             await _bounded("fastagi", self.agi.stop(), 10)
             self.agi = None

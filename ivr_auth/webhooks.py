@@ -28,6 +28,7 @@ from collections.abc import Callable
 import aiohttp
 
 from ivr_auth import config, signature
+from ivr_auth import metrics as metrics_mod
 from ivr_auth.store import outbox as outbox_mod
 
 logger = logging.getLogger(__name__)
@@ -46,10 +47,17 @@ def backoff(attempt: int, cfg: config.WebhooksConfig, rand: Callable[[], float] 
 
 
 class Sender:
-    def __init__(self, cfg: config.Config, outbox: outbox_mod.Outbox, session: aiohttp.ClientSession) -> None:
+    def __init__(
+        self,
+        cfg: config.Config,
+        outbox: outbox_mod.Outbox,
+        session: aiohttp.ClientSession,
+        metrics: metrics_mod.Metrics | None = None,
+    ) -> None:
         self.cfg = cfg.webhooks
         self.outbox = outbox
         self.session = session
+        self.metrics = metrics or metrics_mod.Metrics(None)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -113,8 +121,12 @@ class Sender:
             next_attempt_at=next_attempt_at,
         )
         if delivered:
+            # The outbox row was written with the result, in its transaction.
+            since_result = (dt.datetime.now(dt.UTC) - delivery.created_at).total_seconds()
+            self.metrics.webhook_attempt("delivered", since_result)
             logger.info("webhook %s delivered (%d ms)", delivery.event_type, duration_ms, extra=log)
         elif next_attempt_at is None:
+            self.metrics.webhook_attempt("given_up")
             logger.warning(
                 "webhook %s given up after %d attempts: %s",
                 delivery.event_type,
@@ -123,6 +135,7 @@ class Sender:
                 extra=log,
             )
         else:
+            self.metrics.webhook_attempt("failed")
             logger.info(
                 "webhook %s failed (%s); retrying at %s", delivery.event_type, error, next_attempt_at, extra=log
             )

@@ -13,7 +13,7 @@ import asyncio
 import json
 import logging
 import random
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import urlencode
 
@@ -54,6 +54,7 @@ class EventStream:
         handler: types.AriEventHandler,
         *,
         on_connect: types.AriConnectHandler | None = None,
+        on_status: Callable[[bool], None] | None = None,
         min_backoff: float = 0.2,
         max_backoff: float = 10.0,
         heartbeat: float = 10.0,
@@ -64,6 +65,8 @@ class EventStream:
         self.app = app
         self._handler = handler
         self.on_connect = on_connect
+        # Told True once connected (after on_connect), False when lost.
+        self.on_status = on_status
         self._min_backoff = min_backoff
         self._max_backoff = max_backoff
         self._heartbeat = heartbeat
@@ -97,6 +100,8 @@ class EventStream:
                     if self.on_connect is not None:
                         await self.on_connect()
                     self._connected.set()
+                    if self.on_status is not None:
+                        self.on_status(True)
                     await self._read(ws)
                     self.last_error = f"websocket closed (code {ws.close_code})"
             except aiohttp.WSServerHandshakeError as exc:
@@ -106,6 +111,8 @@ class EventStream:
             except (aiohttp.ClientError, OSError, TimeoutError) as exc:
                 self.last_error = str(exc) or type(exc).__name__
             finally:
+                if self._connected.is_set() and self.on_status is not None:
+                    self.on_status(False)
                 self._connected.clear()
             logger.warning("ari events disconnected: %s; retrying in %.1fs", self.last_error, backoff)
             await asyncio.sleep(backoff * (0.8 + 0.4 * random.random()))

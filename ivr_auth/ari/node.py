@@ -11,6 +11,7 @@ import logging
 import aiohttp
 
 from ivr_auth import errors, types
+from ivr_auth import metrics as metrics_mod
 from ivr_auth.ari import client as ari_client
 from ivr_auth.ari import events
 
@@ -30,6 +31,7 @@ class AriNode:
         fallback: types.AriEventHandler | None = None,
         on_connect: types.AriConnectHandler | None = None,
         extra_apps: tuple[str, ...] = (),
+        metrics: metrics_mod.Metrics | None = None,
     ) -> None:
         self.name = name
         self.app = app
@@ -38,9 +40,18 @@ class AriNode:
         self.extra_apps = extra_apps
         self.client = ari_client.AriClient(session, base_url, username, password)
         self.dispatcher = events.Dispatcher(fallback)
+        self._metrics = metrics
         self.stream = events.EventStream(
-            session, base_url, self.client.headers, ",".join((app, *extra_apps)), self.dispatcher, on_connect=on_connect
+            session,
+            base_url,
+            self.client.headers,
+            ",".join((app, *extra_apps)),
+            self.dispatcher,
+            on_connect=on_connect,
+            on_status=self._connection_changed if metrics is not None else None,
         )
+        if metrics is not None:
+            metrics.ari_connection(name, up=False)
         self._task: asyncio.Task[None] | None = None
 
     async def start(self, timeout: float = 10.0) -> None:
@@ -57,6 +68,10 @@ class AriNode:
             raise errors.AppNotRegistered(
                 f"Stasis app {self.app!r} has no connected events websocket on ARI node {self.name!r}"
             )
+
+    def _connection_changed(self, up: bool) -> None:
+        if self._metrics is not None:
+            self._metrics.ari_connection(self.name, up=up, reconnect=up and self.stream.connects > 1)
 
     async def close(self) -> None:
         if self._task is not None:

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ivr_auth import callsession, causes, config, errors, models, phone, prompts, states
+from ivr_auth import metrics as metrics_mod
 from ivr_auth import store as store_mod
 from ivr_auth.ari import node as ari_node
 
@@ -44,6 +45,8 @@ class FlowContext:
     # Told that a call failed on its trunk's side (503, time-out); True when
     # another trunk is up that the request may go to at once.
     trunk_failed: Callable[[str], bool] = field(default=_no_failover)
+    # This process's metrics (the latency histograms); None: not measured.
+    metrics: metrics_mod.Metrics | None = None
 
     @property
     def outbound_trunk(self) -> config.TrunkConfig:
@@ -91,6 +94,10 @@ async def dial(
             extra={"verification_id": str(v.id), "channel_id": session.channel_id},
         )
         return None
+    if ctx.metrics is not None:
+        # Due since it was created, or since its retry's time came.
+        due = max(v.created_at, v.next_attempt_at)
+        ctx.metrics.invited(v.method, (dt.datetime.now(dt.UTC) - due).total_seconds())
     logger.info(
         "dialling %s (%s) via %s",
         phone.mask(v.phone),
@@ -109,6 +116,23 @@ async def dial(
         return None
     await ctx.store.answer_call_attempt(session.channel_id)
     return tenant
+
+
+async def record_result(
+    ctx: FlowContext,
+    v: models.Verification,
+    answered_at: float,
+    from_statuses: list[states.Status],
+    to_status: states.Status,
+    **changes: Any,
+) -> models.Verification | None:
+    """``ctx.store.transition`` to the result the call reached (verified,
+    failed, expired, delivered), timed from the answer (``time.monotonic()``)
+    when it is recorded."""
+    done = await ctx.store.transition(v.id, from_statuses, to_status, **changes)
+    if done is not None and ctx.metrics is not None:
+        ctx.metrics.result(v.method, time.monotonic() - answered_at)
+    return done
 
 
 def next_after_unanswered(

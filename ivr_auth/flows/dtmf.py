@@ -33,12 +33,13 @@ async def run(ctx: FlowContext, verification: models.Verification) -> None:
         if await flows.dial(ctx, v, session, started) is None:
             return
         answered = True
-        setup = round(time.monotonic() - started, 3)
+        answered_at = time.monotonic()
+        setup = round(answered_at - started, 3)
         if await ctx.store.transition(v.id, [S.CALLING], S.IN_CALL, detail={"setup_seconds": setup}) is None:
             logger.info("request settled before answer; hanging up", extra=log)
             await flows.end_call(ctx, session, "settled")
             return
-        await converse(ctx, v, session)
+        await converse(ctx, v, session, answered_at)
     except callsession.HungUp as gone:
         await ctx.store.transition(
             v.id, [S.IN_CALL], S.HUNG_UP, reason="callee_hung_up", cause=gone.cause, cause_txt=gone.cause_txt
@@ -60,9 +61,12 @@ async def run(ctx: FlowContext, verification: models.Verification) -> None:
             logger.debug("call done in %.2fs", time.monotonic() - started, extra=log)
 
 
-async def converse(ctx: FlowContext, v: models.Verification, session: callsession.CallSession) -> None:
+async def converse(
+    ctx: FlowContext, v: models.Verification, session: callsession.CallSession, answered_at: float
+) -> None:
     """Ask for the code and compare, until verified, failed or out of tries
-    (the request is ``in_call``). Also used by inbound calls that key the code."""
+    (the request is ``in_call``; the call was answered at ``answered_at``,
+    ``time.monotonic()``). Also used by inbound calls that key the code."""
     cfg = ctx.cfg.verification
     lang = v.language
     options = callsession.CollectOptions(
@@ -79,7 +83,7 @@ async def converse(ctx: FlowContext, v: models.Verification, session: callsessio
             silent_rounds += 1
             await ctx.store.log_event(v.id, "no_input", {"round": silent_rounds, "ended": _ended(entry)})
             if silent_rounds > cfg.no_input_retries:
-                if await ctx.store.transition(v.id, [S.IN_CALL], S.FAILED, reason="no_input"):
+                if await flows.record_result(ctx, v, answered_at, [S.IN_CALL], S.FAILED, reason="no_input"):
                     await session.play(ctx.prompts.media("goodbye", v.language), lang=lang)
                 await flows.end_call(ctx, session, "no_input")
                 return
@@ -89,13 +93,15 @@ async def converse(ctx: FlowContext, v: models.Verification, session: callsessio
             ]
             continue
         if dt.datetime.now(dt.UTC) >= v.expires_at:
-            if await ctx.store.transition(v.id, [S.IN_CALL], S.EXPIRED, reason="expired_in_call"):
+            if await flows.record_result(ctx, v, answered_at, [S.IN_CALL], S.EXPIRED, reason="expired_in_call"):
                 await session.play(ctx.prompts.media("failed", v.language), lang=lang)
             await flows.end_call(ctx, session, "expired")
             return
         if ctx.store.keys.code_matches(v.id, digits, v.code_hash):
-            if await ctx.store.transition(
-                v.id,
+            if await flows.record_result(
+                ctx,
+                v,
+                answered_at,
                 [S.IN_CALL],
                 S.VERIFIED,
                 reason="code_matched",
@@ -110,7 +116,7 @@ async def converse(ctx: FlowContext, v: models.Verification, session: callsessio
             await flows.end_call(ctx, session, after.status.value)  # settled elsewhere (canceled, checked)
             return
         if after.code_attempts >= after.max_code_attempts:
-            if await ctx.store.transition(v.id, [S.IN_CALL], S.FAILED, reason="code_attempts_exhausted"):
+            if await flows.record_result(ctx, v, answered_at, [S.IN_CALL], S.FAILED, reason="code_attempts_exhausted"):
                 await session.play(ctx.prompts.media("failed", v.language), lang=lang)
             await flows.end_call(ctx, session, "failed")
             return

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import time
 
 from ivr_auth import callsession, errors, flows, inbound, models, phone, states, types
 from ivr_auth.flows import FlowContext
@@ -83,7 +84,7 @@ async def run(ctx: FlowContext, session: callsession.CallSession, event: types.A
                 await _record_call(ctx, match.verification, channel_id, trunk)
                 await session.answer()
                 await ctx.store.answer_call_attempt(channel_id)
-                await dtmf_flow.converse(ctx, taken, session)
+                await dtmf_flow.converse(ctx, taken, session, time.monotonic())
                 return
         await session.answer()
         if match.result is inbound.Result.ANONYMOUS:

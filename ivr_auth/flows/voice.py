@@ -39,8 +39,9 @@ async def run(ctx: FlowContext, verification: models.Verification) -> None:
         tenant = await flows.dial(ctx, v, session, started)
         if tenant is None:
             return
+        answered_at = time.monotonic()
         answered_by = "unknown"
-        detail: dict[str, object] = {"setup_seconds": round(time.monotonic() - started, 3)}
+        detail: dict[str, object] = {"setup_seconds": round(answered_at - started, 3)}
         if cfg.amd:
             status, amd_cause = await session.detect_machine(AMD_CONTEXT, cfg.amd_timeout_seconds)
             answered_by = ANSWERED_BY.get(status, "unknown")
@@ -52,7 +53,7 @@ async def run(ctx: FlowContext, verification: models.Verification) -> None:
             logger.info("request settled before answer; hanging up", extra=log)
             await flows.end_call(ctx, session, "settled")
             return
-        await _converse(ctx, v, tenant, session)
+        await _converse(ctx, v, tenant, session, answered_at)
     except callsession.HungUp as gone:
         # After ``delivered`` this finds nothing to change: the code was heard.
         await ctx.store.transition(
@@ -77,7 +78,11 @@ async def run(ctx: FlowContext, verification: models.Verification) -> None:
 
 
 async def _converse(
-    ctx: FlowContext, v: models.Verification, tenant: models.Tenant, session: callsession.CallSession
+    ctx: FlowContext,
+    v: models.Verification,
+    tenant: models.Tenant,
+    session: callsession.CallSession,
+    answered_at: float,
 ) -> None:
     cfg = ctx.cfg.verification
     lang = v.language
@@ -97,7 +102,7 @@ async def _converse(
         else:
             # Nobody pressed a key: perhaps a voicemail that AMD did not catch.
             # The code was not spoken, so nothing can be checked against it.
-            if await ctx.store.transition(v.id, [S.IN_CALL], S.FAILED, reason="no_key_pressed"):
+            if await flows.record_result(ctx, v, answered_at, [S.IN_CALL], S.FAILED, reason="no_key_pressed"):
                 await session.play(ctx.prompts.media("goodbye", v.language), lang=lang)
             await flows.end_call(ctx, session, "no_input")
             return
@@ -109,12 +114,12 @@ async def _converse(
     readout = ctx.prompts.read_code(code, v.language)
     await session.play(readout, lang=lang)
     if dt.datetime.now(dt.UTC) >= v.expires_at:
-        if await ctx.store.transition(v.id, [S.IN_CALL], S.EXPIRED, reason="expired_in_call"):
+        if await flows.record_result(ctx, v, answered_at, [S.IN_CALL], S.EXPIRED, reason="expired_in_call"):
             await session.play(ctx.prompts.media("goodbye", v.language), lang=lang)
         await flows.end_call(ctx, session, "expired")
         return
-    delivered = await ctx.store.transition(
-        v.id, [S.IN_CALL], S.DELIVERED, reason="code_read_out", detail={"readings": 2}
+    delivered = await flows.record_result(
+        ctx, v, answered_at, [S.IN_CALL], S.DELIVERED, reason="code_read_out", detail={"readings": 2}
     )
     if delivered is None:
         await flows.end_call(ctx, session, "settled")
