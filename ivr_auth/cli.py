@@ -131,6 +131,13 @@ def _parser() -> argparse.ArgumentParser:
 
     p_doctor = sub.add_parser("doctor", help="check the config and the live environment, one line per check")
     p_doctor.add_argument("--timeout", type=float, default=doctor.DEFAULT_TIMEOUT, help="seconds per check")
+    p_doctor.add_argument(
+        "--max-clock-skew",
+        type=float,
+        default=doctor.MAX_CLOCK_SKEW,
+        metavar="SECONDS",
+        help=f"largest clock difference with Postgres that passes (default {doctor.MAX_CLOCK_SKEW:g})",
+    )
     p_doctor.set_defaults(func=cmd_doctor)
     return parser
 
@@ -293,7 +300,7 @@ async def cmd_demo(cfg: config.Config, args: argparse.Namespace) -> int:
 
 
 async def cmd_doctor(cfg: config.Config, args: argparse.Namespace) -> int:
-    results = await doctor.run(cfg, timeout=args.timeout)
+    results = await doctor.run(cfg, timeout=args.timeout, max_clock_skew=args.max_clock_skew)
     for result in results:
         print(result.line())
     return 1 if doctor.failed(results) else 0

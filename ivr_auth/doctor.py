@@ -4,18 +4,25 @@ in plain words what is wrong and what to do about it.
 Every check runs on its own, bounded by a timeout, so one that fails or
 hangs does not hide the others. Details never carry a password or the
 server secret: whatever a check says passes through ``redact`` first.
+
+A check ends ``ok``, ``WARN`` (worth knowing, but the config and the
+environment agree: no controller connected yet, a setting that could not be
+read) or ``FAIL``; only a failure makes the command exit 1.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import os
+import secrets as secrets_mod
 import socket
 import time
 import urllib.parse
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Literal
 
 import aiohttp
 import psycopg
@@ -23,26 +30,35 @@ from psycopg.rows import TupleRow
 
 from ivr_auth import config, errors, prompts, stack
 from ivr_auth.ari import client as ari_client
-from ivr_auth.stack import ports
+from ivr_auth.stack import asterisk, ports
 from ivr_auth.store import migrate
 
 DEFAULT_TIMEOUT = 5.0
 MAX_CLOCK_SKEW = 2.0
+OPTIONS_TIMEOUT = 2.0
 MASK = "********"
+
+Status = Literal["ok", "warn", "fail"]
 
 
 class Problem(errors.IvrAuthError):
     """Something a check found wrong; the message says what to do."""
 
 
+class Concern(errors.IvrAuthError):
+    """Something a check could not confirm, or that is fine only for now:
+    reported as WARN, and the command still exits 0."""
+
+
 @dataclass(frozen=True)
 class Result:
     check: str
-    ok: bool
+    status: Status
     detail: str
 
     def line(self) -> str:
-        return f"{'ok  ' if self.ok else 'FAIL'}  {self.check}: {self.detail}"
+        label = "ok" if self.status == "ok" else self.status.upper()
+        return f"{label:<4}  {self.check}: {self.detail}"
 
 
 Check = Callable[[], Awaitable[str]]
@@ -87,15 +103,20 @@ def redact(text: str, secrets: Iterable[str | None]) -> str:
 
 
 def failed(results: Iterable[Result]) -> bool:
-    return any(not r.ok for r in results)
+    return any(r.status == "fail" for r in results)
 
 
 async def run(
-    cfg: config.Config, *, library: prompts.Library | None = None, timeout: float = DEFAULT_TIMEOUT
+    cfg: config.Config,
+    *,
+    library: prompts.Library | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    max_clock_skew: float = MAX_CLOCK_SKEW,
 ) -> list[Result]:
     """Run every check; one result per check, in a fixed order."""
     checks: list[tuple[str, Check]] = []
     secrets: list[str | None] = [cfg.server_secret, cfg.ari.password, *(t.password for t in cfg.outbound_trunks)]
+    wait = min(OPTIONS_TIMEOUT, timeout)
     async with aiohttp.ClientSession() as session:
         try:
             endpoints = stack.endpoints(cfg)
@@ -106,34 +127,50 @@ async def run(
                 raise Problem(message)
 
             checks.append(("stack", no_stack))
-            for name in ("database", "clock", "ari", *(f"trunk {t.name}" for t in cfg.outbound_trunks)):
-                checks.append((name, _not_checked))
+            checks += [(name, _not_checked) for name in ("database", "clock", "ari", "ari apps", "sip timers")]
+            for trunk in cfg.outbound_trunks:
+                checks += [
+                    (f"trunk {trunk.name}", _not_checked),
+                    (f"trunk {trunk.name} sip", _reach_check(trunk, wait)),
+                ]
         else:
             secrets += [endpoints.ari_password, endpoints.server_secret, _url_password(endpoints.database_url)]
             ari = ari_client.AriClient(
                 session, endpoints.ari_url, endpoints.ari_username, endpoints.ari_password, timeout=timeout
             )
+            node = cfg.ari.node or urllib.parse.urlsplit(ari.base_url).netloc
             checks += [
                 ("database", lambda: _database(endpoints.database_url, timeout)),
-                ("clock", lambda: _clock(endpoints.database_url, timeout)),
+                ("clock", lambda: _clock(endpoints.database_url, timeout, max_clock_skew)),
                 ("ari", lambda: _ari(ari)),
+                ("ari apps", lambda: _apps(ari, cfg, node)),
+                ("sip timers", lambda: _timers(ari, cfg.dialer.trunk_timeout_seconds, node)),
             ]
-            checks += [(f"trunk {t.name}", _trunk_check(ari, t.name)) for t in cfg.outbound_trunks]
+            for trunk in cfg.outbound_trunks:
+                checks += [
+                    (f"trunk {trunk.name}", _trunk_check(ari, trunk.name)),
+                    (f"trunk {trunk.name} sip", _reach_check(trunk, wait)),
+                ]
         checks.append(("prompts", lambda: _prompts(library or prompts.Library.from_config(cfg), cfg.languages)))
         checks.append(("fastagi", lambda: _agi(cfg)))
         outcomes = await asyncio.gather(*(_guarded(check, timeout) for _, check in checks))
-    return [Result(name, ok, redact(detail, secrets)) for (name, _), (ok, detail) in zip(checks, outcomes, strict=True)]
+    return [
+        Result(name, status, redact(detail, secrets))
+        for (name, _), (status, detail) in zip(checks, outcomes, strict=True)
+    ]
 
 
-async def _guarded(check: Check, timeout: float) -> tuple[bool, str]:
+async def _guarded(check: Check, timeout: float) -> tuple[Status, str]:
     try:
-        return True, await asyncio.wait_for(check(), timeout)
+        return "ok", await asyncio.wait_for(check(), timeout)
     except Problem as exc:
-        return False, str(exc)
+        return "fail", str(exc)
+    except Concern as exc:
+        return "warn", str(exc)
     except TimeoutError:
-        return False, f"no answer within {timeout:g}s"
+        return "fail", f"no answer within {timeout:g}s"
     except Exception as exc:  # a doctor reports what it cannot check; it does not crash
-        return False, f"could not check: {type(exc).__name__}: {exc}"
+        return "fail", f"could not check: {type(exc).__name__}: {exc}"
 
 
 async def _not_checked() -> str:
@@ -168,7 +205,7 @@ async def _database(database_url: str, timeout: float) -> str:
     return f"reachable, schema up to date (version {len(shipped)})"
 
 
-async def _clock(database_url: str, timeout: float) -> str:
+async def _clock(database_url: str, timeout: float, limit: float) -> str:
     conn = await _connect(database_url, timeout)
     async with conn:
         before = time.time()
@@ -177,7 +214,7 @@ async def _clock(database_url: str, timeout: float) -> str:
         after = time.time()
     assert row is not None
     skew = float(row[0]) - (before + after) / 2
-    problem = skew_problem(skew)
+    problem = skew_problem(skew, limit)
     if problem:
         raise Problem(problem)
     return f"Postgres and this host agree within {abs(skew):.2f}s"
@@ -225,6 +262,232 @@ def _trunk_check(ari: ari_client.AriClient, name: str) -> Check:
         return f"PJSIP endpoint {name} exists (state {state})"
 
     return check
+
+
+def app_finding(
+    registered: Iterable[str], *, ari_app: str, inbound_app: str, inbound_needed: bool, node: str
+) -> tuple[Status, str]:
+    """What the Stasis apps registered on an Asterisk say about the
+    controllers connected to it. A controller registers ``<ari.app>-<name>``
+    and the inbound app; none connected is a warning, as the doctor is often
+    run before they are started."""
+    names = set(registered)
+    prefix = f"{ari_app}-"
+    controllers = sorted(n for n in names if n.startswith(prefix) and n != inbound_app)
+    inbound = inbound_app in names
+    if controllers:
+        listed = ", ".join(controllers)
+        if inbound_needed and not inbound:
+            return "fail", (
+                f"controllers are connected to ARI node {node} ({listed}) but the inbound app {inbound_app} "
+                "is not registered: calls to inbound.numbers find no one; give every controller the same inbound.app"
+            )
+        served = f"; inbound app {inbound_app} registered" if inbound else ""
+        return "ok", f"{len(controllers)} controller(s) connected to ARI node {node} ({listed}){served}"
+    if inbound:
+        return "warn", (
+            f"no app {prefix}* on ARI node {node}, yet {inbound_app} is registered: a controller with another "
+            "ari.app is connected; does this config's ari.app match the controllers'?"
+        )
+    expected = f"apps {prefix}*, {inbound_app}" if inbound_needed else f"apps {prefix}*"
+    return "warn", (
+        f"no controller is connected to ARI node {node}: {expected} not registered "
+        "(is `ivr-auth run` or `ivr-auth controller` running?)"
+    )
+
+
+async def _apps(ari: ari_client.AriClient, cfg: config.Config, node: str) -> str:
+    try:
+        found = await ari.request("GET", "applications")
+    except errors.AriError as exc:
+        raise _ari_problem(exc, ari) from exc
+    names = [str(app.get("name", "")) for app in found or [] if isinstance(app, dict)]
+    status, detail = app_finding(
+        names,
+        ari_app=cfg.ari.app,
+        inbound_app=cfg.inbound.app,
+        inbound_needed=bool(cfg.inbound.numbers),
+        node=node,
+    )
+    if status == "fail":
+        raise Problem(detail)
+    if status == "warn":
+        raise Concern(detail)
+    return detail
+
+
+def timer_b_problem(attributes: Iterable[Mapping[str, Any]], timeout_seconds: float, node: str) -> str | None:
+    """Whether PJSIP's INVITE timer B, as ARI's dynamic config lists the
+    ``system`` object, matches ``dialer.trunk_timeout_seconds``. PJSIP keeps
+    timer B at least 64 x T1, so that is what a silent trunk really gets."""
+    values = {str(a.get("attribute")): str(a.get("value")) for a in attributes}
+    wanted = asterisk.sip_timers(timeout_seconds)
+    advice = (
+        f"set timer_t1 = {wanted['sip_timer_t1']} and timer_b = {wanted['sip_timer_b']} in the [system] "
+        "section of its pjsip.conf and restart Asterisk"
+    )
+    try:
+        timer_b = int(values["timer_b"])
+        t1 = int(values.get("timer_t1", "500"))
+    except (KeyError, ValueError):
+        return f"ARI node {node} lists no usable timer_b ({values.get('timer_b')!r}): {advice}"
+    effective = max(timer_b, 64 * t1)
+    # The stack renders T1 rounded up, so its timer B is up to 63 ms over.
+    if 0 <= effective - timeout_seconds * 1000 < 64:
+        return None
+    return (
+        f"PJSIP's timer B on ARI node {node} is {effective} ms (timer_b {timer_b}, timer_t1 {t1}) but "
+        f"dialer.trunk_timeout_seconds is {timeout_seconds:g}: a silent trunk is failed over after "
+        f"{effective / 1000:g}s, not {timeout_seconds:g}s; {advice}"
+    )
+
+
+async def _timers(ari: ari_client.AriClient, timeout_seconds: float, node: str) -> str:
+    try:
+        found = await ari.request("GET", "asterisk/config/dynamic/res_pjsip/system/system")
+    except errors.AriError as exc:
+        if exc.status == 401 or isinstance(exc, errors.AriUnavailable):
+            raise _ari_problem(exc, ari) from exc
+        wanted = asterisk.sip_timers(timeout_seconds)
+        raise Concern(
+            f"not checked: ARI node {node} does not show PJSIP's system settings ({exc}); check by hand that "
+            f"its pjsip.conf [system] has timer_t1 = {wanted['sip_timer_t1']} and timer_b = {wanted['sip_timer_b']}"
+        ) from exc
+    problem = timer_b_problem([a for a in found or [] if isinstance(a, dict)], timeout_seconds, node)
+    if problem:
+        raise Problem(problem)
+    return f"PJSIP's timer B matches dialer.trunk_timeout_seconds ({timeout_seconds:g}s)"
+
+
+@dataclass(frozen=True)
+class SipResponse:
+    status: int
+    reason: str
+    call_id: str
+
+
+def options_request(
+    host: str, port: int, transport: str, local: tuple[str, int], *, call_id: str, branch: str, tag: str
+) -> bytes:
+    """A minimal out-of-dialogue OPTIONS (RFC 3261 11) from ``local``."""
+    params = ";transport=tcp" if transport == "tcp" else ""
+    uri = f"sip:{_uri_host(host)}:{port}{params}"
+    me = f"{_uri_host(local[0])}:{local[1]}"
+    lines = [
+        f"OPTIONS {uri} SIP/2.0",
+        f"Via: SIP/2.0/{transport.upper()} {me};branch={branch};rport",
+        "Max-Forwards: 70",
+        f"From: <sip:ivr-auth-doctor@{me}>;tag={tag}",
+        f"To: <{uri}>",
+        f"Call-ID: {call_id}",
+        "CSeq: 1 OPTIONS",
+        f"Contact: <sip:ivr-auth-doctor@{me}{params}>",
+        "Accept: application/sdp",
+        "User-Agent: ivr-auth doctor",
+        "Content-Length: 0",
+    ]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def new_ids() -> tuple[str, str, str]:
+    """A Call-ID, a Via branch (with RFC 3261's magic cookie) and a From tag."""
+    return (
+        f"{secrets_mod.token_hex(16)}@ivr-auth-doctor",
+        f"z9hG4bK{secrets_mod.token_hex(10)}",
+        secrets_mod.token_hex(8),
+    )
+
+
+def parse_response(data: bytes) -> SipResponse | None:
+    """The status and Call-ID of a SIP response; None for a request or noise."""
+    head = data.split(b"\r\n\r\n", 1)[0].decode("utf-8", "replace")
+    lines = head.replace("\r\n", "\n").split("\n")
+    parts = lines[0].split(" ", 2)
+    if len(parts) < 2 or parts[0] != "SIP/2.0" or len(parts[1]) != 3 or not parts[1].isdigit():
+        return None
+    call_id = ""
+    for line in lines[1:]:
+        name, sep, value = line.partition(":")
+        if sep and name.strip().lower() in ("call-id", "i"):  # "i" is Call-ID's compact form
+            call_id = value.strip()
+    return SipResponse(int(parts[1]), parts[2].strip() if len(parts) > 2 else "", call_id)
+
+
+class _OptionsProtocol(asyncio.DatagramProtocol):
+    def __init__(self, call_id: str) -> None:
+        self.call_id = call_id
+        self.answer: asyncio.Future[SipResponse] = asyncio.get_running_loop().create_future()
+
+    def datagram_received(self, data: bytes, addr: tuple[str | Any, int]) -> None:
+        response = parse_response(data)
+        if response is not None and response.call_id == self.call_id and not self.answer.done():
+            self.answer.set_result(response)
+
+    def error_received(self, exc: Exception) -> None:
+        # On a connected socket, an ICMP port unreachable ends up here.
+        if not self.answer.done():
+            self.answer.set_exception(exc)
+
+
+async def sip_options(host: str, port: int, transport: str) -> SipResponse:
+    """Send an OPTIONS to ``host:port`` until something answers it (UDP
+    resends every 0.5 s, as T1 does); the caller bounds the wait. Raises
+    OSError when the far end refuses."""
+    call_id, branch, tag = new_ids()
+    if transport == "tcp":
+        reader, writer = await asyncio.open_connection(host, port)
+        try:
+            local = writer.get_extra_info("sockname")
+            writer.write(options_request(host, port, "tcp", local[:2], call_id=call_id, branch=branch, tag=tag))
+            await writer.drain()
+            while True:
+                response = parse_response(await reader.readuntil(b"\r\n\r\n"))
+                if response is not None and response.call_id == call_id:
+                    return response
+        finally:
+            writer.close()
+    loop = asyncio.get_running_loop()
+    udp, protocol = await loop.create_datagram_endpoint(lambda: _OptionsProtocol(call_id), remote_addr=(host, port))
+    try:
+        request = options_request(
+            host, port, "udp", udp.get_extra_info("sockname")[:2], call_id=call_id, branch=branch, tag=tag
+        )
+        while True:
+            udp.sendto(request)
+            done, _ = await asyncio.wait({protocol.answer}, timeout=0.5)
+            if done:
+                return protocol.answer.result()
+    finally:
+        udp.close()
+
+
+def _reach_check(trunk: config.TrunkConfig, wait: float) -> Check:
+    async def check() -> str:
+        where = f"{trunk.host}:{trunk.port} ({trunk.transport})"
+        started = time.monotonic()
+        try:
+            response = await asyncio.wait_for(sip_options(trunk.host, trunk.port, trunk.transport), wait)
+        except TimeoutError as exc:
+            raise Problem(
+                f"trunk {trunk.name} at {where} did not answer a SIP OPTIONS within {wait:g}s: is it up, are "
+                "host, port and transport right, and does its firewall let this host in?"
+            ) from exc
+        except OSError as exc:
+            raise Problem(
+                f"trunk {trunk.name} at {where} refused a SIP OPTIONS ({exc.strerror or exc}): nothing listens "
+                "there; check the trunk's host, port and transport"
+            ) from exc
+        ms = (time.monotonic() - started) * 1000
+        return f"{where} answered a SIP OPTIONS with {response.status} {response.reason} in {ms:.0f} ms"
+
+    return check
+
+
+def _uri_host(host: str) -> str:
+    try:
+        return f"[{host}]" if ipaddress.ip_address(host).version == 6 else host
+    except ValueError:
+        return host
 
 
 def missing_prompts(library: prompts.Library, languages: Iterable[str]) -> list[str]:

@@ -1,10 +1,12 @@
 """``ivr-auth doctor`` against the real test stack: all ok when healthy, and
-each fault named in plain words."""
+each fault named in plain words. The trunk (127.0.0.1:5082) answers the
+doctor's SIP OPTIONS only where a test starts a SIPp that does."""
 
 from __future__ import annotations
 
 import copy
 import shutil
+import socket
 import urllib.parse
 import uuid
 from collections.abc import AsyncIterator
@@ -15,8 +17,9 @@ import psycopg
 import pytest
 import yaml
 
-from ivr_auth import cli, config, doctor, prompts, stack
+from ivr_auth import cli, config, doctor, prompts, sipp, stack
 from tests.conftest import TEST_SETTINGS
+from tests.e2e.conftest import Starter
 
 pytestmark = pytest.mark.e2e
 
@@ -38,31 +41,100 @@ async def results_of(cfg: config.Config, library: prompts.Library | None = None)
 
 
 def failures(results: dict[str, doctor.Result]) -> dict[str, str]:
-    return {name: r.detail for name, r in results.items() if not r.ok}
+    return {name: r.detail for name, r in results.items() if r.status == "fail"}
 
 
-async def test_all_ok_on_the_healthy_stack(local_stack: stack.Endpoints, stack_config: config.Config) -> None:
+@pytest.fixture
+async def trunk_answers(stack_config: config.Config) -> AsyncIterator[None]:
+    """A real SIPp on the test trunk's address answering OPTIONS with 200."""
+    handset = sipp.Handset(
+        port=stack_config.trunk.port, host=stack_config.trunk.host, scenario="uas-options-200.xml", calls=1000
+    )
+    await handset.start()
+    try:
+        yield
+    finally:
+        await handset.stop()
+        await handset.wait(10)
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+async def test_all_ok_on_the_healthy_stack(
+    local_stack: stack.Endpoints, stack_config: config.Config, trunk_answers: None
+) -> None:
     results = await results_of(stack_config)
     assert failures(results) == {}
-    assert set(results) == {"database", "clock", "ari", "trunk trunk", "prompts", "fastagi"}
+    assert set(results) == {
+        "database",
+        "clock",
+        "ari",
+        "ari apps",
+        "sip timers",
+        "trunk trunk",
+        "trunk trunk sip",
+        "prompts",
+        "fastagi",
+    }
+    assert results["sip timers"].status == "ok"
+    assert "127.0.0.1:5082 (udp) answered a SIP OPTIONS with 200 OK" in results["trunk trunk sip"].detail
+    # No controller runs here: a warning, which does not fail the run.
+    assert results["ari apps"].status == "warn"
+    assert results["ari apps"].detail.startswith(
+        f"no controller is connected to ARI node {local_stack.ari_url.split('/')[2]}"
+    )
+    assert "apps ivr-auth-test-*, ivr-auth-test-inbound not registered" in results["ari apps"].detail
 
 
-async def test_wrong_ari_password(local_stack: stack.Endpoints) -> None:
+async def test_a_running_controller_is_seen(
+    local_stack: stack.Endpoints, stack_config: config.Config, start_service: Starter
+) -> None:
+    rt = await start_service(api=False, dialer=True)
+    results = await results_of(stack_config)
+    assert results["ari apps"].status == "ok"
+    assert f"ivr-auth-test-{rt.name}" in results["ari apps"].detail
+    assert "inbound app ivr-auth-test-inbound registered" in results["ari apps"].detail
+
+
+async def test_an_unreachable_trunk(local_stack: stack.Endpoints) -> None:
+    port = free_udp_port()
+    problems = failures(await results_of(settings_with(trunks=[{"name": "trunk", "port": port}])))
+    assert set(problems) == {"trunk trunk sip"}
+    assert f"trunk trunk at 127.0.0.1:{port} (udp)" in problems["trunk trunk sip"]
+
+
+async def test_timer_b_not_matching_the_trunk_timeout(local_stack: stack.Endpoints, trunk_answers: None) -> None:
+    # The stack was rendered with the default 8 s.
+    problems = failures(await results_of(settings_with(dialer={"trunk_timeout_seconds": 20})))
+    assert set(problems) == {"sip timers"}
+    assert "8000 ms" in problems["sip timers"]
+    assert "timer_t1 = 313 and timer_b = 20032" in problems["sip timers"]
+
+
+async def test_wrong_ari_password(local_stack: stack.Endpoints, trunk_answers: None) -> None:
     cfg = settings_with(ari={"url": local_stack.ari_url, "password": "not-the-password"})
     problems = failures(await results_of(cfg))
     assert "wrong ARI username or password" in problems["ari"]
     assert "not-the-password" not in " ".join(problems.values())
-    assert set(problems) == {"ari", "trunk trunk"}
+    assert set(problems) == {"ari", "ari apps", "sip timers", "trunk trunk"}
 
 
-async def test_missing_trunk_endpoint(local_stack: stack.Endpoints) -> None:
+async def test_missing_trunk_endpoint(local_stack: stack.Endpoints, trunk_answers: None) -> None:
     cfg = settings_with(trunks=[{"name": "trunk", "port": 5082}, {"name": "no-such-trunk", "port": 5084}])
     problems = failures(await results_of(cfg))
-    assert problems == {"trunk no-such-trunk": problems["trunk no-such-trunk"]}
+    # Nothing listens on 5084 either.
+    assert set(problems) == {"trunk no-such-trunk", "trunk no-such-trunk sip"}
     assert "trunk endpoint no-such-trunk missing" in problems["trunk no-such-trunk"]
 
 
-async def test_missing_prompt(local_stack: stack.Endpoints, stack_config: config.Config, tmp_path: Path) -> None:
+async def test_missing_prompt(
+    local_stack: stack.Endpoints, stack_config: config.Config, tmp_path: Path, trunk_answers: None
+) -> None:
     copied = tmp_path / "prompts"
     shutil.copytree(prompts.SHIPPED_DIR, copied)
     (copied / "ja" / "goodbye.wav").unlink()
@@ -83,7 +155,9 @@ async def empty_database_url(local_stack: stack.Endpoints) -> AsyncIterator[str]
             await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'.encode())
 
 
-async def test_database_not_migrated(local_stack: stack.Endpoints, empty_database_url: str) -> None:
+async def test_database_not_migrated(
+    local_stack: stack.Endpoints, empty_database_url: str, trunk_answers: None
+) -> None:
     cfg = settings_with(database_url=empty_database_url, server_secret=local_stack.server_secret)
     problems = failures(await results_of(cfg))
     assert set(problems) == {"database"}
@@ -99,9 +173,10 @@ def test_the_command(
     settings["stack"] = {**TEST_SETTINGS["stack"], "run_dir": str(stack_config.run_dir)}  # type: ignore[dict-item]
     settings["ari"] = {"app": "ivr-auth-test", "url": local_stack.ari_url, "password": "wrong-password"}
     path.write_text(yaml.safe_dump(settings))
-    assert cli.main(["-c", str(path), "doctor"]) == 1
+    assert cli.main(["-c", str(path), "doctor", "--max-clock-skew", "0.000000001"]) == 1
     out = capsys.readouterr().out
     assert "ok    database: reachable, schema up to date" in out
     assert "FAIL  ari: wrong ARI username or password" in out
+    assert "(more than 1e-09s)" in out
     for secret in ("wrong-password", local_stack.server_secret, local_stack.ari_password):
         assert secret not in out

@@ -1,10 +1,17 @@
 """The pure parts of ``ivr-auth doctor``: how a result reads, the migration
-and clock comparisons, redaction, and a run with no stack to check."""
+and clock comparisons, redaction, the Stasis-app and timer-B reasoning, the
+SIP OPTIONS it sends and the responses it reads, and a run with no stack to
+check."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import socket
 from pathlib import Path
+from typing import cast
+
+import pytest
 
 from ivr_auth import config, doctor, prompts
 from ivr_auth.store import migrate
@@ -13,10 +20,14 @@ SHIPPED = [migrate.Migration(1, "init", ""), migrate.Migration(2, "tenants", "")
 
 
 def test_a_result_reads_as_one_line() -> None:
-    assert doctor.Result("ari", True, "Asterisk 16 answers").line() == "ok    ari: Asterisk 16 answers"
-    assert doctor.Result("ari", False, "wrong").line() == "FAIL  ari: wrong"
-    assert doctor.failed([doctor.Result("a", True, ""), doctor.Result("b", False, "")])
-    assert not doctor.failed([doctor.Result("a", True, "")])
+    assert doctor.Result("ari", "ok", "Asterisk 16 answers").line() == "ok    ari: Asterisk 16 answers"
+    assert doctor.Result("ari", "fail", "wrong").line() == "FAIL  ari: wrong"
+    assert doctor.Result("ari apps", "warn", "none").line() == "WARN  ari apps: none"
+
+
+def test_only_a_failure_fails_the_run() -> None:
+    assert doctor.failed([doctor.Result("a", "ok", ""), doctor.Result("b", "fail", "")])
+    assert not doctor.failed([doctor.Result("a", "ok", ""), doctor.Result("b", "warn", "")])
 
 
 def test_migrations_all_applied() -> None:
@@ -54,6 +65,10 @@ def test_clock_skew() -> None:
     behind = doctor.skew_problem(-10.0)
     assert behind is not None
     assert "behind" in behind
+    assert doctor.skew_problem(3.0, limit=5) is None
+    lenient = doctor.skew_problem(6.0, limit=5)
+    assert lenient is not None
+    assert "more than 5s" in lenient
 
 
 def test_redact() -> None:
@@ -78,9 +93,172 @@ def test_the_shipped_prompts_are_complete() -> None:
 async def test_a_stack_never_started_is_a_failure_not_a_crash(tmp_path: Path) -> None:
     cfg = config.from_mapping({"stack": {"run_dir": str(tmp_path / "never")}, "agi": {"listen": ""}})
     results = {r.check: r for r in await doctor.run(cfg, timeout=2)}
-    assert not results["stack"].ok
+    assert results["stack"].status == "fail"
     assert "ivr-auth stack up" in results["stack"].detail
-    for name in ("database", "clock", "ari", "trunk trunk"):
-        assert not results[name].ok
-    assert results["prompts"].ok
-    assert results["fastagi"].ok
+    for name in ("database", "clock", "ari", "ari apps", "sip timers", "trunk trunk"):
+        assert results[name].status == "fail"
+    assert "trunk trunk sip" in results
+    assert results["prompts"].status == "ok"
+    assert results["fastagi"].status == "ok"
+
+
+APPS = {"ari_app": "ivr-auth", "inbound_app": "ivr-auth-inbound", "node": "pbx1:8088"}
+
+
+def test_no_controller_connected_is_a_warning_in_plain_words() -> None:
+    status, detail = doctor.app_finding([], inbound_needed=True, **APPS)
+    assert status == "warn"
+    assert detail == (
+        "no controller is connected to ARI node pbx1:8088: apps ivr-auth-*, ivr-auth-inbound not registered "
+        "(is `ivr-auth run` or `ivr-auth controller` running?)"
+    )
+    status, detail = doctor.app_finding(["someone-else"], inbound_needed=False, **APPS)
+    assert status == "warn"
+    assert "apps ivr-auth-* not registered" in detail
+
+
+def test_the_inbound_app_is_not_taken_for_a_controller() -> None:
+    # "ivr-auth-inbound" starts with "ivr-auth-" too.
+    status, detail = doctor.app_finding(["ivr-auth-inbound"], inbound_needed=True, **APPS)
+    assert status == "warn"
+    assert "another ari.app" in detail
+
+
+def test_connected_controllers() -> None:
+    status, detail = doctor.app_finding(
+        ["ivr-auth-host-1", "ivr-auth-host-2", "ivr-auth-inbound"], inbound_needed=True, **APPS
+    )
+    assert status == "ok"
+    assert "2 controller(s)" in detail
+    assert "ivr-auth-host-1, ivr-auth-host-2" in detail
+    assert doctor.app_finding(["ivr-auth-host-1"], inbound_needed=False, **APPS)[0] == "ok"
+
+
+def test_controllers_without_the_inbound_app_fail_only_when_inbound_numbers_are_set() -> None:
+    status, detail = doctor.app_finding(["ivr-auth-host-1"], inbound_needed=True, **APPS)
+    assert status == "fail"
+    assert "inbound app ivr-auth-inbound is not registered" in detail
+
+
+def system(timer_b: str, timer_t1: str = "500") -> list[dict[str, str]]:
+    return [
+        {"attribute": "threadpool_max_size", "value": "50"},
+        {"attribute": "timer_b", "value": timer_b},
+        {"attribute": "timer_t1", "value": timer_t1},
+    ]
+
+
+def test_timer_b_as_the_stack_renders_it() -> None:
+    assert doctor.timer_b_problem(system("8000", "125"), 8.0, "n") is None
+    assert doctor.timer_b_problem(system("10048", "157"), 10.0, "n") is None  # T1 rounded up
+
+
+def test_timer_b_left_at_asterisks_default() -> None:
+    problem = doctor.timer_b_problem(system("32000"), 8.0, "pbx1")
+    assert problem is not None
+    assert "32000 ms" in problem
+    assert "ARI node pbx1" in problem
+    assert "timer_t1 = 125 and timer_b = 8000" in problem
+
+
+def test_timer_b_under_64_t1_is_raised_by_pjsip() -> None:
+    problem = doctor.timer_b_problem(system("8000", "500"), 8.0, "n")
+    assert problem is not None
+    assert "32000 ms (timer_b 8000, timer_t1 500)" in problem
+
+
+def test_timer_b_missing() -> None:
+    problem = doctor.timer_b_problem([], 8.0, "n")
+    assert problem is not None
+    assert "no usable timer_b" in problem
+
+
+def test_an_options_request_is_valid_sip() -> None:
+    request = doctor.options_request(
+        "192.0.2.10", 5060, "udp", ("127.0.0.1", 40000), call_id="abc@x", branch="z9hG4bKdef", tag="t1"
+    ).decode()
+    head, sep, body = request.partition("\r\n\r\n")
+    assert sep
+    assert body == ""
+    lines = head.split("\r\n")
+    assert lines[0] == "OPTIONS sip:192.0.2.10:5060 SIP/2.0"
+    headers = dict(line.split(": ", 1) for line in lines[1:])
+    assert headers["Via"] == "SIP/2.0/UDP 127.0.0.1:40000;branch=z9hG4bKdef;rport"
+    assert headers["From"].endswith(";tag=t1")
+    assert headers["To"] == "<sip:192.0.2.10:5060>"
+    assert headers["Call-ID"] == "abc@x"
+    assert headers["CSeq"] == "1 OPTIONS"
+    assert headers["Max-Forwards"] == "70"
+    assert headers["Content-Length"] == "0"
+
+
+def test_an_options_request_over_tcp_and_ipv6() -> None:
+    request = doctor.options_request("::1", 5061, "tcp", ("::1", 40000), call_id="c", branch="z9hG4bKb", tag="t")
+    text = request.decode()
+    assert text.startswith("OPTIONS sip:[::1]:5061;transport=tcp SIP/2.0\r\n")
+    assert "Via: SIP/2.0/TCP [::1]:40000;branch=z9hG4bKb;rport\r\n" in text
+
+
+def test_fresh_ids_each_time() -> None:
+    call_id, branch, tag = doctor.new_ids()
+    assert branch.startswith("z9hG4bK")
+    assert doctor.new_ids() != (call_id, branch, tag)
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        (b"SIP/2.0 200 OK\r\nCall-ID: a@b\r\nContent-Length: 0\r\n\r\n", doctor.SipResponse(200, "OK", "a@b")),
+        (b"SIP/2.0 405 Method Not Allowed\r\ni: c\r\n\r\n", doctor.SipResponse(405, "Method Not Allowed", "c")),
+        (b"SIP/2.0 501\r\ncall-id:x\r\n\r\n", doctor.SipResponse(501, "", "x")),
+        (b"OPTIONS sip:a SIP/2.0\r\nCall-ID: a@b\r\n\r\n", None),
+        (b"HTTP/1.1 200 OK\r\n\r\n", None),
+        (b"SIP/2.0 2000 OK\r\n\r\n", None),
+        (b"\xff\xfe", None),
+    ],
+)
+def test_parse_response(data: bytes, expected: doctor.SipResponse | None) -> None:
+    assert doctor.parse_response(data) == expected
+
+
+@pytest.fixture
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+async def test_a_udp_answer_to_our_call_id(free_udp_port: int) -> None:
+    """A stand-in trunk on loopback: ignores the first copy (so the doctor
+    must resend), then answers a stray response first and ours second."""
+
+    class Trunk(asyncio.DatagramProtocol):
+        seen = 0
+
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            # 3.11's selector transport does not subclass DatagramTransport.
+            self.transport = cast(asyncio.DatagramTransport, transport)
+
+        def datagram_received(self, data: bytes, addr: tuple[str, int]) -> None:
+            self.seen += 1
+            if self.seen == 1:
+                return
+            call_id = next(line for line in data.decode().split("\r\n") if line.startswith("Call-ID:"))
+            self.transport.sendto(b"SIP/2.0 200 OK\r\nCall-ID: not-yours\r\n\r\n", addr)
+            self.transport.sendto(f"SIP/2.0 404 Not Here\r\n{call_id}\r\n\r\n".encode(), addr)
+
+    loop = asyncio.get_running_loop()
+    transport, _ = await loop.create_datagram_endpoint(Trunk, local_addr=("127.0.0.1", free_udp_port))
+    try:
+        response = await asyncio.wait_for(doctor.sip_options("127.0.0.1", free_udp_port, "udp"), 3)
+    finally:
+        transport.close()
+    assert (response.status, response.reason) == (404, "Not Here")
+
+
+async def test_nothing_listening_fails_naming_the_trunk(free_udp_port: int) -> None:
+    trunk = config.TrunkConfig(name="carrier-a", host="127.0.0.1", port=free_udp_port)
+    check = doctor._reach_check(trunk, 1.0)
+    with pytest.raises(doctor.Problem, match=f"trunk carrier-a at 127.0.0.1:{free_udp_port} \\(udp\\)"):
+        await check()
