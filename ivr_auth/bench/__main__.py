@@ -9,6 +9,7 @@ import os
 import signal
 import sys
 
+from ivr_auth import config, logs
 from ivr_auth.bench import report, run
 
 
@@ -21,7 +22,9 @@ async def _main(quick: bool) -> dict[str, object]:
 
 
 def main() -> int:
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # As the CLI does: the project's formatters, which mask phone numbers;
+    # text on a terminal, JSON otherwise (logging.format's default).
+    logging.basicConfig(level=logging.WARNING, handlers=[logs.handler(config.LoggingConfig().format, sys.stderr)])
     quick = os.environ.get("BENCH_QUICK", "") not in ("", "0")
     try:
         result = asyncio.run(_main(quick))
