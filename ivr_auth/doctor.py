@@ -432,7 +432,8 @@ class _OptionsProtocol(asyncio.DatagramProtocol):
 async def sip_options(host: str, port: int, transport: str) -> SipResponse:
     """Send an OPTIONS to ``host:port`` until something answers it (UDP
     resends every 0.5 s, as T1 does); the caller bounds the wait. Raises
-    OSError when the far end refuses."""
+    OSError when the far end refuses, IncompleteReadError when a TCP one
+    hangs up without answering."""
     call_id, branch, tag = new_ids()
     if transport == "tcp":
         reader, writer = await asyncio.open_connection(host, port)
@@ -471,6 +472,12 @@ def _reach_check(trunk: config.TrunkConfig, wait: float) -> Check:
             raise Problem(
                 f"trunk {trunk.name} at {where} did not answer a SIP OPTIONS within {wait:g}s: is it up, are "
                 "host, port and transport right, and does its firewall let this host in?"
+            ) from exc
+        except socket.gaierror as exc:
+            raise Problem(f"trunk {trunk.name}: host {trunk.host!r} does not resolve ({exc.strerror or exc})") from exc
+        except asyncio.IncompleteReadError as exc:
+            raise Problem(
+                f"trunk {trunk.name} at {where} closed the connection without answering a SIP OPTIONS"
             ) from exc
         except OSError as exc:
             raise Problem(

@@ -262,3 +262,30 @@ async def test_nothing_listening_fails_naming_the_trunk(free_udp_port: int) -> N
     check = doctor._reach_check(trunk, 1.0)
     with pytest.raises(doctor.Problem, match=f"trunk carrier-a at 127.0.0.1:{free_udp_port} \\(udp\\)"):
         await check()
+
+
+async def test_over_tcp() -> None:
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = (await reader.readuntil(b"\r\n\r\n")).decode()
+        call_id = next(line for line in head.split("\r\n") if line.startswith("Call-ID:"))
+        writer.write(f"SIP/2.0 501 Not Implemented\r\n{call_id}\r\nContent-Length: 0\r\n\r\n".encode())
+        await writer.drain()
+        writer.close()
+
+    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.close()
+
+    for handler, expected in ((answer, "answered a SIP OPTIONS with 501 Not Implemented"), (hang_up, None)):
+        server = await asyncio.start_server(handler, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        check = doctor._reach_check(config.TrunkConfig(name="t", port=port, transport="tcp"), 2.0)
+        try:
+            if expected:
+                assert expected in await check()
+            else:
+                with pytest.raises(doctor.Problem, match="closed the connection without answering"):
+                    await check()
+        finally:
+            server.close()
+            await server.wait_closed()
