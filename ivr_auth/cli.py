@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 import aiohttp
 from psycopg_pool import AsyncConnectionPool
 
-from ivr_auth import cli_tenant, config, crypto, demo, doctor, errors, logs, phone, probe, runtime, stack
+from ivr_auth import cli_operator, cli_tenant, config, crypto, demo, doctor, errors, logs, phone, probe, runtime, stack
 from ivr_auth import store as store_mod
 from ivr_auth.ari import node as ari_node
 from ivr_auth.store import migrate
@@ -118,6 +118,8 @@ def _parser() -> argparse.ArgumentParser:
     p_tkey = tenant_sub.add_parser("add-key", help="add an API key to a tenant and print it (once)")
     p_tkey.add_argument("name")
     p_tkey.set_defaults(func=cmd_tenant_add_key)
+
+    cli_operator.register(sub, _with_store_value)
 
     p_api = sub.add_parser("api", help="serve the HTTP API (foreground)")
     p_api.set_defaults(func=cmd_serve, api=True, dialer=False)

@@ -25,6 +25,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from ivr_auth import errors
 
 API_KEY_PREFIX = "ivra"
+# Operators' dashboard tokens: the same shape, another marker and table.
+OPERATOR_TOKEN_PREFIX = "ivrop"
 MIN_SECRET_LENGTH = 32
 
 
@@ -38,13 +40,20 @@ class Keys:
     seal_key: bytes
     api_key_key: bytes
     request_key: bytes
+    session_key: bytes
 
     @classmethod
     def from_secret(cls, secret: str) -> Keys:
         if len(secret) < MIN_SECRET_LENGTH:
             raise errors.ConfigError(f"server_secret: must be at least {MIN_SECRET_LENGTH} characters")
         raw = secret.encode()
-        return cls(_derive(raw, "code"), _derive(raw, "seal"), _derive(raw, "api-key"), _derive(raw, "request"))
+        return cls(
+            _derive(raw, "code"),
+            _derive(raw, "seal"),
+            _derive(raw, "api-key"),
+            _derive(raw, "request"),
+            _derive(raw, "dashboard-session"),
+        )
 
     def __repr__(self) -> str:
         return "Keys(<hidden>)"
@@ -77,26 +86,32 @@ class Keys:
     def api_key_hash(self, api_key: str) -> bytes:
         return hmac.new(self.api_key_key, api_key.encode(), hashlib.sha256).digest()
 
+    def session_tag(self, payload: str) -> str:
+        """The signature of a dashboard session cookie's payload."""
+        digest = hmac.new(self.session_key, payload.encode(), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(digest).decode().rstrip("=")
+
     def request_hash(self, body: bytes) -> bytes:
         # Keyed: a body may carry the client's own code, and a plain hash of a
         # short code next to a stored phone number could be searched out.
         return hmac.new(self.request_key, body, hashlib.sha256).digest()
 
 
-def new_api_key() -> tuple[str, str]:
-    """A new key and its lookup prefix: ``ivra_<prefix>_<secret>``."""
+def new_api_key(marker: str = API_KEY_PREFIX) -> tuple[str, str]:
+    """A new key and its lookup prefix: ``ivra_<prefix>_<secret>`` (or
+    ``ivrop_...`` for an operator's token)."""
     prefix = base64.b32encode(os.urandom(5)).decode().lower()
-    return f"{API_KEY_PREFIX}_{prefix}_{secrets.token_urlsafe(32)}", prefix
+    return f"{marker}_{prefix}_{secrets.token_urlsafe(32)}", prefix
 
 
 _PREFIX = re.compile(r"[a-z2-7]{8}")
 _SECRET = re.compile(r"[A-Za-z0-9_-]{32,64}")
 
 
-def api_key_prefix(api_key: str) -> str | None:
-    """The lookup prefix of a key shaped like ``new_api_key``'s, else None."""
+def api_key_prefix(api_key: str, marker: str = API_KEY_PREFIX) -> str | None:
+    """The lookup prefix of a key shaped like ``new_api_key(marker)``'s, else None."""
     parts = api_key.split("_", 2)
-    if len(parts) != 3 or parts[0] != API_KEY_PREFIX:
+    if len(parts) != 3 or parts[0] != marker:
         return None
     if not _PREFIX.fullmatch(parts[1]) or not _SECRET.fullmatch(parts[2]):
         return None

@@ -13,6 +13,7 @@ from ivr_auth import config, errors
 from ivr_auth import metrics as metrics_mod
 from ivr_auth import store as store_mod
 from ivr_auth.api import handlers, openapi, schemas, usage
+from ivr_auth.dashboard import routes as dashboard
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +55,7 @@ def make_app(
     app.router.add_get("/v1/usage", usage.get_usage)
     app.router.add_get("/openapi.json", openapi.serve)
     app.router.add_get("/metrics", handlers.metrics)
+    dashboard.setup(app, cfg, store)
     return app
 
 

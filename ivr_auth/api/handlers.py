@@ -52,12 +52,12 @@ def _json_default(value: object) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
-_dumps = functools.partial(json.dumps, default=_json_default)
+dumps = functools.partial(json.dumps, default=_json_default)
 
 
 def json_response(data: Any, *, status: int = 200, headers: Mapping[str, str] | None = None) -> web.Response:
     all_headers: dict[str, str] = {**NO_STORE, **(headers or {})}
-    return web.json_response(data, status=status, headers=all_headers, dumps=_dumps)
+    return web.json_response(data, status=status, headers=all_headers, dumps=dumps)
 
 
 def error_response(status: int, code: str, message: str, headers: Mapping[str, str] | None = None) -> web.Response:
