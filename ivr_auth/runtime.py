@@ -125,14 +125,11 @@ class Runtime:
             bound = site._server.sockets[0].getsockname()  # type: ignore[union-attr]
             self.http_url = f"http://{host}:{bound[1]}"
             logger.info("API listening on %s", self.http_url)
-        elif self.cfg.metrics_host_port() is not None:
-            await self._serve_metrics(self.metrics)
+        elif (listen := self.cfg.metrics_host_port()) is not None:
+            await self._serve_metrics(self.metrics, *listen)
 
-    async def _serve_metrics(self, exposed: metrics.Metrics) -> None:
-        """A process without the API serves its own ``GET /metrics`` on ``metrics.listen``."""
-        listen = self.cfg.metrics_host_port()
-        assert listen is not None
-        host, port = listen
+    async def _serve_metrics(self, exposed: metrics.Metrics, host: str, port: int) -> None:
+        """A process without the API serves its own ``GET /metrics`` (on ``metrics.listen``)."""
         app = web.Application()
         app[api_handlers.METRICS] = exposed
         app.router.add_get("/metrics", api_handlers.metrics)
