@@ -29,7 +29,7 @@ from collections.abc import Awaitable, Callable
 
 import psycopg
 
-from ivr_auth import callsession, config, errors, flows, models, prompts, states, trunks, types
+from ivr_auth import callsession, config, errors, flows, models, presence, prompts, states, trunks, types
 from ivr_auth import metrics as metrics_mod
 from ivr_auth import store as store_mod
 from ivr_auth.ari import node as ari_node
@@ -38,6 +38,7 @@ from ivr_auth.flows import dtmf as dtmf_flow
 from ivr_auth.flows import inbound as inbound_flow
 from ivr_auth.flows import voice as voice_flow
 from ivr_auth.store import controls
+from ivr_auth.store import dashboard as board
 
 logger = logging.getLogger(__name__)
 
@@ -89,6 +90,7 @@ class Controller:
         self._tasks: list[asyncio.Task[None]] = []
         self._claiming = False
         self._running = False
+        self._started_at = presence.started_now()
         self.listening = False
         node.stream.on_connect = self.on_ari_connect
         node.dispatcher.fallback = self.on_unrouted_event
@@ -106,6 +108,7 @@ class Controller:
             (self._listen_loop(), "listener"),
             (self._housekeeping_loop(), "housekeeping"),
             (self._node_watch_loop(), "node-watch"),
+            (presence.run(self.store, self.report), "presence"),
         ):
             self._tasks.append(asyncio.create_task(coro, name=f"{self.name}-{name}"))
         logger.info("controller %s started on node %s (app %s)", self.name, self.node.name, self.node.app)
@@ -125,6 +128,7 @@ class Controller:
         self._running = False
         await _cancel_all(self._tasks)
         self._tasks.clear()
+        await presence.forget(self.store, self.name)
         await self.node.close()
 
     async def kill(self) -> None:
@@ -134,6 +138,17 @@ class Controller:
         await _cancel_all([*self._tasks, *self._calls.values(), *self._inbound])
         self._tasks.clear()
         await self.node.close()
+
+    def report(self, now: float) -> board.ControllerReport:
+        """What the dashboard shows of this controller (``now``: monotonic)."""
+        return board.ControllerReport(
+            name=self.name,
+            node=self.node.name,
+            ari_connected=self.node.stream.connected,
+            calls=self.calls_in_progress,
+            trunks=presence.trunk_states(self.trunks, now),
+            started_at=self._started_at,
+        )
 
     @property
     def calls_in_progress(self) -> int:

@@ -28,6 +28,7 @@ STATIC = resources.files("ivr_auth.dashboard").joinpath("static")
 STATIC_FILES = {
     "dashboard.js": "text/javascript; charset=utf-8",
     "dashboard.css": "text/css; charset=utf-8",
+    "favicon.svg": "image/svg+xml",
 }
 # No inline script or style, nothing from elsewhere, never in a frame.
 PAGE_HEADERS = {

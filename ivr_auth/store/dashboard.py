@@ -21,6 +21,8 @@ QUERIES = sql.parse(resources.files("ivr_auth.store").joinpath("dashboard.sql").
 # Trunk figures on the page cover the calls that started this long ago.
 TRUNK_WINDOW_SECONDS = 900
 MAX_CHANGED = 200
+# Tenants listed by name in today's counts; the quieter ones share a line.
+TOP_TENANTS = 20
 
 
 @dataclasses.dataclass(frozen=True)
@@ -164,16 +166,31 @@ def request_summary(row: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def tenant_counts(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
-    """{tenant, total, by_status} per tenant, busiest first."""
+def tenant_counts(rows: Iterable[Mapping[str, Any]], top: int = TOP_TENANTS) -> list[dict[str, Any]]:
+    """{tenant, total, by_status} per tenant, busiest first; past the
+    ``top`` busiest, the rest summed in one line (tenant None, ``others``: how many)."""
     by_tenant: dict[str, dict[str, int]] = {}
     for r in rows:
         by_tenant.setdefault(r["tenant"], {})[r["status"]] = r["n"]
-    out = [
+    ranked = sorted(by_tenant.items(), key=lambda item: (-sum(item[1].values()), item[0]))
+    out: list[dict[str, Any]] = [
         {"tenant": name, "total": sum(counts.values()), "by_status": dict(sorted(counts.items()))}
-        for name, counts in by_tenant.items()
+        for name, counts in ranked[:top]
     ]
-    return sorted(out, key=lambda t: (-t["total"], t["tenant"]))
+    if len(ranked) > top:
+        rest: dict[str, int] = {}
+        for _, counts in ranked[top:]:
+            for status, n in counts.items():
+                rest[status] = rest.get(status, 0) + n
+        out.append(
+            {
+                "tenant": None,
+                "others": len(ranked) - top,
+                "total": sum(rest.values()),
+                "by_status": dict(sorted(rest.items())),
+            }
+        )
+    return out
 
 
 def trunk_health(

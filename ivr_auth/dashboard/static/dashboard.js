@@ -32,10 +32,19 @@ function seconds(s) {
   return `${(s / 3600).toFixed(1)} h`;
 }
 
+const pad = (n, width = 2) => String(n).padStart(width, "0");
+
+// Local time, 24-hour, to the millisecond: the order of events is the point.
 function clock(iso) {
   if (!iso) return "–";
   const at = new Date(iso);
-  return at.toLocaleTimeString([], { hour12: false }) + "." + String(at.getMilliseconds()).padStart(3, "0");
+  return `${pad(at.getHours())}:${pad(at.getMinutes())}:${pad(at.getSeconds())}.${pad(at.getMilliseconds(), 3)}`;
+}
+
+function stamp(iso) {
+  if (!iso) return "–";
+  const at = new Date(iso);
+  return `${at.getFullYear()}-${pad(at.getMonth() + 1)}-${pad(at.getDate())} ${clock(iso).slice(0, 8)}`;
 }
 
 function status(value) {
@@ -63,8 +72,8 @@ function renderOverview(o) {
   $("queue-depth").textContent = o.queue.depth;
   $("queue-age").textContent = o.queue.depth ? seconds(o.queue.oldest_age_seconds) : "–";
   $("calls-now").textContent = o.live_calls.length;
-  $("day").textContent = `since ${new Date(o.day_started_at).toLocaleString()}`;
-  $("updated").textContent = `updated ${new Date().toLocaleTimeString([], { hour12: false })}`;
+  $("day").textContent = `since ${stamp(o.day_started_at)}`;
+  $("updated").textContent = `updated ${clock(new Date().toISOString()).slice(0, 8)}`;
 
   fill("nodes", o.nodes.map((n) =>
     el("tr", { dataset: { node: n.name } },
@@ -119,8 +128,9 @@ function renderOverview(o) {
       else if (IN_PROGRESS.has(st)) inProgress += n;
     }
     const settled = verified + notVerified;
-    return el("tr", { dataset: { tenant: t.tenant } },
-      el("td", {}, t.tenant),
+    const name = t.tenant === null ? `${t.others} other tenant${t.others === 1 ? "" : "s"}` : t.tenant;
+    return el("tr", { dataset: { tenant: t.tenant === null ? "" : t.tenant }, className: t.tenant === null ? "others" : "" },
+      el("td", {}, name),
       el("td", {}, t.total),
       el("td", {}, verified),
       el("td", {}, notVerified),
@@ -171,8 +181,8 @@ async function loadDetail(id) {
     ["answered by", r.answered_by], ["inbound number", r.inbound_number],
     ["code attempts", `${r.code_attempts} of ${r.max_code_attempts}`],
     ["call attempts", `${r.call_attempts} of ${r.max_call_attempts}`],
-    ["created", r.created_at && new Date(r.created_at).toLocaleString()], ["answered", clock(r.answered_at)],
-    ["finished", clock(r.finished_at)], ["expires", r.expires_at && new Date(r.expires_at).toLocaleString()],
+    ["created", stamp(r.created_at)], ["answered", clock(r.answered_at)],
+    ["finished", clock(r.finished_at)], ["expires", stamp(r.expires_at)],
     ["last SIP cause", cause(r.last_cause, r.last_cause_txt)], ["node", r.node],
   ];
   $("detail-fields").replaceChildren(...fields.filter(([, v]) => v !== null && v !== undefined && v !== "")
