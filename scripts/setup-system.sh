@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the system packages ivr-auth needs: Asterisk (+ English core sounds),
-# SIPp (sip-tester), PostgreSQL, sox. Idempotent; run as root or with sudo.
+# SIPp (sip-tester), PostgreSQL, sox, and Chromium (headless, for the
+# dashboard's browser test). Idempotent; run as root or with sudo.
 #
 # Debian 12 ships no `asterisk` package. When apt offers no candidate, the
 # Debian 11 suites (bullseye, bullseye-security; component main) are added,
@@ -11,7 +12,7 @@ set -euo pipefail
 source "$(dirname "$0")/apt-lib.sh"
 require_root setup-system
 
-PACKAGES=(asterisk asterisk-core-sounds-en asterisk-core-sounds-en-gsm sip-tester postgresql postgresql-client sox)
+PACKAGES=(asterisk asterisk-core-sounds-en asterisk-core-sounds-en-gsm sip-tester postgresql postgresql-client sox chromium)
 BULLSEYE_FILE=/etc/apt/sources.list.d/ivr-auth-bullseye.sources
 
 if have_all "${PACKAGES[@]}"; then
