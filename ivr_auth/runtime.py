@@ -195,6 +195,7 @@ async def serve(cfg: config.Config, endpoints: stack.Endpoints, *, api: bool, di
     await runtime.start()
     if runtime.http_url:
         print(f"ivr-auth API on {runtime.http_url}", flush=True)
+        print(f"operator dashboard on {runtime.http_url}/dashboard (a token: `ivr-auth operator add NAME`)", flush=True)
     if runtime.controller:
         print(f"ivr-auth controller {runtime.name} dialling via {endpoints.ari_url}", flush=True)
     try:
