@@ -153,7 +153,8 @@ async def login(request: web.Request) -> web.StreamResponse:
         path=session.PATH,
         httponly=True,
         samesite="Strict",
-        secure=request.secure,
+        # Behind a proxy that ends TLS, aiohttp sees http: take the proxy's word.
+        secure=request.secure or request.headers.get("X-Forwarded-Proto", "").lower() == "https",
     )
     return response
 

@@ -166,9 +166,10 @@ def request_summary(row: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def tenant_counts(rows: Iterable[Mapping[str, Any]], top: int = TOP_TENANTS) -> list[dict[str, Any]]:
+def tenant_counts(rows: Iterable[Mapping[str, Any]], top: int | None = None) -> list[dict[str, Any]]:
     """{tenant, total, by_status} per tenant, busiest first; past the
     ``top`` busiest, the rest summed in one line (tenant None, ``others``: how many)."""
+    top = TOP_TENANTS if top is None else top
     by_tenant: dict[str, dict[str, int]] = {}
     for r in rows:
         by_tenant.setdefault(r["tenant"], {})[r["status"]] = r["n"]

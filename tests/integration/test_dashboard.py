@@ -5,11 +5,14 @@ live stream."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import datetime as dt
 import json
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
@@ -127,8 +130,10 @@ async def test_a_revoked_or_replaced_token_opens_nothing(
 
 
 async def test_overview_and_detail_show_requests_masked(
-    client: Client, operator: tuple[str, str], tenant: tuple[models.Tenant, str]
+    client: Client, operator: tuple[str, str], tenant: tuple[models.Tenant, str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # Earlier tests' tenants would otherwise push this one into "others".
+    monkeypatch.setattr(board, "TOP_TENANTS", 100_000)
     created = await create(client, tenant[1])
     bearer = {"Authorization": f"Bearer {operator[1]}"}
     response = await client.get("/dashboard/api/overview", headers=bearer)
@@ -194,3 +199,61 @@ async def test_the_stream_sends_a_change_as_it_happens(
     assert kind == "overview"
     assert any(r["id"] == created["id"] and r["status"] == "queued" for r in message["recent"])
     response.close()
+
+
+async def test_controllers_reports_make_node_and_trunk_health(
+    client: Client, operator: tuple[str, str], store: store_mod.Store
+) -> None:
+    name = f"ctl-{uuid.uuid4().hex[:8]}"
+    node = f"node-{uuid.uuid4().hex[:8]}"
+    report = board.ControllerReport(
+        name=name,
+        node=node,
+        ari_connected=True,
+        calls=2,
+        trunks=[{"name": "trunk", "up": False, "retry_in_seconds": 20.0, "calls": 2}],
+        started_at=dt.datetime.now(dt.UTC),
+    )
+    bearer = {"Authorization": f"Bearer {operator[1]}"}
+    try:
+        await board.report_controller(store, report)
+        overview = await (await client.get("/dashboard/api/overview", headers=bearer)).json()
+        (mine,) = [n for n in overview["nodes"] if n["name"] == node]
+        assert mine == {"name": node, "controllers": 1, "connected": 1, "calls": 2, "state": "up"}
+        trunk = next(t for t in overview["trunks"] if t["name"] == "trunk")
+        assert trunk["state"] == "down"
+        assert trunk["retry_in_seconds"] == 20.0
+        # The websocket went down: the node shows it at the next report.
+        await board.report_controller(store, dataclasses.replace(report, ari_connected=False))
+        overview = await (await client.get("/dashboard/api/overview", headers=bearer)).json()
+        assert [n["state"] for n in overview["nodes"] if n["name"] == node] == ["down"]
+    finally:
+        await board.forget_controller(store, name)
+    overview = await (await client.get("/dashboard/api/overview", headers=bearer)).json()
+    assert [n for n in overview["nodes"] if n["name"] == node] == []
+
+
+async def test_open_pages_are_told_to_reconnect_when_the_process_stops(
+    store: store_mod.Store, operator: tuple[str, str], http_session: aiohttp.ClientSession
+) -> None:
+    runner = web.AppRunner(api_app.make_app(CFG, store, {}, metrics=metrics.Metrics(store)))
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    stopped = False
+    try:
+        response = await http_session.get(
+            f"http://127.0.0.1:{port}/dashboard/api/stream", headers={"Authorization": f"Bearer {operator[1]}"}
+        )
+        ((kind, _),) = await read_events(response, 1)
+        assert kind == "overview"
+        # Bounded like Runtime.stop's: an open page must not hold the stop up.
+        cleanup = asyncio.create_task(runner.cleanup())
+        ((kind, _),) = await read_events(response, 1)
+        assert kind == "closing"
+        await asyncio.wait_for(cleanup, 10)
+        stopped = True
+    finally:
+        if not stopped:
+            await runner.cleanup()
