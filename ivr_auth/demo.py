@@ -76,6 +76,11 @@ async def run(cfg: config.Config, with_store: StoreAction) -> int:
     finally:
         await service.stop(grace=5)
     say("\nthe local stack is still up: `make stack-down` stops it")
+    host, port = cfg.http_host_port()
+    say(
+        "to watch calls live: `make run`, then open "
+        f"http://{host}:{port}/dashboard with a token from `.venv/bin/ivr-auth operator add NAME`"
+    )
     return 0 if ok else 1
 
 
