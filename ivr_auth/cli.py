@@ -135,7 +135,7 @@ def _parser() -> argparse.ArgumentParser:
     p_doctor.add_argument("--timeout", type=float, default=doctor.DEFAULT_TIMEOUT, help="seconds per check")
     p_doctor.add_argument(
         "--max-clock-skew",
-        type=float,
+        type=positive_seconds,
         default=doctor.MAX_CLOCK_SKEW,
         metavar="SECONDS",
         help=f"largest clock difference with Postgres that passes (default {doctor.MAX_CLOCK_SKEW:g})",
@@ -306,6 +306,17 @@ async def cmd_doctor(cfg: config.Config, args: argparse.Namespace) -> int:
     for result in results:
         print(result.line())
     return 1 if doctor.failed(results) else 0
+
+
+def positive_seconds(text: str) -> float:
+    """``doctor --max-clock-skew``: a limit of zero or less is one no clock can meet."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < float("inf"):  # also refuses nan
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
 
 
 async def _with_store_value(cfg: config.Config, action: Callable[[store_mod.Store], Awaitable[T]]) -> T:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from ivr_auth import config, doctor, prompts
+from ivr_auth import cli, config, doctor, prompts
 from ivr_auth.store import migrate
 
 SHIPPED = [migrate.Migration(1, "init", ""), migrate.Migration(2, "tenants", ""), migrate.Migration(3, "outbox", "")]
@@ -67,6 +67,19 @@ def test_clock_skew() -> None:
     lenient = doctor.skew_problem(6.0, limit=5)
     assert lenient is not None
     assert "more than 5s" in lenient
+
+
+def test_max_clock_skew_option() -> None:
+    assert cli._parser().parse_args(["doctor", "--max-clock-skew", "0.5"]).max_clock_skew == 0.5
+    assert cli._parser().parse_args(["doctor"]).max_clock_skew == doctor.MAX_CLOCK_SKEW
+
+
+@pytest.mark.parametrize("given", ["0", "-1", "-0.5", "nan", "inf", "soon"])
+def test_max_clock_skew_must_be_positive(given: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        cli._parser().parse_args(["doctor", f"--max-clock-skew={given}"])
+    assert exit_.value.code == 2
+    assert f"argument --max-clock-skew: expected a positive number of seconds, got {given!r}" in capsys.readouterr().err
 
 
 def test_redact() -> None:
