@@ -4,6 +4,7 @@ connections that translate psycopg errors at the boundary (into
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
@@ -22,6 +23,7 @@ class Base:
     def __init__(self, pool: AsyncConnectionPool[Any], keys: crypto.Keys) -> None:
         self.pool = pool
         self.keys = keys
+        self._checking: asyncio.Task[None] | None = None
 
     @contextlib.asynccontextmanager
     async def connection(self) -> AsyncIterator[psycopg.AsyncConnection[Row]]:
@@ -31,11 +33,23 @@ class Base:
                 conn.row_factory = dict_row
                 yield conn
         except psycopg.OperationalError as exc:
+            self._check_pool()
             raise errors.StoreUnavailable(f"database unavailable: {exc}") from exc
         except TimeoutError as exc:  # pool exhausted or database gone
             raise errors.StoreUnavailable("database unavailable: no connection within the pool timeout") from exc
         except psycopg.Error as exc:
             raise errors.StoreError(f"database error: {type(exc).__name__}: {exc}") from exc
+
+    def _check_pool(self) -> None:
+        """A Postgres restart leaves every idle connection in the pool broken,
+        and the pool would find out one checkout (one failed call) at a time:
+        have it test them all now, and replace the broken ones."""
+        if self._checking is None or self._checking.done():
+            self._checking = asyncio.get_running_loop().create_task(self._check(), name="pool-check")
+
+    async def _check(self) -> None:
+        with contextlib.suppress(Exception):  # still down, or the pool closed: it reconnects by itself
+            await self.pool.check()
 
     async def _one(self, name: str, params: Mapping[str, Any] | None = None) -> Row | None:
         async with self.connection() as conn:
