@@ -15,31 +15,24 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
 
 from ivr_auth import config, metrics, models
 from ivr_auth import store as store_mod
 from ivr_auth.api import app as api_app
 from ivr_auth.dashboard import session
 from ivr_auth.store import dashboard as board
-from tests.integration.conftest import Conn
+from tests.integration.conftest import Client, Conn, served
 
 pytestmark = pytest.mark.integration
 
-Client = TestClient[web.Request, web.Application]
 CFG = config.from_mapping({"limits": {"sends_per_phone": 10_000}})
 JP_MOBILE = "+819012345678"
 
 
 @pytest.fixture
 async def client(store: store_mod.Store, tenant: tuple[models.Tenant, str], db: Conn) -> AsyncIterator[Client]:
-    app = api_app.make_app(CFG, store, {}, metrics=metrics.Metrics(store))
-    try:
-        async with TestClient(TestServer(app)) as served:
-            yield served
-    finally:
-        # A controller sharing the database would otherwise dial what is left queued.
-        await db.execute("DELETE FROM tenants WHERE id = %s", [tenant[0].id])
+    async with served(CFG, store, tenant, db) as client:
+        yield client
 
 
 @pytest.fixture

@@ -7,18 +7,14 @@ from collections.abc import AsyncIterator
 
 import prometheus_client
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
 from prometheus_client.parser import text_string_to_metric_families
 
-from ivr_auth import config, metrics, models
+from ivr_auth import config, models
 from ivr_auth import store as store_mod
-from ivr_auth.api import app as api_app
-from tests.integration.conftest import Conn
+from tests.integration.conftest import Client, Conn, served
 
 pytestmark = pytest.mark.integration
 
-Client = TestClient[web.Request, web.Application]
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 # Three requests a minute per tenant: the fourth is refused.
@@ -28,13 +24,8 @@ JP_MOBILE = "+819012345678"
 
 @pytest.fixture
 async def client(store: store_mod.Store, tenant: tuple[models.Tenant, str], db: Conn) -> AsyncIterator[Client]:
-    app = api_app.make_app(CFG, store, {}, metrics=metrics.Metrics(store))
-    try:
-        async with TestClient(TestServer(app)) as served:
-            yield served
-    finally:
-        # A controller sharing the database would otherwise dial what is left queued.
-        await db.execute("DELETE FROM tenants WHERE id = %s", [tenant[0].id])
+    async with served(CFG, store, tenant, db) as client:
+        yield client
 
 
 async def scrape(client: Client) -> Samples:
