@@ -26,6 +26,9 @@ REFRESH_SECONDS = 5.0
 # A controller reports every few seconds; silent this long, it counts as gone.
 STALE_SECONDS = 15.0
 QUEUE_SIZE = 2
+# Today's counts per tenant scan the day's requests: read again this often
+# (not on every change), whatever the traffic.
+DAY_REFRESH_SECONDS = 15.0
 
 Message = dict[str, Any]
 
@@ -36,11 +39,14 @@ def day_start(now: dt.datetime, zone: zoneinfo.ZoneInfo) -> dt.datetime:
     return local.replace(hour=0, minute=0, second=0, microsecond=0)
 
 
-async def overview(store: base.Base, cfg: config.Config, now: dt.datetime | None = None) -> Message:
+async def overview(
+    store: base.Base, cfg: config.Config, now: dt.datetime | None = None, *, with_day: bool = True
+) -> Message:
+    """The page's figures; without today's counts per tenant unless ``with_day``."""
     since = day_start(now or dt.datetime.now(dt.UTC), zoneinfo.ZoneInfo(cfg.dashboard.timezone))
     return await board.overview(
         store,
-        since=since,
+        since=since if with_day else None,
         recent=cfg.dashboard.recent,
         trunks=[t.name for t in cfg.outbound_trunks],
         stale_seconds=STALE_SECONDS,
@@ -100,12 +106,20 @@ class Hub:
     async def _run(self) -> None:
         seen: board.Cursor | None = None
         sent_at = 0.0
+        day: tuple[float, Any, Any] | None = None  # (read at, counts, day started at)
         while self._pages:
             try:
                 cursor = await board.cursor(self._store)
                 if cursor != seen or time.monotonic() - sent_at >= self._refresh:
                     changed = await board.changed_requests(self._store, seen.event_id) if seen else []
-                    message = await overview(self._store, self._cfg)
+                    now = time.monotonic()
+                    fresh_day = day is None or now - day[0] >= DAY_REFRESH_SECONDS
+                    message = await overview(self._store, self._cfg, with_day=fresh_day)
+                    if fresh_day:
+                        day = (now, message["tenants_today"], message["day_started_at"])
+                    else:
+                        assert day is not None
+                        message["tenants_today"], message["day_started_at"] = day[1], day[2]
                     message["type"] = "overview"
                     message["changed"] = changed
                     moved = seen is not None and cursor.webhook_attempt_id != seen.webhook_attempt_id
