@@ -99,7 +99,8 @@ def test_paths_and_methods_are_the_app_routes(doc: dict[str, Any]) -> None:
     served = {
         (route.resource.canonical, route.method.lower())
         for route in app.router.routes()
-        if route.resource is not None and route.method != hdrs.METH_HEAD
+        if route.resource is not None
+        and route.method != hdrs.METH_HEAD
         # The operators' page and the JSON it reads are not the tenants'
         # API contract (README, "Dashboard").
         and not route.resource.canonical.startswith("/dashboard")
