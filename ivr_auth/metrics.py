@@ -14,7 +14,7 @@ import logging
 from collections.abc import Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from ivr_auth import errors
@@ -40,59 +40,87 @@ RESULT_TO_WEBHOOK_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 30
 
 
 def _labelled(
-    name: str, documentation: str, labels: list[str], counts: Mapping[tuple[str, str], int]
-) -> GaugeMetricFamily:
-    family = GaugeMetricFamily(f"{PREFIX}_{name}", documentation, labels=labels)
+    family: GaugeMetricFamily | CounterMetricFamily, counts: Mapping[tuple[str, ...], int]
+) -> GaugeMetricFamily | CounterMetricFamily:
     for values, n in sorted(counts.items()):
         family.add_metric(list(values), n)
     return family
 
 
-def families(snapshot: gauges.Snapshot | None) -> list[GaugeMetricFamily]:
+def families(snapshot: gauges.Snapshot | None) -> list[GaugeMetricFamily | CounterMetricFamily]:
     """The database's figures as metric families; only ``..._database_up 0``
     when it could not be read."""
     up = GaugeMetricFamily(f"{PREFIX}_database_up", "1 when this scrape could read Postgres, else 0.")
     up.add_metric([], 0 if snapshot is None else 1)
     if snapshot is None:
         return [up]
-    requests = _labelled(
-        "requests",
-        "Verification requests in the database, by method and status.",
-        ["method", "status"],
-        snapshot.requests,
-    )
-    depth = GaugeMetricFamily(
-        f"{PREFIX}_queue_depth", "Queued dtmf and voice requests (due or waiting for a retry).", snapshot.queue_depth
-    )
-    age = GaugeMetricFamily(
-        f"{PREFIX}_queue_oldest_age_seconds",
-        "Age of the oldest queued dtmf or voice request (0 when none is queued).",
-        snapshot.queue_oldest_age_seconds,
-    )
-    calls = _labelled(
-        "calls_in_progress",
-        "Calls placed and not yet ended, by node and trunk.",
-        ["node", "trunk"],
-        snapshot.calls_in_progress,
-    )
-    outcomes = _labelled(
-        "dial_outcomes",
-        "Ended call attempts in the database, by outcome and Q.850 cause.",
-        ["outcome", "cause"],
-        snapshot.dial_outcomes,
-    )
-    webhooks = GaugeMetricFamily(
-        f"{PREFIX}_webhook_deliveries", "Webhook deliveries in the outbox, by state.", labels=["state"]
-    )
-    webhooks.add_metric(["pending"], snapshot.webhooks_pending)
-    webhooks.add_metric(["delivered"], snapshot.webhooks_delivered)
-    webhooks.add_metric(["given_up"], snapshot.webhooks_given_up)
-    attempts = GaugeMetricFamily(
-        f"{PREFIX}_webhook_delivery_attempts",
-        "Delivery attempts made for the webhooks in the outbox.",
-        snapshot.webhook_attempts,
-    )
-    return [up, requests, depth, age, calls, outcomes, webhooks, attempts]
+    created = {(m,): 0 for m in METHODS} | dict(snapshot.total("requests_created"))
+    webhooks = {("delivered",): 0, ("given_up",): 0} | dict(snapshot.total("webhooks"))
+    return [
+        up,
+        _labelled(
+            GaugeMetricFamily(
+                f"{PREFIX}_requests_in_progress",
+                "Requests not finished, by method and status (queued, calling, in_call, delivered).",
+                labels=["method", "status"],
+            ),
+            snapshot.requests_in_progress,
+        ),
+        GaugeMetricFamily(
+            f"{PREFIX}_queue_depth",
+            "Queued dtmf and voice requests (due or waiting for a retry).",
+            snapshot.queue_depth,
+        ),
+        GaugeMetricFamily(
+            f"{PREFIX}_queue_oldest_age_seconds",
+            "Age of the oldest queued dtmf or voice request (0 when none is queued).",
+            snapshot.queue_oldest_age_seconds,
+        ),
+        _labelled(
+            GaugeMetricFamily(
+                f"{PREFIX}_calls_in_progress",
+                "Calls placed and not yet ended, by node and trunk.",
+                labels=["node", "trunk"],
+            ),
+            snapshot.calls_in_progress,
+        ),
+        _labelled(
+            CounterMetricFamily(
+                f"{PREFIX}_requests_created", "Requests created, by method (every process).", labels=["method"]
+            ),
+            created,
+        ),
+        _labelled(
+            CounterMetricFamily(
+                f"{PREFIX}_request_transitions",
+                "Times a request entered a status, by method and status (every process; each terminal"
+                " status once per request).",
+                labels=["method", "status"],
+            ),
+            snapshot.total("request_transitions"),
+        ),
+        _labelled(
+            CounterMetricFamily(
+                f"{PREFIX}_dial_outcomes",
+                "Call attempts ended, by outcome and Q.850 cause ('none' when there was none).",
+                labels=["outcome", "cause"],
+            ),
+            snapshot.total("dial_outcomes"),
+        ),
+        GaugeMetricFamily(
+            f"{PREFIX}_webhook_deliveries_pending",
+            "Webhook deliveries in the outbox not yet delivered or given up.",
+            snapshot.webhooks_pending,
+        ),
+        _labelled(
+            CounterMetricFamily(
+                f"{PREFIX}_webhook_deliveries",
+                "Webhook deliveries ended, by result (delivered, given_up).",
+                labels=["result"],
+            ),
+            webhooks,
+        ),
+    ]
 
 
 class _Database(Collector):
@@ -101,7 +129,7 @@ class _Database(Collector):
     def __init__(self) -> None:
         self.snapshot: gauges.Snapshot | None = None
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         return iter(families(self.snapshot))
 
 

@@ -1,5 +1,7 @@
 """What the /metrics scrape reads from Postgres: figures shared by every API
-and controller process on the database, read in one bounded transaction."""
+and controller process on the database, read in one bounded transaction.
+Gauges of what is in progress, and running totals kept by triggers
+(``metric_counts``): nothing here grows with the tables' history."""
 
 from __future__ import annotations
 
@@ -11,18 +13,22 @@ from ivr_auth.store import base, sql
 
 QUERIES = sql.parse(resources.files("ivr_auth.store").joinpath("gauges.sql").read_text(encoding="utf-8"))
 
+Labels = tuple[str, ...]
+
 
 @dataclasses.dataclass(frozen=True)
 class Snapshot:
-    requests: Mapping[tuple[str, str], int]  # (method, status)
+    requests_in_progress: Mapping[Labels, int]  # (method, status)
     queue_depth: int
     queue_oldest_age_seconds: float
-    calls_in_progress: Mapping[tuple[str, str], int]  # (node, trunk)
-    dial_outcomes: Mapping[tuple[str, str], int]  # (outcome, Q.850 cause or "none")
+    calls_in_progress: Mapping[Labels, int]  # (node, trunk)
     webhooks_pending: int
-    webhooks_delivered: int
-    webhooks_given_up: int
-    webhook_attempts: int
+    # Running totals by name (requests_created, request_transitions,
+    # dial_outcomes, webhooks), each by its labels.
+    totals: Mapping[str, Mapping[Labels, int]]
+
+    def total(self, name: str) -> Mapping[Labels, int]:
+        return self.totals.get(name, {})
 
 
 async def read(store: base.Base, timeout: float) -> Snapshot:
@@ -34,19 +40,18 @@ async def read(store: base.Base, timeout: float) -> Snapshot:
         async def rows(name: str) -> list[base.Row]:
             return await (await conn.execute(QUERIES[name])).fetchall()
 
-        requests = await rows("requests")
+        in_progress = await rows("requests_in_progress")
         (queue,) = await rows("queue")
         calls = await rows("calls_in_progress")
-        outcomes = await rows("dial_outcomes")
-        (hooks,) = await rows("webhooks")
+        (pending,) = await rows("webhooks_pending")
+        totals: dict[str, dict[Labels, int]] = {}
+        for r in await rows("totals"):
+            totals.setdefault(r["name"], {})[tuple(r["labels"])] = r["n"]
     return Snapshot(
-        requests={(r["method"], r["status"]): r["n"] for r in requests},
+        requests_in_progress={(r["method"], r["status"]): r["n"] for r in in_progress},
         queue_depth=queue["depth"],
         queue_oldest_age_seconds=queue["oldest_age_seconds"],
         calls_in_progress={(r["node"], r["trunk"]): r["n"] for r in calls},
-        dial_outcomes={(r["outcome"], r["cause"]): r["n"] for r in outcomes},
-        webhooks_pending=hooks["pending"],
-        webhooks_delivered=hooks["delivered"],
-        webhooks_given_up=hooks["given_up"],
-        webhook_attempts=hooks["attempts"],
+        webhooks_pending=pending["n"],
+        totals=totals,
     )

@@ -2,14 +2,20 @@
 -- They run in one read-only transaction under a statement timeout; every
 -- label value they return is drawn from a bounded set (a CHECK constraint,
 -- the code's own outcomes, Q.850 causes, the operator's node and trunk names).
+-- None of them counts a whole table: the gauges read what is in progress
+-- (each through a partial index), the totals come from metric_counts, kept
+-- by triggers (migration 0007).
 
 -- name: statement_timeout
 SELECT set_config('statement_timeout', %(timeout_ms)s, true);
 
--- name: requests
--- Rows in the table, not events: retention anonymises rows but keeps them,
--- deleting a tenant deletes its requests (so these are gauges, not counters).
-SELECT method, status, count(*) AS n FROM verifications GROUP BY method, status;
+-- name: requests_in_progress
+-- One branch per partial index: queued; calling and in_call; delivered.
+SELECT method, status, count(*) AS n FROM verifications WHERE status = 'queued' GROUP BY method, status
+UNION ALL
+SELECT method, status, count(*) FROM verifications WHERE status IN ('calling', 'in_call') GROUP BY method, status
+UNION ALL
+SELECT method, status, count(*) FROM verifications WHERE status = 'delivered' GROUP BY method, status;
 
 -- name: queue
 -- What the controllers will dial (inbound requests wait for the user's call).
@@ -26,17 +32,8 @@ FROM call_attempts c JOIN verifications v ON v.id = c.verification_id
 WHERE c.ended_at IS NULL AND v.status IN ('calling', 'in_call')
 GROUP BY c.node, c.trunk;
 
--- name: dial_outcomes
-SELECT coalesce(outcome, 'unknown') AS outcome,
-       CASE WHEN cause BETWEEN 0 AND 127 THEN cause::text ELSE 'none' END AS cause,
-       count(*) AS n
-FROM call_attempts
-WHERE ended_at IS NOT NULL
-GROUP BY 1, 2;
+-- name: totals
+SELECT name, labels, sum(n)::bigint AS n FROM metric_counts GROUP BY name, labels;
 
--- name: webhooks
-SELECT count(*) FILTER (WHERE delivered_at IS NULL AND gave_up_at IS NULL) AS pending,
-       count(*) FILTER (WHERE delivered_at IS NOT NULL) AS delivered,
-       count(*) FILTER (WHERE gave_up_at IS NOT NULL) AS given_up,
-       coalesce(sum(attempts), 0)::bigint AS attempts
-FROM webhook_deliveries;
+-- name: webhooks_pending
+SELECT count(*) AS n FROM webhook_deliveries WHERE delivered_at IS NULL AND gave_up_at IS NULL;

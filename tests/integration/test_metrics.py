@@ -39,8 +39,12 @@ async def scrape(client: Client) -> Samples:
     }
 
 
-def requests(samples: Samples, method: str, status: str) -> float:
-    return samples.get(("ivr_auth_requests", (("method", method), ("status", status))), 0)
+def requests(samples: Samples, method: str, status: str, name: str = "ivr_auth_requests_in_progress") -> float:
+    return samples.get((name, (("method", method), ("status", status))), 0)
+
+
+def delta(before: Samples, after: Samples, key: tuple[str, tuple[tuple[str, str], ...]]) -> float:
+    return after.get(key, 0) - before.get(key, 0)
 
 
 async def test_scrape_counts_what_was_created(client: Client, tenant: tuple[models.Tenant, str]) -> None:
@@ -59,15 +63,36 @@ async def test_scrape_counts_what_was_created(client: Client, tenant: tuple[mode
     assert after[("ivr_auth_queue_oldest_age_seconds", ())] >= 0
     assert requests(after, "dtmf", "queued") - requests(before, "dtmf", "queued") == 2
     assert requests(after, "voice", "queued") - requests(before, "voice", "queued") == 1
+    # The totals every process shares, kept by triggers.
+    assert delta(before, after, ("ivr_auth_requests_created_total", (("method", "dtmf"),))) == 2
+    assert delta(before, after, ("ivr_auth_requests_created_total", (("method", "voice"),))) == 1
+    entered = "ivr_auth_request_transitions_total"
+    assert requests(after, "dtmf", "queued", entered) - requests(before, "dtmf", "queued", entered) == 2
     # This process's counters: a fresh Metrics per app.
     assert after[("ivr_auth_api_verifications_total", (("method", "dtmf"),))] == 2
     assert after[("ivr_auth_api_verifications_total", (("method", "voice"),))] == 1
     assert after[("ivr_auth_api_verifications_total", (("method", "inbound"),))] == 0
     assert after[("ivr_auth_api_refusals_total", (("reason", "requests_per_minute"),))] == 1
-    for state in ("pending", "delivered", "given_up"):
-        assert ("ivr_auth_webhook_deliveries", (("state", state),)) in after
+    assert ("ivr_auth_webhook_deliveries_pending", ()) in after
+    for result in ("delivered", "given_up"):
+        assert ("ivr_auth_webhook_deliveries_total", (("result", result),)) in after
     # No label ever carries the phone number.
     assert not any("9012345678" in value for _, labels in after for _, value in labels)
+
+
+async def test_one_statement_changing_many_requests_counts_each(
+    client: Client, tenant: tuple[models.Tenant, str], db: Conn
+) -> None:
+    auth = {"Authorization": f"Bearer {tenant[1]}"}
+    for _ in range(3):
+        response = await client.post("/v1/verifications", json={"phone": JP_MOBILE, "method": "dtmf"}, headers=auth)
+        assert response.status == 201
+    canceled = ("ivr_auth_request_transitions_total", (("method", "dtmf"), ("status", "canceled")))
+    before = await scrape(client)
+    # As the reaper expires queued requests: one UPDATE for all of them.
+    await db.execute("UPDATE verifications SET status = 'canceled' WHERE tenant_id = %s", [tenant[0].id])
+    await db.execute("UPDATE verifications SET status = 'canceled' WHERE tenant_id = %s", [tenant[0].id])
+    assert delta(before, await scrape(client), canceled) == 3
 
 
 async def test_scrape_needs_no_api_key(client: Client) -> None:
@@ -81,7 +106,8 @@ async def test_calls_in_progress_and_dial_outcomes(client: Client, tenant: tuple
     verification_id = (await response.json())["id"]
     node, trunk = f"node-{verification_id[:8]}", "metrics-trunk"
     before = await scrape(client)
-    busy = ("ivr_auth_dial_outcomes", (("cause", "17"), ("outcome", "busy")))
+    busy = ("ivr_auth_dial_outcomes_total", (("cause", "17"), ("outcome", "busy")))
+    calling = ("ivr_auth_request_transitions_total", (("method", "dtmf"), ("status", "calling")))
     await db.execute("UPDATE verifications SET status = 'calling' WHERE id = %s", [verification_id])
     await db.execute(
         "INSERT INTO call_attempts (verification_id, attempt, controller, node, trunk, channel_id, ended_at, outcome,"
@@ -97,7 +123,24 @@ async def test_calls_in_progress_and_dial_outcomes(client: Client, tenant: tuple
     )
     after = await scrape(client)
     assert after[("ivr_auth_calls_in_progress", (("node", node), ("trunk", trunk)))] == 1
-    assert after[busy] - before.get(busy, 0) == 1
+    assert delta(before, after, busy) == 1
+    assert delta(before, after, calling) == 1
+    # The second call ends: counted once, however often its row is written after.
+    rejected = ("ivr_auth_dial_outcomes_total", (("cause", "21"), ("outcome", "rejected")))
+    await db.execute(
+        "UPDATE call_attempts SET ended_at = now(), outcome = 'rejected', cause = 21 WHERE channel_id = %s",
+        [f"{verification_id}-2"],
+    )
+    await db.execute(
+        "UPDATE call_attempts SET ended_at = now(), cause_txt = 'again' WHERE channel_id = %s",
+        [f"{verification_id}-2"],
+    )
+    await db.execute("UPDATE verifications SET status = 'calling' WHERE id = %s", [verification_id])
+    last = await scrape(client)
+    assert delta(before, last, rejected) == 1
+    assert delta(before, last, busy) == 1
+    assert delta(before, last, calling) == 1  # the same status again is not a transition
+    assert ("ivr_auth_calls_in_progress", (("node", node), ("trunk", trunk))) not in last
 
 
 def refusals(samples: Samples) -> dict[str, float]:

@@ -5,21 +5,25 @@ from __future__ import annotations
 
 from typing import Any, cast
 
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.registry import Collector
 
 from ivr_auth import errors, metrics
 from ivr_auth.store import base, gauges
 
 SNAPSHOT = gauges.Snapshot(
-    requests={("dtmf", "queued"): 3, ("voice", "verified"): 2},
+    requests_in_progress={("dtmf", "queued"): 3, ("voice", "calling"): 2},
     queue_depth=3,
     queue_oldest_age_seconds=12.5,
     calls_in_progress={("pbx1", "main"): 4},
-    dial_outcomes={("busy", "17"): 1, ("answered", "16"): 5},
     webhooks_pending=1,
-    webhooks_delivered=7,
-    webhooks_given_up=2,
-    webhook_attempts=11,
+    totals={
+        "requests_created": {("dtmf",): 9},
+        "request_transitions": {("dtmf", "queued"): 10, ("dtmf", "verified"): 5},
+        "dial_outcomes": {("busy", "17"): 1, ("verified", "16"): 5},
+        "webhooks": {("delivered",): 7},
+    },
 )
 
 
@@ -32,21 +36,33 @@ def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
 
 
 def test_families_of_a_snapshot() -> None:
-    got = {f.name: f for f in metrics.families(SNAPSHOT)}
-    assert got["ivr_auth_database_up"].samples[0].value == 1
-    assert {(s.labels["method"], s.labels["status"]): s.value for s in got["ivr_auth_requests"].samples} == {
-        ("dtmf", "queued"): 3,
-        ("voice", "verified"): 2,
-    }
-    assert got["ivr_auth_queue_depth"].samples[0].value == 3
-    assert got["ivr_auth_queue_oldest_age_seconds"].samples[0].value == 12.5
-    assert got["ivr_auth_calls_in_progress"].samples[0].labels == {"node": "pbx1", "trunk": "main"}
-    assert {s.labels["state"]: s.value for s in got["ivr_auth_webhook_deliveries"].samples} == {
-        "pending": 1,
-        "delivered": 7,
-        "given_up": 2,
-    }
-    assert got["ivr_auth_webhook_delivery_attempts"].samples[0].value == 11
+    got = samples(b"".join(generate_latest_of(metrics.families(SNAPSHOT))).decode())
+    assert got[("ivr_auth_database_up", ())] == 1
+    assert got[("ivr_auth_requests_in_progress", (("method", "dtmf"), ("status", "queued")))] == 3
+    assert got[("ivr_auth_requests_in_progress", (("method", "voice"), ("status", "calling")))] == 2
+    assert got[("ivr_auth_queue_depth", ())] == 3
+    assert got[("ivr_auth_queue_oldest_age_seconds", ())] == 12.5
+    assert got[("ivr_auth_calls_in_progress", (("node", "pbx1"), ("trunk", "main")))] == 4
+    # Totals are counters: every method and webhook result from the start, at 0 when none yet.
+    assert got[("ivr_auth_requests_created_total", (("method", "dtmf"),))] == 9
+    assert got[("ivr_auth_requests_created_total", (("method", "inbound"),))] == 0
+    assert got[("ivr_auth_request_transitions_total", (("method", "dtmf"), ("status", "verified")))] == 5
+    assert got[("ivr_auth_dial_outcomes_total", (("cause", "17"), ("outcome", "busy")))] == 1
+    assert got[("ivr_auth_webhook_deliveries_pending", ())] == 1
+    assert got[("ivr_auth_webhook_deliveries_total", (("result", "delivered"),))] == 7
+    assert got[("ivr_auth_webhook_deliveries_total", (("result", "given_up"),))] == 0
+
+
+def generate_latest_of(families: list[Any]) -> list[bytes]:
+    """The text format of ``families``, as a scrape would show them."""
+    registry = CollectorRegistry()
+
+    class _Fixed(Collector):
+        def collect(self) -> Any:
+            return iter(families)
+
+    registry.register(_Fixed())
+    return [generate_latest(registry)]
 
 
 def test_without_a_snapshot_only_database_up_0() -> None:
@@ -82,7 +98,7 @@ async def test_a_database_that_is_down_gives_database_up_0() -> None:
     got = samples((await m.exposition()).decode())
     assert got[("ivr_auth_database_up", ())] == 0
     assert got[("ivr_auth_api_verifications_total", (("method", "voice"),))] == 1
-    assert not any(name == "ivr_auth_requests" for name, _ in got)
+    assert not any(name == "ivr_auth_requests_in_progress" for name, _ in got)
 
 
 async def test_latency_histograms_count_by_method() -> None:
