@@ -21,23 +21,24 @@ LANGUAGE sql IMMUTABLE AS $$
     SELECT CASE WHEN p_cause BETWEEN 0 AND 127 THEN p_cause::text ELSE 'none' END
 $$;
 
+-- Adds n to one of the label set's 16 rows, picked at random.
+CREATE FUNCTION metric_add(p_name text, p_labels text[], p_n bigint) RETURNS void
+LANGUAGE sql AS $$
+    INSERT INTO metric_counts (name, labels, shard, n)
+    VALUES (p_name, p_labels, floor(random() * 16)::smallint, p_n)
+    ON CONFLICT (name, labels, shard) DO UPDATE SET n = metric_counts.n + EXCLUDED.n
+$$;
+
 -- The triggers are per statement, over its transition tables: a statement
 -- that changes many rows (queued requests expiring together) adds to each
 -- label set once, instead of updating the same counter row once per row.
--- Each statement's label sets are distinct (GROUP BY), as ON CONFLICT needs.
 
 -- Requests: created (by method), and every status a request enters.
 CREATE FUNCTION count_verifications_inserted() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    INSERT INTO metric_counts (name, labels, shard, n)
-    SELECT 'requests_created', ARRAY[method], floor(random() * 16)::smallint, count(*)
-    FROM new_rows GROUP BY method
-    ON CONFLICT (name, labels, shard) DO UPDATE SET n = metric_counts.n + EXCLUDED.n;
-    INSERT INTO metric_counts (name, labels, shard, n)
-    SELECT 'request_transitions', ARRAY[method, status], floor(random() * 16)::smallint, count(*)
-    FROM new_rows GROUP BY method, status
-    ON CONFLICT (name, labels, shard) DO UPDATE SET n = metric_counts.n + EXCLUDED.n;
+    PERFORM metric_add('requests_created', ARRAY[method], count(*)) FROM new_rows GROUP BY method;
+    PERFORM metric_add('request_transitions', ARRAY[method, status], count(*)) FROM new_rows GROUP BY method, status;
     RETURN NULL;
 END
 $$;
@@ -49,12 +50,10 @@ CREATE TRIGGER verifications_created_counts AFTER INSERT ON verifications
 CREATE FUNCTION count_verifications_updated() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    INSERT INTO metric_counts (name, labels, shard, n)
-    SELECT 'request_transitions', ARRAY[n.method, n.status], floor(random() * 16)::smallint, count(*)
+    PERFORM metric_add('request_transitions', ARRAY[n.method, n.status], count(*))
     FROM new_rows n JOIN old_rows o ON o.id = n.id
     WHERE n.status IS DISTINCT FROM o.status
-    GROUP BY n.method, n.status
-    ON CONFLICT (name, labels, shard) DO UPDATE SET n = metric_counts.n + EXCLUDED.n;
+    GROUP BY n.method, n.status;
     RETURN NULL;
 END
 $$;
@@ -64,56 +63,44 @@ CREATE TRIGGER verifications_status_counts AFTER UPDATE ON verifications
     FOR EACH STATEMENT EXECUTE FUNCTION count_verifications_updated();
 
 -- Call attempts: each one once, when it ends, by outcome and cause.
-CREATE FUNCTION count_call_attempts_inserted() RETURNS trigger
+CREATE FUNCTION count_call_attempts_ended() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    INSERT INTO metric_counts (name, labels, shard, n)
-    SELECT 'dial_outcomes', ARRAY[coalesce(outcome, 'unknown'), metric_cause(cause)],
-           floor(random() * 16)::smallint, count(*)
-    FROM new_rows WHERE ended_at IS NOT NULL
-    GROUP BY 2
-    ON CONFLICT (name, labels, shard) DO UPDATE SET n = metric_counts.n + EXCLUDED.n;
+    IF TG_OP = 'INSERT' THEN
+        PERFORM metric_add('dial_outcomes', ARRAY[coalesce(outcome, 'unknown'), metric_cause(cause)], count(*))
+        FROM new_rows WHERE ended_at IS NOT NULL
+        GROUP BY coalesce(outcome, 'unknown'), metric_cause(cause);
+    ELSE
+        PERFORM metric_add('dial_outcomes', ARRAY[coalesce(n.outcome, 'unknown'), metric_cause(n.cause)], count(*))
+        FROM new_rows n JOIN old_rows o ON o.id = n.id
+        WHERE n.ended_at IS NOT NULL AND o.ended_at IS NULL
+        GROUP BY coalesce(n.outcome, 'unknown'), metric_cause(n.cause);
+    END IF;
     RETURN NULL;
 END
 $$;
 
 CREATE TRIGGER call_attempts_created_counts AFTER INSERT ON call_attempts
     REFERENCING NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION count_call_attempts_inserted();
-
-CREATE FUNCTION count_call_attempts_updated() RETURNS trigger
-LANGUAGE plpgsql AS $$
-BEGIN
-    INSERT INTO metric_counts (name, labels, shard, n)
-    SELECT 'dial_outcomes', ARRAY[coalesce(n.outcome, 'unknown'), metric_cause(n.cause)],
-           floor(random() * 16)::smallint, count(*)
-    FROM new_rows n JOIN old_rows o ON o.id = n.id
-    WHERE n.ended_at IS NOT NULL AND o.ended_at IS NULL
-    GROUP BY 2
-    ON CONFLICT (name, labels, shard) DO UPDATE SET n = metric_counts.n + EXCLUDED.n;
-    RETURN NULL;
-END
-$$;
+    FOR EACH STATEMENT EXECUTE FUNCTION count_call_attempts_ended();
 
 CREATE TRIGGER call_attempts_ended_counts AFTER UPDATE ON call_attempts
     REFERENCING OLD TABLE AS old_rows NEW TABLE AS new_rows
-    FOR EACH STATEMENT EXECUTE FUNCTION count_call_attempts_updated();
+    FOR EACH STATEMENT EXECUTE FUNCTION count_call_attempts_ended();
 
 -- Webhooks: each delivery once, when delivered or given up (attempts are
 -- counted by the controllers that make them).
 CREATE FUNCTION count_webhook_deliveries_ended() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    INSERT INTO metric_counts (name, labels, shard, n)
-    SELECT 'webhooks', ARRAY[result], floor(random() * 16)::smallint, count(*)
+    PERFORM metric_add('webhooks', ARRAY[result], count(*))
     FROM (
         SELECT CASE WHEN n.delivered_at IS NOT NULL AND o.delivered_at IS NULL THEN 'delivered'
                     WHEN n.gave_up_at IS NOT NULL AND o.gave_up_at IS NULL THEN 'given_up' END AS result
         FROM new_rows n JOIN old_rows o ON o.id = n.id
     ) ended
     WHERE result IS NOT NULL
-    GROUP BY result
-    ON CONFLICT (name, labels, shard) DO UPDATE SET n = metric_counts.n + EXCLUDED.n;
+    GROUP BY result;
     RETURN NULL;
 END
 $$;
