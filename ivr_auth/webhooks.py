@@ -27,7 +27,7 @@ from collections.abc import Callable
 
 import aiohttp
 
-from ivr_auth import config, signature
+from ivr_auth import config, signature, tasks
 from ivr_auth import metrics as metrics_mod
 from ivr_auth.store import outbox as outbox_mod
 
@@ -66,11 +66,8 @@ class Sender:
             self._task = asyncio.create_task(self._run(), name="webhook-sender")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await tasks.cancel(self._task)
+        self._task = None
 
     def wake(self) -> None:
         self._wake.set()

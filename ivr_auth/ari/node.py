@@ -5,12 +5,11 @@ the calls in progress."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 
 import aiohttp
 
-from ivr_auth import errors, types
+from ivr_auth import errors, tasks, types
 from ivr_auth import metrics as metrics_mod
 from ivr_auth.ari import client as ari_client
 from ivr_auth.ari import events
@@ -74,8 +73,5 @@ class AriNode:
             self._metrics.ari_connection(self.name, up=up, reconnect=up and self.stream.connects > 1)
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await tasks.cancel(self._task)
+        self._task = None

@@ -15,7 +15,7 @@ import zoneinfo
 from collections.abc import AsyncIterator
 from typing import Any
 
-from ivr_auth import config, errors
+from ivr_auth import config, errors, tasks
 from ivr_auth.store import base
 from ivr_auth.store import dashboard as board
 
@@ -91,11 +91,8 @@ class Hub:
         self._send({"type": "closing"})
 
     async def close(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await tasks.cancel(self._task)
+        self._task = None
 
     def _send(self, message: Message) -> None:
         for queue in self._pages:
