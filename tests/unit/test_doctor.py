@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 from pathlib import Path
 
 import pytest
@@ -184,18 +183,10 @@ def test_timer_b_missing() -> None:
     assert "no usable timer_b" in problem
 
 
-@pytest.fixture
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
-async def test_nothing_listening_fails_naming_the_trunk(free_udp_port: int) -> None:
-    trunk = config.TrunkConfig(name="carrier-a", host="127.0.0.1", port=free_udp_port)
+async def test_nothing_listening_fails_naming_the_trunk(unused_udp_port: int) -> None:
+    trunk = config.TrunkConfig(name="carrier-a", host="127.0.0.1", port=unused_udp_port)
     check = doctor._reach_check(trunk, 1.0)
-    with pytest.raises(doctor.Problem, match=f"trunk carrier-a at 127.0.0.1:{free_udp_port} \\(udp\\)"):
+    with pytest.raises(doctor.Problem, match=f"trunk carrier-a at 127.0.0.1:{unused_udp_port} \\(udp\\)"):
         await check()
 
 

@@ -4,7 +4,6 @@ and a UDP stand-in trunk that makes it resend and ignore a stray answer."""
 from __future__ import annotations
 
 import asyncio
-import socket
 from typing import cast
 
 import pytest
@@ -60,15 +59,7 @@ def test_parse_response(data: bytes, expected: sip_options.SipResponse | None) -
     assert sip_options.parse_response(data) == expected
 
 
-@pytest.fixture
-def free_udp_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-    return port
-
-
-async def test_a_udp_answer_to_our_call_id(free_udp_port: int) -> None:
+async def test_a_udp_answer_to_our_call_id(unused_udp_port: int) -> None:
     """A stand-in trunk on loopback: ignores the first copy (so the probe
     must resend), then answers a stray response first and ours second."""
 
@@ -88,9 +79,9 @@ async def test_a_udp_answer_to_our_call_id(free_udp_port: int) -> None:
             self.transport.sendto(f"SIP/2.0 404 Not Here\r\n{call_id}\r\n\r\n".encode(), addr)
 
     loop = asyncio.get_running_loop()
-    transport, _ = await loop.create_datagram_endpoint(Trunk, local_addr=("127.0.0.1", free_udp_port))
+    transport, _ = await loop.create_datagram_endpoint(Trunk, local_addr=("127.0.0.1", unused_udp_port))
     try:
-        response = await asyncio.wait_for(sip_options.send("127.0.0.1", free_udp_port, "udp"), 3)
+        response = await asyncio.wait_for(sip_options.send("127.0.0.1", unused_udp_port, "udp"), 3)
     finally:
         transport.close()
     assert (response.status, response.reason) == (404, "Not Here")
