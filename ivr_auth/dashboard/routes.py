@@ -53,6 +53,7 @@ def setup(app: web.Application, cfg: config.Config, store: base.Base) -> None:
     hub = live.Hub(store, cfg)
     app[HUB] = hub
     app.router.add_get("/dashboard", page)
+    app.router.add_get("/dashboard/", to_page)
     app.router.add_get("/dashboard/login", login_page)
     app.router.add_post("/dashboard/login", login)
     app.router.add_post("/dashboard/logout", logout)
@@ -121,6 +122,11 @@ def _html(name: str, *, status: int = 200, replace: tuple[str, str] | None = Non
 
 def _see_other(location: str) -> web.Response:
     return web.Response(status=303, headers={**PAGE_HEADERS, hdrs.LOCATION: location})
+
+
+async def to_page(request: web.Request) -> web.StreamResponse:
+    """``/dashboard/``, as people type it."""
+    return _see_other("/dashboard")
 
 
 async def page(request: web.Request) -> web.StreamResponse:

@@ -68,6 +68,9 @@ async def test_the_page_needs_an_operator_login(client: Client, tenant: tuple[mo
     page = await client.get("/dashboard", allow_redirects=False)
     assert page.status == 303
     assert page.headers["Location"] == "/dashboard/login"
+    slash = await client.get("/dashboard/", allow_redirects=False)
+    assert slash.status == 303
+    assert slash.headers["Location"] == "/dashboard"
     login = await client.get("/dashboard/login")
     assert login.status == 200
     assert 'name="token"' in await login.text()
