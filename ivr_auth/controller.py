@@ -29,7 +29,7 @@ from collections.abc import Awaitable, Callable
 
 import psycopg
 
-from ivr_auth import callsession, config, errors, flows, models, presence, prompts, states, trunks, types
+from ivr_auth import callsession, config, errors, flows, models, presence, prompts, states, tasks, trunks, types
 from ivr_auth import metrics as metrics_mod
 from ivr_auth import store as store_mod
 from ivr_auth.ari import node as ari_node
@@ -170,7 +170,7 @@ class Controller:
             try:
                 more = await self._dial_once()
             except errors.StoreUnavailable as exc:
-                _reraise_cancellation(exc)
+                tasks.reraise_cancellation(exc)
                 logger.warning("queue not reachable: %s", exc)
                 await asyncio.sleep(poll)
                 continue
@@ -178,7 +178,7 @@ class Controller:
                 logger.warning("not dialling: %s", exc)
                 continue
             except Exception as exc:
-                _reraise_cancellation(exc)
+                tasks.reraise_cancellation(exc)
                 logger.exception("dialer pass failed")
                 await asyncio.sleep(poll)
                 continue
@@ -280,7 +280,7 @@ class Controller:
             try:
                 await self.store.heartbeat(self.name, [*self._calls, *self._leased], self.cfg.dialer.lease_seconds)
             except errors.StoreError as exc:
-                _reraise_cancellation(exc)
+                tasks.reraise_cancellation(exc)
                 logger.warning("lease renewal failed: %s", exc)
 
     async def _reaper_loop(self) -> None:
@@ -288,10 +288,10 @@ class Controller:
             try:
                 await self.reap()
             except errors.StoreError as exc:
-                _reraise_cancellation(exc)
+                tasks.reraise_cancellation(exc)
                 logger.warning("reaper pass failed: %s", exc)
             except Exception as exc:
-                _reraise_cancellation(exc)
+                tasks.reraise_cancellation(exc)
                 logger.exception("reaper pass failed")
             await asyncio.sleep(self.cfg.dialer.reaper_interval_seconds)
 
@@ -345,10 +345,10 @@ class Controller:
                     if purged:
                         logger.info("retention purge anonymised %d finished request(s)", purged)
             except errors.StoreError as exc:
-                _reraise_cancellation(exc)
+                tasks.reraise_cancellation(exc)
                 logger.warning("housekeeping pass failed: %s", exc)
             except Exception as exc:
-                _reraise_cancellation(exc)
+                tasks.reraise_cancellation(exc)
                 logger.exception("housekeeping pass failed")
             await asyncio.sleep(min(60.0, lim.purge_interval_seconds))
 
@@ -393,7 +393,7 @@ class Controller:
             except psycopg.Error as exc:
                 if not self._running:
                     raise asyncio.CancelledError from exc
-                _reraise_cancellation(exc)
+                tasks.reraise_cancellation(exc)
                 logger.warning("listen connection lost: %s", exc)
             finally:
                 self.listening = False
@@ -464,15 +464,6 @@ class Controller:
                 if node_lost:
                     event[callsession.NODE_LOST] = True
                 await self.node.dispatcher(event)
-
-
-def _reraise_cancellation(exc: BaseException) -> None:
-    """psycopg (and the pool) may turn the cancellation of a query or of a
-    wait into an error of their own: a loop that carries on after errors
-    must not let that swallow its shutdown."""
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError from exc
 
 
 async def _cancel_all(tasks: list[asyncio.Task[None]], timeout: float = 10.0) -> None:

@@ -11,7 +11,7 @@ import logging
 import time
 from collections.abc import Callable
 
-from ivr_auth import errors, trunks
+from ivr_auth import errors, tasks, trunks
 from ivr_auth.store import base
 from ivr_auth.store import dashboard as board
 
@@ -44,9 +44,7 @@ async def run(
             await board.report_controller(store, take(time.monotonic()))
             failing = False
         except errors.StoreError as exc:
-            task = asyncio.current_task()
-            if task is not None and task.cancelling():
-                raise asyncio.CancelledError from exc
+            tasks.reraise_cancellation(exc)
             if not failing:
                 logger.warning("could not report this controller's state: %s", exc)
             failing = True

@@ -125,6 +125,7 @@ class Hub:
                     self._send(message)
                     seen, sent_at = cursor, time.monotonic()
             except errors.StoreError as exc:
+                tasks.reraise_cancellation(exc)
                 logger.warning("dashboard: could not read Postgres: %s", exc)
                 self._latest = None
                 self._send({"type": "unavailable", "message": "the database is not answering; retrying"})
