@@ -1,14 +1,13 @@
 """Operator sessions: a signed cookie carrying the operator's id, when it
 was issued (Postgres's clock) and when it ends. Nothing is stored per
 session; logging out moves the operator's ``sessions_valid_after`` on,
-which ends every session issued before it."""
+which ends every session issued before it (or at the same microsecond)."""
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
 import hmac
-import math
 import uuid
 
 from ivr_auth import crypto
@@ -24,18 +23,23 @@ class Session:
     expires: dt.datetime
 
 
-def _ms(at: dt.datetime) -> int:
-    # Up, not down: a login in the same millisecond as the token's
-    # replacement must not predate it.
-    return math.ceil(at.timestamp() * 1000)
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+MICROSECOND = dt.timedelta(microseconds=1)
 
 
-def _from_ms(ms: int) -> dt.datetime:
-    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC)
+# Microseconds, exactly: Postgres's precision. The issue time is compared
+# with the moment of a logout or a new token, which may come within the
+# same millisecond.
+def _us(at: dt.datetime) -> int:
+    return (at - EPOCH) // MICROSECOND
+
+
+def _from_us(us: int) -> dt.datetime:
+    return EPOCH + us * MICROSECOND
 
 
 def encode(keys: crypto.Keys, session: Session) -> str:
-    payload = f"{session.operator_id}.{_ms(session.issued)}.{_ms(session.expires)}"
+    payload = f"{session.operator_id}.{_us(session.issued)}.{_us(session.expires)}"
     return f"{payload}.{keys.session_tag(payload)}"
 
 
@@ -46,7 +50,7 @@ def decode(keys: crypto.Keys, value: str, now: dt.datetime) -> Session | None:
         return None
     try:
         operator, issued, expires = payload.split(".")
-        session = Session(uuid.UUID(operator), _from_ms(int(issued)), _from_ms(int(expires)))
-    except ValueError:
+        session = Session(uuid.UUID(operator), _from_us(int(issued)), _from_us(int(expires)))
+    except (ValueError, OverflowError):
         return None
     return session if session.expires > now else None

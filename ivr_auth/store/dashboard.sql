@@ -21,10 +21,11 @@ RETURNING id;
 SELECT id, name, token_hash, now() AS now FROM operators WHERE prefix = %(prefix)s AND revoked_at IS NULL;
 
 -- name: operator_session
--- A session issued at %(issued)s: still good unless the operator was revoked
--- or logged out since.
+-- A session issued at %(issued)s: still good unless the operator was revoked,
+-- logged out or given a new token since (at the same microsecond counts as
+-- since: a tie ends the session).
 SELECT id, name FROM operators
-WHERE id = %(id)s AND revoked_at IS NULL AND sessions_valid_after <= %(issued)s;
+WHERE id = %(id)s AND revoked_at IS NULL AND sessions_valid_after < %(issued)s;
 
 -- name: end_operator_sessions
 UPDATE operators SET sessions_valid_after = clock_timestamp() WHERE id = %(id)s;
