@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import psycopg
 from psycopg.rows import dict_row
@@ -17,6 +17,12 @@ from ivr_auth import crypto, errors
 from ivr_auth.store import sql
 
 Row = dict[str, Any]
+
+
+class Reader(Protocol):
+    """Runs one of a set of named queries; its rows."""
+
+    async def __call__(self, name: str, params: Mapping[str, Any] | None = None) -> list[Row]: ...
 
 
 class Base:
@@ -50,6 +56,19 @@ class Base:
     async def _check(self) -> None:
         with contextlib.suppress(Exception):  # still down, or the pool closed: it reconnects by itself
             await self.pool.check()
+
+    @contextlib.asynccontextmanager
+    async def bounded_reads(self, queries: Mapping[str, str], timeout: float) -> AsyncIterator[Reader]:
+        """One transaction whose statements are each cut off after
+        ``timeout`` seconds (a scrape, a page): yields ``rows(name, params)``
+        over the named ``queries``."""
+        async with self.connection() as conn, conn.transaction():
+            await conn.execute(sql.query("statement_timeout"), {"timeout_ms": str(max(1, int(timeout * 1000)))})
+
+            async def rows(name: str, params: Mapping[str, Any] | None = None) -> list[Row]:
+                return await (await conn.execute(queries[name], params or {})).fetchall()
+
+            yield rows
 
     async def _one(self, name: str, params: Mapping[str, Any] | None = None) -> Row | None:
         async with self.connection() as conn:

@@ -15,9 +15,11 @@ from importlib import resources
 from typing import Any
 
 from ivr_auth import causes, crypto, errors, phone
-from ivr_auth.store import base, sql
+from ivr_auth.store import base, gauges, sql
 
 QUERIES = sql.parse(resources.files("ivr_auth.store").joinpath("dashboard.sql").read_text(encoding="utf-8"))
+# The queue's depth and age are the /metrics scrape's own query.
+OVERVIEW_QUERIES = {**QUERIES, "queue": gauges.QUERIES["queue"]}
 # Trunk figures on the page cover the calls that started this long ago.
 TRUNK_WINDOW_SECONDS = 900
 MAX_CHANGED = 200
@@ -230,12 +232,7 @@ async def overview(
     timeout: float = 2.0,
 ) -> dict[str, Any]:
     """Everything the page shows but a request's detail, in one transaction."""
-    async with store.connection() as conn, conn.transaction():
-        await conn.execute(QUERIES["statement_timeout"], {"timeout_ms": str(max(1, int(timeout * 1000)))})
-
-        async def rows(name: str, params: Mapping[str, Any] | None = None) -> list[base.Row]:
-            return await (await conn.execute(QUERIES[name], params or {})).fetchall()
-
+    async with store.bounded_reads(OVERVIEW_QUERIES, timeout) as rows:
         (queue,) = await rows("queue")
         live = await rows("live_calls")
         latest = await rows("recent", {"limit": recent})

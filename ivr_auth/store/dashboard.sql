@@ -1,10 +1,7 @@
 -- Named queries for the operators' dashboard (ivr_auth/store/dashboard.py):
 -- operators and their logins, controllers' reports of themselves, and the
 -- overview the page shows. The overview runs in one read-only transaction
--- under a statement timeout.
-
--- name: statement_timeout
-SELECT set_config('statement_timeout', %(timeout_ms)s, true);
+-- under a statement timeout, with the /metrics scrape's queue query.
 
 -- name: create_operator
 INSERT INTO operators (name, prefix, token_hash) VALUES (%(name)s, %(prefix)s, %(token_hash)s)
@@ -74,12 +71,6 @@ SELECT trunk,
 FROM call_attempts
 WHERE started_at > now() - make_interval(secs => %(window_s)s)
 GROUP BY trunk;
-
--- name: queue
-SELECT count(*) AS depth,
-       coalesce(extract(epoch FROM now() - min(created_at)), 0)::float8 AS oldest_age_seconds
-FROM verifications
-WHERE status = 'queued' AND method IN ('dtmf', 'voice');
 
 -- name: live_calls
 SELECT v.id, v.method, v.status, v.phone, v.purged_at, t.name AS tenant, c.node, c.trunk, c.attempt,

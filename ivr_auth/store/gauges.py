@@ -34,12 +34,7 @@ class Snapshot:
 async def read(store: base.Base, timeout: float) -> Snapshot:
     """Raises ``errors.StoreError`` (or ``StoreUnavailable``) when Postgres
     cannot answer; each statement is cut off after ``timeout`` seconds."""
-    async with store.connection() as conn, conn.transaction():
-        await conn.execute(QUERIES["statement_timeout"], {"timeout_ms": str(max(1, int(timeout * 1000)))})
-
-        async def rows(name: str) -> list[base.Row]:
-            return await (await conn.execute(QUERIES[name])).fetchall()
-
+    async with store.bounded_reads(QUERIES, timeout) as rows:
         in_progress = await rows("requests_in_progress")
         (queue,) = await rows("queue")
         calls = await rows("calls_in_progress")

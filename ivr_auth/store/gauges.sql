@@ -6,9 +6,6 @@
 -- (each through a partial index), the totals come from metric_counts, kept
 -- by triggers (migration 0007).
 
--- name: statement_timeout
-SELECT set_config('statement_timeout', %(timeout_ms)s, true);
-
 -- name: requests_in_progress
 -- One branch per partial index: queued; calling and in_call; delivered.
 SELECT method, status, count(*) AS n FROM verifications WHERE status = 'queued' GROUP BY method, status

@@ -479,3 +479,7 @@ WITH updated AS (
     WHERE channel_id = %(channel_id)s AND ended_at IS NULL
 )
 SELECT * FROM updated;
+
+-- name: statement_timeout
+-- For this transaction only (Base.bounded_reads).
+SELECT set_config('statement_timeout', %(timeout_ms)s, true);
