@@ -211,8 +211,10 @@ class Handset(_SippProcess):
     - ``hangup_after_ms``: hangs up itself that long after its last key
       (after answering when it has none) instead of waiting for the far end;
     - ``keys_by_number``: keys on each call the code of the number dialled,
-      as the Request-URI has it (``+8190...`` in the e164 trunk format);
-      other numbers are answered and hear silence.
+      as the Request-URI has it (``+8190...`` in the e164 trunk format),
+      ``first_key_ms`` after answering plus the pauses (",") in front of
+      that number's keys, sent as silence; other numbers are answered and
+      hear silence.
 
     ``capture_invites``: the result's ``invites`` holds the headers of each
     INVITE received (who called: From, P-Asserted-Identity).
@@ -259,10 +261,7 @@ class Handset(_SippProcess):
         if self.keys_by_number is not None:
             if self.keys is not None or self.hangup_after_ms is not None or self.dtmf != "rfc2833":
                 raise ValueError("keys_by_number keys RFC 2833 events and waits for the far end to hang up")
-            for number, keys in self.keys_by_number.items():
-                if keys.startswith(rtp_pcap.PAUSE):
-                    # Every call starts keying first_key_ms after answering.
-                    raise ValueError(f"keys_by_number[{number!r}]: no pause before the first key")
+            for keys in self.keys_by_number.values():
                 rtp_pcap.presses(keys)
 
     def _require_port(self) -> None:
@@ -287,8 +286,16 @@ class Handset(_SippProcess):
         if self.keys_by_number is not None:
             pcaps: dict[str, Path] = {}
             for index, (number, keys) in enumerate(self.keys_by_number.items(), start=1):
-                if rtp_pcap.presses(keys):
-                    pcaps[number] = _write(workdir / f"keys-{index}.pcap", rtp_pcap.dtmf_pcap(keys, key_gap_ms=gap))
+                if not rtp_pcap.presses(keys):
+                    continue
+                # Every call starts playing first_key_ms after answering; a
+                # pause before a number's first key is sent as silence frames
+                # in front of its keys (one stream), as a phone's own audio.
+                if keys.startswith(rtp_pcap.PAUSE):
+                    data = rtp_pcap.audio_pcap(0, 0, keys=keys, key_gap_ms=gap)
+                else:
+                    data = rtp_pcap.dtmf_pcap(keys, key_gap_ms=gap)
+                pcaps[number] = _write(workdir / f"keys-{index}.pcap", data)
             text = sipp_scenarios.by_number_scenario(pcaps, ring_ms=self.ring_ms, first_key_ms=self.first_key_ms)
         else:
             keys = self.keys or ""

@@ -74,14 +74,21 @@ def _rfc2833_steps(keys: str, pcap_path: Path | None, first_key_ms: int, key_gap
         return ""
     if pcap_path is None:
         raise ValueError("keys need a pcap to play")
+    wait = _sipp_timeout(first_key_ms + plan[0].wait_ms)
     return "\n".join(
         [
             # A BYE while waiting to key (the far end gave up) still ends the call cleanly.
-            f'  <recv request="BYE" timeout="{first_key_ms + plan[0].wait_ms}" ontimeout="keys" next="bye"/>',
+            f'  <recv request="BYE" timeout="{wait}" ontimeout="keys" next="bye"/>',
             '  <label id="keys"/>',
             _play(pcap_path),
         ]
     )
+
+
+def _sipp_timeout(ms: int) -> int:
+    """A receive timeout for SIPp: it reads 0 as "none", which would wait for
+    ever instead of keying at once (a phone keying as soon as it answers)."""
+    return max(ms, 1)
 
 
 def _info_steps(keys: str, first_key_ms: int, key_gap_ms: int) -> str:
@@ -101,8 +108,8 @@ def _info_steps(keys: str, first_key_ms: int, key_gap_ms: int) -> str:
 def _hangup_wait_ms(hangup_after_ms: int, keys: str, key_gap_ms: int, played_ms: int) -> int:
     """How long after the keys start (after the answer without keys) a phone
     waits before it hangs up: ``played_ms`` is how long its pcap plays on
-    while the scenario moves on. SIPp reads a timeout of 0 as "none"."""
-    return max(hangup_after_ms + rtp_pcap.trailing_pause_ms(keys) + played_ms, 1)
+    while the scenario moves on."""
+    return _sipp_timeout(hangup_after_ms + rtp_pcap.trailing_pause_ms(keys) + played_ms)
 
 
 def handset_scenario(
@@ -155,7 +162,7 @@ def by_number_scenario(pcaps: Mapping[str, Path], *, ring_ms: int = 300, first_k
         _fill(block, INDEX=index, NUMBER=_attr(number), PCAP=_attr(str(pcap)))
         for index, (number, pcap) in enumerate(pcaps.items(), start=1)
     )
-    return _fill(head + blocks + tail, RING_MS=ring_ms, FIRST_KEY_MS=first_key_ms)
+    return _fill(head + blocks + tail, RING_MS=ring_ms, FIRST_KEY_MS=_sipp_timeout(first_key_ms))
 
 
 _SIP_USER = re.compile(r"[0-9A-Za-z+*#._-]+")

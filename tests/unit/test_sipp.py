@@ -6,7 +6,7 @@ from typing import Any
 import pytest
 
 from ivr_auth import rtp_pcap, sipp, sipp_scenarios
-from tests.unit.test_rtp_pcap import by_key, parse_pcap
+from tests.unit.test_rtp_pcap import by_key, parse_pcap, parse_rtp
 from tests.unit.test_sipp_scenarios import parse_scenario, sent
 
 pytestmark = pytest.mark.skipif(
@@ -29,6 +29,22 @@ def test_handset_writes_one_pcap_per_number_with_keys(tmp_path: Path) -> None:
     assert [p.name for p in played] == ["keys-1.pcap", "keys-3.pcap"]
     _, packets = parse_pcap(played[1].read_bytes())
     assert [run[0].event for run in by_key(packets)] == [3, 4]
+
+
+def test_a_pause_before_a_numbers_first_key_is_sent_as_silence(tmp_path: Path) -> None:
+    handset = sipp.Handset(port=5080, keys_by_number={"+819012340001": ",,#1"}, first_key_ms=1)
+
+    scenario = handset._write_scenario(tmp_path)
+
+    (played,) = [Path(str(e.get("play_pcap_audio"))) for e in parse_scenario(scenario.read_text()).iter("exec")]
+    packets = parse_rtp(played.read_bytes())
+    silence = [p for p in packets if p.payload_type == 0]
+    events = [p for p in packets if p.payload_type == 101]
+    # Two seconds of 20 ms silence frames, then the keys on the same stream.
+    assert len(silence) == 100
+    assert events[0].time - packets[0].time == pytest.approx(2.0, abs=0.001)
+    assert {p.ssrc for p in packets} == {packets[0].ssrc}
+    assert [p.payload[0] for p in events if p.marker] == [11, 1]
 
 
 def test_handset_writes_info_scenario_without_a_pcap(tmp_path: Path) -> None:
@@ -64,7 +80,6 @@ def test_handset_runs_a_named_scenario_file(tmp_path: Path) -> None:
         ({"keys": "1", "keys_by_number": {"+819012340001": "1"}}, "keys_by_number"),
         ({"keys_by_number": {"+819012340001": "1"}, "hangup_after_ms": 100}, "keys_by_number"),
         ({"keys_by_number": {"+819012340001": "1"}, "dtmf": "info"}, "keys_by_number"),
-        ({"keys_by_number": {"+819012340001": ",1"}}, "no pause before the first key"),
         ({"keys_by_number": {"+819012340001": "1x"}}, "not a DTMF key"),
         ({"keys": "12a"}, "not a DTMF key"),
         ({"keys": "1", "dtmf": "sms"}, "dtmf"),

@@ -34,6 +34,18 @@ def test_scenario_with_keys_plays_the_pcap(tmp_path: Path) -> None:
     assert [(e.get("request"), e.get("timeout"), e.get("ontimeout")) for e in waits] == [("BYE", "2500", "keys")]
 
 
+@pytest.mark.parametrize("keys", ["1", "#,,1"])
+def test_keys_at_the_answer_wait_one_millisecond_not_for_ever(tmp_path: Path, keys: str) -> None:
+    # SIPp reads a receive timeout of 0 as "no timeout": a phone told to key
+    # as soon as it answers would never key at all.
+    root = parse_scenario(sipp_scenarios.handset_scenario(keys, tmp_path / "k.pcap", first_key_ms=0))
+    assert [e.get("timeout") for e in root.iter("recv") if e.get("ontimeout") == "keys"] == ["1"]
+    by_number = parse_scenario(
+        sipp_scenarios.by_number_scenario({"+819012340001": tmp_path / "1.pcap"}, first_key_ms=0)
+    )
+    assert [e.get("timeout") for e in by_number.iter("recv") if e.get("ontimeout") == "keys"] == ["1"]
+
+
 def test_scenario_jumps_only_to_labels_it_has(tmp_path: Path) -> None:
     root = parse_scenario(sipp_scenarios.handset_scenario("1", tmp_path / "k.pcap"))
 
