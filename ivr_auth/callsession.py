@@ -15,7 +15,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ivr_auth import dtmf, errors, types
+from ivr_auth import causes, dtmf, errors, types
 from ivr_auth.ari import node as ari_node
 
 logger = logging.getLogger(__name__)
@@ -47,6 +47,8 @@ class Unanswered:
     rang: bool = False
     # From the originate to the end.
     seconds: float = 0.0
+    # The SIP response that ended it (ARI's tech_cause, Asterisk 22 on; None: not given).
+    tech_cause: int | None = None
 
 
 @dataclass(frozen=True)
@@ -275,9 +277,15 @@ class CallSession:
         if destroyed is None:
             destroyed = await self.wait_destroyed(5.0)
         self.ended = destroyed or event or {}
-        cause = self.ended.get("cause")
-        return HungUp(int(cause) if cause is not None else None, str(self.ended.get("cause_txt", "")))
+        return HungUp(*causes.recorded_hangup(self.ended, answered=self.answered_at is not None))
 
 
 def _unanswered(event: types.AriEvent, rang: bool, seconds: float) -> Unanswered:
-    return Unanswered(int(event.get("cause", 0)), str(event.get("cause_txt", "")), rang=rang, seconds=seconds)
+    tech_cause = event.get("tech_cause")
+    return Unanswered(
+        int(event.get("cause", 0)),
+        str(event.get("cause_txt", "")),
+        rang=rang,
+        seconds=seconds,
+        tech_cause=int(tech_cause) if tech_cause is not None else None,
+    )

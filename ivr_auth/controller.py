@@ -29,7 +29,7 @@ from collections.abc import Awaitable, Callable
 
 import psycopg
 
-from ivr_auth import callsession, config, errors, flows, models, presence, prompts, states, tasks, trunks, types
+from ivr_auth import callsession, causes, config, errors, flows, models, presence, prompts, states, tasks, trunks, types
 from ivr_auth import metrics as metrics_mod
 from ivr_auth import store as store_mod
 from ivr_auth.ari import node as ari_node
@@ -235,12 +235,13 @@ class Controller:
                 self.trunks.release(ctx.trunk.name)
             self._wake.set()  # capacity freed
 
-    def _trunk_failed(self, name: str) -> bool:
+    def _trunk_failed(self, name: str) -> float:
+        """Mark the trunk down; the seconds until a trunk is up (0.0: another is now)."""
         now = time.monotonic()
         self.trunks.failed(name, now)
         retry = self.trunks.retry_seconds
         logger.warning("trunk %s failed; skipping it for %.0fs where another is up", name, retry, extra={"trunk": name})
-        return self.trunks.other_up(name, now)
+        return self.trunks.until_up(now)
 
     # --- inbound calls -------------------------------------------------------------------
 
@@ -460,6 +461,7 @@ class Controller:
                     "channel": {"id": channel_id},
                     "cause": 0,
                     "cause_txt": why,
+                    causes.MADE_UP: True,
                 }
                 if node_lost:
                     event[callsession.NODE_LOST] = True

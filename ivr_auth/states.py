@@ -92,8 +92,11 @@ def sources_of(dst: Status) -> list[str]:
 UNANSWERED_STATUS = {
     causes.Outcome.BUSY: Status.BUSY,
     causes.Outcome.NO_ANSWER: Status.NO_ANSWER,
+    causes.Outcome.CALLEE_UNAVAILABLE: Status.NO_ANSWER,
     causes.Outcome.REJECTED: Status.REJECTED,
     causes.Outcome.UNREACHABLE: Status.UNREACHABLE,
+    # Once the trunks have failed it too often (``after_trunk_failure``).
+    causes.Outcome.TRUNK_FAILED: Status.UNREACHABLE,
     causes.Outcome.ERROR: Status.ERROR,
 }
 
@@ -116,4 +119,34 @@ def after_unanswered(
     retry_at = now + retry_delay
     if retry_at >= expires_at:
         return final, None
+    return Status.QUEUED, retry_at
+
+
+def trunk_failure_limit(trunks: int, max_call_attempts: int) -> int:
+    """How many of a request's calls may fail on their trunk's side before it
+    ends: as many per trunk as the callee may be called. A trunk outage then
+    costs a request no more calls on each trunk than a callee who never
+    answers would, and a node with more trunks gets more chances to find
+    one that works."""
+    return trunks * max_call_attempts
+
+
+def after_trunk_failure(
+    *,
+    trunk_failures: int,
+    max_trunk_failures: int,
+    retry_in: dt.timedelta,
+    expires_at: dt.datetime,
+    now: dt.datetime,
+) -> tuple[Status, dt.datetime | None]:
+    """Where a request goes after a call that failed on its trunk's side
+    (``trunk_failures`` counts that call too): back to the queue, the call
+    not counted as an attempt, for when a trunk can take it (``retry_in``:
+    zero when another is up now), while failures and time remain; else
+    ``unreachable``."""
+    if trunk_failures >= max_trunk_failures:
+        return Status.UNREACHABLE, None
+    retry_at = now + retry_in
+    if retry_at >= expires_at:
+        return Status.UNREACHABLE, None
     return Status.QUEUED, retry_at

@@ -13,9 +13,9 @@ passes the time (monotonic seconds).
   cooldown ends first. A trunk is marked down by a single failed call, and
   a carrier may answer 503 for one bad destination: stalling the whole node
   on that would turn one callee's trouble into everyone's wait, and a node
-  with one trunk would stop dialling after any 503. A trunk that is really
-  down costs the calls sent to it one attempt each, which the retry policy
-  already bounds.
+  with one trunk would stop dialling after any 503. A request whose call
+  failed on a trunk waits, uncounted, until a trunk is up (``until_up``),
+  and ends after ``states.trunk_failure_limit`` such calls.
 
 One ``Trunks`` per controller: each node learns its trunks' health from its
 own calls.
@@ -119,6 +119,10 @@ class Trunks:
     def failed(self, name: str, now: float) -> None:
         """A call on this trunk failed on the trunk's side: skip it for a while."""
         self._by_name[name].down_until = now + self.retry_seconds
+
+    def until_up(self, now: float) -> float:
+        """Seconds until some trunk is up: 0.0 when one is now."""
+        return max(0.0, min(0.0 if t.down_until is None else t.down_until - now for t in self._trunks))
 
     def other_up(self, name: str, now: float) -> bool:
         """Another trunk than ``name`` is up (the request may fail over to it)."""

@@ -24,8 +24,8 @@ def _no_tracking(verification_id: uuid.UUID, channel_id: str | None) -> None:
     return None
 
 
-def _no_failover(trunk: str) -> bool:
-    return False
+def _no_trunk_health(trunk: str) -> float | None:
+    return None
 
 
 @dataclass(frozen=True)
@@ -42,9 +42,11 @@ class FlowContext:
     # The trunk this call leaves through, picked per call by the controller;
     # None: the node's first trunk.
     trunk: config.TrunkConfig | None = None
-    # Told that a call failed on its trunk's side (503, time-out); True when
-    # another trunk is up that the request may go to at once.
-    trunk_failed: Callable[[str], bool] = field(default=_no_failover)
+    # Told that a call failed on its trunk's side (503, time-out): marks the
+    # trunk down and returns the seconds until a trunk is up that the request
+    # may go to (0.0: another is up now); None: no trunk health is kept here,
+    # the trunk's cooldown (dialer.trunk_retry_seconds) is taken.
+    trunk_failed: Callable[[str], float | None] = field(default=_no_trunk_health)
     # This process's metrics (the latency histograms); None: not measured.
     metrics: metrics_mod.Metrics | None = None
 
@@ -157,25 +159,28 @@ async def settle_unanswered(
     unanswered: callsession.Unanswered,
     started: float,
 ) -> None:
-    trunk_failed = causes.trunk_failure(unanswered.cause) or causes.trunk_timed_out(
+    # The hangup cause is the truth here (a 603 Decline arrives as cause 21
+    # while the Dial event says NOANSWER), with whether it rang and when it ended.
+    outcome = causes.unanswered_end(
         unanswered.cause,
+        tech_cause=unanswered.tech_cause,
         rang=unanswered.rang,
         seconds=unanswered.seconds,
+        timed_out=unanswered.timed_out,
         timer_b_seconds=ctx.cfg.dialer.trunk_timeout_seconds,
     )
-    if not unanswered.timed_out and trunk_failed and await _fail_over(ctx, v, session.channel_id, unanswered):
+    if outcome is causes.Outcome.TRUNK_FAILED:
+        await _trunk_failure(ctx, v, session.channel_id, unanswered)
         return
-    # The hangup cause is the truth here: a 603 Decline arrives as cause 21
-    # while the Dial event says NOANSWER.
-    outcome = causes.unanswered_outcome(unanswered.cause)
-    if unanswered.timed_out:
-        outcome = causes.Outcome.NO_ANSWER
     to_status, retry_at = next_after_unanswered(ctx, v, outcome)
     detail: dict[str, Any] = {
         "outcome": outcome.value,
         "attempt": v.call_attempts,
         "ring_seconds": round(time.monotonic() - started, 3),
+        "rang": unanswered.rang,
     }
+    if unanswered.tech_cause is not None:
+        detail["sip_status"] = unanswered.tech_cause
     if retry_at is not None:
         detail["retry_at"] = retry_at.isoformat()
     await ctx.store.end_call_attempt(session.channel_id, outcome.value, unanswered.cause, unanswered.cause_txt)
@@ -191,36 +196,65 @@ async def settle_unanswered(
     )
 
 
-async def _fail_over(
+async def _trunk_failure(
     ctx: FlowContext, v: models.Verification, channel_id: str, unanswered: callsession.Unanswered
-) -> bool:
-    """The call failed on its trunk's side: when another trunk is up, the
-    request goes back to the queue at once, this call not counted as an
-    attempt. True when it did (or was settled elsewhere meanwhile)."""
+) -> None:
+    """The call failed on its trunk's side, which says nothing of the callee:
+    the trunk is marked down and the call does not count as an attempt. The
+    request goes back to the queue, at once when another trunk is up, else
+    for when a trunk's cooldown ends, while its trunk failures and time
+    allow; then it ends as ``unreachable``, reason ``trunk_unavailable``."""
     trunk = ctx.outbound_trunk.name
-    # Bounded, though each failover needs another trunk up: trunks whose
-    # cooldowns are short could otherwise pass a request round for its life.
-    limit = len(ctx.cfg.outbound_trunks) * v.max_call_attempts
-    if not ctx.trunk_failed(trunk) or v.trunk_failovers >= limit:
-        return False
-    await ctx.store.requeue_failover(
-        v.id, channel_id, trunk=trunk, cause=unanswered.cause, cause_txt=unanswered.cause_txt
+    wait = ctx.trunk_failed(trunk)
+    if wait is None:
+        wait = ctx.cfg.dialer.trunk_retry_seconds
+    failures = v.trunk_failovers + 1
+    to_status, _ = states.after_trunk_failure(
+        trunk_failures=failures,
+        max_trunk_failures=states.trunk_failure_limit(len(ctx.cfg.outbound_trunks), v.max_call_attempts),
+        retry_in=dt.timedelta(seconds=wait),
+        expires_at=v.expires_at,
+        now=dt.datetime.now(dt.UTC),
+    )
+    log = {"verification_id": str(v.id), "channel_id": channel_id, "trunk": trunk}
+    if to_status is S.QUEUED:
+        await ctx.store.requeue_failover(
+            v.id, channel_id, trunk=trunk, cause=unanswered.cause, cause_txt=unanswered.cause_txt, delay=wait
+        )
+        logger.warning(
+            "trunk %s failed (cause %s); request back in the queue, uncounted, for %s",
+            trunk,
+            unanswered.cause,
+            "another trunk" if wait <= 0 else f"a trunk up in {wait:.0f}s",
+            extra=log,
+        )
+        return
+    await ctx.store.end_call_attempt(
+        channel_id, causes.Outcome.TRUNK_FAILED.value, unanswered.cause, unanswered.cause_txt
+    )
+    await ctx.store.transition(
+        v.id,
+        [S.CALLING],
+        to_status,
+        reason="trunk_unavailable",
+        cause=unanswered.cause,
+        cause_txt=unanswered.cause_txt,
+        detail={"trunk": trunk, "trunk_failures": failures},
+        uncounted=True,
     )
     logger.warning(
-        "trunk %s failed (cause %s); request back in the queue for another trunk",
+        "trunk %s failed (cause %s); request unreachable after %d trunk failure(s)",
         trunk,
         unanswered.cause,
-        extra={"verification_id": str(v.id), "channel_id": channel_id, "trunk": trunk},
+        failures,
+        extra=log,
     )
-    return True
 
 
 async def end_call(ctx: FlowContext, session: callsession.CallSession, outcome: str) -> None:
     end = await session.finish() or {}
-    cause = end.get("cause")
-    await ctx.store.end_call_attempt(
-        session.channel_id, outcome, int(cause) if cause is not None else None, end.get("cause_txt")
-    )
+    cause, cause_txt = causes.recorded_hangup(end, answered=session.answered_at is not None)
+    await ctx.store.end_call_attempt(session.channel_id, outcome, cause, cause_txt if end else None)
 
 
 async def settle_lost(

@@ -237,10 +237,13 @@ class Store(tenants.Tenants):
         next_attempt_at: dt.datetime | None = None,
         detail: Mapping[str, Any] | None = None,
         answered_by: str | None = None,
+        uncounted: bool = False,
     ) -> models.Verification | None:
         """Guarded state change; None when the request was no longer in any of
         ``from_statuses`` (canceled or settled meanwhile). Leaving the call
-        states (settled, requeued, read out) releases the controller's lease."""
+        states (settled, requeued, read out) releases the controller's lease.
+        ``uncounted``: the call that ends here (one that failed on its trunk)
+        gives its attempt back."""
         release = to_status in states.TERMINAL or to_status in (states.Status.QUEUED, states.Status.DELIVERED)
         async with self.connection() as conn, conn.transaction():
             row = await self._transition(
@@ -256,6 +259,7 @@ class Store(tenants.Tenants):
                 detail=detail,
                 release=release,
                 answered_by=answered_by,
+                uncounted=uncounted,
             )
             if row is not None and to_status is states.Status.QUEUED:
                 await conn.execute(sql.query("notify_queue"))
@@ -276,6 +280,7 @@ class Store(tenants.Tenants):
         detail: Mapping[str, Any] | None = None,
         release: bool = False,
         answered_by: str | None = None,
+        uncounted: bool = False,
     ) -> Row | None:
         event_detail = dict(detail or {})
         for key, value in (("reason", reason), ("cause", cause), ("cause_txt", cause_txt)):
@@ -296,6 +301,7 @@ class Store(tenants.Tenants):
                 "next_attempt_at": next_attempt_at,
                 "detail": json.dumps(event_detail, default=str),
                 "answered_by": answered_by,
+                "uncounted": uncounted,
             },
         )
         row = await cur.fetchone()
@@ -350,12 +356,22 @@ class Store(tenants.Tenants):
         return row is not None
 
     async def requeue_failover(
-        self, verification_id: uuid.UUID, channel_id: str, *, trunk: str, cause: int, cause_txt: str
+        self,
+        verification_id: uuid.UUID,
+        channel_id: str,
+        *,
+        trunk: str,
+        cause: int,
+        cause_txt: str,
+        delay: float = 0.0,
     ) -> bool:
-        """Back to the queue at once, for another trunk, after a call that
-        failed on its trunk; the attempt does not count, the call stays on
-        record (outcome ``trunk_failed``). False: settled elsewhere meanwhile."""
-        detail = {"reason": "trunk_failover", "trunk": trunk, "cause": cause, "cause_txt": cause_txt}
+        """Back to the queue after a call that failed on its trunk: at once,
+        for another trunk that is up, or after ``delay`` seconds, when one
+        will be. The attempt does not count, the call stays on record
+        (outcome ``trunk_failed``). False: settled elsewhere meanwhile."""
+        detail: dict[str, Any] = {"reason": "trunk_failover", "trunk": trunk, "cause": cause, "cause_txt": cause_txt}
+        if delay > 0:
+            detail.update(reason="trunk_down", retry_in_seconds=round(delay, 3))
         async with self.connection() as conn, conn.transaction():
             cur = await conn.execute(
                 sql.query("requeue_failover"),
@@ -364,6 +380,7 @@ class Store(tenants.Tenants):
                     "channel_id": channel_id,
                     "cause": cause,
                     "cause_txt": cause_txt,
+                    "delay": delay,
                     "detail": json.dumps(detail),
                 },
             )

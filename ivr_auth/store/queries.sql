@@ -74,6 +74,9 @@ WITH old AS (
         answered_at = CASE WHEN %(to_status)s::text = 'in_call' THEN now() ELSE v.answered_at END,
         delivered_at = CASE WHEN %(to_status)s::text = 'delivered' THEN now() ELSE v.delivered_at END,
         answered_by = coalesce(%(answered_by)s::text, v.answered_by),
+        -- a call that failed on its trunk gives its attempt back
+        call_attempts = CASE WHEN %(uncounted)s::boolean THEN greatest(v.call_attempts - 1, 0)
+                             ELSE v.call_attempts END,
         finished_at = CASE WHEN %(terminal)s::boolean THEN now() ELSE v.finished_at END,
         code_sealed = CASE WHEN %(terminal)s::boolean THEN NULL ELSE v.code_sealed END,
         next_attempt_at = coalesce(%(next_attempt_at)s::timestamptz, v.next_attempt_at),
@@ -456,16 +459,17 @@ WITH updated AS (
 SELECT * FROM updated;
 
 -- name: requeue_failover
--- A call that failed on its trunk (503, time-out) while the node has another
--- trunk up: back to the queue at once for that trunk, the attempt not
--- counted. The call did happen, so its call_attempts row stays, ended as
--- trunk_failed; the failover count gives the next call a channel id of its own.
+-- A call that failed on its trunk (503, time-out): back to the queue, the
+-- attempt not counted, at once when the node has another trunk up, else
+-- after the delay given, when one will be. The call did happen, so its
+-- call_attempts row stays, ended as trunk_failed; trunk_failovers counts
+-- such calls (bounding them) and gives the next call a channel id of its own.
 WITH updated AS (
     UPDATE verifications SET
         status = 'queued', updated_at = now(),
         call_attempts = greatest(call_attempts - 1, 0),
         trunk_failovers = trunk_failovers + 1,
-        next_attempt_at = now(),
+        next_attempt_at = now() + make_interval(secs => %(delay)s),
         lease_owner = NULL, lease_expires_at = NULL,
         last_cause = %(cause)s, last_cause_txt = %(cause_txt)s
     WHERE id = %(id)s AND status = 'calling'

@@ -203,3 +203,64 @@ def test_rejected_unreachable_and_error_are_never_retried(outcome: causes.Outcom
     plenty = NOW + dt.timedelta(hours=1)
 
     assert retry(outcome, call_attempts=1, max_call_attempts=10, expires_at=plenty) == (final, None)
+
+
+def test_a_phone_out_of_reach_is_retried_and_ends_as_no_answer() -> None:
+    assert retry(causes.Outcome.CALLEE_UNAVAILABLE) == (S.QUEUED, NOW + DELAY)
+    assert retry(causes.Outcome.CALLEE_UNAVAILABLE, call_attempts=3, max_call_attempts=3) == (S.NO_ANSWER, None)
+
+
+# --- after_trunk_failure ---------------------------------------------------------------
+
+
+def after_trunk(
+    trunk_failures: int,
+    *,
+    max_trunk_failures: int = 3,
+    retry_in: dt.timedelta = dt.timedelta(seconds=30),
+    expires_at: dt.datetime = NOW + dt.timedelta(minutes=5),
+) -> tuple[states.Status, dt.datetime | None]:
+    return states.after_trunk_failure(
+        trunk_failures=trunk_failures,
+        max_trunk_failures=max_trunk_failures,
+        retry_in=retry_in,
+        expires_at=expires_at,
+        now=NOW,
+    )
+
+
+def test_another_trunk_up_takes_the_request_at_once() -> None:
+    assert after_trunk(1, retry_in=dt.timedelta(0)) == (S.QUEUED, NOW)
+
+
+@pytest.mark.parametrize("trunk_failures", [1, 2])
+def test_with_no_trunk_up_the_request_waits_for_the_cooldown(trunk_failures: int) -> None:
+    assert after_trunk(trunk_failures) == (S.QUEUED, NOW + dt.timedelta(seconds=30))
+
+
+@pytest.mark.parametrize(("trunk_failures", "max_trunk_failures"), [(3, 3), (4, 3), (1, 1)])
+def test_the_last_trunk_failure_allowed_makes_it_unreachable(trunk_failures: int, max_trunk_failures: int) -> None:
+    assert after_trunk(trunk_failures, max_trunk_failures=max_trunk_failures, retry_in=dt.timedelta(0)) == (
+        S.UNREACHABLE,
+        None,
+    )
+
+
+@pytest.mark.parametrize(
+    "expires_at",
+    [NOW + dt.timedelta(seconds=30), NOW + dt.timedelta(seconds=29), NOW, NOW - dt.timedelta(minutes=1)],
+)
+def test_a_trunk_back_only_at_or_after_expiry_makes_it_unreachable_now(expires_at: dt.datetime) -> None:
+    assert after_trunk(1, expires_at=expires_at) == (S.UNREACHABLE, None)
+
+
+@pytest.mark.parametrize(("trunks", "max_call_attempts", "limit"), [(1, 3, 3), (2, 3, 6), (1, 1, 1), (3, 2, 6)])
+def test_the_trunk_failure_limit_is_the_attempts_per_trunk(trunks: int, max_call_attempts: int, limit: int) -> None:
+    assert states.trunk_failure_limit(trunks, max_call_attempts) == limit
+
+
+def test_a_trunk_failure_ends_reachable_from_calling() -> None:
+    assert states.UNANSWERED_STATUS[causes.Outcome.TRUNK_FAILED] is S.UNREACHABLE
+    assert states.UNANSWERED_STATUS[causes.Outcome.CALLEE_UNAVAILABLE] is S.NO_ANSWER
+    assert states.can_move(S.CALLING, S.UNREACHABLE)
+    assert states.can_move(S.CALLING, S.QUEUED)

@@ -88,6 +88,36 @@ def test_when_every_trunk_is_down_the_first_to_recover_is_used() -> None:
     assert picks(pool, 6.0, 2) == ["backup", "backup"]
 
 
+def test_until_up_is_zero_while_a_trunk_is_up() -> None:
+    pool = trunks.Trunks([trunk("primary", 1), trunk("backup", 2)], retry_seconds=30)
+    assert pool.until_up(0.0) == 0.0
+
+    pool.failed("primary", 1.0)
+
+    # The request can fail over to the backup at once.
+    assert pool.until_up(1.0) == 0.0
+
+
+def test_until_up_with_every_trunk_down_is_the_first_cooldown_to_end() -> None:
+    pool = trunks.Trunks([trunk("primary", 1), trunk("backup", 2)], retry_seconds=30)
+    pool.failed("backup", 0.0)
+    pool.failed("primary", 5.0)
+
+    assert pool.until_up(6.0) == pytest.approx(24.0)  # the backup's, at 30 s
+    assert pool.until_up(30.0) == 0.0
+
+
+def test_a_lone_trunk_that_failed_is_up_again_after_its_cooldown() -> None:
+    pool = trunks.Trunks([trunk("only")], retry_seconds=20)
+
+    pool.failed("only", 3.0)
+
+    assert pool.until_up(3.0) == pytest.approx(20.0)
+    assert pool.until_up(13.0) == pytest.approx(10.0)
+    assert pool.until_up(23.0) == 0.0
+    assert pool.until_up(99.0) == 0.0
+
+
 def test_the_wait_counts_a_cooldown_ending() -> None:
     pool = trunks.Trunks([trunk("primary", 1, cps=100), trunk("backup", 2, cps=1, channels=1)], retry_seconds=10)
     pool.failed("primary", 0.0)
@@ -127,6 +157,6 @@ def test_trunk_failure_causes(cause: int, failed: bool) -> None:
     assert causes.trunk_failure(cause) is failed
 
 
-@pytest.mark.parametrize("cause", [0, 1, 16, 17, 18, 19, 21])
+@pytest.mark.parametrize("cause", [0, 1, 16, 17, 18, 19, 20, 21])
 def test_causes_about_the_callee_are_not_trunk_failures(cause: int) -> None:
     assert not causes.trunk_failure(cause)
