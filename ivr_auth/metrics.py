@@ -27,8 +27,10 @@ METHODS = ("dtmf", "voice", "inbound")
 OUTBOUND_METHODS = ("dtmf", "voice")
 SCRAPE_TIMEOUT_SECONDS = 2.0
 # The API's refusals by reason: the limits' own reasons, and these for the
-# other 4xx answers (by status; any other status is "other").
-REFUSAL_STATUSES = {400: "invalid", 401: "unauthorized", 409: "conflict", 422: "invalid"}
+# other 4xx answers (by status; any other status is "other"). What aiohttp's
+# HTTP parser refuses (400, 414, 431) never reaches the application: logged,
+# not counted.
+REFUSAL_STATUSES = {400: "invalid", 401: "unauthorized", 409: "conflict", 415: "invalid", 422: "invalid"}
 WEBHOOK_RESULTS = ("delivered", "failed", "given_up")
 
 # From due to the originate: the queue's wait plus the claim; minutes mean a backlog.

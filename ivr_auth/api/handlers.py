@@ -100,7 +100,18 @@ def _verification_id(request: web.Request) -> uuid.UUID:
 
 
 async def _body(request: web.Request) -> dict[str, Any]:
-    return schemas.decode_body(await request.read())
+    _json_content_type(request)
+    try:
+        raw = await request.read()
+    except web.RequestPayloadError as exc:  # a broken Content-Encoding or chunked framing
+        raise schemas.ApiError(
+            400, "invalid_body", "the request body could not be read: its Content-Encoding or framing is broken"
+        ) from exc
+    return schemas.decode_body(raw)
+
+
+def _json_content_type(request: web.Request) -> None:
+    schemas.check_json_content_type(request.headers.getall(hdrs.CONTENT_TYPE, []))
 
 
 # --- verifications ------------------------------------------------------------------
@@ -233,8 +244,12 @@ async def verification_events(request: web.Request, tenant: models.Tenant) -> we
 
 @authenticated
 async def cancel_verification(request: web.Request, tenant: models.Tenant) -> web.StreamResponse:
+    verification_id = _verification_id(request)
+    # No body is needed; one sent is ignored, but only if it is JSON like every other.
+    if request.body_exists:
+        _json_content_type(request)
     try:
-        verification = await request.app[STORE].cancel(tenant.id, _verification_id(request))
+        verification = await request.app[STORE].cancel(tenant.id, verification_id)
     except errors.Conflict as exc:
         raise schemas.ApiError(409, "not_cancelable", str(exc)) from exc
     logger.info(

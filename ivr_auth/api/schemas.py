@@ -25,6 +25,8 @@ MAX_CODE_ATTEMPTS = 10
 MAX_REFERENCE_LENGTH = 128
 MAX_URL_LENGTH = 2048
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
+JSON_MEDIA_TYPE = "application/json"
+JSON_CHARSET = "utf-8"
 # Longer than any key we issue; keeps junk headers away from the hashing.
 MAX_API_KEY_LENGTH = 256
 MAX_FIELD_NAME_ECHO = 64
@@ -309,6 +311,39 @@ def parse_idempotency_key(values: list[str]) -> str | None:
             f"Idempotency-Key: expected 1-{MAX_IDEMPOTENCY_KEY_LENGTH} printable ASCII characters",
         )
     return value
+
+
+def check_json_content_type(values: list[str]) -> None:
+    """The ``Content-Type`` of a request body (all its occurrences): one
+    ``application/json``, with no charset or ``charset=utf-8``, in any case.
+    Other parameters mean nothing for JSON and are ignored."""
+    if not values:
+        _unsupported_media_type("missing")
+    if len(values) > 1:
+        _unsupported_media_type("send the header once")
+    media_type, *parameters = values[0].split(";")
+    if media_type.strip().lower() != JSON_MEDIA_TYPE:
+        _unsupported_media_type(f"{_echo(media_type.strip())} is not accepted")
+    for parameter in parameters:
+        name, _, value = parameter.partition("=")
+        charset = value.strip().strip('"')
+        # JSON is UTF-8 (RFC 8259 section 8.1), which is how decode_body reads it.
+        if name.strip().lower() == "charset" and charset.lower() != JSON_CHARSET:
+            _unsupported_media_type(f"charset {_echo(charset)} is not accepted")
+
+
+def _unsupported_media_type(problem: str) -> NoReturn:
+    raise ApiError(
+        415,
+        "unsupported_media_type",
+        f"Content-Type: {problem}; send the body as UTF-8 JSON with Content-Type: {JSON_MEDIA_TYPE}",
+    )
+
+
+def _echo(text: str) -> str:
+    """Client text quoted in a message: cut short, printable ASCII only."""
+    cut = text if len(text) <= MAX_FIELD_NAME_ECHO else text[:MAX_FIELD_NAME_ECHO] + "..."
+    return "'" + "".join(c if " " <= c <= "~" else "?" for c in cut) + "'"
 
 
 def parse_bearer(values: list[str]) -> str | None:

@@ -402,7 +402,9 @@ async def test_bad_create_requests(
 async def test_oversize_check_body(client: Client, key: str) -> None:
     data = await created(client, key)
     resp = await client.post(
-        f"/v1/verifications/{data['id']}/check", data=b" " * (16 * 1024 + 1) + b"{}", headers=bearer(key)
+        f"/v1/verifications/{data['id']}/check",
+        data=b" " * (16 * 1024 + 1) + b"{}",
+        headers=bearer(key) | {"Content-Type": "application/json"},
     )
     await expect_error(resp, 413, "body_too_large")
 

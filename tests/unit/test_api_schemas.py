@@ -573,6 +573,59 @@ def test_idempotency_key_refused(values: list[str]) -> None:
 
 
 @pytest.mark.parametrize(
+    "value",
+    [
+        "application/json",
+        "APPLICATION/JSON",
+        " application/json ",
+        "application/json; charset=utf-8",
+        "application/json;charset=UTF-8",
+        "Application/Json ; Charset = Utf-8",
+        'application/json; charset="utf-8"',
+        "application/json;",
+        "application/json; profile=x",
+    ],
+)
+def test_json_content_type_accepted(value: str) -> None:
+    schemas.check_json_content_type([value])
+
+
+@pytest.mark.parametrize(
+    ("values", "says"),
+    [
+        ([], "Content-Type: missing;"),
+        ([""], "Content-Type: '' is not accepted;"),
+        (["text/plain"], "Content-Type: 'text/plain' is not accepted;"),
+        (["text/plain; charset=utf-8"], "'text/plain' is not accepted"),
+        (["application/x-www-form-urlencoded"], "'application/x-www-form-urlencoded' is not accepted"),
+        (["multipart/form-data; boundary=x"], "'multipart/form-data' is not accepted"),
+        (["application/jsonp"], "'application/jsonp' is not accepted"),
+        (["application/merge-patch+json"], "'application/merge-patch+json' is not accepted"),
+        (["json"], "'json' is not accepted"),
+        (["application/json; charset=latin-1"], "Content-Type: charset 'latin-1' is not accepted;"),
+        (["application/json; charset=utf-16"], "charset 'utf-16' is not accepted"),
+        (["application/json; charset=utf8"], "charset 'utf8' is not accepted"),
+        (["application/json; charset="], "charset '' is not accepted"),
+        (["application/json; charset=utf-8; charset=latin-1"], "charset 'latin-1' is not accepted"),
+        (["application/json", "application/json"], "Content-Type: send the header once;"),
+    ],
+)
+def test_other_content_types_are_415(values: list[str], says: str) -> None:
+    with pytest.raises(schemas.ApiError) as info:
+        schemas.check_json_content_type(values)
+    assert (info.value.status, info.value.code) == (415, "unsupported_media_type")
+    assert says in info.value.message
+    assert info.value.message.endswith("with Content-Type: application/json")
+
+
+def test_content_type_echo_is_short_and_printable() -> None:
+    with pytest.raises(schemas.ApiError) as info:
+        schemas.check_json_content_type(["text/\udcff" + "x" * 500])
+    assert "'text/?" + "x" * (schemas.MAX_FIELD_NAME_ECHO - 6) + "...'" in info.value.message
+    assert len(info.value.message) < 200
+
+
+@pytest.mark.parametrize(
     ("values", "key"),
     [
         (["Bearer ivra_abcdefgh_secret"], "ivra_abcdefgh_secret"),
