@@ -117,7 +117,7 @@ class Runtime:
                 f"asterisk:{self.node.name}": self.node.client.asterisk_info,
             }
             app = api_app.make_app(self.cfg, self.store, checks, metrics=self.metrics)
-            self._runner = web.AppRunner(app, access_log=None)
+            self._runner = api_app.Runner(app, access_log=None)
             await self._runner.setup()
             host, port = self.cfg.http_host_port()
             site = web.TCPSite(self._runner, host, self._http_port if self._http_port is not None else port)
@@ -133,7 +133,7 @@ class Runtime:
         app = web.Application()
         app[api_handlers.METRICS] = exposed
         app.router.add_get("/metrics", api_handlers.metrics)
-        self._metrics_runner = web.AppRunner(app, access_log=None)
+        self._metrics_runner = api_app.Runner(app, access_log=None)
         await self._metrics_runner.setup()
         site = web.TCPSite(self._metrics_runner, host, port)
         await site.start()
