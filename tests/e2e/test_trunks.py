@@ -2,11 +2,13 @@
 a trunk answering 503 is failed over at once (the attempt uncounted),
 skipped while it is down and tried again after trunk_retry_seconds; a
 per-trunk calls-per-second cap spaces the originates; a tenant's caller-ID
-pool is presented in turn."""
+pool is presented in turn. A lone trunk that fails makes its requests wait
+for its cooldown, uncounted, and end as unreachable (trunk_unavailable)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import itertools
 import re
@@ -64,7 +66,8 @@ async def calls(database_url: str, ids: list[str]) -> list[dict[str, Any]]:
         database_url, autocommit=True, row_factory=psycopg.rows.dict_row
     ) as conn:
         cur = await conn.execute(
-            "SELECT verification_id::text AS id, attempt, trunk, outcome, cause, started_at FROM call_attempts"
+            "SELECT verification_id::text AS id, attempt, trunk, outcome, cause, started_at, ended_at"
+            " FROM call_attempts"
             " WHERE verification_id = ANY(%s::uuid[]) ORDER BY started_at",
             (ids,),
         )
@@ -214,3 +217,77 @@ async def test_a_trunk_that_never_answers_is_failed_over_and_skipped(api: Api, l
     # ... and the next one went straight there, the primary being down.
     assert of(found, second) == [(1, "backup", "verified")]
     assert answered.ok, answered.errors_log or answered.output
+
+
+# --- a lone trunk that fails ---------------------------------------------------------------
+
+LONE_RETRY_SECONDS = 2.0
+
+
+@contextlib.asynccontextmanager
+async def lone_trunk(local_stack: stack.Endpoints) -> AsyncIterator[None]:
+    """A node whose only trunk is the primary, down for LONE_RETRY_SECONDS
+    after a failure, with a controller on it. The test config calls a
+    callee twice (max_call_attempts), so a request gets two trunk failures."""
+    async with extra_asterisk(
+        local_stack,
+        ".run/test-stack-trunks",
+        PORTS,
+        trunks=TRUNKS[:1],
+        dialer={"trunk_retry_seconds": LONE_RETRY_SECONDS, "trunk_timeout_seconds": TRUNK_TIMEOUT},
+        # Our own ring timer must outlast timer B.
+        verification={"ring_timeout_seconds": 10},
+    ) as (cfg, endpoints):
+        rt = await start_runtime(cfg, endpoints, prefix="test-trunks")
+        try:
+            yield
+        finally:
+            await asyncio.wait_for(rt.stop(grace=5), 60)
+
+
+async def assert_trunk_unavailable(
+    api: Api, database_url: str, request: dict[str, Any], done: dict[str, Any], causes: set[int]
+) -> None:
+    """Unreachable through the trunk's fault: no call attempt spent, each
+    call on record as trunk_failed, the second one only after the trunk's
+    cooldown."""
+    assert (done["status"], done["reason"]) == ("unreachable", "trunk_unavailable"), done
+    assert done["call_attempts"] == 0
+    assert done["last_call"]["hangup_cause"] in causes, done
+    found = await ended_calls(database_url, [request["id"]], 2)
+    assert of(found, request) == [(1, "primary", "trunk_failed"), (1, "primary", "trunk_failed")]
+    assert {c["cause"] for c in found} <= causes, found
+    first, second = found
+    assert (second["started_at"] - first["ended_at"]).total_seconds() >= LONE_RETRY_SECONDS - TOLERANCE, found
+    log = await api.events(request["id"])
+    moves = [e for e in log["events"] if e["type"] == "status"]
+    assert [e["to_status"] for e in moves] == ["queued", "calling", "queued", "calling", "unreachable"]
+    assert moves[2]["detail"]["reason"] == "trunk_down"
+
+
+async def test_a_lone_trunk_that_never_answers_makes_the_request_unreachable_uncounted(
+    api: Api, local_stack: stack.Endpoints
+) -> None:
+    hole = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    hole.bind(("127.0.0.1", PRIMARY_PORT))
+    try:
+        async with lone_trunk(local_stack):
+            created = await api.create("+819011130001", code=CODE)
+            done = await api.wait_for(created["id"], FINAL, timeout=60)
+    finally:
+        hole.close()
+
+    await assert_trunk_unavailable(api, local_stack.database_url, created, done, {18})
+
+
+async def test_a_lone_trunk_answering_503_makes_the_request_unreachable_uncounted(
+    api: Api, local_stack: stack.Endpoints
+) -> None:
+    rejecting = sipp.Handset(port=PRIMARY_PORT, scenario="uas-reject-503.xml", calls=2, media_port=6010, timeout=60)
+    async with lone_trunk(local_stack), rejecting:
+        created = await api.create("+819011130002", code=CODE)
+        done = await api.wait_for(created["id"], FINAL, timeout=40)
+        result = await rejecting.wait()
+
+    await assert_trunk_unavailable(api, local_stack.database_url, created, done, {34, 38})
+    assert result.ok, result.errors_log or result.output

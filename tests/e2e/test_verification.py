@@ -105,8 +105,29 @@ async def test_no_answer_after_every_attempt(api: Api, start_service: Starter) -
         done = await api.wait_for(created["id"], TERMINAL, timeout=30)
         sipp_result = await phone.wait()
     assert done["status"] == "no_answer"
+    # It rang (180) until our ring timer: nobody answered.
+    assert done["reason"] == "no_answer"
     assert done["call_attempts"] == 2  # max_call_attempts of the test config
     assert sipp_result.ok, sipp_result.errors_log
+    log = await api.events(created["id"])
+    assert [c["outcome"] for c in log["calls"]] == ["no_answer"] * 2
+    assert [e["detail"]["rang"] for e in log["events"] if e["from_status"] == "calling"] == [True, True]
+
+
+async def test_a_phone_out_of_reach_is_no_answer_but_says_so(api: Api, start_service: Starter) -> None:
+    await start_service(api=False)
+    created = await api.create(PHONE)
+    # 480 Temporarily Unavailable at once, never a 180: switched off, out of coverage.
+    async with handset(scenario="uas-reject-480.xml", calls=2) as phone:
+        done = await api.wait_for(created["id"], TERMINAL, timeout=30)
+        sipp_result = await phone.wait()
+    assert (done["status"], done["reason"]) == ("no_answer", "callee_unavailable"), done
+    assert done["call_attempts"] == 2  # retried as no answer is
+    assert done["last_call"]["hangup_cause"] == 19
+    assert sipp_result.ok, sipp_result.errors_log
+    log = await api.events(created["id"])
+    assert [(c["outcome"], c["cause"]) for c in log["calls"]] == [("callee_unavailable", 19)] * 2
+    assert [e["detail"]["rang"] for e in log["events"] if e["from_status"] == "calling"] == [False, False]
 
 
 async def test_expired_while_queued_is_never_dialled(
