@@ -16,7 +16,21 @@ from typing import Any, TypeVar
 import aiohttp
 from psycopg_pool import AsyncConnectionPool
 
-from ivr_auth import cli_operator, cli_tenant, config, crypto, demo, doctor, errors, logs, phone, probe, runtime, stack
+from ivr_auth import (
+    cli_operator,
+    cli_tenant,
+    config,
+    crypto,
+    demo,
+    doctor,
+    errors,
+    limits,
+    logs,
+    phone,
+    probe,
+    runtime,
+    stack,
+)
 from ivr_auth import store as store_mod
 from ivr_auth.ari import node as ari_node
 from ivr_auth.store import migrate
@@ -171,7 +185,7 @@ def _caller_id_arg(cfg: config.Config, given: str | None) -> str | None:
     if not given:
         return None
     try:
-        return phone.normalize(given, cfg.default_country)
+        return phone.caller_id_e164(given, cfg.default_country)
     except phone.InvalidPhone as exc:
         raise errors.IvrAuthError(f"--caller-id: {exc}") from exc
 
@@ -185,7 +199,7 @@ def caller_id_pool_arg(cfg: config.Config, given: str | None) -> tuple[str, ...]
         if not number:
             continue
         try:
-            pool[phone.normalize(number, cfg.default_country)] = None
+            pool[phone.caller_id_e164(number, cfg.default_country)] = None
         except phone.InvalidPhone as exc:
             raise errors.IvrAuthError(f"--caller-id-pool: {exc}") from exc
     return tuple(pool)
@@ -282,7 +296,9 @@ async def cmd_config(cfg: config.Config, args: argparse.Namespace) -> int:
 async def cmd_call(cfg: config.Config, args: argparse.Namespace) -> int:
     try:
         number = phone.normalize(args.number, cfg.default_country)
-    except phone.InvalidPhone as exc:
+        # The operator's test call goes nowhere a tenant's could not by default.
+        limits.check_destination(limits.Policy.for_config(cfg), number)
+    except (phone.InvalidPhone, limits.Refused) as exc:
         raise errors.IvrAuthError(str(exc)) from exc
     endpoints = stack.endpoints(cfg)
     options = probe.ProbeOptions(max_digits=args.digits, ring_timeout=args.ring_timeout)

@@ -24,7 +24,7 @@ from typing import Any
 import phonenumbers
 import yaml
 
-from ivr_auth import errors
+from ivr_auth import errors, phone
 
 ENV_PREFIX = "IVR_AUTH_"
 CONFIG_ENV = "IVR_AUTH_CONFIG"
@@ -173,10 +173,18 @@ class LimitsConfig:
     # ones to it for this long; 0: off. Off by default: it also lets anyone
     # who can fail on purpose lock the real owner out for that long.
     failure_cooldown_seconds: int = 0
-    # Destinations never called, whatever a tenant allows (E.164 prefixes):
-    # premium-rate and special-service ranges beyond those phonenumbers
-    # already refuses. Japan: 0990 (Dial Q2), 0570 (Navi Dial), 0180 (information lines).
+    # Destinations never called, whatever a tenant allows (E.164 prefixes),
+    # even when its line types are: premium-rate and special-service ranges.
+    # Japan: 0990 (Dial Q2), 0570 (Navi Dial), 0180 (information lines).
     denied_prefixes: tuple[str, ...] = ("+81990", "+81570", "+81180")
+    # Line types called (names in phone.LINE_TYPES), checked before the
+    # denied prefixes. Numbers a person holds by default. Not premium_rate,
+    # shared_cost, uan (toll fraud: the called side earns from our call),
+    # pager, voicemail (nobody to key a code), personal, unknown; and not
+    # toll_free: it routes to a business line, not a phone a person holds,
+    # the called party pays for our call, and pumping traffic to toll-free
+    # numbers is a known fraud. Operators and tenants may opt in.
+    allowed_line_types: tuple[str, ...] = ("mobile", "fixed", "fixed_or_mobile", "ip")
     # Personal data (numbers, references, event logs) of finished requests
     # is purged after this many days.
     retention_days: int = 90
@@ -658,6 +666,13 @@ def _validate_limits(lim: LimitsConfig) -> None:
     for prefix in lim.denied_prefixes:
         if not (prefix.startswith("+") and prefix[1:].isdigit()):
             raise errors.ConfigError(f"limits.denied_prefixes: {prefix!r} is not an E.164 prefix such as +81990")
+    if not lim.allowed_line_types:
+        raise errors.ConfigError(
+            f"limits.allowed_line_types: at least one line type is needed ({', '.join(phone.LINE_TYPES)})"
+        )
+    for name in lim.allowed_line_types:
+        if name not in phone.LINE_TYPES:
+            raise errors.ConfigError(f"limits.allowed_line_types: {name!r} is not one of {', '.join(phone.LINE_TYPES)}")
 
 
 def _validate_webhooks(w: WebhooksConfig) -> None:

@@ -59,6 +59,24 @@ class Policy:
     allowed_countries: tuple[str, ...]
     allowed_prefixes: tuple[str, ...]
     denied_prefixes: tuple[str, ...]
+    allowed_line_types: tuple[str, ...]
+
+    @classmethod
+    def for_config(cls, cfg: config.Config) -> Policy:
+        """The config's limits alone, for calls no tenant asked for (``ivr-auth call``)."""
+        lim = cfg.limits
+        return cls(
+            requests_per_minute=lim.requests_per_minute,
+            sends_per_phone=lim.sends_per_phone,
+            sends_per_phone_window_seconds=lim.sends_per_phone_window_seconds,
+            daily_call_budget=lim.daily_call_budget,
+            failure_cooldown_seconds=lim.failure_cooldown_seconds,
+            retention_days=lim.retention_days,
+            allowed_countries=(),
+            allowed_prefixes=(),
+            denied_prefixes=lim.denied_prefixes,
+            allowed_line_types=lim.allowed_line_types,
+        )
 
     @classmethod
     def for_tenant(cls, cfg: config.Config, tenant: models.Tenant) -> Policy:
@@ -79,6 +97,9 @@ class Policy:
             allowed_countries=tenant.allowed_countries,
             allowed_prefixes=tenant.allowed_prefixes,
             denied_prefixes=lim.denied_prefixes,
+            allowed_line_types=(
+                lim.allowed_line_types if tenant.allowed_line_types is None else tenant.allowed_line_types
+            ),
         )
 
 
@@ -96,7 +117,15 @@ class Counts:
 
 
 def check_destination(policy: Policy, e164: str) -> None:
-    """Refuse denied ranges always, and what the tenant does not allow."""
+    """Refuse line types not called, denied ranges always, and what the
+    tenant does not allow. The line type comes first, so that a premium-rate
+    number in a denied range is refused as what it is."""
+    kind = phone.line_type(e164)
+    if kind not in policy.allowed_line_types:
+        raise DestinationNotAllowed(
+            "line_type_not_allowed",
+            f"phone: {e164} is a {kind} number; this service calls {_listed(policy.allowed_line_types)} numbers",
+        )
     for prefix in policy.denied_prefixes:
         if e164.startswith(prefix):
             raise DestinationNotAllowed("denied_prefix", f"phone: numbers starting {prefix} are never called")
@@ -140,6 +169,10 @@ def check_counts(policy: Policy, counts: Counts, method: str) -> None:
             f"today's call budget of {policy.daily_call_budget} is used up (resets at 00:00 UTC)",
             (midnight - now).total_seconds(),
         )
+
+
+def _listed(names: tuple[str, ...]) -> str:
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
 
 
 def _until(since: dt.datetime | None, window: float, now: dt.datetime) -> float:

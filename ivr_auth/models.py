@@ -40,6 +40,8 @@ class Tenant:
     daily_call_budget: int | None = None
     failure_cooldown_seconds: int | None = None
     retention_days: int | None = None
+    # Line types called (phone.LINE_TYPES); None: limits.allowed_line_types.
+    allowed_line_types: tuple[str, ...] | None = None
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Tenant:
@@ -47,6 +49,8 @@ class Tenant:
         for key in ("inbound_numbers", "allowed_countries", "allowed_prefixes", "caller_id_pool"):
             if key in values:
                 values[key] = tuple(values[key] or ())
+        if values.get("allowed_line_types") is not None:
+            values["allowed_line_types"] = tuple(values["allowed_line_types"])
         return cls(**values)
 
 

@@ -2,62 +2,147 @@
 
 ``phonenumbers`` (Google's libphonenumber data) does the parsing and
 validation; Japanese national formats such as ``090-1234-5678`` are read
-with the default country.
+with the default country. What a user typed is checked first: phonenumbers
+reads letters as keypad digits (``090-ABCD-EFGH`` becomes 090-2223-3344,
+``O90-...`` loses its O) and sets an extension aside, and we would dial
+another number than the one meant.
 """
 
 from __future__ import annotations
 
+import re
+import unicodedata
+from typing import TYPE_CHECKING
+
 import phonenumbers
 from phonenumbers import NumberParseException, PhoneNumberFormat, PhoneNumberType
 
-from ivr_auth import config, errors
+from ivr_auth import errors
 
-# Numbers we never call: premium rate and shared-cost ranges (toll fraud),
-# and ranges that are not a person's phone.
-REFUSED_TYPES = frozenset(
-    {
-        PhoneNumberType.PREMIUM_RATE,
-        PhoneNumberType.SHARED_COST,
-        PhoneNumberType.UAN,
-        PhoneNumberType.PAGER,
-        PhoneNumberType.VOICEMAIL,
-    }
-)
+if TYPE_CHECKING:
+    from ivr_auth import config
+
+# Every phonenumbers line type, by the name the API's line_type, the usage
+# report and limits.allowed_line_types give it.
 TYPE_NAMES = {
     PhoneNumberType.MOBILE: "mobile",
     PhoneNumberType.FIXED_LINE: "fixed",
     PhoneNumberType.FIXED_LINE_OR_MOBILE: "fixed_or_mobile",
     PhoneNumberType.VOIP: "ip",
     PhoneNumberType.TOLL_FREE: "toll_free",
+    PhoneNumberType.PREMIUM_RATE: "premium_rate",
+    PhoneNumberType.SHARED_COST: "shared_cost",
+    PhoneNumberType.UAN: "uan",
     PhoneNumberType.PERSONAL_NUMBER: "personal",
+    PhoneNumberType.PAGER: "pager",
+    PhoneNumberType.VOICEMAIL: "voicemail",
+    PhoneNumberType.UNKNOWN: "unknown",
 }
+LINE_TYPES = tuple(TYPE_NAMES.values())
+# Never presented as a caller ID: calling one back costs the callee dearly
+# (premium rate, shared cost, UAN: the one-ring callback scam) or reaches
+# nobody (pager, voicemail).
+NOT_PRESENTED = ("premium_rate", "shared_cost", "uan", "pager", "voicemail")
+
+# Besides digits (ASCII or full width), what people put between them, each
+# read as its ASCII form. The katakana long vowel mark ー (and its half-width
+# ｰ) counts as a dash: a Japanese IME in kana mode writes it for the minus
+# key, so 090ー1234ー5678 is what many people type, and between digits it
+# can mean nothing else. So does the minus sign (U+2212), which macOS's
+# Japanese IME writes for a full-width hyphen.
+_SEPARATORS = {
+    **dict.fromkeys(" \u00a0\u3000", " "),
+    **dict.fromkeys("-\uff0d\u2010\u2011\u2012\u2013\u2014\u2015\u2212\u30fc\uff70", "-"),
+    **dict.fromkeys(".\uff0e", "."),
+    **dict.fromkeys("(\uff08", "("),
+    **dict.fromkeys(")\uff09", ")"),
+    **dict.fromkeys("/\uff0f", "/"),
+}
+_DIGITS = {c: c for c in "0123456789"} | {chr(0xFF10 + n): str(n) for n in range(10)}
+_PLUSES = "+\uff0b"
+# Letters typed for the digits they look like.
+_LOOKALIKES = {"O": "0", "o": "0", "I": "1", "l": "1"}
+# An extension (or digits keyed after the answer) after the number, read
+# after NFKC folding (so full-width "ext" and "#" too): we call the number
+# and nobody keys the rest. 内線 is Japanese for "extension". Not after a
+# letter, so that 0120-XX1234 is refused for its letters.
+_EXTENSION = re.compile(
+    r"(?<![^\W\d_])(?:ext(?:ension)?[.=]?|x|#|,|;|\u5185\u7dda)\s*\d+\s*\)?\s*$", re.IGNORECASE | re.ASCII
+)
+MAX_LENGTH = 32
 
 
 class InvalidPhone(errors.IvrAuthError):
     """The phone number is not valid."""
 
 
+def _ascii(text: str) -> str:
+    """``text`` written in ASCII digits and separators for phonenumbers;
+    ``InvalidPhone`` naming what has no place in a phone number."""
+    if _EXTENSION.search(unicodedata.normalize("NFKC", text)):
+        raise InvalidPhone("phone: extensions cannot be called; give the number without its extension")
+    out: list[str] = []
+    for char in text:
+        if char in _DIGITS:
+            out.append(_DIGITS[char])
+        elif char in _SEPARATORS:
+            out.append(_SEPARATORS[char])
+        elif char in _PLUSES:
+            if "+" in out or any(c.isdigit() for c in out):
+                raise InvalidPhone("phone: '+' may only come first, before the country code")
+            out.append("+")
+        elif unicodedata.category(char).startswith("L"):
+            digit = _LOOKALIKES.get(unicodedata.normalize("NFKC", char))
+            if digit is not None:
+                raise InvalidPhone(f"phone: letters are not accepted ({char!r} is a letter, not the digit {digit})")
+            raise InvalidPhone(f"phone: letters are not accepted ({char!r}); write the number in digits")
+        elif unicodedata.category(char) == "Nd":
+            raise InvalidPhone(f"phone: only the digits 0-9 are accepted, not {char!r}")
+        else:
+            raise InvalidPhone(
+                f"phone: {char!r} is not accepted; write the number in digits"
+                " (spaces, hyphens, dots, parentheses and a leading + may go with them)"
+            )
+    return "".join(out)
+
+
 def parse(text: str, default_country: str) -> phonenumbers.PhoneNumber:
+    """A valid number, whatever its line type: which types are called is
+    the tenant's policy (``limits.check_destination``)."""
     cleaned = text.strip()
-    if not cleaned or len(cleaned) > 32:
+    if not cleaned or len(cleaned) > MAX_LENGTH:
         raise InvalidPhone("phone: expected a phone number in E.164 (+81...) or national format")
     try:
-        number = phonenumbers.parse(cleaned, default_country)
+        number = phonenumbers.parse(_ascii(cleaned), default_country)
     except NumberParseException as exc:
         raise InvalidPhone(f"phone: {text!r} is not a phone number ({exc._msg})") from exc
+    if number.extension:
+        # Refused above already; kept in case phonenumbers finds one we did not.
+        raise InvalidPhone("phone: extensions cannot be called; give the number without its extension")
     if not phonenumbers.is_valid_number(number):
         raise InvalidPhone(f"phone: {text!r} is not a valid number for its country")
-    if phonenumbers.number_type(number) in REFUSED_TYPES:
-        raise InvalidPhone(f"phone: {text!r} is a premium-rate or special-service number")
     return number
 
 
 def normalize(text: str, default_country: str) -> str:
-    """The E.164 form (``+819012345678``) of a valid, callable number."""
+    """The E.164 form (``+819012345678``) of a valid number."""
     return phonenumbers.format_number(parse(text, default_country), PhoneNumberFormat.E164)
 
 
+def caller_id_e164(text: str, default_country: str) -> str:
+    """The E.164 form of a number our calls may present as their caller ID."""
+    e164 = normalize(text, default_country)
+    kind = line_type(e164)
+    if kind in NOT_PRESENTED:
+        raise InvalidPhone(
+            f"phone: {e164} is a {kind} number, never presented as a caller ID"
+            f" (a callback would cost the callee or reach nobody; refused: {', '.join(NOT_PRESENTED)})"
+        )
+    return e164
+
+
 def line_type(e164: str) -> str:
+    """One of ``LINE_TYPES``."""
     number = phonenumbers.parse(e164)
     return TYPE_NAMES.get(phonenumbers.number_type(number), "unknown")
 

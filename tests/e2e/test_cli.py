@@ -62,7 +62,8 @@ def test_bad_config_names_the_key(tmp_path: Path, capsys: pytest.CaptureFixture[
 
 def test_invalid_number_is_refused(config_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["-c", str(config_file), "call", "0990-12-3456"]) == 1
-    assert "premium-rate" in capsys.readouterr().err
+    # A valid number, but of a line type limits.allowed_line_types leaves out.
+    assert "is a premium_rate number; this service calls" in capsys.readouterr().err
 
 
 def test_config_masks_passwords(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -342,7 +342,12 @@ CASES: list[tuple[str, bytes, dict[str, str], int, str, str | None]] = [
     ("missing phone", b'{"method": "dtmf"}', {}, 422, "missing_field", "phone"),
     ("missing method", b'{"phone": "+819012345678"}', {}, 422, "missing_field", "method"),
     ("invalid phone", b'{"phone": "12", "method": "dtmf"}', {}, 422, "invalid_phone", "phone"),
-    ("premium phone", b'{"phone": "0990-123-456", "method": "dtmf"}', {}, 422, "invalid_phone", "phone"),
+    # A valid number, of a line type not called: a policy, not a mistake.
+    ("premium phone", b'{"phone": "0990-123-456", "method": "dtmf"}', {}, 403, "destination_not_allowed", "phone"),
+    ("toll-free phone", b'{"phone": "0120-123-456", "method": "dtmf"}', {}, 403, "destination_not_allowed", "phone"),
+    ("vanity phone", b'{"phone": "090-ABCD-EFGH", "method": "dtmf"}', {}, 422, "invalid_phone", "phone"),
+    ("letter O phone", b'{"phone": "O90-1234-5678", "method": "dtmf"}', {}, 422, "invalid_phone", "phone"),
+    ("extension", b'{"phone": "090-1234-5678 ext. 9", "method": "dtmf"}', {}, 422, "invalid_phone", "phone"),
     ("unknown method", b'{"phone": "+819012345678", "method": "sms"}', {}, 422, "invalid_method", "method"),
     ("ask_code for dtmf", f'{{{OK}, "ask_code": true}}'.encode(), {}, 422, "invalid_field", "ask_code"),
     (

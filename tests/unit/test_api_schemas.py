@@ -251,12 +251,17 @@ def test_national_format_follows_the_default_country() -> None:
     ("typed", "says"),
     [
         ("", "E.164"),
-        ("abc", "not a phone number"),
+        ("abc", "letters are not accepted ('a')"),
+        ("---", "not a phone number"),
         ("12", "not a valid number"),
         ("+8190123456789", "not a valid number"),
-        ("0990-123-456", "premium-rate"),
-        ("+19002345678", "premium-rate"),
         ("1" * 40, "E.164"),
+        ("090-ABCD-EFGH", "phone: letters are not accepted ('A'); write the number in digits"),
+        ("O90-1234-5678", "phone: letters are not accepted ('O' is a letter, not the digit 0)"),
+        ("090-1234-5678 ext. 9", "phone: extensions cannot be called; give the number without its extension"),
+        ("090-1234-5678#9", "extensions cannot be called"),
+        ("03-1234-5678 \u5185\u7dda12", "extensions cannot be called"),
+        ("*67 090-1234-5678", "phone: '*' is not accepted"),
     ],
 )
 def test_invalid_phone_uses_the_normaliser_message(typed: str, says: str) -> None:
@@ -264,6 +269,25 @@ def test_invalid_phone_uses_the_normaliser_message(typed: str, says: str) -> Non
     assert (error.status, error.code) == (422, "invalid_phone")
     assert error.message.startswith("phone:")
     assert says in error.message
+
+
+@pytest.mark.parametrize(
+    ("typed", "e164", "line"),
+    [
+        ("\uff10\uff19\uff10\uff0d\uff11\uff12\uff13\uff14\uff0d\uff15\uff16\uff17\uff18", JP_MOBILE, "mobile"),
+        ("\uff10\uff19\uff10\u30fc\uff11\uff12\uff13\uff14\u30fc\uff15\uff16\uff17\uff18", JP_MOBILE, "mobile"),
+        ("\uff10\uff13\uff0d\uff11\uff12\uff13\uff14\uff0d\uff15\uff16\uff17\uff18", "+81312345678", "fixed"),
+        # Valid numbers whatever their line type: whether they are called is
+        # the tenant's policy (limits.check_destination, 403), not a 422.
+        ("0120-123-456", "+81120123456", "toll_free"),
+        ("0570-123-456", "+81570123456", "uan"),
+        ("0990-123-456", "+81990123456", "premium_rate"),
+        ("+1 900 234 5678", "+19002345678", "premium_rate"),
+    ],
+)
+def test_full_width_input_and_every_line_type_are_read(typed: str, e164: str, line: str) -> None:
+    parsed = create(minimal(phone=typed))
+    assert (parsed.phone, parsed.line_type) == (e164, line)
 
 
 # --- method -------------------------------------------------------------------------

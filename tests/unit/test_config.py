@@ -595,3 +595,41 @@ def test_node_name_and_node_loss_defaults_and_bounds() -> None:
 def test_trunk_timeout_is_a_timer_b_pjsip_takes(seconds: float) -> None:
     with pytest.raises(errors.ConfigError, match=r"^dialer\.trunk_timeout_seconds: must be 6\.4-32"):
         config.from_mapping({"dialer": {"trunk_timeout_seconds": seconds}})
+
+
+# --- limits.allowed_line_types -----------------------------------------------------
+
+
+def test_allowed_line_types_default_to_numbers_a_person_holds() -> None:
+    assert config.Config().limits.allowed_line_types == ("mobile", "fixed", "fixed_or_mobile", "ip")
+
+
+def test_allowed_line_types_from_a_file_and_from_the_environment(tmp_path: Path) -> None:
+    path = write(tmp_path, "limits:\n  allowed_line_types: [mobile, toll_free]\n")
+    assert config.load(path, {}).limits.allowed_line_types == ("mobile", "toll_free")
+
+    cfg = config.load(path, {"IVR_AUTH_LIMITS_ALLOWED_LINE_TYPES": "mobile, fixed,ip"})
+
+    assert cfg.limits.allowed_line_types == ("mobile", "fixed", "ip")
+
+
+@pytest.mark.parametrize("names", [["mobile", "landline"], ["Mobile"], ["premium-rate"]])
+def test_an_unknown_line_type_is_named_with_the_valid_ones(names: list[str]) -> None:
+    with pytest.raises(errors.ConfigError) as info:
+        config.from_mapping({"limits": {"allowed_line_types": names}})
+
+    assert key_of(info) == "limits.allowed_line_types"
+    assert str(info.value).endswith(
+        "is not one of mobile, fixed, fixed_or_mobile, ip, toll_free, premium_rate, shared_cost, uan,"
+        " personal, pager, voicemail, unknown"
+    )
+
+
+def test_an_unknown_line_type_from_the_environment_is_named(tmp_path: Path) -> None:
+    with pytest.raises(errors.ConfigError, match=r"^limits\.allowed_line_types: 'cell' is not one of mobile, "):
+        config.load(write(tmp_path, ""), {"IVR_AUTH_LIMITS_ALLOWED_LINE_TYPES": "mobile,cell"})
+
+
+def test_no_line_type_at_all_is_refused() -> None:
+    with pytest.raises(errors.ConfigError, match=r"^limits\.allowed_line_types: at least one line type"):
+        config.from_mapping({"limits": {"allowed_line_types": []}})

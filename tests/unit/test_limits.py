@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from ivr_auth import config, limits, models
+from ivr_auth import config, errors, limits, models, phone
 
 NOW = dt.datetime(2026, 11, 23, 10, 0, 0, tzinfo=dt.UTC)
 TENANT = models.Tenant(id=uuid.uuid4(), name="t", caller_id=None, default_language=None, created_at=NOW)
@@ -48,10 +48,12 @@ def test_a_tenants_own_limits_win() -> None:
 # --- destinations ---------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("number", ["+819901234567", "+815701234567", "+81180123456"])
+@pytest.mark.parametrize("number", ["+81990123456", "+81570123456", "+81180123456"])
 def test_denied_prefixes_are_never_called(number: str) -> None:
+    every_line_type = dataclasses.replace(POLICY, allowed_line_types=phone.LINE_TYPES)
+
     with pytest.raises(limits.DestinationNotAllowed) as info:
-        limits.check_destination(POLICY, number)
+        limits.check_destination(every_line_type, number)
     assert info.value.status == 403
     assert info.value.code == "destination_not_allowed"
     assert info.value.reason == "denied_prefix"
@@ -78,6 +80,95 @@ def test_allowed_prefixes() -> None:
 def test_any_destination_by_default() -> None:
     limits.check_destination(POLICY, "+442079460000")
     limits.check_destination(POLICY, "+819012345678")
+
+
+# --- line types -----------------------------------------------------------------------------
+
+
+def test_mobile_fixed_and_ip_numbers_are_called_by_default() -> None:
+    assert POLICY.allowed_line_types == ("mobile", "fixed", "fixed_or_mobile", "ip")
+    for number in ("+819012345678", "+81312345678", "+815012345678", "+14155552671"):
+        limits.check_destination(POLICY, number)
+
+
+@pytest.mark.parametrize(
+    ("number", "kind"),
+    [
+        ("+81120123456", "toll_free"),
+        ("+818001234567", "toll_free"),
+        ("+81990123456", "premium_rate"),  # also a denied prefix: the line type is named first
+        ("+81570123456", "uan"),  # likewise
+        ("+812041234567", "pager"),
+        ("+81600123456", "personal"),
+        ("+33884012345", "shared_cost"),
+        ("+49177991234567", "voicemail"),
+        ("+8190123456789", "unknown"),  # no valid number ever gets here; refused all the same
+    ],
+)
+def test_other_line_types_are_refused_by_name(number: str, kind: str) -> None:
+    with pytest.raises(limits.DestinationNotAllowed) as info:
+        limits.check_destination(POLICY, number)
+
+    assert (info.value.status, info.value.code) == (403, "destination_not_allowed")
+    assert info.value.reason == "line_type_not_allowed"
+    assert str(info.value) == (
+        f"phone: {number} is a {kind} number; this service calls mobile, fixed, fixed_or_mobile and ip numbers"
+    )
+
+
+def test_the_line_type_is_checked_before_the_denied_prefixes() -> None:
+    # +81120 denied as well: the answer names the line type, not the prefix.
+    policy = dataclasses.replace(POLICY, denied_prefixes=("+81120",))
+
+    with pytest.raises(limits.DestinationNotAllowed) as info:
+        limits.check_destination(policy, "+81120123456")
+    assert info.value.reason == "line_type_not_allowed"
+
+    # A tenant allowed toll-free numbers still never calls a denied range.
+    allowed = dataclasses.replace(policy, allowed_line_types=(*POLICY.allowed_line_types, "toll_free"))
+    with pytest.raises(limits.DestinationNotAllowed) as info:
+        limits.check_destination(allowed, "+81120123456")
+    assert info.value.reason == "denied_prefix"
+
+
+def test_a_tenant_may_be_allowed_other_line_types() -> None:
+    tenant = dataclasses.replace(TENANT, allowed_line_types=("mobile", "toll_free"))
+
+    policy = limits.Policy.for_tenant(config.Config(), tenant)
+
+    assert policy.allowed_line_types == ("mobile", "toll_free")
+    limits.check_destination(policy, "+81120123456")
+    limits.check_destination(policy, "+819012345678")
+    with pytest.raises(
+        limits.DestinationNotAllowed, match=r"is a fixed number; this service calls mobile and toll_free"
+    ):
+        limits.check_destination(policy, "+81312345678")
+
+
+def test_the_configs_line_types_apply_to_tenants_without_their_own() -> None:
+    cfg = config.from_mapping({"limits": {"allowed_line_types": ["mobile"]}})
+
+    policy = limits.Policy.for_tenant(cfg, TENANT)
+
+    assert policy.allowed_line_types == ("mobile",)
+    with pytest.raises(limits.DestinationNotAllowed, match="this service calls mobile numbers"):
+        limits.check_destination(policy, "+81312345678")
+
+
+def test_the_configs_own_policy_has_no_tenant_settings() -> None:
+    cfg = config.from_mapping({"limits": {"allowed_line_types": ["mobile", "toll_free"], "sends_per_phone": 2}})
+
+    policy = limits.Policy.for_config(cfg)
+
+    assert policy == dataclasses.replace(
+        limits.Policy.for_tenant(cfg, TENANT), allowed_countries=(), allowed_prefixes=()
+    )
+    assert (policy.allowed_line_types, policy.sends_per_phone) == (("mobile", "toll_free"), 2)
+
+
+def test_line_type_refusals_belong_to_the_project_root() -> None:
+    with pytest.raises(errors.IvrAuthError):
+        limits.check_destination(POLICY, "+81120123456")
 
 
 # --- counts ---------------------------------------------------------------------------------

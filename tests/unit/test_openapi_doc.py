@@ -12,7 +12,7 @@ import pytest
 import schemathesis
 from aiohttp import hdrs
 
-from ivr_auth import config, states
+from ivr_auth import config, phone, states
 from ivr_auth import store as store_mod
 from ivr_auth.api import app as api_app
 from ivr_auth.api import openapi
@@ -91,6 +91,11 @@ def test_every_operation_has_a_unique_id(doc: dict[str, Any]) -> None:
 
 def test_statuses_are_the_state_machine_s(doc: dict[str, Any]) -> None:
     assert doc["components"]["schemas"]["Status"]["enum"] == [s.value for s in states.Status]
+
+
+def test_line_types_are_the_phone_module_s(doc: dict[str, Any]) -> None:
+    properties = doc["components"]["schemas"]["Verification"]["properties"]
+    assert properties["line_type"]["enum"] == list(phone.LINE_TYPES)
 
 
 def test_paths_and_methods_are_the_app_routes(doc: dict[str, Any]) -> None:
