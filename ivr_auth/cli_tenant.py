@@ -10,7 +10,7 @@ from typing import Any
 
 import phonenumbers
 
-from ivr_auth import config, errors, limits, models
+from ivr_auth import config, errors, limits, models, phone
 from ivr_auth import store as store_mod
 from ivr_auth.store import controls
 
@@ -27,6 +27,12 @@ def register(tenant_sub: Any, with_store: WithStore) -> None:
     )
     p_limits.add_argument(
         "--allow-prefix", action="append", metavar="+PREFIX", help="only call numbers with these E.164 prefixes"
+    )
+    p_limits.add_argument(
+        "--allow-line-type",
+        action="append",
+        metavar="TYPE",
+        help=f"only call these line types (repeat; 'default' for the config's): {', '.join(phone.LINE_TYPES)}",
     )
     for key in controls.INT_LIMITS:
         p_limits.add_argument(f"--{key.replace('_', '-')}", metavar="N")
@@ -81,7 +87,24 @@ def limit_changes(args: argparse.Namespace) -> controls.LimitChanges:
             if not (prefix.startswith("+") and prefix[1:].isdigit()):
                 raise errors.IvrAuthError(f"--allow-prefix: {prefix!r} is not an E.164 prefix such as +8190")
         values["allowed_prefixes"] = prefixes
+    if args.allow_line_type is not None:
+        values["allowed_line_types"] = _line_types(args.allow_line_type)
     return controls.LimitChanges(**values)
+
+
+def _line_types(given: list[str]) -> tuple[str, ...]:
+    """``--allow-line-type``: the names, each once; () for 'default'."""
+    names = tuple(dict.fromkeys(n.strip() for n in given if n.strip()))
+    if not names:
+        raise errors.IvrAuthError("--allow-line-type: name at least one line type, or 'default' for the config's")
+    if "default" in names:
+        if len(names) > 1:
+            raise errors.IvrAuthError("--allow-line-type: 'default' stands alone (it means the config's line types)")
+        return ()
+    for name in names:
+        if name not in phone.LINE_TYPES:
+            raise errors.IvrAuthError(f"--allow-line-type: {name!r} is not one of {', '.join(phone.LINE_TYPES)}")
+    return names
 
 
 async def _limits(cfg: config.Config, args: argparse.Namespace, store: store_mod.Store) -> int:
@@ -98,6 +121,11 @@ def _print_limits(cfg: config.Config, tenant: models.Tenant) -> None:
     print(f"tenant                          {tenant.name} ({tenant.id})")
     print("allowed countries               " + (", ".join(policy.allowed_countries) or "any"))
     print("allowed prefixes                " + (", ".join(policy.allowed_prefixes) or "any"))
+    print(
+        "allowed line types              "
+        + ", ".join(policy.allowed_line_types)
+        + ("" if tenant.allowed_line_types is not None else "  (default)")
+    )
     print("never called (config)           " + (", ".join(policy.denied_prefixes) or "-"))
     for key in controls.INT_LIMITS:
         own = getattr(tenant, key)

@@ -19,10 +19,12 @@ DEFAULT = -1
 
 @dataclasses.dataclass(frozen=True)
 class LimitChanges:
-    """None leaves a setting as it is; ``DEFAULT`` (-1) goes back to the config's."""
+    """None leaves a setting as it is; ``DEFAULT`` (-1) goes back to the
+    config's, and so do no line types, ``()``."""
 
     allowed_countries: tuple[str, ...] | None = None
     allowed_prefixes: tuple[str, ...] | None = None
+    allowed_line_types: tuple[str, ...] | None = None
     requests_per_minute: int | None = None
     sends_per_phone: int | None = None
     sends_per_phone_window_seconds: int | None = None
@@ -61,6 +63,8 @@ class Controls:
             "id": tenant.id,
             "allowed_countries": list(changes.allowed_countries) if changes.allowed_countries is not None else None,
             "allowed_prefixes": list(changes.allowed_prefixes) if changes.allowed_prefixes is not None else None,
+            "set_allowed_line_types": changes.allowed_line_types is not None,
+            "allowed_line_types": list(changes.allowed_line_types or ()) or None,
         }
         for key in INT_LIMITS:
             value = getattr(changes, key)

@@ -338,6 +338,9 @@ ORDER BY id DESC LIMIT %(limit)s;
 UPDATE tenants SET
     allowed_countries = coalesce(%(allowed_countries)s::text[], allowed_countries),
     allowed_prefixes = coalesce(%(allowed_prefixes)s::text[], allowed_prefixes),
+    -- NULL: the config's limits.allowed_line_types
+    allowed_line_types = CASE WHEN %(set_allowed_line_types)s::boolean THEN %(allowed_line_types)s::text[]
+                              ELSE allowed_line_types END,
     requests_per_minute = CASE WHEN %(set_requests_per_minute)s::boolean THEN %(requests_per_minute)s::int
                                ELSE requests_per_minute END,
     sends_per_phone = CASE WHEN %(set_sends_per_phone)s::boolean THEN %(sends_per_phone)s::int

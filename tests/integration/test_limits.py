@@ -1,12 +1,15 @@
 """Tenant controls and abuse limits through the real API and Postgres:
 refusals trip at the configured counts and recover, disallowed
 destinations are refused before anything is queued, every refusal is in
-the operator's log; keys are revoked; the retention purge removes what it
-should and nothing else; prefix alarms fire once."""
+the operator's log; numbers with letters or extensions are refused; only the
+line types a tenant may call are called; keys are revoked; the retention
+purge removes what it should and nothing else; prefix alarms fire once."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import io
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -16,7 +19,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from ivr_auth import config, errors, models
+from ivr_auth import cli, cli_tenant, config, errors, models
 from ivr_auth import store as store_mod
 from ivr_auth.api import app as api_app
 from ivr_auth.store import controls
@@ -26,7 +29,10 @@ pytestmark = pytest.mark.integration
 Conn = psycopg.AsyncConnection[dict[str, Any]]
 Client = TestClient[web.Request, web.Application]
 CFG = config.from_mapping(
-    {"limits": {"requests_per_minute": 6, "sends_per_phone": 3, "sends_per_phone_window_seconds": 600}}
+    {
+        "limits": {"requests_per_minute": 6, "sends_per_phone": 3, "sends_per_phone_window_seconds": 600},
+        "inbound": {"numbers": ["050-1234-5678"]},
+    }
 )
 
 
@@ -139,12 +145,135 @@ async def test_disallowed_country_is_refused_before_anything_is_queued(
     assert refused["detail"]["reason"] == "country_not_allowed"
 
 
-async def test_denied_prefix_is_refused_for_every_tenant(client: Client, me: tuple[models.Tenant, str]) -> None:
-    # 0570 (Navi Dial) is shared-cost: phonenumbers refuses it as well, so
-    # it is 422 invalid_phone or 403 by the deny-list; never a call.
+async def test_denied_prefix_is_refused_for_every_tenant(
+    client: Client, me: tuple[models.Tenant, str], store: store_mod.Store
+) -> None:
+    # Even for a tenant allowed every line type, 0570 (Navi Dial) is never called.
+    await controls.Controls(store).set_limits(me[0].name, controls.LimitChanges(allowed_line_types=LINE_TYPES))
+
     status, body, _ = await create(client, me[1], "0570-01-2345")
 
-    assert status in (403, 422), body
+    assert status == 403, body
+    assert body["error"]["message"] == "phone: numbers starting +81570 are never called"
+
+
+async def stored(db: Conn, tenant_id: uuid.UUID) -> int:
+    cur = await db.execute("SELECT count(*) AS n FROM verifications WHERE tenant_id = %s", [tenant_id])
+    row = await cur.fetchone()
+    assert row is not None
+    return int(row["n"])
+
+
+# --- what a phone number may be -------------------------------------------------------------
+
+LINE_TYPES = ("mobile", "fixed", "fixed_or_mobile", "ip", "toll_free", "premium_rate", "shared_cost", "uan")
+DEFAULT_LINE_TYPES = "mobile, fixed, fixed_or_mobile and ip"
+
+
+@pytest.mark.parametrize(
+    ("typed", "says"),
+    [
+        ("090-ABCD-EFGH", "phone: letters are not accepted ('A'); write the number in digits"),
+        ("O90-1234-5678", "phone: letters are not accepted ('O' is a letter, not the digit 0)"),
+        ("090-1234-5678 ext. 9", "phone: extensions cannot be called; give the number without its extension"),
+    ],
+)
+async def test_letters_and_extensions_are_refused_and_nothing_is_stored(
+    client: Client, me: tuple[models.Tenant, str], db: Conn, typed: str, says: str
+) -> None:
+    tenant, key = me
+
+    status, body, _ = await create(client, key, typed)
+
+    assert status == 422, body
+    assert body["error"] == {"code": "invalid_phone", "message": says}
+    assert await stored(db, tenant.id) == 0
+
+
+async def test_full_width_input_is_read(client: Client, me: tuple[models.Tenant, str], db: Conn) -> None:
+    status, body, _ = await create(
+        client, me[1], "\uff10\uff19\uff10\u30fc\uff11\uff12\uff13\uff14\u30fc\uff15\uff16\uff17\uff18"
+    )
+    await cancel_all(db, me[0].id)
+
+    assert status == 201, body
+    assert (body["phone"], body["line_type"]) == ("+819012345678", "mobile")
+
+
+@pytest.mark.parametrize(
+    ("typed", "e164", "kind"),
+    [
+        ("0120-123-456", "+81120123456", "toll_free"),
+        ("0800-123-4567", "+818001234567", "toll_free"),
+        ("0570-123-456", "+81570123456", "uan"),  # in limits.denied_prefixes as well
+        ("0990-123-456", "+81990123456", "premium_rate"),  # likewise
+    ],
+)
+@pytest.mark.parametrize("method", ["dtmf", "voice", "inbound"])
+async def test_line_types_not_called_are_refused_by_name_and_logged(
+    client: Client,
+    me: tuple[models.Tenant, str],
+    store: store_mod.Store,
+    db: Conn,
+    typed: str,
+    e164: str,
+    kind: str,
+    method: str,
+) -> None:
+    tenant, key = me
+
+    status, body, _ = await create(client, key, typed, method)
+
+    assert status == 403, body
+    assert body["error"] == {
+        "code": "destination_not_allowed",
+        "message": f"phone: {e164} is a {kind} number; this service calls {DEFAULT_LINE_TYPES} numbers",
+    }
+    assert await stored(db, tenant.id) == 0
+    (refused,) = await refusals(store, tenant.id)
+    assert refused["detail"]["reason"] == "line_type_not_allowed"
+    assert refused["detail"]["method"] == method
+    assert refused["detail"]["phone"] == e164[:3] + "*" * (len(e164) - 5) + e164[-2:]
+
+
+async def limits_command(store: store_mod.Store, *argv: str) -> str:
+    """``ivr-auth tenant limits ...`` on the test database; what it prints."""
+    args = cli._parser().parse_args(["tenant", "limits", *argv])
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        assert await cli_tenant._limits(CFG, args, store) == 0
+    return out.getvalue()
+
+
+async def test_a_tenant_allowed_toll_free_numbers_gets_them_called(
+    client: Client, me: tuple[models.Tenant, str], store: store_mod.Store, db: Conn
+) -> None:
+    tenant, key = me
+    shown = await limits_command(
+        store, tenant.name, *(arg for kind in ("mobile", "fixed", "toll_free") for arg in ("--allow-line-type", kind))
+    )
+    assert "allowed line types              mobile, fixed, toll_free\n" in shown
+
+    status, body, _ = await create(client, key, "0120-123-456")
+    await cancel_all(db, tenant.id)
+    assert status == 201, body
+    assert (body["phone"], body["line_type"]) == ("+81120123456", "toll_free")
+    # What the tenant was not allowed stays refused: IP numbers now, and premium rate.
+    for typed, kind in (("050-1234-5678", "ip"), ("0990-123-456", "premium_rate")):
+        status, body, _ = await create(client, key, typed)
+        assert status == 403, body
+        assert f"is a {kind} number; this service calls mobile, fixed and toll_free numbers" in body["error"]["message"]
+
+    shown = await limits_command(store, tenant.name, "--allow-line-type", "default")
+    assert "allowed line types              mobile, fixed, fixed_or_mobile, ip  (default)\n" in shown
+    assert (await store.tenant_by_name(tenant.name)).allowed_line_types is None
+    status, body, _ = await create(client, key, "0120-123-456")
+    assert status == 403, body
+
+
+async def test_the_database_keeps_no_empty_list_of_line_types(me: tuple[models.Tenant, str], db: Conn) -> None:
+    with pytest.raises(psycopg.errors.CheckViolation):
+        await db.execute("UPDATE tenants SET allowed_line_types = '{}' WHERE id = %s", [me[0].id])
 
 
 async def test_limits_back_to_default(store: store_mod.Store, me: tuple[models.Tenant, str]) -> None:
