@@ -14,7 +14,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from importlib import resources
 from typing import Any
 
-from ivr_auth import causes, crypto, errors, phone
+from ivr_auth import crypto, errors, phone
 from ivr_auth.store import base, gauges, sql
 
 QUERIES = sql.parse(resources.files("ivr_auth.store").joinpath("dashboard.sql").read_text(encoding="utf-8"))
@@ -242,7 +242,7 @@ async def overview(
         ctrls = await rows("controllers")
         trunk_rows = await rows(
             "trunk_recent",
-            {"window_s": TRUNK_WINDOW_SECONDS, "trunk_failure_causes": sorted(causes.TRUNK_FAILURE_CAUSES)},
+            {"window_s": TRUNK_WINDOW_SECONDS},
         )
     controllers = [
         {

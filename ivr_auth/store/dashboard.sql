@@ -67,7 +67,9 @@ ORDER BY node, name;
 SELECT trunk,
        count(*) AS calls,
        count(*) FILTER (WHERE answered_at IS NOT NULL) AS answered,
-       count(*) FILTER (WHERE cause = ANY(%(trunk_failure_causes)s)) AS trunk_failures
+       -- The flows record every call that failed on its trunk's side (a 503,
+       -- a time-out with no answer at all, refused credentials) as trunk_failed.
+       count(*) FILTER (WHERE outcome = 'trunk_failed') AS trunk_failures
 FROM call_attempts
 WHERE started_at > now() - make_interval(secs => %(window_s)s)
 GROUP BY trunk;

@@ -229,6 +229,28 @@ async def test_controllers_reports_make_node_and_trunk_health(
     assert [n for n in overview["nodes"] if n["name"] == node] == []
 
 
+async def test_trunk_health_counts_every_call_that_failed_on_its_trunk(
+    client: Client, operator: tuple[str, str], tenant: tuple[models.Tenant, str], db: Conn
+) -> None:
+    created = await create(client, tenant[1])
+    trunk = f"trunk-{uuid.uuid4().hex[:8]}"
+    # A 503 (34), a trunk silent until timer B (18) and, on Asterisk 22,
+    # refused credentials (21): each recorded by the flows as trunk_failed;
+    # a callee's 480 (19) is not the trunk's failure.
+    for index, (outcome, cause) in enumerate(
+        [("trunk_failed", 34), ("trunk_failed", 18), ("trunk_failed", 21), ("callee_unavailable", 19)]
+    ):
+        await db.execute(
+            "INSERT INTO call_attempts (verification_id, attempt, controller, node, trunk, channel_id, ended_at,"
+            " outcome, cause) VALUES (%s, 1, 'ctl', 'node', %s, %s, now(), %s, %s)",
+            [created["id"], trunk, f"{trunk}-{index}", outcome, cause],
+        )
+    bearer = {"Authorization": f"Bearer {operator[1]}"}
+    overview = await (await client.get("/dashboard/api/overview", headers=bearer)).json()
+    (row,) = [t for t in overview["trunks"] if t["name"] == trunk]
+    assert (row["recent_calls"], row["recent_trunk_failures"]) == (4, 3)
+
+
 async def test_open_pages_are_told_to_reconnect_when_the_process_stops(
     store: store_mod.Store, operator: tuple[str, str], http_session: aiohttp.ClientSession
 ) -> None:
