@@ -311,12 +311,19 @@ SELECT
       WHERE tenant_id = %(tenant_id)s AND created_at > now() - interval '60 seconds') AS last_minute,
     (SELECT min(created_at) FROM verifications
       WHERE tenant_id = %(tenant_id)s AND created_at > now() - interval '60 seconds') AS oldest_last_minute,
-    (SELECT count(*) FROM verifications
+    -- requests that called the number, or still may: not those ended before
+    -- any call (canceled or expired while queued). A call that failed on its
+    -- trunk gives its attempt back (call_attempts) but keeps its call_attempts row.
+    (SELECT count(*) FROM verifications v
       WHERE tenant_id = %(tenant_id)s AND phone = %(phone)s AND method IN ('dtmf', 'voice')
-        AND created_at > now() - make_interval(secs => %(phone_window)s)) AS to_phone,
-    (SELECT min(created_at) FROM verifications
+        AND created_at > now() - make_interval(secs => %(phone_window)s)
+        AND (status IN ('queued', 'calling', 'in_call', 'delivered') OR call_attempts > 0
+             OR EXISTS (SELECT 1 FROM call_attempts c WHERE c.verification_id = v.id))) AS to_phone,
+    (SELECT min(created_at) FROM verifications v
       WHERE tenant_id = %(tenant_id)s AND phone = %(phone)s AND method IN ('dtmf', 'voice')
-        AND created_at > now() - make_interval(secs => %(phone_window)s)) AS oldest_to_phone,
+        AND created_at > now() - make_interval(secs => %(phone_window)s)
+        AND (status IN ('queued', 'calling', 'in_call', 'delivered') OR call_attempts > 0
+             OR EXISTS (SELECT 1 FROM call_attempts c WHERE c.verification_id = v.id))) AS oldest_to_phone,
     (SELECT max(finished_at) FROM verifications
       WHERE tenant_id = %(tenant_id)s AND phone = %(phone)s AND status = 'failed') AS last_failure,
     -- calls placed today, and those still to come for open requests

@@ -2,8 +2,9 @@
 refusals trip at the configured counts and recover, disallowed
 destinations are refused before anything is queued, every refusal is in
 the operator's log; numbers with letters or extensions are refused; only the
-line types a tenant may call are called; keys are revoked; the retention
-purge removes what it should and nothing else; prefix alarms fire once."""
+line types a tenant may call are called; only requests that placed a call
+count against a number; keys are revoked; the retention purge removes what
+it should and nothing else; prefix alarms fire once."""
 
 from __future__ import annotations
 
@@ -65,6 +66,14 @@ async def cancel_all(db: Conn, tenant_id: uuid.UUID) -> None:
     )
 
 
+async def called_all(db: Conn, tenant_id: uuid.UUID) -> None:
+    """Settles the tenant's queued requests as a call that was not answered."""
+    await db.execute(
+        "UPDATE verifications SET status = 'no_answer', call_attempts = 1 WHERE tenant_id = %s AND status = 'queued'",
+        [tenant_id],
+    )
+
+
 async def refusals(store: store_mod.Store, tenant_id: uuid.UUID) -> list[dict[str, Any]]:
     events = await controls.Controls(store).events(tenant_id, with_global=False)
     return [e for e in events if e["type"] == "refused"]
@@ -77,7 +86,7 @@ async def test_sends_per_phone_trip_at_the_count_and_recover(
     for _ in range(3):
         status, body, _ = await create(client, key, "090-1111-2222")
         assert status == 201, body
-    await cancel_all(db, tenant.id)
+    await called_all(db, tenant.id)
 
     status, body, headers = await create(client, key, "090-1111-2222")
 
@@ -274,6 +283,71 @@ async def test_a_tenant_allowed_toll_free_numbers_gets_them_called(
 async def test_the_database_keeps_no_empty_list_of_line_types(me: tuple[models.Tenant, str], db: Conn) -> None:
     with pytest.raises(psycopg.errors.CheckViolation):
         await db.execute("UPDATE tenants SET allowed_line_types = '{}' WHERE id = %s", [me[0].id])
+
+
+# --- what counts against a number -----------------------------------------------------------
+
+
+async def created_id(client: Client, db: Conn, key: str, phone: str) -> uuid.UUID:
+    status, body, _ = await create(client, key, phone)
+    assert status == 201, body
+    # A minute old: out of the way of requests_per_minute, inside the number's window.
+    await db.execute(
+        "UPDATE verifications SET created_at = created_at - interval '61 seconds' WHERE id = %s", [body["id"]]
+    )
+    return uuid.UUID(body["id"])
+
+
+async def place_call(store: store_mod.Store, db: Conn, tenant_id: uuid.UUID, vid: uuid.UUID) -> str:
+    """What a controller does to call a request: claim it, start its call."""
+    await db.execute(
+        "UPDATE verifications SET status = 'calling', call_attempts = call_attempts + 1 WHERE id = %s", [vid]
+    )
+    channel = f"limits-{vid}"
+    verification = await store.get(tenant_id, vid)
+    await store.start_call_attempt(verification, controller="c", node="n", trunk="t", channel_id=channel)
+    return channel
+
+
+async def test_only_requests_that_placed_a_call_count_against_the_number(
+    client: Client, me: tuple[models.Tenant, str], store: store_mod.Store, db: Conn
+) -> None:
+    tenant, key = me
+    number = "090-6666-0001"
+    # Canceled while queued, more often than sends_per_phone (3): nobody was called.
+    for _ in range(5):
+        await store.cancel(tenant.id, await created_id(client, db, key, number))
+    # Two canceled after their call was placed.
+    for _ in range(2):
+        vid = await created_id(client, db, key, number)
+        await place_call(store, db, tenant.id, vid)
+        await store.cancel(tenant.id, vid)
+    # One whose call failed on its trunk: its attempt is given back
+    # (call_attempts 0 again) and it is canceled while queued, but the call
+    # left for the carrier.
+    vid = await created_id(client, db, key, number)
+    channel = await place_call(store, db, tenant.id, vid)
+    assert await store.requeue_failover(vid, channel, trunk="t", cause=34, cause_txt="Circuit/channel congestion")
+    assert (await store.get(tenant.id, vid)).call_attempts == 0
+    await store.cancel(tenant.id, vid)
+
+    status, body, _ = await create(client, key, number)
+
+    assert status == 429, body
+    assert body["error"]["message"].startswith("this number was called 3 times in the last 600 s")
+
+
+async def test_open_requests_count_against_the_number_before_their_call(
+    client: Client, me: tuple[models.Tenant, str], db: Conn
+) -> None:
+    tenant, key = me
+    for _ in range(3):
+        await created_id(client, db, key, "090-6666-0002")  # queued: each may still call
+
+    status, body, _ = await create(client, key, "090-6666-0002")
+    await cancel_all(db, tenant.id)
+
+    assert status == 429, body
 
 
 async def test_limits_back_to_default(store: store_mod.Store, me: tuple[models.Tenant, str]) -> None:
