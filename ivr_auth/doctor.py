@@ -142,7 +142,10 @@ async def run(
                 ("clock", lambda: _clock(endpoints.database_url, timeout, max_clock_skew)),
                 ("ari", lambda: _ari(ari)),
                 ("ari apps", lambda: _apps(ari, cfg, node)),
-                ("sip timers", lambda: _timers(ari, cfg.dialer.trunk_timeout_seconds, node)),
+                (
+                    "sip timers",
+                    lambda: _timers(ari, cfg.dialer.trunk_timeout_seconds, node, cfg.verification.ring_timeout_seconds),
+                ),
             ]
             for trunk in cfg.outbound_trunks:
                 checks += [
@@ -340,7 +343,20 @@ def timer_b_problem(attributes: Iterable[Mapping[str, Any]], timeout_seconds: fl
     )
 
 
-async def _timers(ari: ari_client.AriClient, timeout_seconds: float, node: str) -> str:
+def ring_timer_concern(ring_timeout_seconds: float, trunk_timeout_seconds: float) -> str | None:
+    """Our ring timer must outlast timer B: a call ended by it is taken for
+    a callee who did not answer, so a trunk that never answers at all would
+    be reported as the callee's no answer, and its calls counted."""
+    if ring_timeout_seconds > trunk_timeout_seconds:
+        return None
+    return (
+        f"verification.ring_timeout_seconds ({ring_timeout_seconds:g}s) is not longer than "
+        f"dialer.trunk_timeout_seconds ({trunk_timeout_seconds:g}s): a trunk that does not answer at all "
+        "is reported as the callee's no_answer; raise the ring time-out"
+    )
+
+
+async def _timers(ari: ari_client.AriClient, timeout_seconds: float, node: str, ring_timeout: float) -> str:
     try:
         found = await ari.request("GET", "asterisk/config/dynamic/res_pjsip/system/system")
     except errors.AriError as exc:
@@ -354,6 +370,8 @@ async def _timers(ari: ari_client.AriClient, timeout_seconds: float, node: str) 
     problem = timer_b_problem([a for a in found or [] if isinstance(a, dict)], timeout_seconds, node)
     if problem:
         raise Problem(problem)
+    if concern := ring_timer_concern(ring_timeout, timeout_seconds):
+        raise Concern(f"PJSIP's timer B matches, but {concern}")
     return f"PJSIP's timer B matches dialer.trunk_timeout_seconds ({timeout_seconds:g}s)"
 
 

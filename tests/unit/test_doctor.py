@@ -215,3 +215,15 @@ async def test_over_tcp() -> None:
         finally:
             server.close()
             await server.wait_closed()
+
+
+def test_a_ring_timer_that_outlasts_timer_b_is_fine() -> None:
+    assert doctor.ring_timer_concern(30, 8) is None
+
+
+@pytest.mark.parametrize(("ring", "timer_b"), [(8, 8), (6, 8)])
+def test_a_ring_timer_within_timer_b_hides_a_dead_trunk(ring: float, timer_b: float) -> None:
+    concern = doctor.ring_timer_concern(ring, timer_b)
+    assert concern is not None
+    assert "verification.ring_timeout_seconds" in concern
+    assert "no_answer" in concern
