@@ -190,6 +190,7 @@ class CallSession:
         if media:
             playback_id = self._next_playback_id()
             await self._start_playback(media, playback_id, lang)
+        await self._keep_media_flowing()
         playing = playback_id is not None
         while not collector.done:
             wait = max(collector.deadline() - time.monotonic(), 0.0)
@@ -247,6 +248,23 @@ class CallSession:
                 self.ended = event
                 return event
         return None
+
+    async def _keep_media_flowing(self) -> None:
+        """Silence to the phone while we wait for keys: nothing plays while a
+        Stasis channel waits, and carriers and SBCs hang up a call whose RTP
+        stops. Asterisk runs a channel's commands in turn, so silence asked
+        for during a prompt starts the moment the prompt ends or is stopped;
+        the next playback ends it (for good). One request per prompt that
+        waits, sent at once: no event round trip leaves a gap. A failure costs
+        the call nothing but the silence."""
+        try:
+            await self.node.client.start_silence(self.channel_id)
+        except errors.AriError as exc:
+            log = {"channel_id": self.channel_id}
+            if exc.status == 404:
+                logger.debug("no silence: the channel is gone", extra=log)
+            else:
+                logger.warning("could not start silence: %s", exc, extra=log)
 
     def _next_playback_id(self) -> str:
         self._playback_seq += 1

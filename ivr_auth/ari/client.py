@@ -149,6 +149,11 @@ class AriClient:
         playback: JsonObject = await self.request("POST", f"channels/{channel_id}/play", params=params)
         return playback
 
+    async def start_silence(self, channel_id: str) -> None:
+        """Send silence (RTP) to the channel. A playback on the channel
+        suspends it for good: it does not come back when the playback ends."""
+        await self.request("POST", f"channels/{channel_id}/silence")
+
     async def stop_playback(self, playback_id: str) -> bool:
         try:
             await self.request("DELETE", f"playbacks/{playback_id}")
