@@ -130,32 +130,59 @@ class CallSession:
         self.answered_at = time.monotonic()
 
     async def detect_machine(self, context: str, timeout: float) -> tuple[str, str]:
-        """Run Asterisk's AMD() on the answered channel (ARI has none): send it
-        to ``context``, which runs AMD() and comes back into Stasis with the
-        result as arguments. Returns (AMDSTATUS, AMDCAUSE); ("NOTSURE",
-        "TIMEOUT") when the channel is not back in time."""
+        """Run Asterisk's AMD() (ARI has none) on what the callee says, while
+        the call stays in Stasis hearing silence: AMD() itself sends no RTP,
+        and a call whose media stops gets dropped. A snoop channel that hears
+        the callee (spy "in") is sent to ``context``, which runs AMD() and
+        comes back into Stasis with the result as arguments. Returns
+        (AMDSTATUS, AMDCAUSE); ("NOTSURE", "TIMEOUT") when no result comes in
+        time."""
         client = self.node.client
-        # Outside Stasis the app hears nothing of the channel unless subscribed.
-        await client.request(
-            "POST", f"applications/{self.node.app}/subscription", params={"eventSource": f"channel:{self.channel_id}"}
-        )
-        await client.request(
-            "POST", f"channels/{self.channel_id}/continue", params={"context": context, "extension": "s", "priority": 1}
-        )
-        deadline = time.monotonic() + timeout
-        while (remaining := deadline - time.monotonic()) > 0:
+        snoop_id = f"{self.channel_id}-amd"
+        snoop_events = self.node.dispatcher.subscribe(snoop_id)
+        try:
+            await self._keep_media_flowing()
             try:
-                event = await asyncio.wait_for(self._queue.get(), remaining)
-            except TimeoutError:
-                break
-            kind = event.get("type")
-            if kind == "StasisStart":
+                await client.request(
+                    "POST",
+                    f"channels/{self.channel_id}/snoop",
+                    params={"spy": "in", "app": self.node.app, "snoopId": snoop_id},
+                )
+            except errors.AriError as exc:
+                if exc.status == 404:  # the call is already gone
+                    raise await self._hung_up(None) from exc
+                raise
+            deadline = time.monotonic() + timeout
+            while (remaining := deadline - time.monotonic()) > 0:
+                event = await self._next_event_of(snoop_events, remaining)
+                if event is None:
+                    break
+                kind = event.get("type")
+                if kind == "ChannelDestroyed":
+                    # A snoop ends with its call, whose own end follows (and raises HungUp).
+                    settled = time.monotonic() + 1.0
+                    while (left := settled - time.monotonic()) > 0 and await self._next_event(left) is not None:
+                        pass
+                    return "NOTSURE", "SNOOP_ENDED"
+                if kind != "StasisStart":
+                    continue
                 args = [str(a) for a in event.get("args", [])]
-                status = args[1] if len(args) > 1 and args[0] == "amd" else "NOTSURE"
-                return status or "NOTSURE", args[2] if len(args) > 2 else ""
-            if kind in ("ChannelDestroyed", "ChannelHangupRequest"):
-                raise await self._hung_up(event)
-        return "NOTSURE", "TIMEOUT"
+                if args[:1] == ["amd"]:
+                    return (args[1] if len(args) > 1 and args[1] else "NOTSURE"), args[2] if len(args) > 2 else ""
+                # The snoop is in Stasis: off to AMD(), whose dialplan brings it back to this app by name.
+                await client.request(
+                    "POST", f"channels/{snoop_id}/variable", params={"variable": "IVRAUTH_APP", "value": self.node.app}
+                )
+                await client.request(
+                    "POST",
+                    f"channels/{snoop_id}/continue",
+                    params={"context": context, "extension": "s", "priority": 1},
+                )
+            return "NOTSURE", "TIMEOUT"
+        finally:
+            self.node.dispatcher.unsubscribe(snoop_id)
+            with contextlib.suppress(errors.AriError):
+                await client.hangup(snoop_id)
 
     async def reject(self, reason: str = "busy") -> types.AriEvent | None:
         """Refuse a ringing inbound channel without answering it."""
@@ -284,11 +311,31 @@ class CallSession:
             event = await asyncio.wait_for(self._queue.get(), timeout)
         except TimeoutError:
             return None
+        await self._raise_if_gone(event)
+        return event
+
+    async def _next_event_of(self, other: asyncio.Queue[types.AriEvent], timeout: float) -> types.AriEvent | None:
+        """The next event on another channel's queue, or None on timeout. This
+        channel's own events meanwhile are dropped, but its going raises, as
+        in ``_next_event``."""
+        deadline = time.monotonic() + timeout
+        while (remaining := deadline - time.monotonic()) > 0:
+            mine = asyncio.ensure_future(self._queue.get())
+            theirs = asyncio.ensure_future(other.get())
+            done, pending = await asyncio.wait((mine, theirs), timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+            for waiter in pending:
+                waiter.cancel()  # a queue keeps an item whose get() is cancelled
+            if mine in done:
+                await self._raise_if_gone(mine.result())
+            if theirs in done:
+                return theirs.result()
+        return None
+
+    async def _raise_if_gone(self, event: types.AriEvent) -> None:
         if event.get(NODE_LOST):
             raise errors.NodeLost(str(event.get("cause_txt", "node lost")))
         if event.get("type") in GONE:
             raise await self._hung_up(event)
-        return event
 
     async def _hung_up(self, event: types.AriEvent | None) -> HungUp:
         destroyed = event if event is not None and event.get("type") == "ChannelDestroyed" else None

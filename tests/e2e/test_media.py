@@ -151,3 +151,26 @@ async def test_inbound_call_with_a_code_keeps_media_flowing_while_it_waits(api: 
     assert result.ok, result.errors_log
     planned = (prompt_ms("greeting", "enter_code_6") + 1500) / 1000
     assert_media_never_stops(media_per_second(meter, caller.media_port, caller.port, b"SIP/2.0 200 "), planned)
+
+
+async def test_voice_call_keeps_media_flowing_while_amd_listens(api: Api, start_service: Starter) -> None:
+    timeout = 3.0
+    cfg = service_config(verification={"voice_key_timeout_seconds": timeout, "voice_repeats": 1, "amd": True})
+    await start_service(api=False, cfg=cfg)
+    created = await api.create(PHONE, method="voice", language=LANG, code="1234")
+    # "Hello?" then silence: AMD()'s HUMAN, after about 1.3 s in which nothing
+    # is played; then the key, then no key at "press 1 to hear it again".
+    phone = handset(greeting_ms=500, keys="1")
+    with packet_meter.PacketMeter({phone.media_port, phone.port}) as meter:
+        async with phone:
+            done = await api.wait_for(created["id"], SETTLED, timeout=90)
+            result = await phone.wait()
+    assert done["status"] == "delivered", done
+    assert done["answered_by"] == "human"
+    assert result.ok, result.errors_log
+    in_call = next(e for e in (await api.events(created["id"]))["events"] if e["to_status"] == "in_call")
+    assert in_call["detail"]["amd"]["status"] == "HUMAN"
+    planned = prompt_ms("press_1_to_repeat") / 1000 + timeout + 5
+    # From the answer: AMD() runs before anything is played.
+    counts = media_per_second(meter, phone.media_port, phone.port, from_answer=True)
+    assert_media_never_stops(counts, planned)

@@ -1,5 +1,6 @@
-"""CallSession keeps RTP flowing while it waits for keys: the ARI requests it
-makes, in order, against a recording fake of the REST client."""
+"""CallSession keeps RTP flowing while it waits for keys and while AMD()
+listens: the ARI requests it makes, in order, against a recording fake of
+the REST client."""
 
 from __future__ import annotations
 
@@ -33,6 +34,13 @@ class FakeClient:
 
     async def stop_playback(self, playback_id: str) -> bool:
         self.calls.append(("stop", playback_id))
+        return True
+
+    async def request(self, method: str, path: str, *, params: dict[str, str] | None = None) -> None:
+        self.calls.append((method, path, *(f"{k}={v}" for k, v in (params or {}).items())))
+
+    async def hangup(self, channel_id: str, reason: str = "normal") -> bool:
+        self.calls.append(("hangup", channel_id))
         return True
 
 
@@ -125,3 +133,83 @@ async def test_a_failed_silence_request_never_breaks_the_call(
     (record,) = [r for r in caplog.records if "silence" in r.getMessage()]
     assert record.levelno == level
     assert getattr(record, "channel_id", None) == CHANNEL
+
+
+# --- answering-machine detection on a snoop ------------------------------------------------
+
+SNOOP = f"{CHANNEL}-amd"
+SNOOP_CALLS: list[tuple[str, ...]] = [
+    ("silence", CHANNEL),
+    ("POST", f"channels/{CHANNEL}/snoop", "spy=in", "app=ivr-auth-test", f"snoopId={SNOOP}"),
+]
+TO_AMD: list[tuple[str, ...]] = [
+    ("POST", f"channels/{SNOOP}/variable", "variable=IVRAUTH_APP", "value=ivr-auth-test"),
+    ("POST", f"channels/{SNOOP}/continue", "context=ivr-auth-amd", "extension=s", "priority=1"),
+]
+
+
+def snoop_event(kind: str, *args: str) -> types.AriEvent:
+    return {"type": kind, "channel": {"id": SNOOP}, "args": list(args)}
+
+
+async def test_amd_runs_on_a_snoop_while_the_call_hears_silence() -> None:
+    client = FakeClient()
+    session, node = session_for(client)
+    detecting = asyncio.create_task(session.detect_machine("ivr-auth-amd", 5.0))
+    await asyncio.sleep(0.01)
+    # Silence first, then the snoop; the snoop goes to AMD() once it is in Stasis.
+    assert client.calls == SNOOP_CALLS
+    await node.send(snoop_event("StasisStart"))
+    await asyncio.sleep(0.01)
+    assert client.calls == SNOOP_CALLS + TO_AMD
+    await node.send(key("5"))  # the call's own events meanwhile are not the result
+    await node.send(snoop_event("StasisEnd"))
+    await node.send(snoop_event("StasisStart", "amd", "HUMAN", "HUMAN-800-800"))
+    assert await detecting == ("HUMAN", "HUMAN-800-800")
+    assert client.calls == [*SNOOP_CALLS, *TO_AMD, ("hangup", SNOOP)]
+    assert SNOOP not in node.dispatcher
+
+
+async def test_amd_without_a_result_in_time_is_not_sure() -> None:
+    client = FakeClient()
+    session, node = session_for(client)
+    detecting = asyncio.create_task(session.detect_machine("ivr-auth-amd", 0.2))
+    await asyncio.sleep(0.01)
+    await node.send(snoop_event("StasisStart"))
+    assert await detecting == ("NOTSURE", "TIMEOUT")
+    assert client.calls[-1] == ("hangup", SNOOP)
+
+
+async def test_a_call_hung_up_during_amd_raises_hung_up() -> None:
+    client = FakeClient()
+    session, node = session_for(client)
+    detecting = asyncio.create_task(session.detect_machine("ivr-auth-amd", 5.0))
+    await asyncio.sleep(0.01)
+    await node.send(snoop_event("StasisStart"))
+    await node.send({"type": "ChannelDestroyed", "channel": {"id": CHANNEL}, "cause": 16, "cause_txt": "Normal"})
+    with pytest.raises(callsession.HungUp):
+        await detecting
+    assert client.calls[-1] == ("hangup", SNOOP)
+    assert SNOOP not in node.dispatcher
+
+
+async def test_a_snoop_that_ends_with_its_call_raises_hung_up() -> None:
+    client = FakeClient()
+    session, node = session_for(client)
+    detecting = asyncio.create_task(session.detect_machine("ivr-auth-amd", 5.0))
+    await asyncio.sleep(0.01)
+    await node.send(snoop_event("StasisStart"))
+    await node.send(snoop_event("ChannelDestroyed"))
+    await asyncio.sleep(0.01)
+    await node.send({"type": "ChannelDestroyed", "channel": {"id": CHANNEL}, "cause": 16, "cause_txt": "Normal"})
+    with pytest.raises(callsession.HungUp):
+        await detecting
+
+
+async def test_a_snoop_that_ends_alone_leaves_the_call_not_sure() -> None:
+    client = FakeClient()
+    session, node = session_for(client)
+    detecting = asyncio.create_task(session.detect_machine("ivr-auth-amd", 5.0))
+    await asyncio.sleep(0.01)
+    await node.send(snoop_event("ChannelDestroyed"))
+    assert await detecting == ("NOTSURE", "SNOOP_ENDED")
