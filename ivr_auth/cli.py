@@ -226,10 +226,10 @@ async def cmd_tenant_set(cfg: config.Config, args: argparse.Namespace) -> int:
     if args.inbound_number is not None:
         numbers = ()
         for given in (n for n in args.inbound_number if n):
-            e164 = phone.lenient_e164(given, cfg.default_country)
-            if e164 is None:
-                raise errors.IvrAuthError(f"--inbound-number: {given!r} is not a phone number")
-            numbers += (e164,)
+            try:
+                numbers += (phone.normalize(given, cfg.default_country),)
+            except phone.InvalidPhone as exc:
+                raise errors.IvrAuthError(f"--inbound-number: {exc}".replace(": phone: ", ": ")) from exc
     changes = store_mod.TenantChanges(
         caller_id=caller_id,
         clear_caller_id=args.caller_id == "",

@@ -598,10 +598,11 @@ def _validate_trunk(trunk: TrunkConfig, key: str, default_country: str) -> None:
     if bool(trunk.username) != bool(trunk.password):
         raise errors.ConfigError(f"{key}.username and {key}.password: set both or neither")
     if trunk.caller_id:
+        # As strict as a tenant's caller ID: letters would become other digits.
         try:
-            phonenumbers.parse(trunk.caller_id, default_country)
-        except phonenumbers.NumberParseException as exc:
-            raise errors.ConfigError(f"{key}.caller_id: {trunk.caller_id!r} is not a phone number") from exc
+            phone.caller_id_e164(trunk.caller_id, default_country)
+        except phone.InvalidPhone as exc:
+            raise errors.ConfigError(f"{key}.caller_id: {exc}".replace(": phone: ", ": ")) from exc
     if trunk.max_channels < 1:
         raise errors.ConfigError(f"{key}.max_channels: must be at least 1")
     if trunk.calls_per_second <= 0:
@@ -691,12 +692,12 @@ def _validate_inbound(cfg: Config) -> None:
         raise errors.ConfigError("inbound.app: letters, digits, '-', '_' and '.' only")
     for key in ("numbers", "agi_numbers"):
         for number in getattr(inbound, key):
+            # Typed by the operator: read as strictly as a number to call
+            # (letters refused), but any line type may be published.
             try:
-                parsed = phonenumbers.parse(number, cfg.default_country)
-            except phonenumbers.NumberParseException as exc:
-                raise errors.ConfigError(f"inbound.{key}: {number!r} is not a phone number") from exc
-            if not phonenumbers.is_possible_number(parsed):
-                raise errors.ConfigError(f"inbound.{key}: {number!r} is not a possible phone number")
+                phone.normalize(number, cfg.default_country)
+            except phone.InvalidPhone as exc:
+                raise errors.ConfigError(f"inbound.{key}: {exc}".replace(": phone: ", ": ")) from exc
     if cfg.agi.listen:
         cfg.agi_host_port()
     elif inbound.agi_numbers:

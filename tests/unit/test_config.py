@@ -116,8 +116,8 @@ def test_a_number_where_a_string_is_expected_must_be_quoted(tmp_path: Path) -> N
     with pytest.raises(errors.ConfigError, match=r"^trunk.caller_id: .*quotes"):
         config.load(write(tmp_path, "trunk:\n  caller_id: 812345678\n"), {})
 
-    quoted = config.load(write(tmp_path, "trunk:\n  caller_id: '0812345678'\n"), {})
-    assert quoted.trunk.caller_id == "0812345678"
+    quoted = config.load(write(tmp_path, "trunk:\n  caller_id: '0312345678'\n"), {})
+    assert quoted.trunk.caller_id == "0312345678"
 
 
 @pytest.mark.parametrize(
@@ -258,8 +258,8 @@ def test_empty_agi_listen_env_turns_the_server_off(tmp_path: Path) -> None:
     assert cfg.agi_host_port() is None
 
 
-# As YAML a lone 0501234000 would be an octal integer: lists stay text.
-@pytest.mark.parametrize("number", ["+815012345678", "0501234000"])
+# As YAML a lone 05012340000 would be an integer: lists stay text.
+@pytest.mark.parametrize("number", ["+815012345678", "05012340000"])
 def test_a_single_inbound_number_from_env(tmp_path: Path, number: str) -> None:
     cfg = config.load(write(tmp_path, ""), {"IVR_AUTH_INBOUND_NUMBERS": number})
 
@@ -430,6 +430,8 @@ def test_errors_from_a_file_name_the_key(tmp_path: Path) -> None:
         ({"verification": {"amd_timeout_seconds": -1}}, "verification.voice_key_timeout_seconds / amd_timeout_seconds"),
         ({"inbound": {"numbers": ["050-1234-5678", "not a number"]}}, "inbound.numbers"),
         ({"inbound": {"numbers": ["12"]}}, "inbound.numbers"),
+        ({"inbound": {"numbers": ["050-CALL-5678"]}}, "inbound.numbers"),
+        ({"inbound": {"agi_numbers": ["050-1234-5678 ext. 9"]}}, "inbound.agi_numbers"),
         ({"inbound": {"numbers": [5012345678]}}, "inbound.numbers"),
         ({"inbound": {"agi_numbers": ["abc"]}}, "inbound.agi_numbers"),
         ({"inbound": {"agi_numbers": ["+81 50 1234 0000 0000 0000"]}}, "inbound.agi_numbers"),
@@ -449,6 +451,19 @@ def test_each_invalid_value_names_its_key(raw: dict[str, Any], key: str) -> None
         config.from_mapping(raw)
 
     assert key_of(exc) == key
+
+
+@pytest.mark.parametrize(
+    ("caller_id", "problem"),
+    [
+        # Letters would be read as other digits (a vanity number).
+        ("03-CALL-NOW1", "letters are not accepted"),
+        ("0990-123-456", "premium_rate number, never presented as a caller ID"),
+    ],
+)
+def test_the_trunks_caller_id_is_as_strict_as_a_tenants(caller_id: str, problem: str) -> None:
+    with pytest.raises(errors.ConfigError, match=rf"^trunk\.caller_id: .*{problem}"):
+        config.from_mapping({"trunk": {"caller_id": caller_id}})
 
 
 def test_unknown_key_lists_the_known_ones() -> None:

@@ -73,7 +73,7 @@ def test_trunks_from_a_yaml_file(tmp_path: Path) -> None:
         ({"transport": "tls"}, "trunks[1].transport: 'tls' is not one of udp, tcp"),
         ({"calls_per_second": 0}, "trunks[1].calls_per_second: must be positive"),
         ({"max_channels": 0}, "trunks[1].max_channels: must be at least 1"),
-        ({"caller_id": "not a number"}, "trunks[1].caller_id: 'not a number' is not a phone number"),
+        ({"caller_id": "not a number"}, "trunks[1].caller_id: letters are not accepted"),
         ({"caller_id": 312345678}, "trunks[1].caller_id: expected a string; put the value in quotes"),
         ({"host": "a;b"}, "trunks[1].host: may not contain ';'"),
         ({"username": "u"}, "trunks[1].username and trunks[1].password: set both or neither"),
