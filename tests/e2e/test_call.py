@@ -73,24 +73,6 @@ async def test_unanswered_call_is_no_answer(ari: ari_node.AriNode, stack_config:
     assert sipp_result.ok, sipp_result.errors_log or sipp_result.output
 
 
-@pytest.mark.parametrize(
-    ("scenario", "outcome"),
-    [
-        # A carrier's 503: the trunk failed, not the callee.
-        ("uas-reject-503.xml", causes.Outcome.TRUNK_FAILED),
-        # 480 without ringing: the phone is off or out of reach, not unanswered.
-        ("uas-reject-480.xml", causes.Outcome.CALLEE_UNAVAILABLE),
-    ],
-)
-async def test_the_probe_says_what_the_flows_would(
-    ari: ari_node.AriNode, stack_config: config.Config, scenario: str, outcome: causes.Outcome
-) -> None:
-    async with handset(stack_config, scenario=scenario) as phone:
-        result = await probe.call(ari, stack_config, NUMBER, probe.ProbeOptions(ring_timeout=10))
-        await phone.wait()
-    assert result.outcome is outcome
-
-
 async def test_silent_callee_times_out_with_no_digits(ari: ari_node.AriNode, stack_config: config.Config) -> None:
     async with handset(stack_config, keys="") as phone:
         result = await probe.call(

@@ -144,9 +144,11 @@ async def test_hangup_handset_ends_well_when_we_hang_up_first(
     [
         (486, causes.Outcome.BUSY, 17),
         (603, causes.Outcome.REJECTED, 21),
-        (480, causes.Outcome.NO_ANSWER, 19),
+        # No 180 before it: the phone is off or out of reach, not unanswered.
+        (480, causes.Outcome.CALLEE_UNAVAILABLE, 19),
         (404, causes.Outcome.UNREACHABLE, 1),
-        (503, causes.Outcome.UNREACHABLE, 34),
+        # The carrier failed, not the callee.
+        (503, causes.Outcome.TRUNK_FAILED, 34),
     ],
 )
 async def test_reject_code_maps_to_its_outcome(
