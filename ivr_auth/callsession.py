@@ -125,6 +125,14 @@ class CallSession:
                 self.ended = event
                 return _unanswered(event, rang, time.monotonic() - started)
 
+    async def follow(self, app: str) -> None:
+        """Hear of this channel to its end, not only while it is in Stasis:
+        a channel that entered ``app`` from the dialplan (an inbound call) is
+        otherwise lost to the app at StasisEnd, and waiting for its
+        ChannelDestroyed would run into the timeout on every call."""
+        with contextlib.suppress(errors.AriError):  # the call goes on; its end is then written late
+            await self.node.client.subscribe(app, f"channel:{self.channel_id}")
+
     async def answer(self) -> None:
         await self.node.client.answer(self.channel_id)
         self.answered_at = time.monotonic()

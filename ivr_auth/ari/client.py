@@ -94,6 +94,12 @@ class AriClient:
             raise
         return found
 
+    async def subscribe(self, app: str, event_source: str) -> None:
+        """Subscribe ``app`` to an event source (``channel:<id>``): a channel
+        that came into Stasis from the dialplan is the app's only while it
+        is in Stasis, and its ChannelDestroyed comes after its StasisEnd."""
+        await self.request("POST", f"applications/{app}/subscription", params={"eventSource": event_source})
+
     async def channels(self) -> list[JsonObject]:
         found: list[JsonObject] = await self.request("GET", "channels")
         return found

@@ -52,6 +52,7 @@ async def run(ctx: FlowContext, session: callsession.CallSession, event: types.A
     log = {"channel_id": channel_id, "node": ctx.node.name}
     taken: models.Verification | None = None
     try:
+        await session.follow(str(event.get("application") or ctx.cfg.inbound.app))
         match = await inbound.match_call(
             ctx.store, ctx.cfg, did=did, caller=caller, source="ari", channel_id=channel_id
         )

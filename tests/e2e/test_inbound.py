@@ -35,13 +35,15 @@ def statuses(log: dict[str, Any]) -> list[str]:
 
 
 async def ended_calls(api: Api, verification_id: str) -> list[dict[str, Any]]:
-    """The request's calls once each has its outcome recorded (the caller's
-    SIPp may finish a moment before the controller writes it)."""
-    deadline = time.monotonic() + 10
+    """The request's calls once each has its outcome recorded: the caller's
+    SIPp may finish a moment before the controller writes it, but no more
+    (a call whose end the controller does not hear of is written late)."""
+    deadline = time.monotonic() + 3
     while True:
         calls: list[dict[str, Any]] = (await api.events(verification_id))["calls"]
-        if all(c["ended_at"] is not None for c in calls) or time.monotonic() > deadline:
+        if all(c["ended_at"] is not None for c in calls):
             return calls
+        assert time.monotonic() < deadline, f"calls not recorded as ended 3 s after the caller's end: {calls}"
         await asyncio.sleep(0.1)
 
 
