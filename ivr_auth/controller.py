@@ -29,7 +29,21 @@ from collections.abc import Awaitable, Callable
 
 import psycopg
 
-from ivr_auth import callsession, causes, config, errors, flows, models, presence, prompts, states, tasks, trunks, types
+from ivr_auth import (
+    callsession,
+    causes,
+    config,
+    errors,
+    flows,
+    models,
+    presence,
+    prompts,
+    reasons,
+    states,
+    tasks,
+    trunks,
+    types,
+)
 from ivr_auth import metrics as metrics_mod
 from ivr_auth import store as store_mod
 from ivr_auth.ari import node as ari_node
@@ -221,7 +235,10 @@ class Controller:
         try:
             if flow is None:
                 await self.store.transition(
-                    verification.id, [states.Status.CALLING], states.Status.ERROR, reason="unsupported_method"
+                    verification.id,
+                    [states.Status.CALLING],
+                    states.Status.ERROR,
+                    reason=reasons.Reason.UNSUPPORTED_METHOD,
                 )
                 return
             await flow(ctx, verification)

@@ -16,7 +16,7 @@ import enum
 import logging
 import uuid
 
-from ivr_auth import config, errors, models, phone, states
+from ivr_auth import config, errors, models, phone, reasons, states
 from ivr_auth import store as store_mod
 
 logger = logging.getLogger(__name__)
@@ -102,7 +102,7 @@ async def match_call(
         pending.id,
         [S.QUEUED],
         S.VERIFIED,
-        reason="caller_id_matched",
+        reason=reasons.Reason.CALLER_ID_MATCHED,
         channel_id=channel_id,
         detail={"source": source, "did": did_e164, "missed_call": tenant.missed_call},
     )

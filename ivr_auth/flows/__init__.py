@@ -10,7 +10,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from ivr_auth import callsession, causes, config, errors, models, phone, prompts, states
+from ivr_auth import callsession, causes, config, errors, models, phone, prompts, reasons, states
 from ivr_auth import metrics as metrics_mod
 from ivr_auth import store as store_mod
 from ivr_auth.ari import node as ari_node
@@ -188,7 +188,7 @@ async def settle_unanswered(
         v.id,
         [S.CALLING],
         to_status,
-        reason=outcome.value,
+        reason=reasons.for_unanswered(outcome),
         cause=unanswered.cause,
         cause_txt=unanswered.cause_txt,
         next_attempt_at=retry_at,
@@ -236,7 +236,7 @@ async def _trunk_failure(
         v.id,
         [S.CALLING],
         to_status,
-        reason="trunk_unavailable",
+        reason=reasons.Reason.TRUNK_UNAVAILABLE,
         cause=unanswered.cause,
         cause_txt=unanswered.cause_txt,
         detail={"trunk": trunk, "trunk_failures": failures},
@@ -268,7 +268,9 @@ async def settle_lost(
     """The call's Asterisk stopped answering mid-call: nothing more can be
     done on that call, and nobody knows how it ended there."""
     logger.warning("call lost with its node: %s", exc, extra=log)
-    await ctx.store.transition(request_id, from_statuses, S.ERROR, reason="node_lost", detail={"node": ctx.node.name})
+    await ctx.store.transition(
+        request_id, from_statuses, S.ERROR, reason=reasons.Reason.NODE_LOST, detail={"node": ctx.node.name}
+    )
     await ctx.store.end_call_attempt(channel_id, "error", None, "node lost")
 
 

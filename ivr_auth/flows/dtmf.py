@@ -13,7 +13,7 @@ import logging
 import time
 from typing import Any
 
-from ivr_auth import callsession, errors, flows, models, states
+from ivr_auth import callsession, errors, flows, models, reasons, states
 from ivr_auth.flows import FlowContext
 
 logger = logging.getLogger(__name__)
@@ -42,7 +42,12 @@ async def run(ctx: FlowContext, verification: models.Verification) -> None:
         await converse(ctx, v, session, answered_at)
     except callsession.HungUp as gone:
         await ctx.store.transition(
-            v.id, [S.IN_CALL], S.HUNG_UP, reason="callee_hung_up", cause=gone.cause, cause_txt=gone.cause_txt
+            v.id,
+            [S.IN_CALL],
+            S.HUNG_UP,
+            reason=reasons.Reason.CALLEE_HUNG_UP,
+            cause=gone.cause,
+            cause_txt=gone.cause_txt,
         )
         await ctx.store.end_call_attempt(channel_id, "hung_up", gone.cause, gone.cause_txt)
         logger.info("callee hung up", extra=log)
@@ -53,7 +58,7 @@ async def run(ctx: FlowContext, verification: models.Verification) -> None:
         # the request as an error; nothing else is touched.
         logger.exception("call flow failed", extra=log)
         await session.hangup()
-        await ctx.store.transition(v.id, [S.CALLING, S.IN_CALL], S.ERROR, reason="internal_error")
+        await ctx.store.transition(v.id, [S.CALLING, S.IN_CALL], S.ERROR, reason=reasons.Reason.INTERNAL_ERROR)
         await ctx.store.end_call_attempt(channel_id, "error", None, None)
     finally:
         session.close()
@@ -83,7 +88,9 @@ async def converse(
             silent_rounds += 1
             await ctx.store.log_event(v.id, "no_input", {"round": silent_rounds, "ended": _ended(entry)})
             if silent_rounds > cfg.no_input_retries:
-                if await flows.record_result(ctx, v, answered_at, [S.IN_CALL], S.FAILED, reason="no_input"):
+                if await flows.record_result(
+                    ctx, v, answered_at, [S.IN_CALL], S.FAILED, reason=reasons.Reason.NO_INPUT
+                ):
                     await session.play(ctx.prompts.media("goodbye", v.language), lang=lang)
                 await flows.end_call(ctx, session, "no_input")
                 return
@@ -93,7 +100,9 @@ async def converse(
             ]
             continue
         if dt.datetime.now(dt.UTC) >= v.expires_at:
-            if await flows.record_result(ctx, v, answered_at, [S.IN_CALL], S.EXPIRED, reason="expired_in_call"):
+            if await flows.record_result(
+                ctx, v, answered_at, [S.IN_CALL], S.EXPIRED, reason=reasons.Reason.EXPIRED_IN_CALL
+            ):
                 await session.play(ctx.prompts.media("failed", v.language), lang=lang)
             await flows.end_call(ctx, session, "expired")
             return
@@ -104,7 +113,7 @@ async def converse(
                 answered_at,
                 [S.IN_CALL],
                 S.VERIFIED,
-                reason="code_matched",
+                reason=reasons.Reason.CODE_MATCHED,
                 detail={"source": "call", "ended": _ended(entry)},
                 answered_by="human",
             ):
@@ -116,7 +125,9 @@ async def converse(
             await flows.end_call(ctx, session, after.status.value)  # settled elsewhere (canceled, checked)
             return
         if after.code_attempts >= after.max_code_attempts:
-            if await flows.record_result(ctx, v, answered_at, [S.IN_CALL], S.FAILED, reason="code_attempts_exhausted"):
+            if await flows.record_result(
+                ctx, v, answered_at, [S.IN_CALL], S.FAILED, reason=reasons.Reason.CODE_ATTEMPTS_EXHAUSTED
+            ):
                 await session.play(ctx.prompts.media("failed", v.language), lang=lang)
             await flows.end_call(ctx, session, "failed")
             return

@@ -14,7 +14,7 @@ import dataclasses
 import logging
 import time
 
-from ivr_auth import callsession, errors, flows, inbound, models, phone, states, types
+from ivr_auth import callsession, errors, flows, inbound, models, phone, reasons, states, types
 from ivr_auth.flows import FlowContext
 from ivr_auth.flows import dtmf as dtmf_flow
 
@@ -100,7 +100,7 @@ async def run(ctx: FlowContext, session: callsession.CallSession, event: types.A
                 taken.id,
                 [S.IN_CALL],
                 S.HUNG_UP,
-                reason="caller_hung_up",
+                reason=reasons.Reason.CALLER_HUNG_UP,
                 cause=gone.cause,
                 cause_txt=gone.cause_txt,
             )
@@ -115,7 +115,7 @@ async def run(ctx: FlowContext, session: callsession.CallSession, event: types.A
         logger.exception("inbound call flow failed", extra=log)
         await session.hangup()
         if taken is not None:
-            await ctx.store.transition(taken.id, [S.IN_CALL], S.ERROR, reason="internal_error")
+            await ctx.store.transition(taken.id, [S.IN_CALL], S.ERROR, reason=reasons.Reason.INTERNAL_ERROR)
             await ctx.store.end_call_attempt(channel_id, "error", None, None)
     finally:
         if taken is not None:

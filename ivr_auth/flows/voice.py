@@ -16,7 +16,7 @@ import datetime as dt
 import logging
 import time
 
-from ivr_auth import callsession, causes, errors, flows, models, states
+from ivr_auth import callsession, causes, errors, flows, models, reasons, states
 from ivr_auth.flows import FlowContext
 
 logger = logging.getLogger(__name__)
@@ -60,7 +60,7 @@ async def run(ctx: FlowContext, verification: models.Verification) -> None:
             v.id,
             [S.CALLING, S.IN_CALL],  # calling: during answering-machine detection
             S.HUNG_UP,
-            reason="hung_up_before_end",
+            reason=reasons.Reason.HUNG_UP_BEFORE_END,
             cause=gone.cause,
             cause_txt=gone.cause_txt,
         )
@@ -71,7 +71,7 @@ async def run(ctx: FlowContext, verification: models.Verification) -> None:
     except Exception:
         logger.exception("voice call flow failed", extra=log)
         await session.hangup()
-        await ctx.store.transition(v.id, [S.CALLING, S.IN_CALL], S.ERROR, reason="internal_error")
+        await ctx.store.transition(v.id, [S.CALLING, S.IN_CALL], S.ERROR, reason=reasons.Reason.INTERNAL_ERROR)
         await ctx.store.end_call_attempt(channel_id, "error", None, None)
     finally:
         session.close()
@@ -102,7 +102,9 @@ async def _converse(
         else:
             # Nobody pressed a key: perhaps a voicemail that AMD did not catch.
             # The code was not spoken, so nothing can be checked against it.
-            if await flows.record_result(ctx, v, answered_at, [S.IN_CALL], S.FAILED, reason="no_key_pressed"):
+            if await flows.record_result(
+                ctx, v, answered_at, [S.IN_CALL], S.FAILED, reason=reasons.Reason.NO_KEY_PRESSED
+            ):
                 await session.play(ctx.prompts.media("goodbye", v.language), lang=lang)
             await flows.end_call(ctx, session, "no_input")
             return
@@ -114,12 +116,14 @@ async def _converse(
     readout = ctx.prompts.read_code(code, v.language)
     await session.play(readout, lang=lang)
     if dt.datetime.now(dt.UTC) >= v.expires_at:
-        if await flows.record_result(ctx, v, answered_at, [S.IN_CALL], S.EXPIRED, reason="expired_in_call"):
+        if await flows.record_result(
+            ctx, v, answered_at, [S.IN_CALL], S.EXPIRED, reason=reasons.Reason.EXPIRED_IN_CALL
+        ):
             await session.play(ctx.prompts.media("goodbye", v.language), lang=lang)
         await flows.end_call(ctx, session, "expired")
         return
     delivered = await flows.record_result(
-        ctx, v, answered_at, [S.IN_CALL], S.DELIVERED, reason="code_read_out", detail={"readings": 2}
+        ctx, v, answered_at, [S.IN_CALL], S.DELIVERED, reason=reasons.Reason.CODE_READ_OUT, detail={"readings": 2}
     )
     if delivered is None:
         await flows.end_call(ctx, session, "settled")
@@ -156,7 +160,7 @@ async def _machine(
         v.id,
         [S.CALLING],
         to_status,
-        reason="answered_by_machine",
+        reason=reasons.Reason.ANSWERED_BY_MACHINE,
         next_attempt_at=retry_at,
         detail=detail,
         answered_by="machine",

@@ -18,7 +18,7 @@ from typing import Any
 
 import psycopg
 
-from ivr_auth import errors, limits, models, states
+from ivr_auth import errors, limits, models, reasons, states
 from ivr_auth.store import outbox, sql, tenants
 from ivr_auth.store.base import Row
 from ivr_auth.store.tenants import TenantChanges
@@ -151,7 +151,7 @@ class Store(tenants.Tenants):
                 verification_id,
                 sorted(s.value for s in states.CANCELABLE),
                 states.Status.CANCELED,
-                reason="canceled",
+                reason=reasons.Reason.CANCELED,
                 detail={"by": "api"},
                 release=True,
             )
@@ -184,11 +184,13 @@ class Store(tenants.Tenants):
             if current.expires_at <= dt.datetime.now(dt.UTC):
                 raise errors.Conflict("the request has expired")
             if self.keys.code_matches(current.id, code, current.code_hash):
-                return await self._settle_check(conn, current, states.Status.VERIFIED, "code_matched", source), True
+                return await self._settle_check(
+                    conn, current, states.Status.VERIFIED, reasons.Reason.CODE_MATCHED, source
+                ), True
             after = models.Verification.from_row(await self._record_wrong_code(conn, current.id, source))
             if after.code_attempts >= after.max_code_attempts:
                 return await self._settle_check(
-                    conn, current, states.Status.FAILED, "code_attempts_exhausted", source
+                    conn, current, states.Status.FAILED, reasons.Reason.CODE_ATTEMPTS_EXHAUSTED, source
                 ), False
             return after, False
 
@@ -197,7 +199,7 @@ class Store(tenants.Tenants):
         conn: psycopg.AsyncConnection[Row],
         current: models.Verification,
         to_status: states.Status,
-        reason: str,
+        reason: reasons.Reason,
         source: str,
     ) -> models.Verification:
         row = await self._transition(
@@ -230,7 +232,7 @@ class Store(tenants.Tenants):
         from_statuses: Iterable[states.Status],
         to_status: states.Status,
         *,
-        reason: str | None = None,
+        reason: reasons.Reason | None = None,
         cause: int | None = None,
         cause_txt: str | None = None,
         channel_id: str | None = None,
@@ -272,7 +274,7 @@ class Store(tenants.Tenants):
         from_statuses: list[str],
         to_status: states.Status,
         *,
-        reason: str | None = None,
+        reason: reasons.Reason | None = None,
         cause: int | None = None,
         cause_txt: str | None = None,
         channel_id: str | None = None,
@@ -283,7 +285,7 @@ class Store(tenants.Tenants):
         uncounted: bool = False,
     ) -> Row | None:
         event_detail = dict(detail or {})
-        for key, value in (("reason", reason), ("cause", cause), ("cause_txt", cause_txt)):
+        for key, value in (("reason", reason.value if reason else None), ("cause", cause), ("cause_txt", cause_txt)):
             if value is not None:
                 event_detail.setdefault(key, value)
         cur = await conn.execute(
@@ -294,7 +296,7 @@ class Store(tenants.Tenants):
                 "to_status": to_status.value,
                 "terminal": to_status in states.TERMINAL,
                 "release": release,
-                "reason": reason,
+                "reason": reason.value if reason else None,
                 "cause": cause,
                 "cause_txt": cause_txt,
                 "channel_id": channel_id,
@@ -424,7 +426,7 @@ class Store(tenants.Tenants):
             orphan.id,
             [orphan.status.value],
             to_status,
-            reason="controller_lost" if to_status is not states.Status.QUEUED else None,
+            reason=reasons.Reason.CONTROLLER_LOST if to_status is not states.Status.QUEUED else None,
             next_attempt_at=next_attempt_at,
             detail=detail,
             release=True,

@@ -22,7 +22,7 @@ from psycopg import conninfo
 from psycopg import sql as pgsql
 from psycopg.rows import dict_row
 
-from ivr_auth import crypto, errors, models, stack, states
+from ivr_auth import crypto, errors, models, reasons, stack, states
 from ivr_auth import store as store_mod
 from ivr_auth.store import migrate
 
@@ -471,7 +471,7 @@ async def test_a_request_put_back_for_later_is_not_claimed_before_then(store: St
     await claim_mine(store, [v], "controller-a")
     later = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
 
-    requeued = await store.transition(v.id, [S.CALLING], S.QUEUED, reason="busy", next_attempt_at=later)
+    requeued = await store.transition(v.id, [S.CALLING], S.QUEUED, reason=reasons.Reason.BUSY, next_attempt_at=later)
 
     assert requeued is not None
     assert requeued.status is S.QUEUED
@@ -489,7 +489,7 @@ async def test_transition_is_guarded(store: Store, db: Conn, me: models.Tenant) 
     v = await create(store, me)
     before = await row(db, v.id)
 
-    assert await store.transition(v.id, [S.CALLING, S.IN_CALL], S.HUNG_UP, reason="x") is None
+    assert await store.transition(v.id, [S.CALLING, S.IN_CALL], S.HUNG_UP, reason=reasons.Reason.CALLEE_HUNG_UP) is None
     assert await store.transition(uuid.uuid4(), [S.QUEUED], S.CANCELED) is None
 
     assert await row(db, v.id) == before
@@ -499,17 +499,19 @@ async def test_transition_is_guarded(store: Store, db: Conn, me: models.Tenant) 
 async def test_transition_to_a_terminal_status_wipes_the_seal_and_logs(store: Store, me: models.Tenant) -> None:
     v = await create(store, me)
 
-    done = await store.transition(v.id, [S.QUEUED], S.CANCELED, reason="by_test", cause=16, detail={"note": "n"})
+    done = await store.transition(
+        v.id, [S.QUEUED], S.CANCELED, reason=reasons.Reason.CANCELED, cause=16, detail={"note": "n"}
+    )
 
     assert done is not None
     assert done.status is S.CANCELED
-    assert done.reason == "by_test"
+    assert done.reason == "canceled"
     assert done.last_cause == 16
     assert done.code_sealed is None
     assert done.finished_at is not None
     events = await store.events(v.id)
     assert status_events(events) == [(None, "queued"), ("queued", "canceled")]
-    assert events[-1]["detail"] == {"note": "n", "reason": "by_test", "cause": 16}
+    assert events[-1]["detail"] == {"note": "n", "reason": "canceled", "cause": 16}
     # settled: a second change from the old status finds nothing
     assert await store.transition(v.id, [S.QUEUED], S.EXPIRED) is None
     assert len(await store.events(v.id)) == 2

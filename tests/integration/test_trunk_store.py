@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from ivr_auth import flows, models, states
+from ivr_auth import flows, models, reasons, states
 from ivr_auth import store as store_mod
 from tests.integration.conftest import Conn
 from tests.integration.test_store import claim_mine, create, status_events
@@ -98,6 +98,6 @@ async def test_a_trunk_failover_goes_back_to_the_queue_uncounted_and_keeps_the_c
     assert [(c["attempt"], c["trunk"]) for c in calls] == [(1, "primary"), (1, "backup")]
 
     # Only from calling: a request settled meanwhile is left alone.
-    await store.transition(v.id, [S.CALLING], S.CANCELED, reason="test")
+    await store.transition(v.id, [S.CALLING], S.CANCELED, reason=reasons.Reason.CANCELED)
     assert not await store.requeue_failover(v.id, second_channel, trunk="backup", cause=34, cause_txt="Congestion")
     assert (await store.get(me.id, v.id)).status is S.CANCELED
