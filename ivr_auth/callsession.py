@@ -50,6 +50,18 @@ class Unanswered:
     # The SIP response that ended it (ARI's tech_cause, Asterisk 22 on; None: not given).
     tech_cause: int | None = None
 
+    def outcome(self, timer_b_seconds: float) -> causes.Outcome:
+        """What all that is known of this end says (``causes.unanswered_end``),
+        with the trunk's INVITE time-out (PJSIP's timer B)."""
+        return causes.unanswered_end(
+            self.cause,
+            tech_cause=self.tech_cause,
+            rang=self.rang,
+            seconds=self.seconds,
+            timed_out=self.timed_out,
+            timer_b_seconds=timer_b_seconds,
+        )
+
 
 @dataclass(frozen=True)
 class CollectOptions:

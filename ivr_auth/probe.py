@@ -75,14 +75,7 @@ async def call(node: ari_node.AriNode, cfg: config.Config, e164: str, options: P
             return ProbeResult(
                 number=e164,
                 channel_id=session.channel_id,
-                outcome=causes.unanswered_end(
-                    unanswered.cause,
-                    tech_cause=unanswered.tech_cause,
-                    rang=unanswered.rang,
-                    seconds=unanswered.seconds,
-                    timed_out=unanswered.timed_out,
-                    timer_b_seconds=cfg.dialer.trunk_timeout_seconds,
-                ),
+                outcome=unanswered.outcome(cfg.dialer.trunk_timeout_seconds),
                 cause=unanswered.cause,
                 cause_txt=unanswered.cause_txt,
                 duration_seconds=time.monotonic() - started,

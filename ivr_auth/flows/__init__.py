@@ -161,14 +161,7 @@ async def settle_unanswered(
 ) -> None:
     # The hangup cause is the truth here (a 603 Decline arrives as cause 21
     # while the Dial event says NOANSWER), with whether it rang and when it ended.
-    outcome = causes.unanswered_end(
-        unanswered.cause,
-        tech_cause=unanswered.tech_cause,
-        rang=unanswered.rang,
-        seconds=unanswered.seconds,
-        timed_out=unanswered.timed_out,
-        timer_b_seconds=ctx.cfg.dialer.trunk_timeout_seconds,
-    )
+    outcome = unanswered.outcome(ctx.cfg.dialer.trunk_timeout_seconds)
     if outcome is causes.Outcome.TRUNK_FAILED:
         await _trunk_failure(ctx, v, session.channel_id, unanswered)
         return
