@@ -13,12 +13,12 @@ from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
 
 from ivr_auth import config, models
 from ivr_auth import store as store_mod
 from ivr_auth.api import app as api_app
 from tests.integration.conftest import Conn
+from tests.support import served
 from tests.support.raw_http import exchange
 
 pytestmark = pytest.mark.integration
@@ -34,15 +34,10 @@ HEADER = "Idempotency-Key: "
 async def base_url(store: store_mod.Store, tenant: tuple[models.Tenant, str], db: Conn) -> AsyncIterator[str]:
     """The API served by its runner on a port of its own; the tenant and its
     requests are deleted afterwards."""
-    runner = api_app.Runner(api_app.make_app(CFG, store, {}), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
     try:
-        yield f"http://{host}:{port}"
+        async with served.on_port(api_app.make_app(CFG, store, {})) as url:
+            yield url
     finally:
-        await runner.cleanup()
         await db.execute("DELETE FROM tenants WHERE id = %s", [tenant[0].id])
 
 

@@ -21,7 +21,6 @@ import hypothesis
 import pytest
 import requests
 import schemathesis
-from aiohttp import web
 from hypothesis import strategies as st
 from schemathesis.core.failures import FailureGroup
 from schemathesis.core.result import Ok
@@ -30,6 +29,7 @@ from ivr_auth import config, models
 from ivr_auth import store as store_mod
 from ivr_auth.api import app as api_app
 from ivr_auth.api import openapi
+from tests.support import served
 
 pytestmark = pytest.mark.integration
 
@@ -61,16 +61,10 @@ REQUESTS_PER_MINUTE = 1000
 
 @pytest.fixture
 async def base_url(store: store_mod.Store) -> AsyncIterator[str]:
-    """The application on a port of its own (schemathesis speaks real HTTP)."""
-    runner = web.AppRunner(api_app.make_app(CFG, store, {"postgres": store.ping}))
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        await runner.cleanup()
+    """The application on a port of its own, served as the runtime serves it
+    (schemathesis speaks real HTTP)."""
+    async with served.on_port(api_app.make_app(CFG, store, {"postgres": store.ping})) as url:
+        yield url
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ import pytest
 from aiohttp import http_exceptions, http_parser, web, web_protocol
 
 from ivr_auth.api import app as api_app
+from tests.support import served
 from tests.support.raw_http import exchange
 
 PARSERS = [http_parser.HttpRequestParserPy, http_parser.HttpRequestParserC]
@@ -153,15 +154,8 @@ async def base_url(parser_class: None) -> AsyncIterator[str]:
     app = web.Application()
     app.router.add_get("/", _ok)
     app.router.add_get("/boom", _boom)
-    runner = api_app.Runner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    host, port = runner.addresses[0][:2]
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        await runner.cleanup()
+    async with served.on_port(app) as url:
+        yield url
 
 
 @pytest.mark.parametrize(("raw", "status", "code"), REFUSED, ids=REFUSED_IDS)
