@@ -16,7 +16,7 @@ STAMP := $(VENV)/.installed
 
 setup: system venv
 
-# Debian/Ubuntu packages: Asterisk, SIPp, Postgres, sox (idempotent; root or sudo).
+# Debian/Ubuntu packages: Asterisk, SIPp, Postgres, sox, Chromium, baresip (idempotent; root or sudo).
 system:
 	@bash scripts/setup-system.sh
 

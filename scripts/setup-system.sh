@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the system packages ivr-auth needs: Asterisk (+ English core sounds),
-# SIPp (sip-tester), PostgreSQL, sox, and Chromium (headless, for the
-# dashboard's browser test). Idempotent; run as root or with sudo.
+# SIPp (sip-tester), PostgreSQL, sox, Chromium (headless, for the
+# dashboard's browser test) and baresip (a real softphone for the end-to-end
+# tests). Idempotent; run as root or with sudo.
 #
 # Debian 12 ships no `asterisk` package. When apt offers no candidate, the
 # Debian 11 suites (bullseye, bullseye-security; component main) are added,
