@@ -3,7 +3,7 @@
 #   make test   set up everything, run the whole suite (unit, integration, e2e)
 #   make run    the local stack + API + controller in the foreground
 #   make lint   ruff + mypy --strict
-#   make prompts  render the call prompts (prompts/*/*.wav) from prompts/manifest.yaml
+#   make prompts  render the call prompts (src/ivr_auth/data/prompts/) from their manifest.yaml
 #   make bench  capacity and latency on a stack of its own, beside a dialplan-only baseline
 #               (.run/bench/report.{json,md}, latency.png; BENCH_QUICK=1 for two short steps)
 SHELL := /bin/bash
@@ -22,18 +22,20 @@ system:
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+# The service (src/ivr_auth) and, beside it, the development kit (devkit/):
+# the embedded stack, handsets, demo and bench, never in the service's wheel.
+$(STAMP): pyproject.toml devkit/pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(PY) -m pip install -q --upgrade pip
-	@$(PY) -m pip install -q -e '.[dev]'
+	@$(PY) -m pip install -q -e '.[dev]' -e ./devkit
 	@touch $(STAMP)
 
 demo: setup
-	@$(VENV)/bin/ivr-auth demo
+	@$(VENV)/bin/ivr-auth-dev demo
 
 # The local stack, the HTTP API and a controller in the foreground (Ctrl-C drains calls and stops).
 run: setup
-	@$(VENV)/bin/ivr-auth run
+	@$(VENV)/bin/ivr-auth-dev run
 
 test: setup
 	@$(PY) -m pytest
@@ -42,11 +44,11 @@ test-unit: venv
 	@$(PY) -m pytest tests/unit
 
 lint: venv
-	@$(VENV)/bin/ruff check ivr_auth tests scripts
-	@$(VENV)/bin/ruff format --check ivr_auth tests scripts
+	@$(VENV)/bin/ruff check src devkit tests scripts
+	@$(VENV)/bin/ruff format --check src devkit tests scripts
 	@$(VENV)/bin/mypy
 
-# The call prompts, from prompts/manifest.yaml: installs Open JTalk, flite and
+# The call prompts, from src/ivr_auth/data/prompts/manifest.yaml: installs Open JTalk, flite and
 # sox (root or sudo), then writes the WAV files that changed. They are committed.
 prompts: venv
 	@bash scripts/setup-prompts.sh
@@ -54,16 +56,16 @@ prompts: venv
 
 # Loads both cores for a few minutes: run it alone (the suite's timings would suffer).
 bench: setup
-	@$(PY) -m ivr_auth.bench
+	@$(PY) -m ivr_auth_devkit.bench
 
 stack-up: setup
-	@$(VENV)/bin/ivr-auth stack up
+	@$(VENV)/bin/ivr-auth-dev stack up
 
 stack-down: venv
-	@$(VENV)/bin/ivr-auth stack down
+	@$(VENV)/bin/ivr-auth-dev stack down
 
 stack-status: venv
-	@$(VENV)/bin/ivr-auth stack status
+	@$(VENV)/bin/ivr-auth-dev stack status
 
 clean: stack-down
 	rm -rf .run

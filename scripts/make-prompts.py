@@ -1,11 +1,11 @@
 #!/usr/bin/env python3
-"""Render the call prompts of prompts/manifest.yaml to WAV files Asterisk plays
+"""Render the call prompts of src/ivr_auth/data/prompts/manifest.yaml to WAV files Asterisk plays
 as they are: 8 kHz, mono, 16-bit signed linear; volume-normalised, leading
 and trailing silence trimmed, a short pause kept at the end.
 
 Japanese is spoken by Open JTalk (NIT ATR503 m001 voice), English by flite
 (slt voice); sox does the rest. The same manifest and tools give the same
-bytes, and a file is written only when its bytes change. prompts/index.json
+bytes, and a file is written only when its bytes change. Its index.json
 lists every file with its text, its length, a hash of how it was made and a
 hash of its bytes, so that ``--check`` can tell, without any TTS installed,
 whether the committed files still match the manifest.
@@ -34,7 +34,7 @@ from typing import Any
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
-PROMPTS_DIR = ROOT / "prompts"
+PROMPTS_DIR = ROOT / "src" / "ivr_auth" / "data" / "prompts"
 LANGUAGES = ("ja", "en")
 # Codes are 4 to 10 digits long (the API's bounds).
 DIGIT_LENGTHS = range(4, 11)

@@ -1,6 +1,6 @@
 """Shared fixtures. The stack fixtures start a real Postgres and a real
 Asterisk from the project's own code, on ports of their own so that a
-developer's `ivr-auth stack up` can run beside the suite; they never skip."""
+developer's `ivr-auth-dev stack up` can run beside the suite; they never skip."""
 
 from __future__ import annotations
 
@@ -13,9 +13,10 @@ import aiohttp
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
-from ivr_auth import config, crypto, models, stack
+from ivr_auth import config, connections, crypto, models
 from ivr_auth import store as store_mod
 from ivr_auth.ari import node as ari_node
+from ivr_auth_devkit import stack
 
 ROOT = Path(__file__).resolve().parents[1]
 TEST_SETTINGS: dict[str, object] = {
@@ -44,7 +45,7 @@ def stack_config() -> config.Config:
     return config.from_mapping(TEST_SETTINGS)
 
 
-def stack_for_session(cfg: config.Config) -> Iterator[stack.Endpoints]:
+def stack_for_session(cfg: config.Config) -> Iterator[connections.Connections]:
     """Bring a stack up for a test session; stop it at the end if this
     session started it (a developer's running stack is left alone)."""
     before = asyncio.run(stack.status(cfg))
@@ -56,7 +57,7 @@ def stack_for_session(cfg: config.Config) -> Iterator[stack.Endpoints]:
 
 
 @pytest.fixture(scope="session")
-def local_stack(stack_config: config.Config) -> Iterator[stack.Endpoints]:
+def local_stack(stack_config: config.Config) -> Iterator[connections.Connections]:
     """The embedded test stack, up for the whole session."""
     yield from stack_for_session(stack_config)
 
@@ -69,7 +70,7 @@ async def http_session() -> AsyncIterator[aiohttp.ClientSession]:
 
 @pytest.fixture
 async def ari(
-    local_stack: stack.Endpoints, http_session: aiohttp.ClientSession, request: pytest.FixtureRequest
+    local_stack: connections.Connections, http_session: aiohttp.ClientSession, request: pytest.FixtureRequest
 ) -> AsyncIterator[ari_node.AriNode]:
     """A connected ARI node with an app name of this test's own."""
     app = f"ivr-auth-test-{abs(hash(request.node.nodeid)) % 10**8}"
@@ -80,7 +81,7 @@ async def ari(
 
 
 @pytest.fixture
-async def store(local_stack: stack.Endpoints) -> AsyncIterator[store_mod.Store]:
+async def store(local_stack: connections.Connections) -> AsyncIterator[store_mod.Store]:
     """The real Postgres of the local stack, through the project's Store."""
     pool = AsyncConnectionPool(local_stack.database_url, min_size=1, max_size=10, open=False)
     await pool.open(wait=True)

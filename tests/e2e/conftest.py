@@ -17,7 +17,8 @@ import aiohttp
 import psycopg
 import pytest
 
-from ivr_auth import config, models, runtime, stack
+from ivr_auth import config, connections, models, runtime
+from ivr_auth_devkit import stack
 from tests.conftest import TEST_SETTINGS
 
 FAST: dict[str, Any] = {
@@ -55,7 +56,7 @@ def service_config(**overrides: Any) -> config.Config:
 
 
 @pytest.fixture
-async def clean_queue(local_stack: stack.Endpoints) -> None:
+async def clean_queue(local_stack: connections.Connections) -> None:
     """No request left open by an earlier test may be dialled into this one."""
     async with await psycopg.AsyncConnection.connect(local_stack.database_url, autocommit=True) as conn:
         await conn.execute(
@@ -109,7 +110,7 @@ Starter = Callable[..., Coroutine[Any, Any, runtime.Runtime]]
 
 async def start_runtime(
     cfg: config.Config,
-    endpoints: stack.Endpoints,
+    endpoints: connections.Connections,
     *,
     prefix: str = "test",
     api: bool = False,
@@ -132,7 +133,7 @@ async def start_runtime(
 
 
 @pytest.fixture
-async def start_service(local_stack: stack.Endpoints, clean_queue: None) -> AsyncIterator[Starter]:
+async def start_service(local_stack: connections.Connections, clean_queue: None) -> AsyncIterator[Starter]:
     """Start API and/or controllers; all are stopped after the test."""
     started: list[runtime.Runtime] = []
 
@@ -161,8 +162,8 @@ async def api(start_service: Starter, http_session: aiohttp.ClientSession, tenan
 
 @contextlib.asynccontextmanager
 async def extra_asterisk(
-    local_stack: stack.Endpoints, run_dir: str, stack_ports: dict[str, int], **overrides: Any
-) -> AsyncIterator[tuple[config.Config, stack.Endpoints]]:
+    local_stack: connections.Connections, run_dir: str, stack_ports: dict[str, int], **overrides: Any
+) -> AsyncIterator[tuple[config.Config, connections.Connections]]:
     """Another Asterisk instance of the project's own, on ports of its own,
     whose controllers share the test stack's Postgres: a second node, or a
     node with another trunk layout. Stopped on exit."""

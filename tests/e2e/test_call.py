@@ -8,8 +8,9 @@ import random
 
 import pytest
 
-from ivr_auth import causes, config, errors, probe, sipp, stack
+from ivr_auth import causes, config, connections, errors, probe
 from ivr_auth.ari import node as ari_node
+from ivr_auth_devkit import sipp, stack
 
 pytestmark = pytest.mark.e2e
 
@@ -93,7 +94,7 @@ async def test_originate_refused_when_app_has_no_websocket(ari: ari_node.AriNode
 
 
 async def test_events_reconnect_after_asterisk_restart(
-    ari: ari_node.AriNode, stack_config: config.Config, local_stack: stack.Endpoints
+    ari: ari_node.AriNode, stack_config: config.Config, local_stack: connections.Connections
 ) -> None:
     connects = ari.stream.connects
     instance = stack.asterisk.Instance(stack_config, stack_config.run_dir, local_stack.ari_password)

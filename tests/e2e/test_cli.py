@@ -1,16 +1,23 @@
-"""The ``ivr-auth`` command as a user runs it."""
+"""The ``ivr-auth`` command as a user runs it, and ``ivr-auth-dev``, which
+runs it on the embedded stack."""
 
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import psycopg
 import pytest
 import yaml
 
-from ivr_auth import cli, config, sipp, stack
+from ivr_auth import cli, config, connections
+from ivr_auth_devkit import cli as dev_cli
+from ivr_auth_devkit import sipp, stack
 from tests.conftest import TEST_SETTINGS
+
+BIN = Path(sys.executable).parent
 
 pytestmark = pytest.mark.e2e
 
@@ -25,20 +32,52 @@ def config_file(tmp_path: Path, stack_config: config.Config) -> Path:
     return path
 
 
-def test_stack_status(local_stack: stack.Endpoints, config_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli.main(["-c", str(config_file), "stack", "status"]) == 0
+def test_stack_status(
+    local_stack: connections.Connections, config_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert dev_cli.main(["-c", str(config_file), "stack", "status"]) == 0
     out = capsys.readouterr().out
     assert "postgres  running" in out
     assert "asterisk  running" in out
 
 
+def test_the_service_command_needs_its_connections(config_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Nothing of the embedded stack is found by the service itself: it names what to set.
+    assert cli.main(["-c", str(config_file), "migrate"]) == 2
+    err = capsys.readouterr().err
+    assert "database_url ($IVR_AUTH_DATABASE_URL)" in err
+    assert "ivr-auth-dev" in err
+
+
+def test_the_dev_command_runs_the_service_command_on_the_stack(
+    local_stack: connections.Connections, config_file: Path
+) -> None:
+    done = subprocess.run(
+        [BIN / "ivr-auth-dev", "-c", str(config_file), "config"], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    shown = json.loads(done.stdout)
+    assert shown["ari"]["url"] == local_stack.ari_url
+    assert shown["database_url"].startswith("postgresql://")
+    assert local_stack.server_secret not in done.stdout  # masked
+    env = subprocess.run(
+        [BIN / "ivr-auth-dev", "-c", str(config_file), "env"], capture_output=True, text=True, timeout=60
+    )
+    assert env.returncode == 0, env.stderr
+    assert f"export IVR_AUTH_ARI_URL={local_stack.ari_url}" in env.stdout.splitlines()
+
+
 def test_call_prints_the_outcome(
-    local_stack: stack.Endpoints,
+    local_stack: connections.Connections,
     config_file: Path,
     stack_config: config.Config,
     capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     import asyncio
+
+    for variable, value in stack.environment(local_stack).items():
+        monkeypatch.setenv(variable, value)
 
     async def run() -> int:
         async with sipp.Handset(port=stack_config.trunk.port, keys="5150"):
@@ -79,13 +118,13 @@ def test_config_masks_passwords(tmp_path: Path, capsys: pytest.CaptureFixture[st
 
 
 def test_demo_verifies_one_request_of_each_method(
-    local_stack: stack.Endpoints, config_file: Path, capsys: pytest.CaptureFixture[str]
+    local_stack: connections.Connections, config_file: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     # Nothing an earlier test left queued may be dialled into the demo's handsets.
     with psycopg.connect(local_stack.database_url, autocommit=True) as conn:
         conn.execute("UPDATE verifications SET status = 'canceled' WHERE status IN ('queued', 'calling', 'in_call')")
 
-    assert cli.main(["-c", str(config_file), "demo"]) == 0
+    assert dev_cli.main(["-c", str(config_file), "demo"]) == 0
 
     out = capsys.readouterr().out
     for scene in ("== dtmf:", "== voice:", "== inbound:"):

@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright, expect
 
-from ivr_auth import sipp
 from ivr_auth import store as store_mod
 from ivr_auth.store import dashboard as board
+from ivr_auth_devkit import sipp
 from tests.e2e.conftest import Api, Starter, service_config
 
 pytestmark = pytest.mark.e2e

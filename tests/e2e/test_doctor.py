@@ -17,7 +17,8 @@ import psycopg
 import pytest
 import yaml
 
-from ivr_auth import cli, config, doctor, prompts, sipp, stack
+from ivr_auth import cli, config, connections, doctor, prompts
+from ivr_auth_devkit import sipp, stack
 from tests.conftest import TEST_SETTINGS
 from tests.e2e.conftest import Starter
 
@@ -37,6 +38,8 @@ def settings_with(**overrides: Any) -> config.Config:
 
 
 async def results_of(cfg: config.Config, library: prompts.Library | None = None) -> dict[str, doctor.Result]:
+    """The doctor on ``cfg``, with the test stack's connections for what it leaves unset."""
+    cfg = stack.completed(cfg, stack.endpoints(cfg))
     return {r.check: r for r in await doctor.run(cfg, library=library)}
 
 
@@ -66,7 +69,7 @@ def free_udp_port() -> int:
 
 
 async def test_all_ok_on_the_healthy_stack(
-    local_stack: stack.Endpoints, stack_config: config.Config, trunk_answers: None
+    local_stack: connections.Connections, stack_config: config.Config, trunk_answers: None
 ) -> None:
     results = await results_of(stack_config)
     assert failures(results) == {}
@@ -92,7 +95,7 @@ async def test_all_ok_on_the_healthy_stack(
 
 
 async def test_a_running_controller_is_seen(
-    local_stack: stack.Endpoints, stack_config: config.Config, start_service: Starter
+    local_stack: connections.Connections, stack_config: config.Config, start_service: Starter
 ) -> None:
     rt = await start_service(api=False, dialer=True)
     results = await results_of(stack_config)
@@ -101,14 +104,16 @@ async def test_a_running_controller_is_seen(
     assert "inbound app ivr-auth-test-inbound registered" in results["ari apps"].detail
 
 
-async def test_an_unreachable_trunk(local_stack: stack.Endpoints) -> None:
+async def test_an_unreachable_trunk(local_stack: connections.Connections) -> None:
     port = free_udp_port()
     problems = failures(await results_of(settings_with(trunks=[{"name": "trunk", "port": port}])))
     assert set(problems) == {"trunk trunk sip"}
     assert f"trunk trunk at 127.0.0.1:{port} (udp)" in problems["trunk trunk sip"]
 
 
-async def test_timer_b_not_matching_the_trunk_timeout(local_stack: stack.Endpoints, trunk_answers: None) -> None:
+async def test_timer_b_not_matching_the_trunk_timeout(
+    local_stack: connections.Connections, trunk_answers: None
+) -> None:
     # The stack was rendered with the default 8 s.
     problems = failures(await results_of(settings_with(dialer={"trunk_timeout_seconds": 20})))
     assert set(problems) == {"sip timers"}
@@ -116,7 +121,7 @@ async def test_timer_b_not_matching_the_trunk_timeout(local_stack: stack.Endpoin
     assert "timer_t1 = 313 and timer_b = 20032" in problems["sip timers"]
 
 
-async def test_wrong_ari_password(local_stack: stack.Endpoints, trunk_answers: None) -> None:
+async def test_wrong_ari_password(local_stack: connections.Connections, trunk_answers: None) -> None:
     cfg = settings_with(ari={"url": local_stack.ari_url, "password": "not-the-password"})
     problems = failures(await results_of(cfg))
     assert "wrong ARI username or password" in problems["ari"]
@@ -124,7 +129,7 @@ async def test_wrong_ari_password(local_stack: stack.Endpoints, trunk_answers: N
     assert set(problems) == {"ari", "ari apps", "sip timers", "trunk trunk"}
 
 
-async def test_missing_trunk_endpoint(local_stack: stack.Endpoints, trunk_answers: None) -> None:
+async def test_missing_trunk_endpoint(local_stack: connections.Connections, trunk_answers: None) -> None:
     cfg = settings_with(trunks=[{"name": "trunk", "port": 5082}, {"name": "no-such-trunk", "port": 5084}])
     problems = failures(await results_of(cfg))
     # Nothing listens on 5084 either.
@@ -133,7 +138,7 @@ async def test_missing_trunk_endpoint(local_stack: stack.Endpoints, trunk_answer
 
 
 async def test_missing_prompt(
-    local_stack: stack.Endpoints, stack_config: config.Config, tmp_path: Path, trunk_answers: None
+    local_stack: connections.Connections, stack_config: config.Config, tmp_path: Path, trunk_answers: None
 ) -> None:
     copied = tmp_path / "prompts"
     shutil.copytree(prompts.SHIPPED_DIR, copied)
@@ -144,7 +149,7 @@ async def test_missing_prompt(
 
 
 @pytest.fixture
-async def empty_database_url(local_stack: stack.Endpoints) -> AsyncIterator[str]:
+async def empty_database_url(local_stack: connections.Connections) -> AsyncIterator[str]:
     name = f"doctor_{uuid.uuid4().hex[:12]}"
     async with await psycopg.AsyncConnection.connect(local_stack.database_url, autocommit=True) as conn:
         await conn.execute(f'CREATE DATABASE "{name}"'.encode())
@@ -156,7 +161,7 @@ async def empty_database_url(local_stack: stack.Endpoints) -> AsyncIterator[str]
 
 
 async def test_database_not_migrated(
-    local_stack: stack.Endpoints, empty_database_url: str, trunk_answers: None
+    local_stack: connections.Connections, empty_database_url: str, trunk_answers: None
 ) -> None:
     cfg = settings_with(database_url=empty_database_url, server_secret=local_stack.server_secret)
     problems = failures(await results_of(cfg))
@@ -166,8 +171,15 @@ async def test_database_not_migrated(
 
 
 def test_the_command(
-    local_stack: stack.Endpoints, stack_config: config.Config, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    local_stack: connections.Connections,
+    stack_config: config.Config,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # As in production: the connections from the environment.
+    monkeypatch.setenv("IVR_AUTH_DATABASE_URL", local_stack.database_url)
+    monkeypatch.setenv("IVR_AUTH_SERVER_SECRET", local_stack.server_secret)
     path = tmp_path / "ivr-auth.yaml"
     settings = copy.deepcopy(TEST_SETTINGS)
     settings["stack"] = {**TEST_SETTINGS["stack"], "run_dir": str(stack_config.run_dir)}  # type: ignore[dict-item]

@@ -18,9 +18,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from ivr_auth import causes, config, probe, sipp, sipp_scenarios, stack
+from ivr_auth import causes, config, connections, ports, probe
 from ivr_auth.ari import node as ari_node
-from ivr_auth.stack import ports
+from ivr_auth_devkit import sipp, sipp_scenarios
 from tests.conftest import stack_for_session
 
 pytestmark = pytest.mark.e2e
@@ -37,14 +37,14 @@ def demo_config() -> config.Config:
 
 
 @pytest.fixture(scope="session")
-def demo_stack(demo_config: config.Config) -> Iterator[stack.Endpoints]:
+def demo_stack(demo_config: config.Config) -> Iterator[connections.Connections]:
     """The demo stack, up for the whole session."""
     yield from stack_for_session(demo_config)
 
 
 @pytest.fixture
 async def demo_ari(
-    demo_stack: stack.Endpoints, http_session: aiohttp.ClientSession, request: pytest.FixtureRequest
+    demo_stack: connections.Connections, http_session: aiohttp.ClientSession, request: pytest.FixtureRequest
 ) -> AsyncIterator[ari_node.AriNode]:
     app = f"ivr-auth-handsets-{abs(hash(request.node.nodeid)) % 10**8}"
     node = ari_node.AriNode(http_session, demo_stack.ari_url, demo_stack.ari_username, demo_stack.ari_password, app)

@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
-from ivr_auth import models, phone, sipp, stack, states
+from ivr_auth import connections, models, phone, states
 from ivr_auth import store as store_mod
+from ivr_auth_devkit import sipp, stack
 from tests.e2e.conftest import Api, Starter, service_config
 
 pytestmark = pytest.mark.e2e
@@ -97,7 +98,7 @@ async def test_untrusted_trunk_ignores_p_asserted_identity(api: Api, start_servi
 
 
 async def test_trusted_trunk_takes_the_caller_id_from_p_asserted_identity(
-    api: Api, start_service: Starter, local_stack: stack.Endpoints
+    api: Api, start_service: Starter, local_stack: connections.Connections
 ) -> None:
     # Re-render the stack's Asterisk with the trunk trusted (a reload), and
     # put it back afterwards whatever happens.

@@ -20,7 +20,8 @@ from typing import Any
 
 import pytest
 
-from ivr_auth import sipp, states
+from ivr_auth import states
+from ivr_auth_devkit import sipp
 from tests.e2e.conftest import Api, Starter, service_config
 
 pytestmark = pytest.mark.e2e

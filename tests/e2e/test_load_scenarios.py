@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from ivr_auth import sipp_load, states
+from ivr_auth import states
+from ivr_auth_devkit import sipp_load
 from tests.e2e.conftest import Api, Starter, service_config
 
 pytestmark = pytest.mark.e2e

@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from ivr_auth import prompts, sipp, states
+from ivr_auth import prompts, states
+from ivr_auth_devkit import sipp
 from tests.e2e.conftest import Api, Starter, service_config
 from tests.support import packet_meter
 

@@ -13,8 +13,9 @@ from collections.abc import AsyncIterator
 import psycopg
 import pytest
 
-from ivr_auth import config, sipp, stack, states
-from ivr_auth.stack import asterisk
+from ivr_auth import config, connections, states
+from ivr_auth_devkit import sipp
+from ivr_auth_devkit.stack import asterisk
 from tests.e2e.conftest import Api, Starter, extra_asterisk, service_config, start_runtime
 
 pytestmark = pytest.mark.e2e
@@ -27,7 +28,7 @@ CHANNELS = {"max_channels": 2}
 
 
 @pytest.fixture
-async def node_b(local_stack: stack.Endpoints) -> AsyncIterator[tuple[config.Config, stack.Endpoints]]:
+async def node_b(local_stack: connections.Connections) -> AsyncIterator[tuple[config.Config, connections.Connections]]:
     async with extra_asterisk(local_stack, ".run/test-stack-b", NODE_B_PORTS, trunk=CHANNELS) as found:
         yield found
 
@@ -46,8 +47,8 @@ async def attempts(database_url: str, ids: list[str]) -> list[tuple[str, str, st
 async def test_two_nodes_split_the_queue_and_dial_each_request_once(
     api: Api,
     start_service: Starter,
-    local_stack: stack.Endpoints,
-    node_b: tuple[config.Config, stack.Endpoints],
+    local_stack: connections.Connections,
+    node_b: tuple[config.Config, connections.Connections],
 ) -> None:
     a = await start_service(api=False, cfg=service_config(trunk=CHANNELS))
     b = await start_runtime(*node_b, prefix="test-b")
@@ -74,8 +75,8 @@ async def test_two_nodes_split_the_queue_and_dial_each_request_once(
 async def test_losing_a_node_moves_its_work_to_the_other(
     api: Api,
     start_service: Starter,
-    local_stack: stack.Endpoints,
-    node_b: tuple[config.Config, stack.Endpoints],
+    local_stack: connections.Connections,
+    node_b: tuple[config.Config, connections.Connections],
 ) -> None:
     cfg_b, endpoints_b = node_b
     a = await start_service(api=False, cfg=service_config(trunk=CHANNELS))

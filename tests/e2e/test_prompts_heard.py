@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from ivr_auth import prompts, sipp, states
+from ivr_auth import prompts, states
 from ivr_auth import store as store_mod
 from ivr_auth.ari import node as ari_node
+from ivr_auth_devkit import sipp
 from tests.e2e.conftest import Api, Starter, service_config
 
 pytestmark = pytest.mark.e2e

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import os
 import sys
 from collections import Counter
 from pathlib import Path
@@ -13,8 +14,9 @@ from typing import Any
 import pytest
 import yaml
 
-from ivr_auth import config, sipp, stack, states
-from ivr_auth.stack import asterisk, postgres, secrets
+from ivr_auth import config, connections, states
+from ivr_auth_devkit import sipp, stack
+from ivr_auth_devkit.stack import asterisk, postgres, secrets
 from tests.conftest import TEST_SETTINGS
 from tests.e2e.conftest import FAST, Api, Starter, service_config
 
@@ -29,7 +31,7 @@ def handset(**kwargs: object) -> sipp.Handset:
 
 
 async def test_controller_resumes_dialling_after_an_asterisk_restart(
-    api: Api, start_service: Starter, stack_config: config.Config, local_stack: stack.Endpoints
+    api: Api, start_service: Starter, stack_config: config.Config, local_stack: connections.Connections
 ) -> None:
     service = await start_service(api=False)
     assert service.node is not None
@@ -108,7 +110,11 @@ async def test_a_burst_of_a_thousand_creates_gets_an_answer_each(api: Api) -> No
 
 
 async def test_controller_killed_with_twenty_calls_in_progress(
-    api: Api, start_service: Starter, tmp_path: Path, stack_config: config.Config
+    api: Api,
+    start_service: Starter,
+    tmp_path: Path,
+    stack_config: config.Config,
+    local_stack: connections.Connections,
 ) -> None:
     # The controller as its own process, as in production, so that it can be
     # killed for real (SIGKILL: no drain, no hangups, leases left to run out).
@@ -124,6 +130,8 @@ async def test_controller_killed_with_twenty_calls_in_progress(
     doomed = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "ivr_auth.cli", "-c", str(config_file), "controller",
         stdout=output, stderr=asyncio.subprocess.STDOUT,
+        # As in production: the connections from the environment.
+        env={**os.environ, **stack.environment(local_stack)},
     )  # fmt: skip
     try:
         numbers = [f"+81906666{i:04d}" for i in range(20)]

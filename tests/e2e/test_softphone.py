@@ -1,5 +1,5 @@
 """Each method with a real softphone: baresip (Debian's baresip-core), run
-by ``ivr_auth.softphone``, answers the controller's call or calls the
+by ``ivr_auth_devkit.softphone``, answers the controller's call or calls the
 published number from the registered phone, keys with RFC 4733 events from
 its own RTP stack once it hears the prompt, and records what it heard; the
 request is read back over HTTP. Prompts are the Japanese ones."""
@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 
-from ivr_auth import prompts, softphone, states
+from ivr_auth import prompts, states
+from ivr_auth_devkit import softphone
 from tests.e2e.conftest import Api, Starter, service_config
 
 pytestmark = pytest.mark.e2e

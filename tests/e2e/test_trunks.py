@@ -19,8 +19,9 @@ from typing import Any
 import psycopg
 import pytest
 
-from ivr_auth import config, models, sipp, stack
+from ivr_auth import config, connections, models
 from ivr_auth import store as store_mod
+from ivr_auth_devkit import sipp
 from tests.e2e.conftest import Api, extra_asterisk, start_runtime
 
 pytestmark = pytest.mark.e2e
@@ -44,7 +45,7 @@ FINAL = {"verified", "failed", "unreachable", "no_answer", "busy", "rejected", "
 
 
 @pytest.fixture
-async def node(local_stack: stack.Endpoints) -> AsyncIterator[tuple[config.Config, stack.Endpoints]]:
+async def node(local_stack: connections.Connections) -> AsyncIterator[tuple[config.Config, connections.Connections]]:
     """An Asterisk with the two trunks, and a controller on it (no API: the
     test's API process is the ``api`` fixture's)."""
     async with extra_asterisk(
@@ -107,7 +108,7 @@ def min_gap(times: list[dt.datetime]) -> float:
 
 
 async def test_failover_skip_retry_and_a_cps_cap(
-    api: Api, node: tuple[config.Config, stack.Endpoints], local_stack: stack.Endpoints
+    api: Api, node: tuple[config.Config, connections.Connections], local_stack: connections.Connections
 ) -> None:
     db = local_stack.database_url
     rejecting = sipp.Handset(port=PRIMARY_PORT, scenario="uas-reject-503.xml", calls=2, media_port=6010, timeout=120)
@@ -162,7 +163,7 @@ def presented(invite: dict[str, str]) -> str:
 
 async def test_a_tenant_caller_id_pool_is_presented_in_turn(
     api: Api,
-    node: tuple[config.Config, stack.Endpoints],
+    node: tuple[config.Config, connections.Connections],
     store: store_mod.Store,
     tenant: tuple[models.Tenant, str],
 ) -> None:
@@ -181,7 +182,9 @@ async def test_a_tenant_caller_id_pool_is_presented_in_turn(
     assert [presented(invite) for invite in received.invites] == [POOL[0], POOL[1], POOL[0], POOL[1]]
 
 
-async def test_a_trunk_that_never_answers_is_failed_over_and_skipped(api: Api, local_stack: stack.Endpoints) -> None:
+async def test_a_trunk_that_never_answers_is_failed_over_and_skipped(
+    api: Api, local_stack: connections.Connections
+) -> None:
     db = local_stack.database_url
     async with extra_asterisk(
         local_stack,
@@ -225,7 +228,7 @@ LONE_RETRY_SECONDS = 2.0
 
 
 @contextlib.asynccontextmanager
-async def lone_trunk(local_stack: stack.Endpoints) -> AsyncIterator[None]:
+async def lone_trunk(local_stack: connections.Connections) -> AsyncIterator[None]:
     """A node whose only trunk is the primary, down for LONE_RETRY_SECONDS
     after a failure, with a controller on it. The test config calls a
     callee twice (max_call_attempts), so a request gets two trunk failures."""
@@ -266,7 +269,7 @@ async def assert_trunk_unavailable(
 
 
 async def test_a_lone_trunk_that_never_answers_makes_the_request_unreachable_uncounted(
-    api: Api, local_stack: stack.Endpoints
+    api: Api, local_stack: connections.Connections
 ) -> None:
     hole = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     hole.bind(("127.0.0.1", PRIMARY_PORT))
@@ -281,7 +284,7 @@ async def test_a_lone_trunk_that_never_answers_makes_the_request_unreachable_unc
 
 
 async def test_a_lone_trunk_answering_503_makes_the_request_unreachable_uncounted(
-    api: Api, local_stack: stack.Endpoints
+    api: Api, local_stack: connections.Connections
 ) -> None:
     rejecting = sipp.Handset(port=PRIMARY_PORT, scenario="uas-reject-503.xml", calls=2, media_port=6010, timeout=60)
     async with lone_trunk(local_stack), rejecting:

@@ -9,7 +9,8 @@ from typing import Any
 import psycopg
 import pytest
 
-from ivr_auth import prompts, sipp, stack, states
+from ivr_auth import connections, prompts, states
+from ivr_auth_devkit import sipp
 from tests.e2e.conftest import Api, Starter, service_config
 
 pytestmark = pytest.mark.e2e
@@ -131,7 +132,7 @@ async def test_a_phone_out_of_reach_is_no_answer_but_says_so(api: Api, start_ser
 
 
 async def test_expired_while_queued_is_never_dialled(
-    api: Api, start_service: Starter, local_stack: stack.Endpoints
+    api: Api, start_service: Starter, local_stack: connections.Connections
 ) -> None:
     created = await api.create(PHONE)
     async with await psycopg.AsyncConnection.connect(local_stack.database_url, autocommit=True) as conn:

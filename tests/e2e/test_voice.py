@@ -8,8 +8,9 @@ from typing import Any
 
 import pytest
 
-from ivr_auth import models, sipp, states
+from ivr_auth import models, states
 from ivr_auth import store as store_mod
+from ivr_auth_devkit import sipp
 from tests.e2e.conftest import Api, Starter, service_config
 
 pytestmark = pytest.mark.e2e

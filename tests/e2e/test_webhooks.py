@@ -11,8 +11,9 @@ from collections.abc import AsyncIterator
 import pytest
 from aiohttp import web
 
-from ivr_auth import models, signature, sipp
+from ivr_auth import models, signature
 from ivr_auth import store as store_mod
+from ivr_auth_devkit import sipp
 from tests.e2e.conftest import Api, Starter, service_config
 
 pytestmark = pytest.mark.e2e

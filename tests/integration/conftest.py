@@ -12,7 +12,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from psycopg.rows import dict_row
 
-from ivr_auth import config, metrics, models, stack
+from ivr_auth import config, connections, metrics, models
 from ivr_auth import store as store_mod
 from ivr_auth.api import app as api_app
 
@@ -36,7 +36,7 @@ async def served(
 
 
 @pytest.fixture
-async def db(local_stack: stack.Endpoints) -> AsyncIterator[Conn]:
+async def db(local_stack: connections.Connections) -> AsyncIterator[Conn]:
     """A connection of the test's own, beside the Store, to look at rows directly."""
     conn = await psycopg.AsyncConnection.connect(local_stack.database_url, autocommit=True, row_factory=dict_row)
     async with conn:

@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
-from ivr_auth import crypto, errors, stack
+from ivr_auth import connections, crypto, errors
 from ivr_auth import store as store_mod
 from tests.integration.conftest import Conn
 
@@ -20,7 +20,7 @@ IDLE = 6
 
 
 @pytest.fixture
-async def pooled(local_stack: stack.Endpoints) -> AsyncIterator[store_mod.Store]:
+async def pooled(local_stack: connections.Connections) -> AsyncIterator[store_mod.Store]:
     pool = AsyncConnectionPool(local_stack.database_url, min_size=IDLE, max_size=IDLE, open=False)
     await pool.open(wait=True)
     try:

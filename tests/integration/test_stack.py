@@ -11,14 +11,15 @@ import aiohttp
 import psycopg
 import pytest
 
-from ivr_auth import config, errors, stack
+from ivr_auth import config, connections, errors
 from ivr_auth.ari import client as ari_client
-from ivr_auth.stack import postgres
+from ivr_auth_devkit import stack
+from ivr_auth_devkit.stack import postgres
 
 pytestmark = pytest.mark.integration
 
 
-async def test_postgres_answers_a_query(local_stack: stack.Endpoints) -> None:
+async def test_postgres_answers_a_query(local_stack: connections.Connections) -> None:
     async with await psycopg.AsyncConnection.connect(local_stack.database_url) as conn:
         cur = await conn.execute("SELECT current_database(), current_setting('server_version_num')::int")
         row = await cur.fetchone()
@@ -27,13 +28,15 @@ async def test_postgres_answers_a_query(local_stack: stack.Endpoints) -> None:
     assert row[1] >= 130000
 
 
-async def test_asterisk_answers_ari(local_stack: stack.Endpoints, http_session: aiohttp.ClientSession) -> None:
+async def test_asterisk_answers_ari(local_stack: connections.Connections, http_session: aiohttp.ClientSession) -> None:
     client = ari_client.AriClient(http_session, local_stack.ari_url, local_stack.ari_username, local_stack.ari_password)
     info = await client.asterisk_info()
     assert "version" in info["system"]
 
 
-async def test_wrong_ari_password_is_named(local_stack: stack.Endpoints, http_session: aiohttp.ClientSession) -> None:
+async def test_wrong_ari_password_is_named(
+    local_stack: connections.Connections, http_session: aiohttp.ClientSession
+) -> None:
     client = ari_client.AriClient(http_session, local_stack.ari_url, local_stack.ari_username, "wrong")
     with pytest.raises(errors.AriError, match="credentials") as info:
         await client.asterisk_info()
@@ -41,7 +44,7 @@ async def test_wrong_ari_password_is_named(local_stack: stack.Endpoints, http_se
 
 
 async def test_up_is_idempotent_and_status_reports_running(
-    local_stack: stack.Endpoints, stack_config: config.Config
+    local_stack: connections.Connections, stack_config: config.Config
 ) -> None:
     again = await stack.up(stack_config)
     assert again == local_stack
@@ -51,7 +54,7 @@ async def test_up_is_idempotent_and_status_reports_running(
 
 
 async def test_rendered_config_keeps_passwords_private(
-    local_stack: stack.Endpoints, stack_config: config.Config
+    local_stack: connections.Connections, stack_config: config.Config
 ) -> None:
     etc = stack_config.run_dir / "asterisk" / "etc"
     for name in ("ari.conf", "pjsip.conf"):
@@ -95,7 +98,7 @@ async def test_postgres_port_in_use_is_named(tmp_path: Path) -> None:
     assert not (cfg.run_dir / "postgres" / "data").exists()
 
 
-async def test_sip_port_in_use_is_named(tmp_path: Path, local_stack: stack.Endpoints) -> None:
+async def test_sip_port_in_use_is_named(tmp_path: Path, local_stack: connections.Connections) -> None:
     sock, port = _busy_port(socket.SOCK_DGRAM)
     with sock:
         cfg = config.with_overrides(_isolated(tmp_path, sip_port=port), database_url=local_stack.database_url)
@@ -103,7 +106,7 @@ async def test_sip_port_in_use_is_named(tmp_path: Path, local_stack: stack.Endpo
             await stack.up(cfg)
 
 
-async def test_missing_asterisk_is_named(tmp_path: Path, local_stack: stack.Endpoints) -> None:
+async def test_missing_asterisk_is_named(tmp_path: Path, local_stack: connections.Connections) -> None:
     cfg = config.with_overrides(
         _isolated(tmp_path, asterisk_binary="/nonexistent/asterisk"), database_url=local_stack.database_url
     )
@@ -112,7 +115,7 @@ async def test_missing_asterisk_is_named(tmp_path: Path, local_stack: stack.Endp
 
 
 async def test_endpoints_before_first_start_say_what_to_do(tmp_path: Path) -> None:
-    with pytest.raises(errors.StackError, match="ivr-auth stack up"):
+    with pytest.raises(errors.StackError, match="ivr-auth-dev stack up"):
         stack.endpoints(_isolated(tmp_path))
 
 
@@ -124,7 +127,7 @@ async def test_unreachable_database_is_named(tmp_path: Path) -> None:
 
 
 async def test_changed_config_reaches_a_running_asterisk(
-    local_stack: stack.Endpoints, stack_config: config.Config
+    local_stack: connections.Connections, stack_config: config.Config
 ) -> None:
     changed = config.with_overrides(stack_config, trunk={"port": 5099})
     instance = stack.asterisk.Instance(changed, changed.run_dir, local_stack.ari_password)

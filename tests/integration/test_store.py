@@ -22,7 +22,7 @@ from psycopg import conninfo
 from psycopg import sql as pgsql
 from psycopg.rows import dict_row
 
-from ivr_auth import crypto, errors, models, reasons, stack, states
+from ivr_auth import connections, crypto, errors, models, reasons, states
 from ivr_auth import store as store_mod
 from ivr_auth.store import migrate
 
@@ -159,7 +159,7 @@ def status_events(events: list[dict[str, Any]]) -> list[tuple[str | None, str | 
 # --- migrations -----------------------------------------------------------------------------
 
 
-async def test_migrate_is_idempotent_and_concurrent_safe(local_stack: stack.Endpoints, db: Conn) -> None:
+async def test_migrate_is_idempotent_and_concurrent_safe(local_stack: connections.Connections, db: Conn) -> None:
     results = await asyncio.gather(*(migrate.migrate(local_stack.database_url) for _ in range(3)))
 
     assert results == [[], [], []]
@@ -175,7 +175,9 @@ async def test_current_version_on_a_store_connection(store: Store) -> None:
         assert await migrate.current_version(conn) == migrate.latest_version()
 
 
-async def test_concurrent_migrations_of_a_new_database_apply_each_once(local_stack: stack.Endpoints, db: Conn) -> None:
+async def test_concurrent_migrations_of_a_new_database_apply_each_once(
+    local_stack: connections.Connections, db: Conn
+) -> None:
     name = f"ivr_auth_migrate_{uuid.uuid4().hex[:12]}"
     await db.execute(pgsql.SQL("CREATE DATABASE {}").format(pgsql.Identifier(name)))
     try:
@@ -709,7 +711,7 @@ async def test_cancel_a_queued_request(store: Store, me: models.Tenant) -> None:
 
 
 async def test_cancel_sends_a_notification_to_the_controllers(
-    store: Store, local_stack: stack.Endpoints, me: models.Tenant
+    store: Store, local_stack: connections.Connections, me: models.Tenant
 ) -> None:
     v = await create(store, me)
     async with await psycopg.AsyncConnection.connect(local_stack.database_url, autocommit=True) as listener:

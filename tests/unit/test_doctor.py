@@ -100,11 +100,15 @@ def test_the_shipped_prompts_are_complete() -> None:
     assert doctor.missing_prompts(prompts.Library(), config.LANGUAGES) == []
 
 
-async def test_a_stack_never_started_is_a_failure_not_a_crash(tmp_path: Path) -> None:
-    cfg = config.from_mapping({"stack": {"run_dir": str(tmp_path / "never")}, "agi": {"listen": ""}})
+async def test_a_config_without_its_connections_is_a_failure_not_a_crash() -> None:
+    cfg = config.from_mapping({"database_url": "postgresql://db.invalid/x", "agi": {"listen": ""}})
     results = {r.check: r for r in await doctor.run(cfg, timeout=2)}
-    assert results["stack"].status == "fail"
-    assert "ivr-auth stack up" in results["stack"].detail
+    assert results["connections"].status == "fail"
+    # Each missing key is named, with its environment variable; the one set is not.
+    detail = results["connections"].detail
+    assert "ari.url ($IVR_AUTH_ARI_URL)" in detail
+    assert "server_secret ($IVR_AUTH_SERVER_SECRET)" in detail
+    assert "database_url" not in detail
     for name in ("database", "clock", "ari", "ari apps", "sip timers", "trunk trunk"):
         assert results[name].status == "fail"
     assert "trunk trunk sip" in results

@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-PROMPTS = Path(__file__).resolve().parents[2] / "prompts"
+from ivr_auth import data
+
+PROMPTS = data.PROMPTS_DIR
 LANGUAGES = ("ja", "en")
 DIGIT_LENGTHS = range(4, 11)
 # The generator normalises every file to -3 dBFS.

@@ -12,7 +12,8 @@ from ivr_auth import limits
 from ivr_auth.api import app as api_app
 
 ROOT = Path(__file__).resolve().parents[2]
-SOURCES = [*sorted((ROOT / "ivr_auth" / "api").glob("*.py")), ROOT / "ivr_auth" / "limits.py"]
+SERVICE = ROOT / "src" / "ivr_auth"
+SOURCES = [*sorted((SERVICE / "api").glob("*.py")), SERVICE / "limits.py"]
 # ApiError(422, "invalid_phone", ...), error_response(503, "unavailable", ...)
 RAISED = re.compile(r"(?:ApiError|error_response)\(\s*(\d{3}),\s*\"([a-z_]+)\"")
 # _invalid("code", "...", "invalid_code"): schemas' 422s

@@ -10,7 +10,7 @@ from ivr_auth import causes, reasons, states
 from ivr_auth.api import openapi
 
 ROOT = Path(__file__).resolve().parents[2]
-STORE = ROOT / "ivr_auth" / "store"
+STORE = ROOT / "src" / "ivr_auth" / "store"
 
 
 def test_every_reason_has_its_meaning_and_statuses() -> None:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from ivr_auth import rtp_pcap
+from ivr_auth_devkit import rtp_pcap
 
 pytestmark = pytest.mark.skipif(
     not rtp_pcap.pcap_for("0").is_file(), reason=f"SIPp's DTMF pcaps are not installed in {rtp_pcap.PCAP_DIR}"

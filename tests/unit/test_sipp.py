@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from ivr_auth import rtp_pcap, sipp, sipp_scenarios
+from ivr_auth_devkit import rtp_pcap, sipp, sipp_scenarios
 from tests.unit.test_rtp_pcap import by_key, parse_pcap, parse_rtp
 from tests.unit.test_sipp_scenarios import parse_scenario, sent
 

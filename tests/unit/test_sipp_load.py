@@ -6,7 +6,7 @@ import struct
 
 import pytest
 
-from ivr_auth import rtp_pcap, sipp_load, sipp_scenarios
+from ivr_auth_devkit import rtp_pcap, sipp_load, sipp_scenarios
 
 Row = sipp_load.HandsetRow
 

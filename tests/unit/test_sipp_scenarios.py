@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from ivr_auth import rtp_pcap, sipp_scenarios
+from ivr_auth_devkit import rtp_pcap, sipp_scenarios
 
 pytestmark = pytest.mark.skipif(
     not rtp_pcap.pcap_for("0").is_file(), reason=f"SIPp's DTMF pcaps are not installed in {rtp_pcap.PCAP_DIR}"

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from ivr_auth import errors, softphone
+from ivr_auth import errors
+from ivr_auth_devkit import softphone
 
 # --- files ----------------------------------------------------------------------------
 

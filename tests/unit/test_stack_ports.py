@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from ivr_auth import errors
-from ivr_auth.stack import ports
+from ivr_auth import errors, ports
 
 HOST = "127.0.0.1"
 

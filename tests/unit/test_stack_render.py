@@ -5,11 +5,10 @@ from typing import Any
 
 import pytest
 
-from ivr_auth import config, errors, prompts
-from ivr_auth.stack import asterisk, render
+from ivr_auth import config, data, errors, prompts
+from ivr_auth_devkit.stack import asterisk, render
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-TEMPLATES = sorted([*(PROJECT_ROOT / "asterisk").glob("*.conf"), *(PROJECT_ROOT / "dialplan").glob("*.conf")])
+TEMPLATES = sorted([*data.ASTERISK_DIR.glob("*.conf"), *data.DIALPLAN_DIR.glob("*.conf")])
 DIR_KEYS = ("etc", "varlib", "spool", "log", "ctl", "module", "data")
 
 
@@ -292,7 +291,7 @@ def test_dialplan_renders_the_inbound_contexts(tmp_path: Path) -> None:
     cfg = config.from_mapping(
         {"inbound": {"app": "inbound-x", "agi_numbers": ["050-1234-0000"]}, "agi": {"listen": "127.0.0.3:4600"}}
     )
-    template = PROJECT_ROOT / "dialplan" / "extensions.conf"
+    template = data.DIALPLAN_DIR / "extensions.conf"
 
     text = render.render(template.read_text(), asterisk.template_values(cfg, "pw", dirs_under(tmp_path)))
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ivr_auth import config
-from ivr_auth.stack import asterisk
+from ivr_auth import config, trunks
+from ivr_auth_devkit.stack import asterisk
 from tests.unit.test_stack_render import asterisk_sections, render_all, section
 
 TRUNKS = [
@@ -83,5 +83,5 @@ def test_pjsip_timer_b_is_the_trunk_timeout(tmp_path: Path) -> None:
 
 
 def test_a_timeout_that_is_no_multiple_of_64_ms_rounds_up() -> None:
-    assert asterisk.sip_timers(7) == {"sip_timer_t1": "110", "sip_timer_b": "7040"}
-    assert asterisk.sip_timers(6.4) == {"sip_timer_t1": "100", "sip_timer_b": "6400"}
+    assert trunks.sip_timers(7) == {"sip_timer_t1": "110", "sip_timer_b": "7040"}
+    assert trunks.sip_timers(6.4) == {"sip_timer_t1": "100", "sip_timer_b": "6400"}

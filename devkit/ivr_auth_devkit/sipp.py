@@ -17,8 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ivr_auth import errors, rtp_pcap, sipp_scenarios
-from ivr_auth.stack import ports
+from ivr_auth import errors, ports
+from ivr_auth_devkit import rtp_pcap, sipp_scenarios
 
 logger = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from ivr_auth import rtp_pcap, sipp, sipp_scenarios
+from ivr_auth_devkit import rtp_pcap, sipp, sipp_scenarios
 
 Behaviour = Literal["keys", "silent", "busy"]
 # SIPp knows an injection file by the name given to -inf; the scenarios name these.

@@ -26,9 +26,8 @@ import aiohttp
 import psycopg
 from psycopg.rows import TupleRow
 
-from ivr_auth import config, errors, prompts, sip_options, stack
+from ivr_auth import config, connections, errors, ports, prompts, sip_options, trunks
 from ivr_auth.ari import client as ari_client
-from ivr_auth.stack import asterisk, ports
 from ivr_auth.store import migrate
 
 DEFAULT_TIMEOUT = 5.0
@@ -117,14 +116,14 @@ async def run(
     wait = min(OPTIONS_TIMEOUT, timeout)
     async with aiohttp.ClientSession() as session:
         try:
-            endpoints = stack.endpoints(cfg)
+            endpoints = connections.from_config(cfg)
         except errors.IvrAuthError as exc:
             message = str(exc)
 
-            async def no_stack() -> str:
+            async def unconfigured() -> str:
                 raise Problem(message)
 
-            checks.append(("stack", no_stack))
+            checks.append(("connections", unconfigured))
             checks += [(name, _not_checked) for name in ("database", "clock", "ari", "ari apps", "sip timers")]
             for trunk in cfg.outbound_trunks:
                 checks += [
@@ -186,7 +185,7 @@ async def _connect(database_url: str, timeout: float) -> psycopg.AsyncConnection
     except psycopg.Error as exc:
         raise Problem(
             f"Postgres does not answer or refuses us ({exc}); check database_url, "
-            "or for the embedded stack `ivr-auth stack status` / `ivr-auth stack up`"
+            "or for the embedded stack `ivr-auth-dev stack status` / `ivr-auth-dev stack up`"
         ) from exc
 
 
@@ -230,7 +229,7 @@ def _ari_problem(exc: errors.AriError, ari: ari_client.AriClient) -> Problem:
     if isinstance(exc, errors.AriUnavailable):
         return Problem(
             f"Asterisk's ARI at {ari.base_url} does not answer ({exc}): is Asterisk running "
-            "(`ivr-auth stack status`), and is ari.url right?"
+            "(`ivr-auth-dev stack status`), and is ari.url right?"
         )
     return Problem(str(exc))
 
@@ -252,7 +251,7 @@ def _trunk_check(ari: ari_client.AriClient, name: str) -> Check:
             if exc.status == 404:
                 raise Problem(
                     f"trunk endpoint {name} missing on the Asterisk at {ari.base_url}: add a PJSIP endpoint "
-                    f"named {name!r} there (the embedded stack writes it on `ivr-auth stack up`)"
+                    f"named {name!r} there (the embedded stack writes it on `ivr-auth-dev stack up`)"
                 ) from exc
             raise _ari_problem(exc, ari) from exc
         state = str((found or {}).get("state", "unknown"))
@@ -322,7 +321,7 @@ def timer_b_problem(attributes: Iterable[Mapping[str, Any]], timeout_seconds: fl
     ``system`` object, matches ``dialer.trunk_timeout_seconds``. PJSIP keeps
     timer B at least 64 x T1, so that is what a silent trunk really gets."""
     values = {str(a.get("attribute")): str(a.get("value")) for a in attributes}
-    wanted = asterisk.sip_timers(timeout_seconds)
+    wanted = trunks.sip_timers(timeout_seconds)
     advice = (
         f"set timer_t1 = {wanted['sip_timer_t1']} and timer_b = {wanted['sip_timer_b']} in the [system] "
         "section of its pjsip.conf and restart Asterisk"
@@ -362,7 +361,7 @@ async def _timers(ari: ari_client.AriClient, timeout_seconds: float, node: str, 
     except errors.AriError as exc:
         if exc.status == 401 or isinstance(exc, errors.AriUnavailable):
             raise _ari_problem(exc, ari) from exc
-        wanted = asterisk.sip_timers(timeout_seconds)
+        wanted = trunks.sip_timers(timeout_seconds)
         raise Concern(
             f"not checked: ARI node {node} does not show PJSIP's system settings ({exc}); check by hand that "
             f"its pjsip.conf [system] has timer_t1 = {wanted['sip_timer_t1']} and timer_b = {wanted['sip_timer_b']}"

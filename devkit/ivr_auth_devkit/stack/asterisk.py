@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
-import math
 import os
 import re
 import shutil
@@ -23,14 +22,13 @@ from pathlib import Path
 import aiohttp
 import phonenumbers
 
-from ivr_auth import config, errors, phone, prompts
+from ivr_auth import config, data, errors, phone, ports, prompts, trunks
 from ivr_auth.ari import client as ari_client
-from ivr_auth.stack import ports, proc, render
+from ivr_auth_devkit.stack import proc, render
 
 logger = logging.getLogger(__name__)
 
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
-TEMPLATE_DIRS = (PROJECT_ROOT / "asterisk", PROJECT_ROOT / "dialplan")
+TEMPLATE_DIRS = (data.ASTERISK_DIR, data.DIALPLAN_DIR)
 SYSTEM_CONF = Path("/etc/asterisk/asterisk.conf")
 MODULE_DIR_CANDIDATES = (
     "/usr/lib/asterisk/modules",
@@ -87,7 +85,7 @@ def template_values(cfg: config.Config, ari_password: str, dirs: dict[str, Path]
         "sip_port": str(cfg.stack.sip_port),
         "rtp_start": str(cfg.stack.rtp_start),
         "rtp_end": str(cfg.stack.rtp_end),
-        **sip_timers(cfg.dialer.trunk_timeout_seconds),
+        **trunks.sip_timers(cfg.dialer.trunk_timeout_seconds),
         "trunks_section": "\n".join(trunk_section(trunk) for trunk in cfg.outbound_trunks),
     }
     agi_host, agi_port = cfg.agi_host_port() or ("127.0.0.1", 4573)
@@ -99,7 +97,7 @@ def template_values(cfg: config.Config, ari_password: str, dirs: dict[str, Path]
     shipped = str(prompts.SHIPPED_DIR)
     if any(c in shipped for c in ",&;|() \t"):
         raise errors.StackError(
-            f"the prompt directory {shipped} has a character the dialplan cannot quote; move the checkout"
+            f"the prompt directory {shipped} has a character the dialplan cannot quote; install ivr-auth elsewhere"
         )
     values["prompts_dir"] = shipped
     values.update({f"{name}_dir": str(path) for name, path in dirs.items()})
@@ -146,13 +144,6 @@ match = {trunk.host}
 {auth}"""
 
 
-def sip_timers(timeout_seconds: float) -> dict[str, str]:
-    """PJSIP refuses a timer B under 64 x T1 (and a T1 under 100 ms), so T1
-    follows from the time-out wanted."""
-    t1 = math.ceil(timeout_seconds * 1000 / 64)
-    return {"sip_timer_t1": str(t1), "sip_timer_b": str(64 * t1)}
-
-
 def agi_routes(cfg: config.Config) -> str:
     """Dialplan lines sending ``inbound.agi_numbers`` to the FastAGI example
     context, in each form a trunk may deliver a number in the Request-URI
@@ -175,7 +166,7 @@ def render_config(cfg: config.Config, ari_password: str, dirs: dict[str, Path]) 
     changed = []
     for folder in TEMPLATE_DIRS:
         if not folder.is_dir():
-            raise errors.StackError(f"template folder {folder} is missing from the checkout")
+            raise errors.StackError(f"template folder {folder} is missing from the installed package")
         for template in sorted(folder.glob("*.conf")):
             text = render.render(template.read_text(), values, source=str(template))
             target = etc / template.name

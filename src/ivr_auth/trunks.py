@@ -23,6 +23,7 @@ own calls.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -142,3 +143,11 @@ class Trunks:
         if not waits:
             return min(ends, default=None)
         return min(waits + ends)
+
+
+def sip_timers(timeout_seconds: float) -> dict[str, str]:
+    """PJSIP's ``timer_t1`` and ``timer_b`` (ms) for a trunk that does not
+    answer an INVITE within ``timeout_seconds``: PJSIP refuses a timer B under
+    64 x T1 (and a T1 under 100 ms), so T1 follows from the time-out wanted."""
+    t1 = math.ceil(timeout_seconds * 1000 / 64)
+    return {"sip_timer_t1": str(t1), "sip_timer_b": str(64 * t1)}

@@ -1,4 +1,4 @@
-"""``ivr-auth demo``: the main job on the embedded stack, done the way a web
+"""``ivr-auth-dev demo``: the main job on the embedded stack, done the way a web
 backend would do it. One verification of each method goes through the HTTP
 API; SIPp plays the person's phone.
 
@@ -17,13 +17,15 @@ import functools
 import ipaddress
 import secrets
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from typing import Any
 
 import aiohttp
 
-from ivr_auth import config, errors, phone, runtime, sipp, stack, states
+from ivr_auth import cli as service_cli
+from ivr_auth import config, errors, phone, runtime, states
 from ivr_auth import store as store_mod
+from ivr_auth_devkit import sipp, stack
 
 TERMINAL = {s.value for s in states.TERMINAL}
 NUMBER = "090-1234-5678"
@@ -31,10 +33,9 @@ NUMBER = "090-1234-5678"
 PUBLISHED = "050-1234-5678"
 
 Say = Callable[..., None]
-StoreAction = Callable[[config.Config, Callable[[store_mod.Store], Awaitable[Any]]], Awaitable[Any]]
 
 
-async def run(cfg: config.Config, with_store: StoreAction) -> int:
+async def run(cfg: config.Config) -> int:
     if not _is_loopback(cfg.trunk.host):
         raise errors.IvrAuthError(
             f"the demo calls SIPp handsets on this machine, but trunk.host is {cfg.trunk.host}; "
@@ -45,6 +46,7 @@ async def run(cfg: config.Config, with_store: StoreAction) -> int:
     say: Say = functools.partial(print, flush=True)
     say("bringing up the local stack (Postgres + Asterisk)...")
     endpoints = await stack.up(cfg)
+    served = stack.completed(cfg, endpoints)
     tenant_name = f"demo-{secrets.token_hex(3)}"
 
     async def make_tenant(store: store_mod.Store) -> str:
@@ -55,9 +57,9 @@ async def run(cfg: config.Config, with_store: StoreAction) -> int:
             await store.update_tenant(tenant_name, store_mod.TenantChanges(inbound_numbers=(published,)))
         return key
 
-    api_key = await with_store(cfg, make_tenant)
+    api_key = await service_cli.with_store_value(served, make_tenant)
     say(f"created tenant {tenant_name} and its API key")
-    service = runtime.Runtime(cfg, endpoints, name="demo", http_port=0)
+    service = runtime.Runtime(served, endpoints, name="demo", http_port=0)
     await service.start()
     assert service.http_url is not None
     say(f"API on {service.http_url}, controller 'demo' dialling through trunk {cfg.trunk.host}:{cfg.trunk.port}")
@@ -79,7 +81,7 @@ async def run(cfg: config.Config, with_store: StoreAction) -> int:
     host, port = cfg.http_host_port()
     say(
         "to watch calls live: `make run`, then open "
-        f"http://{host}:{port}/dashboard with a token from `.venv/bin/ivr-auth operator add NAME`"
+        f"http://{host}:{port}/dashboard with a token from `.venv/bin/ivr-auth-dev operator add NAME`"
     )
     return 0 if ok else 1
 

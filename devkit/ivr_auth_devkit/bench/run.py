@@ -26,11 +26,12 @@ import aiohttp
 import yaml
 from psycopg_pool import AsyncConnectionPool
 
-from ivr_auth import config, crypto, errors, phone, sipp_load, stack, states
+from ivr_auth import config, connections, crypto, errors, phone, states
 from ivr_auth import store as store_mod
 from ivr_auth.ari import client as ari_client
-from ivr_auth.bench import observe, report
-from ivr_auth.stack import asterisk, postgres, secrets
+from ivr_auth_devkit import sipp_load, stack
+from ivr_auth_devkit.bench import observe, report
+from ivr_auth_devkit.stack import asterisk, postgres, secrets
 
 logger = logging.getLogger(__name__)
 
@@ -386,7 +387,7 @@ def latencies(
 
 
 @contextlib.asynccontextmanager
-async def bench_stack(cfg: config.Config) -> AsyncIterator[stack.Endpoints]:
+async def bench_stack(cfg: config.Config) -> AsyncIterator[connections.Connections]:
     try:
         yield await stack.up(cfg)
     finally:

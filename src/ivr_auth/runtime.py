@@ -15,7 +15,7 @@ import aiohttp
 from aiohttp import web
 from psycopg_pool import AsyncConnectionPool
 
-from ivr_auth import agi, config, controller, crypto, metrics, prompts, stack, webhooks
+from ivr_auth import agi, config, connections, controller, crypto, metrics, prompts, webhooks
 from ivr_auth import store as store_mod
 from ivr_auth.api import app as api_app
 from ivr_auth.api import handlers as api_handlers
@@ -31,7 +31,7 @@ class Runtime:
     def __init__(
         self,
         cfg: config.Config,
-        endpoints: stack.Endpoints,
+        endpoints: connections.Connections,
         *,
         api: bool = True,
         dialer: bool = True,
@@ -185,7 +185,7 @@ async def _bounded(what: str, step: Awaitable[object], timeout: float) -> None:
         logger.warning("shutdown: %s did not stop within %.0fs; leaving it", what, timeout)
 
 
-async def serve(cfg: config.Config, endpoints: stack.Endpoints, *, api: bool, dialer: bool) -> None:
+async def serve(cfg: config.Config, endpoints: connections.Connections, *, api: bool, dialer: bool) -> None:
     """Run until SIGINT or SIGTERM, then drain calls and stop."""
     runtime = Runtime(cfg, endpoints, api=api, dialer=dialer)
     stop = asyncio.Event()

@@ -20,8 +20,8 @@ from urllib.parse import quote
 import psycopg
 from psycopg import sql
 
-from ivr_auth import config, errors
-from ivr_auth.stack import ports, proc
+from ivr_auth import config, errors, ports
+from ivr_auth_devkit.stack import proc
 
 logger = logging.getLogger(__name__)
 

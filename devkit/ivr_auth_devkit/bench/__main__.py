@@ -1,4 +1,4 @@
-"""``python -m ivr_auth.bench`` (``make bench``; ``BENCH_QUICK=1`` for two short steps)."""
+"""``python -m ivr_auth_devkit.bench`` (``make bench``; ``BENCH_QUICK=1`` for two short steps)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import signal
 import sys
 
 from ivr_auth import config, logs
-from ivr_auth.bench import report, run
+from ivr_auth_devkit.bench import report, run
 
 
 async def _main(quick: bool) -> dict[str, object]:

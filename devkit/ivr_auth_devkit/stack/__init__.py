@@ -1,41 +1,52 @@
 """The embedded local stack: one Postgres cluster and one Asterisk instance,
 run from the project's run directory, started and stopped without touching
-system services. ``ivr-auth stack up|down|status`` and the test fixtures both
-use it. Parts that the config points elsewhere (``database_url``,
+system services. ``ivr-auth-dev stack up|down|status`` and the test fixtures
+both use it. Parts that the config points elsewhere (``database_url``,
 ``ari.url``) are left alone.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
 
-from ivr_auth import config, errors
-from ivr_auth.stack import asterisk, postgres, secrets
+from ivr_auth import config, connections, errors
 from ivr_auth.store import migrate
+from ivr_auth_devkit.stack import asterisk, postgres, secrets
+
+# What the service reads the connections from (config.py's environment overrides).
+ENVIRONMENT = {
+    "database_url": "IVR_AUTH_DATABASE_URL",
+    "ari_url": "IVR_AUTH_ARI_URL",
+    "ari_username": "IVR_AUTH_ARI_USERNAME",
+    "ari_password": "IVR_AUTH_ARI_PASSWORD",
+    "server_secret": "IVR_AUTH_SERVER_SECRET",
+}
 
 
-@dataclass(frozen=True, repr=False)
-class Endpoints:
-    """Where the services are, whether embedded or configured, and the
-    server secret that goes with the database."""
-
-    database_url: str
-    ari_url: str
-    ari_username: str
-    ari_password: str
-    server_secret: str
-
-    def __repr__(self) -> str:
-        return f"Endpoints(ari_url={self.ari_url!r})"
+def completed(cfg: config.Config, found: connections.Connections) -> config.Config:
+    """``cfg`` with the stack's connections written in, as the service wants
+    them. Keep ``cfg`` itself for the stack: the completed one no longer
+    says which parts are embedded."""
+    return dataclasses.replace(
+        cfg,
+        database_url=found.database_url,
+        server_secret=found.server_secret,
+        ari=dataclasses.replace(cfg.ari, url=found.ari_url, username=found.ari_username, password=found.ari_password),
+    )
 
 
-def endpoints(cfg: config.Config) -> Endpoints:
+def environment(found: connections.Connections) -> dict[str, str]:
+    """The environment variables that point the ``ivr-auth`` command at ``found``."""
+    return {variable: str(getattr(found, field)) for field, variable in ENVIRONMENT.items()}
+
+
+def endpoints(cfg: config.Config) -> connections.Connections:
     stack_secrets = None
     if cfg.embedded_database or cfg.embedded_asterisk:
         stack_secrets = secrets.load(cfg.run_dir)
         if stack_secrets is None:
             raise errors.StackError(
-                f"the local stack has never been started in {cfg.run_dir}: run `ivr-auth stack up` first "
+                f"the local stack has never been started in {cfg.run_dir}: run `ivr-auth-dev stack up` first "
                 "(or set database_url and ari.url to services you run yourself)"
             )
     if cfg.database_url is not None:
@@ -57,7 +68,7 @@ def endpoints(cfg: config.Config) -> Endpoints:
             "server_secret: required when database_url is set (at least 32 characters; "
             "every process sharing the database needs the same one)"
         )
-    return Endpoints(db, ari_url, cfg.ari.username, ari_password, server_secret)
+    return connections.Connections(db, ari_url, cfg.ari.username, ari_password, server_secret)
 
 
 def _parts(cfg: config.Config) -> tuple[postgres.Cluster | None, asterisk.Instance | None]:
@@ -69,7 +80,7 @@ def _parts(cfg: config.Config) -> tuple[postgres.Cluster | None, asterisk.Instan
     return cluster, instance
 
 
-async def up(cfg: config.Config) -> Endpoints:
+async def up(cfg: config.Config) -> connections.Connections:
     """Start what is embedded, wait until it is really ready, and bring the
     database schema up to date. Idempotent."""
     cluster, instance = _parts(cfg)

@@ -11,7 +11,7 @@ through its ``ctrl_tcp`` module: netstrings carrying JSON, each command
 answered with its token, and call events (``CALL_ESTABLISHED``,
 ``CALL_CLOSED``, ...) pushed on the same connection.
 
-Self-contained (the standard library, ``errors`` and ``stack.ports``): the
+Self-contained (the standard library, ``errors`` and ``ports`` of the service): the
 test harness is to move out of the shipped package.
 """
 
@@ -34,8 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ivr_auth import errors
-from ivr_auth.stack import ports
+from ivr_auth import errors, ports
 
 logger = logging.getLogger(__name__)
 

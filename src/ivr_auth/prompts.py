@@ -1,9 +1,9 @@
 """Every message the call flows play, by name and language.
 
-The shipped set lives in ``prompts/<lang>/<name>.wav`` (8 kHz mono signed
-linear, which Asterisk plays without transcoding), rendered from the text
-in ``prompts/manifest.yaml`` by ``make prompts``; ``prompts/index.json``
-lists what exists. An operator may drop recordings of their own into
+The shipped set lives in the package (``ivr_auth/data/prompts/<lang>/<name>.wav``,
+8 kHz mono signed linear, which Asterisk plays without transcoding),
+rendered from the text in ``data/prompts/manifest.yaml`` by ``make prompts``;
+``data/prompts/index.json`` lists what exists. An operator may drop recordings of their own into
 ``prompts.custom_dir`` (same layout): a file there wins, and a prompt it
 lacks falls back to the shipped one, with a warning at start-up rather
 than a silent call. Files are played by absolute path, so Asterisk's own
@@ -21,11 +21,11 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ivr_auth import config, errors
+from ivr_auth import config, data, errors
 
 logger = logging.getLogger(__name__)
 
-SHIPPED_DIR = Path(__file__).resolve().parents[1] / "prompts"
+SHIPPED_DIR = data.PROMPTS_DIR
 INDEX_FILE = "index.json"
 FALLBACK_LANGUAGE = "en"
 # Between the digits of a code, and between its two readings.

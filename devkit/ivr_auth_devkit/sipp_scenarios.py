@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Literal
 from xml.sax.saxutils import escape
 
-from ivr_auth import rtp_pcap
+from ivr_auth_devkit import rtp_pcap
 
-SCENARIO_DIR = Path(__file__).resolve().parents[1] / "sipp-scenarios"
+# The development kit runs from a checkout: the scenarios are beside it.
+SCENARIO_DIR = Path(__file__).resolve().parents[2] / "sipp-scenarios"
 # How long a key sent as SIP INFO is held (the body's Duration).
 INFO_DURATION_MS = 160
 # The final answers a refused Caller accepts (SIPp matches a response by its

@@ -20,8 +20,8 @@ from ivr_auth import (
     cli_operator,
     cli_tenant,
     config,
+    connections,
     crypto,
-    demo,
     doctor,
     errors,
     limits,
@@ -29,7 +29,6 @@ from ivr_auth import (
     phone,
     probe,
     runtime,
-    stack,
 )
 from ivr_auth import store as store_mod
 from ivr_auth.ari import node as ari_node
@@ -72,10 +71,6 @@ def _parser() -> argparse.ArgumentParser:
         help="json (a line per record), text, or auto: text on a terminal, json otherwise (default: logging.format)",
     )
     sub = parser.add_subparsers(dest="command", required=True)
-
-    p_stack = sub.add_parser("stack", help="the embedded local Postgres + Asterisk")
-    p_stack.add_argument("action", choices=["up", "down", "status"])
-    p_stack.set_defaults(func=cmd_stack)
 
     p_config = sub.add_parser("config", help="print the effective configuration (passwords masked)")
     p_config.set_defaults(func=cmd_config)
@@ -128,22 +123,19 @@ def _parser() -> argparse.ArgumentParser:
     )
     p_twh.add_argument("name")
     p_twh.set_defaults(func=cmd_tenant_webhook_secret)
-    cli_tenant.register(tenant_sub, _with_store_value)
+    cli_tenant.register(tenant_sub, with_store_value)
     p_tkey = tenant_sub.add_parser("add-key", help="add an API key to a tenant and print it (once)")
     p_tkey.add_argument("name")
     p_tkey.set_defaults(func=cmd_tenant_add_key)
 
-    cli_operator.register(sub, _with_store_value)
+    cli_operator.register(sub, with_store_value)
 
     p_api = sub.add_parser("api", help="serve the HTTP API (foreground)")
     p_api.set_defaults(func=cmd_serve, api=True, dialer=False)
     p_ctl = sub.add_parser("controller", help="run a controller: dial queued requests (foreground)")
     p_ctl.set_defaults(func=cmd_serve, api=False, dialer=True)
-    p_run = sub.add_parser("run", help="the local stack, the API and a controller, in the foreground")
-    p_run.set_defaults(func=cmd_serve, api=True, dialer=True, with_stack=True)
-
-    p_demo = sub.add_parser("demo", help="bring up the local stack and verify one number by each method through it")
-    p_demo.set_defaults(func=cmd_demo)
+    p_run = sub.add_parser("run", help="the API and a controller in one process (foreground)")
+    p_run.set_defaults(func=cmd_serve, api=True, dialer=True)
 
     p_doctor = sub.add_parser("doctor", help="check the config and the live environment, one line per check")
     p_doctor.add_argument("--timeout", type=float, default=doctor.DEFAULT_TIMEOUT, help="seconds per check")
@@ -158,23 +150,8 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-async def cmd_stack(cfg: config.Config, args: argparse.Namespace) -> int:
-    if args.action == "up":
-        endpoints = await stack.up(cfg)
-        print(f"postgres  {_mask_url(endpoints.database_url)}")
-        print(f"ari       {endpoints.ari_url} (user {endpoints.ari_username})")
-        print(f"run dir   {cfg.run_dir}")
-    elif args.action == "down":
-        stopped = await stack.down(cfg)
-        print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
-    else:
-        for name, state in (await stack.status(cfg)).items():
-            print(f"{name:9} {state}")
-    return 0
-
-
 async def cmd_migrate(cfg: config.Config, args: argparse.Namespace) -> int:
-    endpoints = stack.endpoints(cfg)
+    endpoints = connections.from_config(cfg)
     applied = await migrate.migrate(endpoints.database_url)
     names = ", ".join(f"{m.version:04d}_{m.name}" for m in applied)
     print(f"applied: {names}" if applied else f"schema up to date (version {migrate.latest_version()})")
@@ -217,7 +194,7 @@ async def cmd_tenant_create(cfg: config.Config, args: argparse.Namespace) -> int
         print(key)
         return 0
 
-    return await _with_store_value(cfg, create)
+    return await with_store_value(cfg, create)
 
 
 async def cmd_tenant_set(cfg: config.Config, args: argparse.Namespace) -> int:
@@ -254,7 +231,7 @@ async def cmd_tenant_set(cfg: config.Config, args: argparse.Namespace) -> int:
         print(f"missed call     {'on' if tenant.missed_call else 'off'}")
         return 0
 
-    return await _with_store_value(cfg, update)
+    return await with_store_value(cfg, update)
 
 
 async def cmd_tenant_webhook_secret(cfg: config.Config, args: argparse.Namespace) -> int:
@@ -264,7 +241,7 @@ async def cmd_tenant_webhook_secret(cfg: config.Config, args: argparse.Namespace
         print(secret)
         return 0
 
-    return await _with_store_value(cfg, rotate)
+    return await with_store_value(cfg, rotate)
 
 
 async def cmd_tenant_add_key(cfg: config.Config, args: argparse.Namespace) -> int:
@@ -274,16 +251,12 @@ async def cmd_tenant_add_key(cfg: config.Config, args: argparse.Namespace) -> in
         print(key)
         return 0
 
-    return await _with_store_value(cfg, add)
+    return await with_store_value(cfg, add)
 
 
 async def cmd_serve(cfg: config.Config, args: argparse.Namespace) -> int:
-    if getattr(args, "with_stack", False):
-        print("bringing up the local stack (Postgres + Asterisk)...", file=sys.stderr)
-        endpoints = await stack.up(cfg)
-    else:
-        endpoints = stack.endpoints(cfg)
-        await migrate.migrate(endpoints.database_url)
+    endpoints = connections.from_config(cfg)
+    await migrate.migrate(endpoints.database_url)
     await runtime.serve(cfg, endpoints, api=args.api, dialer=args.dialer)
     return 0
 
@@ -300,7 +273,7 @@ async def cmd_call(cfg: config.Config, args: argparse.Namespace) -> int:
         limits.check_destination(limits.Policy.for_config(cfg), number)
     except (phone.InvalidPhone, limits.Refused) as exc:
         raise errors.IvrAuthError(str(exc)) from exc
-    endpoints = stack.endpoints(cfg)
+    endpoints = connections.from_config(cfg)
     options = probe.ProbeOptions(max_digits=args.digits, ring_timeout=args.ring_timeout)
     async with aiohttp.ClientSession() as session:
         node = _node(session, cfg, endpoints)
@@ -311,10 +284,6 @@ async def cmd_call(cfg: config.Config, args: argparse.Namespace) -> int:
             await node.close()
     _report([("test call", result)], as_json=args.json)
     return 0
-
-
-async def cmd_demo(cfg: config.Config, args: argparse.Namespace) -> int:
-    return await demo.run(cfg, _with_store_value)
 
 
 async def cmd_doctor(cfg: config.Config, args: argparse.Namespace) -> int:
@@ -335,14 +304,14 @@ def positive_seconds(text: str) -> float:
     return value
 
 
-async def _with_store_value(cfg: config.Config, action: Callable[[store_mod.Store], Awaitable[T]]) -> T:
-    endpoints = stack.endpoints(cfg)
+async def with_store_value(cfg: config.Config, action: Callable[[store_mod.Store], Awaitable[T]]) -> T:
+    endpoints = connections.from_config(cfg)
     async with AsyncConnectionPool(endpoints.database_url, min_size=1, max_size=2, open=False) as pool:
         await pool.wait(timeout=10)
         return await action(store_mod.Store(pool, crypto.Keys.from_secret(endpoints.server_secret)))
 
 
-def _node(session: aiohttp.ClientSession, cfg: config.Config, endpoints: stack.Endpoints) -> ari_node.AriNode:
+def _node(session: aiohttp.ClientSession, cfg: config.Config, endpoints: connections.Connections) -> ari_node.AriNode:
     # Every process gets an app name of its own: a second websocket for the
     # same name would take the first one's calls away.
     app = f"{cfg.ari.app}-{socket.gethostname()}-{os.getpid()}"
@@ -375,11 +344,11 @@ def _masked(value: Any, key: str = "") -> Any:
     if key in SECRET_KEYS and value:
         return "********"
     if key == "database_url" and isinstance(value, str):
-        return _mask_url(value)
+        return mask_url(value)
     return value
 
 
-def _mask_url(url: str) -> str:
+def mask_url(url: str) -> str:
     scheme, sep, rest = url.partition("://")
     creds, at, host = rest.rpartition("@")
     if not at or ":" not in creds:
