@@ -32,7 +32,7 @@ from typing import Any
 
 from panoramisk import fast_agi, utils
 
-from ivr_auth import config, errors, inbound
+from ivr_auth import config, errors, inbound_match
 from ivr_auth import store as store_mod
 
 logger = logging.getLogger(__name__)
@@ -172,7 +172,7 @@ class Application(fast_agi.Application):  # type: ignore[misc]
         try:
             if route is None:
                 logger.error("AGI request for unknown route %r", script, extra=log)
-                await request.set_variable("IVRAUTH_RESULT", inbound.Result.ERROR)
+                await request.set_variable("IVRAUTH_RESULT", inbound_match.Result.ERROR)
                 return
             try:
                 await route(request)
@@ -180,7 +180,7 @@ class Application(fast_agi.Application):  # type: ignore[misc]
                 raise
             except Exception:
                 logger.exception("AGI %s failed on %s", script, request.headers.get("agi_channel"), extra=log)
-                await request.set_variable("IVRAUTH_RESULT", inbound.Result.ERROR)
+                await request.set_variable("IVRAUTH_RESULT", inbound_match.Result.ERROR)
         except ChannelGone:
             logger.info("AGI %s: the caller hung up before the result was set", script, extra=log)
         except CommandFailed as exc:
@@ -262,7 +262,7 @@ class AgiServer:
             or _known(headers.get("agi_extension"))
             or ""
         )
-        match = await inbound.match_call(
+        match = await inbound_match.match_call(
             self.store,
             self.cfg,
             did=did,
@@ -271,7 +271,7 @@ class AgiServer:
             channel_id=headers.get("agi_uniqueid") or headers.get("agi_channel"),
         )
         v = match.verification
-        code_required = match.result is inbound.Result.CODE_REQUIRED and v is not None
+        code_required = match.result is inbound_match.Result.CODE_REQUIRED and v is not None
         await request.set_variable("IVRAUTH_ID", str(v.id) if v is not None else "")
         await request.set_variable("IVRAUTH_LANGUAGE", match.language)
         await request.set_variable("IVRAUTH_CODE_LENGTH", str(v.code_length) if code_required and v else "")
@@ -285,10 +285,10 @@ class AgiServer:
             verification_id = uuid.UUID(headers.get("agi_arg_1", ""))
         except ValueError:
             logger.info("AGI check for a malformed request id", extra=log)
-            result, v = inbound.CheckResult.NOT_FOUND, None
+            result, v = inbound_match.CheckResult.NOT_FOUND, None
         else:
             log["verification_id"] = str(verification_id)
-            result, v = await inbound.check_code(
+            result, v = await inbound_match.check_code(
                 self.store, verification_id, headers.get("agi_arg_2", ""), source="agi"
             )
             logger.info("AGI code check for request %s: %s", verification_id, result, extra=log)

@@ -15,7 +15,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from ivr_auth import causes, dtmf, errors, types
+from ivr_auth import ari, causes, digit_collector, errors
 from ivr_auth.ari import node as ari_node
 
 logger = logging.getLogger(__name__)
@@ -78,7 +78,7 @@ class CallSession:
         self.channel_id = channel_id
         self._queue = node.dispatcher.subscribe(channel_id)
         self._playback_seq = 0
-        self.ended: types.AriEvent | None = None
+        self.ended: ari.Event | None = None
         self.answered_at: float | None = None
         # After an entry that ended on its last digit, callers often still
         # press "#": that key closes the entry before, not the next one.
@@ -204,7 +204,7 @@ class CallSession:
             with contextlib.suppress(errors.AriError):
                 await client.hangup(snoop_id)
 
-    async def reject(self, reason: str = "busy") -> types.AriEvent | None:
+    async def reject(self, reason: str = "busy") -> ari.Event | None:
         """Refuse a ringing inbound channel without answering it."""
         await self.hangup(reason)
         return await self.wait_destroyed(10.0)
@@ -222,10 +222,10 @@ class CallSession:
             if event.get("type") == "PlaybackFinished" and event.get("playback", {}).get("id") == playback_id:
                 return
 
-    async def collect(self, media: list[str], options: CollectOptions, *, lang: str) -> dtmf.DigitCollector:
+    async def collect(self, media: list[str], options: CollectOptions, *, lang: str) -> digit_collector.DigitCollector:
         """Play ``media`` and collect keys; the first key stops the prompt. The
         first-key clock starts when the prompt ends."""
-        collector = dtmf.DigitCollector(
+        collector = digit_collector.DigitCollector(
             max_digits=options.max_digits,
             started_at=time.monotonic(),
             first_digit_timeout=options.first_digit_timeout,
@@ -252,7 +252,7 @@ class CallSession:
             kind = event.get("type")
             if kind == "ChannelDtmfReceived":
                 digit = str(event.get("digit", ""))
-                if digit not in dtmf.KEYS:
+                if digit not in digit_collector.KEYS:
                     continue
                 if digit == options.terminator and not collector.digits and now < self._stray_terminator_until:
                     self._stray_terminator_until = 0.0
@@ -264,7 +264,7 @@ class CallSession:
             elif kind == "PlaybackFinished" and event.get("playback", {}).get("id") == playback_id:
                 playing = False
                 collector.restart(now)
-        if collector.ended is dtmf.Ended.MAX_DIGITS and options.terminator:
+        if collector.ended is digit_collector.Ended.MAX_DIGITS and options.terminator:
             self._stray_terminator_until = time.monotonic() + options.inter_digit_timeout
         else:
             self._stray_terminator_until = 0.0
@@ -277,14 +277,14 @@ class CallSession:
         with contextlib.suppress(errors.AriError):
             await self.node.client.hangup(self.channel_id, reason)
 
-    async def finish(self) -> types.AriEvent | None:
+    async def finish(self) -> ari.Event | None:
         """Hang up from our side and wait for the channel to be gone."""
         if self.ended is None:
             await self.hangup()
             return await self.wait_destroyed(10.0)
         return self.ended
 
-    async def wait_destroyed(self, timeout: float) -> types.AriEvent | None:
+    async def wait_destroyed(self, timeout: float) -> ari.Event | None:
         deadline = time.monotonic() + timeout
         while (remaining := deadline - time.monotonic()) > 0:
             try:
@@ -325,7 +325,7 @@ class CallSession:
                 raise await self._hung_up(None) from exc
             raise
 
-    async def _next_event(self, timeout: float | None) -> types.AriEvent | None:
+    async def _next_event(self, timeout: float | None) -> ari.Event | None:
         """The next event, or None on timeout; raises HungUp when the channel goes."""
         try:
             event = await asyncio.wait_for(self._queue.get(), timeout)
@@ -334,7 +334,7 @@ class CallSession:
         await self._raise_if_gone(event)
         return event
 
-    async def _next_event_of(self, other: asyncio.Queue[types.AriEvent], timeout: float) -> types.AriEvent | None:
+    async def _next_event_of(self, other: asyncio.Queue[ari.Event], timeout: float) -> ari.Event | None:
         """The next event on another channel's queue, or None on timeout. This
         channel's own events meanwhile are dropped, but its going raises, as
         in ``_next_event``."""
@@ -351,13 +351,13 @@ class CallSession:
                 return theirs.result()
         return None
 
-    async def _raise_if_gone(self, event: types.AriEvent) -> None:
+    async def _raise_if_gone(self, event: ari.Event) -> None:
         if event.get(NODE_LOST):
             raise errors.NodeLost(str(event.get("cause_txt", "node lost")))
         if event.get("type") in GONE:
             raise await self._hung_up(event)
 
-    async def _hung_up(self, event: types.AriEvent | None) -> HungUp:
+    async def _hung_up(self, event: ari.Event | None) -> HungUp:
         destroyed = event if event is not None and event.get("type") == "ChannelDestroyed" else None
         if destroyed is None:
             destroyed = await self.wait_destroyed(5.0)
@@ -365,7 +365,7 @@ class CallSession:
         return HungUp(*causes.recorded_hangup(self.ended, answered=self.answered_at is not None))
 
 
-def _unanswered(event: types.AriEvent, rang: bool, seconds: float) -> Unanswered:
+def _unanswered(event: ari.Event, rang: bool, seconds: float) -> Unanswered:
     tech_cause = event.get("tech_cause")
     return Unanswered(
         int(event.get("cause", 0)),

@@ -30,6 +30,7 @@ from collections.abc import Awaitable, Callable
 import psycopg
 
 from ivr_auth import (
+    ari,
     callsession,
     causes,
     config,
@@ -42,7 +43,6 @@ from ivr_auth import (
     states,
     tasks,
     trunks,
-    types,
 )
 from ivr_auth import metrics as metrics_mod
 from ivr_auth import store as store_mod
@@ -262,7 +262,7 @@ class Controller:
 
     # --- inbound calls -------------------------------------------------------------------
 
-    async def on_unrouted_event(self, event: types.AriEvent) -> None:
+    async def on_unrouted_event(self, event: ari.Event) -> None:
         """A call entering the inbound app from the dialplan: not one we
         placed, so no call routes its events yet."""
         if event.get("type") != "StasisStart" or event.get("application") not in self.node.extra_apps:
@@ -473,7 +473,7 @@ class Controller:
     async def _tell_gone(self, channel_ids: list[str], why: str, *, node_lost: bool = False) -> None:
         for channel_id in channel_ids:
             if channel_id in self.node.dispatcher:
-                event: types.AriEvent = {
+                event: ari.Event = {
                     "type": "ChannelDestroyed",
                     "channel": {"id": channel_id},
                     "cause": 0,

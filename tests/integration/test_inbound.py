@@ -18,7 +18,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from ivr_auth import config, errors, inbound, models, phone, states
+from ivr_auth import config, errors, inbound_match, models, phone, states
 from ivr_auth import store as store_mod
 from ivr_auth.api import app as api_app
 
@@ -96,9 +96,9 @@ async def test_registered_caller_verifies_in_any_number_form(
     }[form]
     did = phone.format_for_trunk(me.inbound_numbers[0], "national", "JP")
 
-    match = await inbound.match_call(store, config.Config(), did=did, caller=presented, source="test")
+    match = await inbound_match.match_call(store, config.Config(), did=did, caller=presented, source="test")
 
-    assert match.result is inbound.Result.VERIFIED
+    assert match.result is inbound_match.Result.VERIFIED
     assert match.verification is not None
     assert match.verification.id == request.id
     assert match.verification.status is S.VERIFIED
@@ -111,11 +111,11 @@ async def test_registered_caller_verifies_in_any_number_form(
 async def test_another_caller_verifies_nothing(store: store_mod.Store, me: models.Tenant, caller: str) -> None:
     request = await pending(store, me, caller)
 
-    match = await inbound.match_call(
+    match = await inbound_match.match_call(
         store, config.Config(), did=me.inbound_numbers[0], caller=random_number("080"), source="test"
     )
 
-    assert match.result is inbound.Result.NOT_FOUND
+    assert match.result is inbound_match.Result.NOT_FOUND
     assert (await store.get(me.id, request.id)).status is S.QUEUED
 
 
@@ -125,18 +125,20 @@ async def test_withheld_caller_id_verifies_nothing(
 ) -> None:
     request = await pending(store, me, caller)
 
-    match = await inbound.match_call(store, config.Config(), did=me.inbound_numbers[0], caller=presented, source="t")
+    match = await inbound_match.match_call(
+        store, config.Config(), did=me.inbound_numbers[0], caller=presented, source="t"
+    )
 
-    assert match.result is inbound.Result.ANONYMOUS
+    assert match.result is inbound_match.Result.ANONYMOUS
     assert (await store.get(me.id, request.id)).status is S.QUEUED
 
 
 async def test_the_number_called_must_be_the_one_given(store: store_mod.Store, me: models.Tenant, caller: str) -> None:
     request = await pending(store, me, caller)
 
-    match = await inbound.match_call(store, config.Config(), did=random_number("050"), caller=caller, source="t")
+    match = await inbound_match.match_call(store, config.Config(), did=random_number("050"), caller=caller, source="t")
 
-    assert match.result is inbound.Result.NOT_FOUND
+    assert match.result is inbound_match.Result.NOT_FOUND
     assert (await store.get(me.id, request.id)).status is S.QUEUED
 
 
@@ -148,9 +150,9 @@ async def test_expired_canceled_and_settled_requests_do_not_match(
     canceled = await pending(store, me, caller)
     await store.cancel(me.id, canceled.id)
 
-    match = await inbound.match_call(store, config.Config(), did=me.inbound_numbers[0], caller=caller, source="t")
+    match = await inbound_match.match_call(store, config.Config(), did=me.inbound_numbers[0], caller=caller, source="t")
 
-    assert match.result is inbound.Result.NOT_FOUND
+    assert match.result is inbound_match.Result.NOT_FOUND
 
 
 async def test_the_newest_pending_request_is_the_one_verified(
@@ -159,7 +161,7 @@ async def test_the_newest_pending_request_is_the_one_verified(
     older = await pending(store, me, caller)
     newer = await pending(store, me, caller)
 
-    match = await inbound.match_call(store, config.Config(), did=me.inbound_numbers[0], caller=caller, source="t")
+    match = await inbound_match.match_call(store, config.Config(), did=me.inbound_numbers[0], caller=caller, source="t")
 
     assert match.verification is not None
     assert match.verification.id == newer.id
@@ -171,9 +173,9 @@ async def test_request_that_wants_the_code_is_not_verified_by_the_caller_id_alon
 ) -> None:
     request = await pending(store, me, caller, ask_code=True)
 
-    match = await inbound.match_call(store, config.Config(), did=me.inbound_numbers[0], caller=caller, source="t")
+    match = await inbound_match.match_call(store, config.Config(), did=me.inbound_numbers[0], caller=caller, source="t")
 
-    assert match.result is inbound.Result.CODE_REQUIRED
+    assert match.result is inbound_match.Result.CODE_REQUIRED
     assert match.verification is not None
     assert match.verification.id == request.id
     assert (await store.get(me.id, request.id)).status is S.QUEUED
@@ -183,9 +185,9 @@ async def test_missed_call_mode(store: store_mod.Store, me: models.Tenant, calle
     await store.update_tenant(me.name, store_mod.TenantChanges(missed_call=True))
     await pending(store, me, caller)
 
-    match = await inbound.match_call(store, config.Config(), did=me.inbound_numbers[0], caller=caller, source="t")
+    match = await inbound_match.match_call(store, config.Config(), did=me.inbound_numbers[0], caller=caller, source="t")
 
-    assert match.result is inbound.Result.VERIFIED
+    assert match.result is inbound_match.Result.VERIFIED
     assert match.reject_unanswered is True
 
 
@@ -195,7 +197,7 @@ async def test_unmatched_callers_hear_the_publishing_tenants_language(
     await store.update_tenant(me.name, store_mod.TenantChanges(default_language="en"))
     cfg = config.Config()  # default_language ja
 
-    match = await inbound.match_call(store, cfg, did=me.inbound_numbers[0], caller=None, source="t")
+    match = await inbound_match.match_call(store, cfg, did=me.inbound_numbers[0], caller=None, source="t")
 
     assert match.language == "en"
 
@@ -225,34 +227,34 @@ async def test_take_inbound_holds_a_lease(store: store_mod.Store, me: models.Ten
 async def test_check_code_by_id_alone(store: store_mod.Store, me: models.Tenant, caller: str) -> None:
     request = await pending(store, me, caller, ask_code=True)
 
-    wrong, after_wrong = await inbound.check_code(store, request.id, "1111111111", source="agi")
-    empty, after_empty = await inbound.check_code(store, request.id, "", source="agi")
-    closed, _ = await inbound.check_code(store, request.id, CODE, source="agi")
+    wrong, after_wrong = await inbound_match.check_code(store, request.id, "1111111111", source="agi")
+    empty, after_empty = await inbound_match.check_code(store, request.id, "", source="agi")
+    closed, _ = await inbound_match.check_code(store, request.id, CODE, source="agi")
 
-    assert wrong is inbound.CheckResult.WRONG_CODE
+    assert wrong is inbound_match.CheckResult.WRONG_CODE
     assert after_wrong is not None
     assert after_wrong.code_attempts == 1
     # Nothing keyed counts as well, and here uses up the two attempts.
-    assert empty is inbound.CheckResult.FAILED
+    assert empty is inbound_match.CheckResult.FAILED
     assert after_empty is not None
     assert after_empty.status is S.FAILED
-    assert closed is inbound.CheckResult.CLOSED
+    assert closed is inbound_match.CheckResult.CLOSED
 
 
 async def test_check_code_verifies(store: store_mod.Store, me: models.Tenant, caller: str) -> None:
     request = await pending(store, me, caller, ask_code=True)
 
-    result, verification = await inbound.check_code(store, request.id, CODE, source="agi")
+    result, verification = await inbound_match.check_code(store, request.id, CODE, source="agi")
 
-    assert result is inbound.CheckResult.VERIFIED
+    assert result is inbound_match.CheckResult.VERIFIED
     assert verification is not None
     assert verification.status is S.VERIFIED
 
 
 async def test_check_code_unknown_request(store: store_mod.Store) -> None:
-    result, verification = await inbound.check_code(store, uuid.uuid4(), CODE, source="agi")
+    result, verification = await inbound_match.check_code(store, uuid.uuid4(), CODE, source="agi")
 
-    assert result is inbound.CheckResult.NOT_FOUND
+    assert result is inbound_match.CheckResult.NOT_FOUND
     assert verification is None
 
 

@@ -15,7 +15,7 @@ from typing import Any, cast
 
 import pytest
 
-from ivr_auth import agi, config, errors, inbound, models, states
+from ivr_auth import agi, config, errors, inbound_match, models, states
 from ivr_auth import store as store_mod
 
 REQUEST_ID = uuid.UUID("6f1c1c1e-8d5e-4a43-9c36-0d7a3a1b2c3d")
@@ -78,17 +78,17 @@ def verification(**changes: Any) -> models.Verification:
 
 
 class Logic:
-    """Stands in for inbound.match_call / check_code and records their calls."""
+    """Stands in for inbound_match.match_call / check_code and records their calls."""
 
     def __init__(self) -> None:
-        self.match: inbound.Match | Exception = inbound.Match(inbound.Result.NOT_FOUND, "ja")
-        self.check: tuple[inbound.CheckResult, models.Verification | None] | Exception = (
-            inbound.CheckResult.WRONG_CODE,
+        self.match: inbound_match.Match | Exception = inbound_match.Match(inbound_match.Result.NOT_FOUND, "ja")
+        self.check: tuple[inbound_match.CheckResult, models.Verification | None] | Exception = (
+            inbound_match.CheckResult.WRONG_CODE,
             verification(code_attempts=1),
         )
         self.calls: list[dict[str, Any]] = []
 
-    async def match_call(self, store: object, cfg: object, **kwargs: Any) -> inbound.Match:
+    async def match_call(self, store: object, cfg: object, **kwargs: Any) -> inbound_match.Match:
         self.calls.append(kwargs)
         if isinstance(self.match, Exception):
             raise self.match
@@ -96,7 +96,7 @@ class Logic:
 
     async def check_code(
         self, store: object, verification_id: uuid.UUID, code: str, *, source: str
-    ) -> tuple[inbound.CheckResult, models.Verification | None]:
+    ) -> tuple[inbound_match.CheckResult, models.Verification | None]:
         self.calls.append({"verification_id": verification_id, "code": code, "source": source})
         if isinstance(self.check, Exception):
             raise self.check
@@ -106,8 +106,8 @@ class Logic:
 @pytest.fixture
 def logic(monkeypatch: pytest.MonkeyPatch) -> Logic:
     fake = Logic()
-    monkeypatch.setattr(inbound, "match_call", fake.match_call)
-    monkeypatch.setattr(inbound, "check_code", fake.check_code)
+    monkeypatch.setattr(inbound_match, "match_call", fake.match_call)
+    monkeypatch.setattr(inbound_match, "check_code", fake.check_code)
     return fake
 
 
@@ -167,7 +167,9 @@ async def until_idle(server: agi.AgiServer, within: float = 1.0) -> None:
 
 
 async def test_inbound_verified(server: agi.AgiServer, logic: Logic) -> None:
-    logic.match = inbound.Match(inbound.Result.VERIFIED, "en", verification(language="en"), reject_unanswered=True)
+    logic.match = inbound_match.Match(
+        inbound_match.Result.VERIFIED, "en", verification(language="en"), reject_unanswered=True
+    )
 
     commands = await converse(server.port, HEADERS)
 
@@ -191,7 +193,7 @@ async def test_inbound_verified(server: agi.AgiServer, logic: Logic) -> None:
 async def test_inbound_code_required_gives_the_code_length_and_sets_the_result_last(
     server: agi.AgiServer, logic: Logic
 ) -> None:
-    logic.match = inbound.Match(inbound.Result.CODE_REQUIRED, "ja", verification(code_length=8))
+    logic.match = inbound_match.Match(inbound_match.Result.CODE_REQUIRED, "ja", verification(code_length=8))
 
     commands = await converse(server.port, HEADERS)
 
@@ -205,9 +207,9 @@ async def test_inbound_code_required_gives_the_code_length_and_sets_the_result_l
     assert commands[-1].startswith("SET VARIABLE IVRAUTH_RESULT ")
 
 
-@pytest.mark.parametrize("result", [inbound.Result.ANONYMOUS, inbound.Result.NOT_FOUND])
-async def test_inbound_without_a_request(server: agi.AgiServer, logic: Logic, result: inbound.Result) -> None:
-    logic.match = inbound.Match(result, "ja")
+@pytest.mark.parametrize("result", [inbound_match.Result.ANONYMOUS, inbound_match.Result.NOT_FOUND])
+async def test_inbound_without_a_request(server: agi.AgiServer, logic: Logic, result: inbound_match.Result) -> None:
+    logic.match = inbound_match.Match(result, "ja")
 
     commands = await converse(server.port, {**HEADERS, "agi_callerid": "unknown"})
 
@@ -247,17 +249,17 @@ async def test_inbound_did_is_the_argument_else_dnid_else_extension(
 @pytest.mark.parametrize(
     ("result", "found", "left"),
     [
-        (inbound.CheckResult.VERIFIED, verification(status=states.Status.VERIFIED, code_attempts=1), "2"),
-        (inbound.CheckResult.WRONG_CODE, verification(code_attempts=2), "1"),
-        (inbound.CheckResult.FAILED, verification(status=states.Status.FAILED, code_attempts=3), "0"),
-        (inbound.CheckResult.CLOSED, None, ""),
-        (inbound.CheckResult.NOT_FOUND, None, ""),
+        (inbound_match.CheckResult.VERIFIED, verification(status=states.Status.VERIFIED, code_attempts=1), "2"),
+        (inbound_match.CheckResult.WRONG_CODE, verification(code_attempts=2), "1"),
+        (inbound_match.CheckResult.FAILED, verification(status=states.Status.FAILED, code_attempts=3), "0"),
+        (inbound_match.CheckResult.CLOSED, None, ""),
+        (inbound_match.CheckResult.NOT_FOUND, None, ""),
     ],
 )
 async def test_check(
     server: agi.AgiServer,
     logic: Logic,
-    result: inbound.CheckResult,
+    result: inbound_match.CheckResult,
     found: models.Verification | None,
     left: str,
 ) -> None:
@@ -311,7 +313,7 @@ async def test_an_exception_in_the_logic_sets_error_and_touches_no_other_request
     logic.match = errors.StoreUnavailable()
 
     failed = await converse(server.port, HEADERS)
-    logic.match = inbound.Match(inbound.Result.NOT_FOUND, "ja")
+    logic.match = inbound_match.Match(inbound_match.Result.NOT_FOUND, "ja")
     after = await converse(server.port, HEADERS)
 
     assert variables(failed) == {"IVRAUTH_RESULT": "error"}
@@ -337,7 +339,7 @@ async def test_a_hangup_answer_stops_the_request(
     server: agi.AgiServer, logic: Logic, caplog: pytest.LogCaptureFixture, answer: str
 ) -> None:
     caplog.set_level(logging.INFO)
-    logic.match = inbound.Match(inbound.Result.VERIFIED, "ja", verification())
+    logic.match = inbound_match.Match(inbound_match.Result.VERIFIED, "ja", verification())
 
     commands = await converse(server.port, HEADERS, answers=("200 result=1", answer))
 
@@ -419,12 +421,12 @@ async def test_stop_lets_a_request_being_answered_finish_then_cuts_it(
     monkeypatch.setattr(agi, "STOP_GRACE_SECONDS", 0.2)
     stuck = asyncio.Event()
 
-    async def never_answers(store: object, cfg: object, **kwargs: Any) -> inbound.Match:
+    async def never_answers(store: object, cfg: object, **kwargs: Any) -> inbound_match.Match:
         stuck.set()
         await asyncio.Event().wait()
         raise AssertionError("unreachable")
 
-    monkeypatch.setattr(inbound, "match_call", never_answers)
+    monkeypatch.setattr(inbound_match, "match_call", never_answers)
     reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
     writer.write(request_block(HEADERS))
     await asyncio.wait_for(stuck.wait(), 1)

@@ -5,7 +5,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from ivr_auth import types
+from ivr_auth import ari
 from ivr_auth.ari import events
 
 # --- channel_ids ---------------------------------------------------------------------
@@ -15,14 +15,14 @@ from ivr_auth.ari import events
     "event_type", ["StasisStart", "StasisEnd", "ChannelDtmfReceived", "ChannelStateChange", "ChannelDestroyed"]
 )
 def test_channel_event_names_its_channel(event_type: str) -> None:
-    event: types.AriEvent = {"type": event_type, "channel": {"id": "chan-1", "state": "Up"}}
+    event: ari.Event = {"type": event_type, "channel": {"id": "chan-1", "state": "Up"}}
 
     assert events.channel_ids(event) == ["chan-1"]
 
 
 @pytest.mark.parametrize("event_type", ["PlaybackStarted", "PlaybackFinished"])
 def test_playback_event_names_its_target_channel(event_type: str) -> None:
-    event: types.AriEvent = {
+    event: ari.Event = {
         "type": event_type,
         "playback": {"id": "pb-1", "target_uri": "channel:chan-2", "state": "done"},
     }
@@ -31,7 +31,7 @@ def test_playback_event_names_its_target_channel(event_type: str) -> None:
 
 
 def test_recording_event_names_its_target_channel() -> None:
-    event: types.AriEvent = {"type": "RecordingFinished", "recording": {"name": "r", "target_uri": "channel:chan-3"}}
+    event: ari.Event = {"type": "RecordingFinished", "recording": {"name": "r", "target_uri": "channel:chan-3"}}
 
     assert events.channel_ids(event) == ["chan-3"]
 
@@ -51,12 +51,12 @@ def test_recording_event_names_its_target_channel() -> None:
         {},
     ],
 )
-def test_events_without_a_channel(event: types.AriEvent) -> None:
+def test_events_without_a_channel(event: ari.Event) -> None:
     assert events.channel_ids(event) == []
 
 
 def test_event_with_channel_and_playback_names_both() -> None:
-    event: types.AriEvent = {"channel": {"id": "a"}, "playback": {"target_uri": "channel:b"}}
+    event: ari.Event = {"channel": {"id": "a"}, "playback": {"target_uri": "channel:b"}}
 
     assert events.channel_ids(event) == ["a", "b"]
 
@@ -92,13 +92,13 @@ def test_events_url_quotes_the_app_name() -> None:
 
 class Recorder:
     def __init__(self) -> None:
-        self.events: list[types.AriEvent] = []
+        self.events: list[ari.Event] = []
 
-    async def __call__(self, event: types.AriEvent) -> None:
+    async def __call__(self, event: ari.Event) -> None:
         self.events.append(event)
 
 
-def drain(queue: asyncio.Queue[types.AriEvent]) -> list[types.AriEvent]:
+def drain(queue: asyncio.Queue[ari.Event]) -> list[ari.Event]:
     out = []
     while not queue.empty():
         out.append(queue.get_nowait())
@@ -109,8 +109,8 @@ async def test_subscribed_channel_gets_its_events_in_order() -> None:
     fallback = Recorder()
     dispatcher = events.Dispatcher(fallback)
     queue = dispatcher.subscribe("chan-1")
-    dtmf: types.AriEvent = {"type": "ChannelDtmfReceived", "digit": "1", "channel": {"id": "chan-1"}}
-    finished: types.AriEvent = {"type": "PlaybackFinished", "playback": {"target_uri": "channel:chan-1"}}
+    dtmf: ari.Event = {"type": "ChannelDtmfReceived", "digit": "1", "channel": {"id": "chan-1"}}
+    finished: ari.Event = {"type": "PlaybackFinished", "playback": {"target_uri": "channel:chan-1"}}
 
     await dispatcher(dtmf)
     await dispatcher(finished)
@@ -123,8 +123,8 @@ async def test_other_channels_and_channelless_events_go_to_the_fallback() -> Non
     fallback = Recorder()
     dispatcher = events.Dispatcher(fallback)
     queue = dispatcher.subscribe("chan-1")
-    other: types.AriEvent = {"type": "StasisStart", "channel": {"id": "chan-2"}}
-    global_event: types.AriEvent = {"type": "ApplicationReplaced"}
+    other: ari.Event = {"type": "StasisStart", "channel": {"id": "chan-2"}}
+    global_event: ari.Event = {"type": "ApplicationReplaced"}
 
     await dispatcher(other)
     await dispatcher(global_event)
@@ -138,7 +138,7 @@ async def test_event_for_two_subscribed_channels_reaches_both() -> None:
     dispatcher = events.Dispatcher(fallback)
     a = dispatcher.subscribe("a")
     b = dispatcher.subscribe("b")
-    event: types.AriEvent = {"channel": {"id": "a"}, "playback": {"target_uri": "channel:b"}}
+    event: ari.Event = {"channel": {"id": "a"}, "playback": {"target_uri": "channel:b"}}
 
     await dispatcher(event)
 
@@ -151,7 +151,7 @@ async def test_unsubscribe_stops_routing() -> None:
     fallback = Recorder()
     dispatcher = events.Dispatcher(fallback)
     queue = dispatcher.subscribe("chan-1")
-    event: types.AriEvent = {"type": "ChannelDestroyed", "channel": {"id": "chan-1"}}
+    event: ari.Event = {"type": "ChannelDestroyed", "channel": {"id": "chan-1"}}
 
     dispatcher.unsubscribe("chan-1")
     await dispatcher(event)
@@ -182,7 +182,7 @@ async def test_subscribe_again_replaces_the_queue() -> None:
     dispatcher = events.Dispatcher()
     old = dispatcher.subscribe("chan-1")
     new = dispatcher.subscribe("chan-1")
-    event: types.AriEvent = {"channel": {"id": "chan-1"}}
+    event: ari.Event = {"channel": {"id": "chan-1"}}
 
     await dispatcher(event)
 
@@ -205,7 +205,7 @@ async def test_fallback_can_be_set_after_construction() -> None:
     dispatcher = events.Dispatcher()
     fallback = Recorder()
     dispatcher.fallback = fallback
-    event: types.AriEvent = {"type": "StasisStart", "application": "inbound", "channel": {"id": "in-1"}}
+    event: ari.Event = {"type": "StasisStart", "application": "inbound", "channel": {"id": "in-1"}}
 
     await dispatcher(event)
 

@@ -10,7 +10,7 @@ from typing import Any, cast
 
 import pytest
 
-from ivr_auth import callsession, errors, types
+from ivr_auth import ari, callsession, errors
 from ivr_auth.ari import events
 from ivr_auth.ari import node as ari_node
 
@@ -50,7 +50,7 @@ class FakeNode:
         self.dispatcher = events.Dispatcher()
         self.app = "ivr-auth-test"
 
-    async def send(self, event: types.AriEvent) -> None:
+    async def send(self, event: ari.Event) -> None:
         await self.dispatcher(event)
 
 
@@ -59,11 +59,11 @@ def session_for(client: FakeClient) -> tuple[callsession.CallSession, FakeNode]:
     return callsession.CallSession(cast(ari_node.AriNode, node), CHANNEL), node
 
 
-def key(digit: str) -> types.AriEvent:
+def key(digit: str) -> ari.Event:
     return {"type": "ChannelDtmfReceived", "channel": {"id": CHANNEL}, "digit": digit}
 
 
-def finished(playback_id: str) -> types.AriEvent:
+def finished(playback_id: str) -> ari.Event:
     return {"type": "PlaybackFinished", "playback": {"id": playback_id, "target_uri": f"channel:{CHANNEL}"}}
 
 
@@ -148,7 +148,7 @@ TO_AMD: list[tuple[str, ...]] = [
 ]
 
 
-def snoop_event(kind: str, *args: str) -> types.AriEvent:
+def snoop_event(kind: str, *args: str) -> ari.Event:
     return {"type": kind, "channel": {"id": SNOOP}, "args": list(args)}
 
 

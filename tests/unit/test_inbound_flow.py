@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from ivr_auth import models, states, types
+from ivr_auth import ari, models, states
 from ivr_auth.flows import inbound as inbound_flow
 
-STASIS_START: types.AriEvent = {
+STASIS_START: ari.Event = {
     "type": "StasisStart",
     "application": "ivr-auth-inbound",
     "args": ["05012345678"],
@@ -27,7 +27,7 @@ STASIS_START: types.AriEvent = {
 }
 
 
-def event(**changes: Any) -> types.AriEvent:
+def event(**changes: Any) -> ari.Event:
     channel = {**STASIS_START["channel"], **changes.pop("channel", {})}
     return {**STASIS_START, "channel": channel, **changes}
 
@@ -75,7 +75,7 @@ def test_withheld_caller_number_is_passed_through() -> None:
         {"args": [], "channel": {"id": ""}},
     ],
 )
-def test_missing_keys_give_empty_strings(start: types.AriEvent) -> None:
+def test_missing_keys_give_empty_strings(start: ari.Event) -> None:
     assert inbound_flow.call_details(start) == ("", "", "")
 
 
@@ -200,7 +200,7 @@ def test_public_extra_is_merged_last() -> None:
 
 
 def test_call_details_tolerates_nulls() -> None:
-    event: types.AriEvent = {
+    event: ari.Event = {
         "type": "StasisStart",
         "args": None,
         "channel": {"id": None, "caller": {"number": None}, "dialplan": {"exten": None}},

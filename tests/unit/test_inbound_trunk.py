@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from ivr_auth import types
+from ivr_auth import ari
 from ivr_auth.flows import inbound as inbound_flow
 
 TRUNKS = ["primary", "back-up"]
 
 
-def event(name: object) -> types.AriEvent:
+def event(name: object) -> ari.Event:
     return {"type": "StasisStart", "channel": {"id": "c1", "name": name}}
 
 

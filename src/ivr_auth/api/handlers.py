@@ -16,7 +16,7 @@ from typing import Any
 import prometheus_client
 from aiohttp import hdrs, web
 
-from ivr_auth import config, crypto, errors, inbound, limits, models, phone
+from ivr_auth import config, crypto, errors, inbound_match, limits, models, phone
 from ivr_auth import metrics as metrics_mod
 from ivr_auth import store as store_mod
 from ivr_auth.api import schemas
@@ -126,7 +126,7 @@ async def create_verification(request: web.Request, tenant: models.Tenant) -> we
     parsed = schemas.parse_create(body, cfg, tenant_language=tenant.default_language)
     number_to_call = None
     if parsed.method == "inbound":
-        number_to_call = inbound.number_to_call(cfg, tenant)
+        number_to_call = inbound_match.number_to_call(cfg, tenant)
         if number_to_call is None:
             raise schemas.ApiError(
                 422,

@@ -19,12 +19,12 @@ from urllib.parse import urlencode
 
 import aiohttp
 
-from ivr_auth import errors, types
+from ivr_auth import ari, errors
 
 logger = logging.getLogger(__name__)
 
 
-def channel_ids(event: types.AriEvent) -> list[str]:
+def channel_ids(event: ari.Event) -> list[str]:
     """The channels an event concerns, for routing it to their calls."""
     ids: list[str] = []
     channel = event.get("channel")
@@ -51,9 +51,9 @@ class EventStream:
         base_url: str,
         headers: Mapping[str, str],
         app: str,
-        handler: types.AriEventHandler,
+        handler: ari.EventHandler,
         *,
-        on_connect: types.AriConnectHandler | None = None,
+        on_connect: ari.ConnectHandler | None = None,
         on_status: Callable[[bool], None] | None = None,
         min_backoff: float = 0.2,
         max_backoff: float = 10.0,
@@ -148,12 +148,12 @@ class EventStream:
 class Dispatcher:
     """Routes events to a queue per channel; the rest go to ``fallback``."""
 
-    def __init__(self, fallback: types.AriEventHandler | None = None) -> None:
-        self._queues: dict[str, asyncio.Queue[types.AriEvent]] = {}
+    def __init__(self, fallback: ari.EventHandler | None = None) -> None:
+        self._queues: dict[str, asyncio.Queue[ari.Event]] = {}
         self.fallback = fallback
 
-    def subscribe(self, channel_id: str) -> asyncio.Queue[types.AriEvent]:
-        queue: asyncio.Queue[types.AriEvent] = asyncio.Queue()
+    def subscribe(self, channel_id: str) -> asyncio.Queue[ari.Event]:
+        queue: asyncio.Queue[ari.Event] = asyncio.Queue()
         self._queues[channel_id] = queue
         return queue
 
@@ -167,7 +167,7 @@ class Dispatcher:
         """Every channel a call is waiting on events for."""
         return list(self._queues)
 
-    async def __call__(self, event: types.AriEvent) -> None:
+    async def __call__(self, event: ari.Event) -> None:
         routed = False
         for channel_id in channel_ids(event):
             queue = self._queues.get(channel_id)

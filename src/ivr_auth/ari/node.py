@@ -9,7 +9,7 @@ import logging
 
 import aiohttp
 
-from ivr_auth import errors, tasks, types
+from ivr_auth import ari, errors, tasks
 from ivr_auth import metrics as metrics_mod
 from ivr_auth.ari import client as ari_client
 from ivr_auth.ari import events
@@ -27,8 +27,8 @@ class AriNode:
         app: str,
         *,
         name: str = "local",
-        fallback: types.AriEventHandler | None = None,
-        on_connect: types.AriConnectHandler | None = None,
+        fallback: ari.EventHandler | None = None,
+        on_connect: ari.ConnectHandler | None = None,
         extra_apps: tuple[str, ...] = (),
         metrics: metrics_mod.Metrics | None = None,
     ) -> None:

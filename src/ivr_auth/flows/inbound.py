@@ -14,7 +14,7 @@ import dataclasses
 import logging
 import time
 
-from ivr_auth import callsession, errors, flows, inbound, models, phone, reasons, states, types
+from ivr_auth import ari, callsession, errors, flows, inbound_match, models, phone, reasons, states
 from ivr_auth.flows import FlowContext
 from ivr_auth.flows import dtmf as dtmf_flow
 
@@ -26,7 +26,7 @@ S = states.Status
 REJECT_REASON = "rejected"
 
 
-def call_details(event: types.AriEvent) -> tuple[str, str, str]:
+def call_details(event: ari.Event) -> tuple[str, str, str]:
     """(channel id, DID, caller number) from a StasisStart. The dialplan
     passes the dialled number as the first argument; the caller number is
     Asterisk's CALLERID(num), from P-Asserted-Identity on a trusted trunk."""
@@ -38,7 +38,7 @@ def call_details(event: types.AriEvent) -> tuple[str, str, str]:
     return str(channel.get("id") or ""), did, caller
 
 
-def arrival_trunk(event: types.AriEvent, trunks: list[str]) -> str:
+def arrival_trunk(event: ari.Event, trunks: list[str]) -> str:
     """Which of ``trunks`` an inbound call came from: the PJSIP endpoint in
     its channel name (``PJSIP/backup-0000000a``); the first when none is."""
     name = str((event.get("channel") or {}).get("name") or "")
@@ -46,18 +46,18 @@ def arrival_trunk(event: types.AriEvent, trunks: list[str]) -> str:
     return endpoint if endpoint in trunks else trunks[0]
 
 
-async def run(ctx: FlowContext, session: callsession.CallSession, event: types.AriEvent) -> None:
+async def run(ctx: FlowContext, session: callsession.CallSession, event: ari.Event) -> None:
     channel_id, did, caller = call_details(event)
     trunk = arrival_trunk(event, [t.name for t in ctx.cfg.outbound_trunks])
     log = {"channel_id": channel_id, "node": ctx.node.name}
     taken: models.Verification | None = None
     try:
         await session.follow(str(event.get("application") or ctx.cfg.inbound.app))
-        match = await inbound.match_call(
+        match = await inbound_match.match_call(
             ctx.store, ctx.cfg, did=did, caller=caller, source="ari", channel_id=channel_id
         )
         lang = match.language
-        if match.result is inbound.Result.VERIFIED and match.verification is not None:
+        if match.result is inbound_match.Result.VERIFIED and match.verification is not None:
             await _record_call(ctx, match.verification, channel_id, trunk)
             if match.reject_unanswered:
                 end = await session.reject(REJECT_REASON)
@@ -71,7 +71,7 @@ async def run(ctx: FlowContext, session: callsession.CallSession, event: types.A
             )
             await flows.end_call(ctx, session, "verified")
             return
-        if match.result is inbound.Result.CODE_REQUIRED and match.verification is not None:
+        if match.result is inbound_match.Result.CODE_REQUIRED and match.verification is not None:
             taken = await ctx.store.take_inbound(
                 match.verification.id,
                 owner=ctx.controller,
@@ -88,7 +88,7 @@ async def run(ctx: FlowContext, session: callsession.CallSession, event: types.A
                 await dtmf_flow.converse(ctx, taken, session, time.monotonic())
                 return
         await session.answer()
-        if match.result is inbound.Result.ANONYMOUS:
+        if match.result is inbound_match.Result.ANONYMOUS:
             refusal = ctx.prompts.media("caller_id_withheld", match.language)
         else:
             refusal = ctx.prompts.media("not_registered", match.language)
@@ -136,7 +136,7 @@ async def _record_call(ctx: FlowContext, verification: models.Verification, chan
     )
 
 
-async def _end_record(ctx: FlowContext, channel_id: str, outcome: str, end: types.AriEvent | None) -> None:
+async def _end_record(ctx: FlowContext, channel_id: str, outcome: str, end: ari.Event | None) -> None:
     cause = (end or {}).get("cause")
     await ctx.store.end_call_attempt(
         channel_id, outcome, int(cause) if cause is not None else None, (end or {}).get("cause_txt")

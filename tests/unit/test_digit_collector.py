@@ -2,12 +2,14 @@ from __future__ import annotations
 
 import pytest
 
-from ivr_auth import dtmf
+from ivr_auth import digit_collector
 
 
-def collector(max_digits: int = 4, *, terminator: str | None = "#", clear_key: str | None = "*") -> dtmf.DigitCollector:
+def collector(
+    max_digits: int = 4, *, terminator: str | None = "#", clear_key: str | None = "*"
+) -> digit_collector.DigitCollector:
     """Started at 100.0; 10 s for the first key, 5 s between keys."""
-    return dtmf.DigitCollector(
+    return digit_collector.DigitCollector(
         max_digits,
         started_at=100.0,
         first_digit_timeout=10.0,
@@ -17,7 +19,7 @@ def collector(max_digits: int = 4, *, terminator: str | None = "#", clear_key: s
     )
 
 
-def feed_all(c: dtmf.DigitCollector, keys: str, start: float = 101.0, step: float = 1.0) -> list[bool]:
+def feed_all(c: digit_collector.DigitCollector, keys: str, start: float = 101.0, step: float = 1.0) -> list[bool]:
     return [c.feed(key, start + i * step) for i, key in enumerate(keys)]
 
 
@@ -26,7 +28,7 @@ def test_max_digits_ends_entry() -> None:
 
     assert feed_all(c, "1234") == [False, False, False, True]
     assert c.done
-    assert c.ended is dtmf.Ended.MAX_DIGITS
+    assert c.ended is digit_collector.Ended.MAX_DIGITS
     assert c.value == "1234"
 
 
@@ -34,7 +36,7 @@ def test_terminator_ends_entry_early_and_is_not_a_digit() -> None:
     c = collector(6)
 
     assert feed_all(c, "12#") == [False, False, True]
-    assert c.ended is dtmf.Ended.TERMINATOR
+    assert c.ended is digit_collector.Ended.TERMINATOR
     assert c.value == "12"
 
 
@@ -42,7 +44,7 @@ def test_terminator_alone_gives_an_empty_value() -> None:
     c = collector()
 
     assert c.feed("#", 101.0)
-    assert c.ended is dtmf.Ended.TERMINATOR
+    assert c.ended is digit_collector.Ended.TERMINATOR
     assert c.value == ""
 
 
@@ -70,7 +72,7 @@ def test_other_terminator_and_clear_key() -> None:
     feed_all(c, "12#3")
     assert c.value == "3"
     assert c.feed("*", 105.0)
-    assert c.ended is dtmf.Ended.TERMINATOR
+    assert c.ended is digit_collector.Ended.TERMINATOR
     assert c.value == "3"
 
 
@@ -94,16 +96,16 @@ def test_invalid_key_raises(key: str) -> None:
 @pytest.mark.parametrize("max_digits", [0, -1])
 def test_max_digits_below_one_is_refused(max_digits: int) -> None:
     with pytest.raises(ValueError, match="max_digits"):
-        dtmf.DigitCollector(max_digits, started_at=0.0)
+        digit_collector.DigitCollector(max_digits, started_at=0.0)
 
 
 def test_terminator_equal_to_clear_key_is_refused() -> None:
     with pytest.raises(ValueError, match="differ"):
-        dtmf.DigitCollector(4, started_at=0.0, terminator="#", clear_key="#")
+        digit_collector.DigitCollector(4, started_at=0.0, terminator="#", clear_key="#")
 
 
 def test_no_terminator_and_no_clear_key_is_allowed() -> None:
-    assert not dtmf.DigitCollector(4, 0.0, terminator=None, clear_key=None).done
+    assert not digit_collector.DigitCollector(4, 0.0, terminator=None, clear_key=None).done
 
 
 # --- time ----------------------------------------------------------------------------
@@ -130,7 +132,7 @@ def test_tick_at_the_first_digit_deadline_times_out() -> None:
     c = collector()
 
     assert c.tick(110.0)
-    assert c.ended is dtmf.Ended.TIMEOUT
+    assert c.ended is digit_collector.Ended.TIMEOUT
 
 
 def test_inter_digit_timeout_is_shorter_than_the_first() -> None:
@@ -139,7 +141,7 @@ def test_inter_digit_timeout_is_shorter_than_the_first() -> None:
 
     assert not c.tick(105.9)
     assert c.tick(106.0)
-    assert c.ended is dtmf.Ended.TIMEOUT
+    assert c.ended is digit_collector.Ended.TIMEOUT
     assert c.value == "1"
 
 
@@ -182,7 +184,7 @@ def test_restart_after_the_end_is_ignored() -> None:
     c.restart(200.0)
 
     assert c.started_at == 100.0
-    assert c.ended is dtmf.Ended.TIMEOUT
+    assert c.ended is digit_collector.Ended.TIMEOUT
 
 
 # --- after the end -------------------------------------------------------------------
@@ -196,9 +198,9 @@ def test_feeding_after_done_changes_nothing() -> None:
     assert c.feed("*", 104.0)
     assert c.feed("not even a key", 104.0)
     assert c.value == "12"
-    assert c.ended is dtmf.Ended.MAX_DIGITS
+    assert c.ended is digit_collector.Ended.MAX_DIGITS
     assert c.tick(1000.0)
-    assert c.ended is dtmf.Ended.MAX_DIGITS
+    assert c.ended is digit_collector.Ended.MAX_DIGITS
 
 
 def test_hangup_ends_entry_and_keeps_the_digits() -> None:
@@ -208,7 +210,7 @@ def test_hangup_ends_entry_and_keeps_the_digits() -> None:
     c.hangup()
 
     assert c.done
-    assert c.ended is dtmf.Ended.HANGUP
+    assert c.ended is digit_collector.Ended.HANGUP
     assert c.value == "7"
     assert c.feed("8", 102.0)
     assert c.value == "7"
@@ -220,4 +222,4 @@ def test_hangup_after_the_end_keeps_the_first_reason() -> None:
 
     c.hangup()
 
-    assert c.ended is dtmf.Ended.TERMINATOR
+    assert c.ended is digit_collector.Ended.TERMINATOR
