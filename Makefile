@@ -3,6 +3,8 @@
 #   make test   set up everything, run the whole suite (unit, integration, e2e)
 #   make run    the local stack + API + controller in the foreground
 #   make lint   ruff + mypy --strict
+#   make check-wheel  build the service's wheel, check its files, install it into a fresh venv
+#               outside the checkout and import it from there (no dev kit, prompts found)
 #   make prompts  render the call prompts (src/ivr_auth/data/prompts/) from their manifest.yaml
 #   make bench  capacity and latency on a stack of its own, beside a dialplan-only baseline
 #               (.run/bench/report.{json,md}, latency.png; BENCH_QUICK=1 for two short steps)
@@ -12,7 +14,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup system venv demo run test test-unit lint prompts bench stack-up stack-down stack-status clean
+.PHONY: setup system venv demo run test test-unit lint check-wheel prompts bench stack-up stack-down stack-status clean
 
 setup: system venv
 
@@ -47,6 +49,10 @@ lint: venv
 	@$(VENV)/bin/ruff check src devkit tests scripts
 	@$(VENV)/bin/ruff format --check src devkit tests scripts
 	@$(VENV)/bin/mypy
+
+# About 15 s: pip installs the wheel's dependencies (from its cache) into a temporary venv.
+check-wheel: venv
+	@$(PY) scripts/check-wheel.py
 
 # The call prompts, from src/ivr_auth/data/prompts/manifest.yaml: installs Open JTalk, flite and
 # sox (root or sudo), then writes the WAV files that changed. They are committed.
