@@ -1,7 +1,7 @@
 """Why a request is in its status: the ``reason`` a client reads next to
 ``status``, in the API's answers and in webhooks. Every value the service
 writes is here, with the statuses it comes with; the OpenAPI document and
-the README list the same (tests hold them to it)."""
+docs/api.md list the same (tests hold them to it)."""
 
 from __future__ import annotations
 

@@ -107,7 +107,7 @@ def test_paths_and_methods_are_the_app_routes(doc: dict[str, Any]) -> None:
         if route.resource is not None
         and route.method != hdrs.METH_HEAD
         # The operators' page and the JSON it reads are not the tenants'
-        # API contract (README, "Dashboard").
+        # API contract (docs/operating.md, "Dashboard").
         and not route.resource.canonical.startswith("/dashboard")
     }
     documented = {(path, method) for path, item in doc["paths"].items() for method in item if method in HTTP_METHODS}
