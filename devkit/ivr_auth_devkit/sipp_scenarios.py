@@ -39,7 +39,7 @@ def _template(name: str) -> str:
     text = (SCENARIO_DIR / name).read_text()
     start = text.index("<!--")
     end = text.index("-->", start) + 3
-    return f"{text[:start]}<!-- written by ivr_auth/sipp_scenarios.py from sipp-scenarios/{name} -->{text[end:]}"
+    return f"{text[:start]}<!-- written by devkit/ivr_auth_devkit/sipp_scenarios.py from sipp-scenarios/{name} -->{text[end:]}"
 
 
 def _attr(value: str) -> str:

@@ -1,5 +1,5 @@
 """FastAGI server: inbound caller-ID verification for operators who keep
-their own dialplan. The match and the code check are ``ivr_auth.inbound``,
+their own dialplan. The match and the code check are ``ivr_auth.inbound_match``,
 the same logic as the Stasis flow; this module only reads the AGI request
 and answers with channel variables.
 

@@ -174,7 +174,7 @@ async def _guarded(check: Check, timeout: float) -> tuple[Status, str]:
 
 
 async def _not_checked() -> str:
-    raise Problem("not checked: the stack's endpoints are unknown (see above)")
+    raise Problem("not checked: the connections are not configured (see above)")
 
 
 async def _connect(database_url: str, timeout: float) -> psycopg.AsyncConnection[TupleRow]:
@@ -419,8 +419,8 @@ async def _prompts(library: prompts.Library, languages: tuple[str, ...]) -> str:
     missing = missing_prompts(library, languages)
     if missing:
         raise Problem(
-            f"missing in {library.shipped_dir}: {', '.join(missing)}: restore them (`git checkout prompts`) "
-            "or run `make prompts`"
+            f"missing in {library.shipped_dir}: {', '.join(missing)}: reinstall ivr-auth (in a checkout, "
+            "`git checkout src/ivr_auth/data/prompts` or `make prompts`)"
         )
     return f"every prompt present for {', '.join(languages)}"
 

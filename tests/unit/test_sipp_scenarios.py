@@ -262,7 +262,7 @@ def test_generated_scenarios_fill_every_placeholder(tmp_path: Path) -> None:
     ]
     for text in texts:
         assert not re.search(r"@[A-Z_]+@", text)
-        assert "written by ivr_auth/sipp_scenarios.py" in text
+        assert "written by devkit/ivr_auth_devkit/sipp_scenarios.py" in text
         parse_scenario(text)
 
 
@@ -383,7 +383,7 @@ def test_caller_scenario_invites_with_an_sdp_offer_and_acks_the_answer() -> None
     assert steps(root)[1:5] == [("recv", "100"), ("recv", "180"), ("recv", "183"), ("recv", "200")]
     assert [e.get("optional") for e in root.iter("recv")][:4] == ["true", "true", "true", None]
     assert steps(root)[-2:] == [("label", "bye"), ("send", "SIP/2.0")]
-    assert "written by ivr_auth/sipp_scenarios.py from sipp-scenarios/uac-answer.xml.in" in text
+    assert "written by devkit/ivr_auth_devkit/sipp_scenarios.py from sipp-scenarios/uac-answer.xml.in" in text
     assert_jumps_land(root)
 
 

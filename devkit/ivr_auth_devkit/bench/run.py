@@ -35,7 +35,8 @@ from ivr_auth_devkit.stack import asterisk, postgres, secrets
 
 logger = logging.getLogger(__name__)
 
-ROOT = Path(__file__).resolve().parents[2]
+# The checkout (devkit/ivr_auth_devkit/bench/run.py is three levels below it).
+ROOT = Path(__file__).resolve().parents[3]
 OUT_DIR = ROOT / ".run" / "bench"
 HTTP = "127.0.0.1:8094"
 SETTINGS: dict[str, Any] = {

@@ -1,5 +1,5 @@
 """Inbound caller-ID verification in Stasis: the person calls our published
-number from the registered phone. The match itself is ``ivr_auth.inbound``
+number from the registered phone. The match itself is ``ivr_auth.inbound_match``
 (shared with FastAGI); this flow answers (or, in missed-call mode, rejects
 unanswered), says the result, and for requests that want it collects the
 code as the DTMF flow does.
