@@ -11,9 +11,8 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from psycopg_pool import AsyncConnectionPool
 
-from ivr_auth import config, connections, crypto, models
+from ivr_auth import config, connections, models
 from ivr_auth import store as store_mod
 from ivr_auth.ari import node as ari_node
 from ivr_auth_devkit import stack
@@ -83,12 +82,8 @@ async def ari(
 @pytest.fixture
 async def store(local_stack: connections.Connections) -> AsyncIterator[store_mod.Store]:
     """The real Postgres of the local stack, through the project's Store."""
-    pool = AsyncConnectionPool(local_stack.database_url, min_size=1, max_size=10, open=False)
-    await pool.open(wait=True)
-    try:
-        yield store_mod.Store(pool, crypto.Keys.from_secret(local_stack.server_secret))
-    finally:
-        await asyncio.wait_for(pool.close(timeout=5), 15)
+    async with store_mod.Store.from_url(local_stack.database_url, local_stack.server_secret) as opened:
+        yield opened
 
 
 @pytest.fixture

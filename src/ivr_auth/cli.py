@@ -14,14 +14,12 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import aiohttp
-from psycopg_pool import AsyncConnectionPool
 
 from ivr_auth import (
     cli_operator,
     cli_tenant,
     config,
     connections,
-    crypto,
     doctor,
     errors,
     limits,
@@ -32,7 +30,7 @@ from ivr_auth import (
 )
 from ivr_auth import store as store_mod
 from ivr_auth.ari import node as ari_node
-from ivr_auth.store import migrate
+from ivr_auth.store import database, migrate
 
 logger = logging.getLogger(__name__)
 
@@ -152,7 +150,7 @@ def _parser() -> argparse.ArgumentParser:
 
 async def cmd_migrate(cfg: config.Config, args: argparse.Namespace) -> int:
     endpoints = connections.from_config(cfg)
-    applied = await migrate.migrate(endpoints.database_url)
+    applied = await migrate.migrate(database.Database(endpoints.database_url))
     names = ", ".join(f"{m.version:04d}_{m.name}" for m in applied)
     print(f"applied: {names}" if applied else f"schema up to date (version {migrate.latest_version()})")
     return 0
@@ -256,7 +254,7 @@ async def cmd_tenant_add_key(cfg: config.Config, args: argparse.Namespace) -> in
 
 async def cmd_serve(cfg: config.Config, args: argparse.Namespace) -> int:
     endpoints = connections.from_config(cfg)
-    await migrate.migrate(endpoints.database_url)
+    await migrate.migrate(database.Database(endpoints.database_url))
     await runtime.serve(cfg, endpoints, api=args.api, dialer=args.dialer)
     return 0
 
@@ -306,9 +304,8 @@ def positive_seconds(text: str) -> float:
 
 async def with_store_value(cfg: config.Config, action: Callable[[store_mod.Store], Awaitable[T]]) -> T:
     endpoints = connections.from_config(cfg)
-    async with AsyncConnectionPool(endpoints.database_url, min_size=1, max_size=2, open=False) as pool:
-        await pool.wait(timeout=10)
-        return await action(store_mod.Store(pool, crypto.Keys.from_secret(endpoints.server_secret)))
+    async with store_mod.Store.from_url(endpoints.database_url, endpoints.server_secret, max_size=2) as store:
+        return await action(store)
 
 
 def _node(session: aiohttp.ClientSession, cfg: config.Config, endpoints: connections.Connections) -> ari_node.AriNode:

@@ -27,8 +27,6 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 
-import psycopg
-
 from ivr_auth import (
     ari,
     callsession,
@@ -73,7 +71,6 @@ class Controller:
         store: store_mod.Store,
         node: ari_node.AriNode,
         *,
-        database_url: str,
         name: str | None = None,
         library: prompts.Library | None = None,
         metrics: metrics_mod.Metrics | None = None,
@@ -83,7 +80,6 @@ class Controller:
         self.store = store
         self.node = node
         self.name = name or cfg.dialer.name or default_name()
-        self._database_url = database_url
         self._ctx = FlowContext(
             cfg=cfg,
             store=store,
@@ -397,18 +393,13 @@ class Controller:
         backoff = 0.5
         while True:
             try:
-                conn = await psycopg.AsyncConnection.connect(self._database_url, autocommit=True, connect_timeout=5)
-                async with conn:
-                    await conn.execute(f"LISTEN {QUEUE_CHANNEL}")
-                    await conn.execute(f"LISTEN {CANCEL_CHANNEL}")
+                async with self.store.db.listen([QUEUE_CHANNEL, CANCEL_CHANNEL]) as notes:
                     self.listening = True
                     backoff = 0.5
                     self._wake.set()  # anything queued while we were not listening
-                    while True:
-                        async for note in conn.notifies(timeout=30.0):
-                            await self._on_notify(note.channel, note.payload)
-                        await conn.execute("SELECT 1")  # the connection is still alive
-            except psycopg.Error as exc:
+                    async for note in notes:
+                        await self._on_notify(note.channel, note.payload)
+            except errors.StoreError as exc:
                 if not self._running:
                     raise asyncio.CancelledError from exc
                 tasks.reraise_cancellation(exc)

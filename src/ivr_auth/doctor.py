@@ -13,22 +13,21 @@ read) or ``FAIL``; only a failure makes the command exit 1.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 import time
 import urllib.parse
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import aiohttp
-import psycopg
-from psycopg.rows import TupleRow
 
 from ivr_auth import config, connections, errors, ports, prompts, sip_options, trunks
 from ivr_auth.ari import client as ari_client
-from ivr_auth.store import migrate
+from ivr_auth.store import database, migrate
 
 DEFAULT_TIMEOUT = 5.0
 MAX_CLOCK_SKEW = 2.0
@@ -177,12 +176,12 @@ async def _not_checked() -> str:
     raise Problem("not checked: the connections are not configured (see above)")
 
 
-async def _connect(database_url: str, timeout: float) -> psycopg.AsyncConnection[TupleRow]:
+@contextlib.asynccontextmanager
+async def _connect(database_url: str, timeout: float) -> AsyncIterator[database.Connection]:
     try:
-        return await psycopg.AsyncConnection.connect(
-            database_url, connect_timeout=max(1, int(timeout)), autocommit=True
-        )
-    except psycopg.Error as exc:
+        async with database.Database(database_url).dedicated(connect_timeout=timeout) as conn:
+            yield conn
+    except errors.StoreUnavailable as exc:
         raise Problem(
             f"Postgres does not answer or refuses us ({exc}); check database_url, "
             "or for the embedded stack `ivr-auth-dev stack status` / `ivr-auth-dev stack up`"
@@ -190,14 +189,8 @@ async def _connect(database_url: str, timeout: float) -> psycopg.AsyncConnection
 
 
 async def _database(database_url: str, timeout: float) -> str:
-    conn = await _connect(database_url, timeout)
-    async with conn:
-        cur = await conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL")
-        row = await cur.fetchone()
-        applied: list[int] = []
-        if row is not None and row[0]:
-            cur = await conn.execute("SELECT version FROM schema_migrations")
-            applied = [int(r[0]) for r in await cur.fetchall()]
+    async with _connect(database_url, timeout) as conn:
+        applied = await migrate.applied_versions(conn)
     shipped = migrate.available()
     problem = migration_problem(applied, shipped)
     if problem:
@@ -206,14 +199,11 @@ async def _database(database_url: str, timeout: float) -> str:
 
 
 async def _clock(database_url: str, timeout: float, limit: float) -> str:
-    conn = await _connect(database_url, timeout)
-    async with conn:
+    async with _connect(database_url, timeout) as conn:
         before = time.time()
-        cur = await conn.execute("SELECT extract(epoch FROM clock_timestamp())::float8")
-        row = await cur.fetchone()
+        postgres = await database.clock(conn)
         after = time.time()
-    assert row is not None
-    skew = float(row[0]) - (before + after) / 2
+    skew = postgres - (before + after) / 2
     problem = skew_problem(skew, limit)
     if problem:
         raise Problem(problem)

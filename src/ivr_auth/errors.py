@@ -63,6 +63,10 @@ class StoreUnavailable(StoreError):
     """The database cannot be reached."""
 
 
+class Duplicate(StoreError):
+    """A row with this key exists already."""
+
+
 class NotFound(IvrAuthError):
     """No such verification."""
 

@@ -1,4 +1,4 @@
-"""The composition root: builds the pool, store, ARI node, controller and
+"""The composition root: builds the store, ARI node, controller and
 HTTP API from a config, and runs them until a signal asks them to stop.
 Nothing else in the package creates connections."""
 
@@ -13,9 +13,8 @@ from collections.abc import Awaitable, Callable
 
 import aiohttp
 from aiohttp import web
-from psycopg_pool import AsyncConnectionPool
 
-from ivr_auth import agi, config, connections, controller, crypto, metrics, prompts, webhooks
+from ivr_auth import agi, config, connections, controller, metrics, prompts, webhooks
 from ivr_auth import store as store_mod
 from ivr_auth.api import app as api_app
 from ivr_auth.api import handlers as api_handlers
@@ -50,7 +49,6 @@ class Runtime:
         self.with_agi = (dialer if fastagi is None else fastagi) and bool(cfg.agi.listen)
         self.agi: agi.AgiServer | None = None
         self.webhooks: webhooks.Sender | None = None
-        self.pool: AsyncConnectionPool | None = None
         self.store: store_mod.Store | None = None
         self.session: aiohttp.ClientSession | None = None
         self.node: ari_node.AriNode | None = None
@@ -62,13 +60,12 @@ class Runtime:
         self.metrics_url: str | None = None
 
     async def start(self) -> None:
-        self.pool = AsyncConnectionPool(
-            self.endpoints.database_url, min_size=1, max_size=20, open=False, timeout=5.0, name=f"{self.name}-db"
+        self.store = store_mod.Store.from_url(
+            self.endpoints.database_url, self.endpoints.server_secret, max_size=20, timeout=5.0, name=f"{self.name}-db"
         )
         # Not waiting here: the API answers 503 while the database is down
         # and the pool recovers by itself when it is back.
-        await self.pool.open(wait=False)
-        self.store = store_mod.Store(self.pool, crypto.Keys.from_secret(self.endpoints.server_secret))
+        await self.store.open(wait=None)
         self.session = aiohttp.ClientSession()
         # One per process, shared by all its parts. Only the API reads the
         # database's figures: a controller-only process would repeat them.
@@ -95,7 +92,6 @@ class Runtime:
                 self.cfg,
                 self.store,
                 self.node,
-                database_url=self.endpoints.database_url,
                 name=self.name,
                 library=library,
                 metrics=self.metrics,
@@ -104,7 +100,7 @@ class Runtime:
         if self.with_dialer:
             # Every controller process sends webhooks too (claims are SKIP LOCKED).
             self.webhooks = webhooks.Sender(
-                self.cfg, outbox.Outbox(self.store, self.store.keys), self.session, self.metrics
+                self.cfg, outbox.Outbox(self.store.db, self.store.keys), self.session, self.metrics
             )
             self.webhooks.start()
         if self.with_agi:
@@ -166,9 +162,8 @@ class Runtime:
         if self.session is not None:
             await _bounded("http client", self.session.close(), 5)
             self.session = None
-        if self.pool is not None:
-            await _bounded("database pool", self.pool.close(timeout=5), 10)
-            self.pool = None
+        if self.store is not None:  # closing it twice does nothing
+            await _bounded("database pool", self.store.close(), 10)
 
     async def kill(self) -> None:
         """Stop the controller as a crash would (tests of recovery)."""

@@ -64,8 +64,7 @@ async def new_key(
         return api_key
 
     yield make
-    async with store.pool.connection() as conn:
-        await conn.execute("DELETE FROM tenants WHERE id = ANY(%s)", [made])
+    await store.db.one("DELETE FROM tenants WHERE id = ANY(%(ids)s)", {"ids": made})
 
 
 @pytest.fixture

@@ -73,17 +73,15 @@ async def api_key(store: store_mod.Store, tenant: tuple[models.Tenant, str]) -> 
     requests a minute); afterwards the tenant is deleted, and with it every
     request it made."""
     tenant_id = tenant[0].id
-    async with store.pool.connection() as conn:
-        await conn.execute(
-            "UPDATE tenants SET allowed_countries = '{JP}', sends_per_phone = %s, requests_per_minute = %s"
-            " WHERE id = %s",
-            [SENDS_PER_PHONE, REQUESTS_PER_MINUTE, tenant_id],
-        )
+    await store.db.one(
+        "UPDATE tenants SET allowed_countries = '{JP}', sends_per_phone = %(sends)s, requests_per_minute = %(rpm)s"
+        " WHERE id = %(id)s",
+        {"sends": SENDS_PER_PHONE, "rpm": REQUESTS_PER_MINUTE, "id": tenant_id},
+    )
     try:
         yield tenant[1]
     finally:
-        async with store.pool.connection() as conn:
-            await conn.execute("DELETE FROM tenants WHERE id = %s", [tenant_id])
+        await store.db.one("DELETE FROM tenants WHERE id = %(id)s", {"id": tenant_id})
 
 
 async def test_openapi_json_is_the_committed_document(base_url: str) -> None:

@@ -8,9 +8,8 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
-from psycopg_pool import AsyncConnectionPool
 
-from ivr_auth import connections, crypto, errors
+from ivr_auth import connections, errors
 from ivr_auth import store as store_mod
 from tests.integration.conftest import Conn
 
@@ -21,20 +20,16 @@ IDLE = 6
 
 @pytest.fixture
 async def pooled(local_stack: connections.Connections) -> AsyncIterator[store_mod.Store]:
-    pool = AsyncConnectionPool(local_stack.database_url, min_size=IDLE, max_size=IDLE, open=False)
-    await pool.open(wait=True)
-    try:
-        yield store_mod.Store(pool, crypto.Keys.from_secret("x" * 40))
-    finally:
-        await pool.close()
+    async with store_mod.Store.from_url(local_stack.database_url, "x" * 40, min_size=IDLE, max_size=IDLE) as opened:
+        yield opened
 
 
 async def test_one_broken_connection_has_the_pool_checked(pooled: store_mod.Store, db: Conn) -> None:
     pids = set()
 
     async def hold() -> None:
-        async with pooled.connection() as conn:
-            pids.add(conn.info.backend_pid)
+        async with pooled.db.connection() as conn:
+            pids.add(conn.backend_pid)
             await conn.execute("SELECT pg_sleep(0.2)")
 
     await asyncio.gather(*(hold() for _ in range(IDLE)))
@@ -45,8 +40,8 @@ async def test_one_broken_connection_has_the_pool_checked(pooled: store_mod.Stor
 
     with pytest.raises(errors.StoreUnavailable):
         await pooled.ping()
-    assert pooled._checking is not None
-    await asyncio.wait_for(pooled._checking, 10)
+    assert pooled.db._checking is not None
+    await asyncio.wait_for(pooled.db._checking, 10)
     # Every call after the check gets a working connection.
     for _ in range(IDLE * 2):
         await pooled.ping()

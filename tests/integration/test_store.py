@@ -10,7 +10,6 @@ end (which deletes its requests), so nothing is left queued for a dialer."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import datetime as dt
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
@@ -20,11 +19,10 @@ import psycopg
 import pytest
 from psycopg import conninfo
 from psycopg import sql as pgsql
-from psycopg.rows import dict_row
 
 from ivr_auth import connections, crypto, errors, models, reasons, states
 from ivr_auth import store as store_mod
-from ivr_auth.store import migrate
+from ivr_auth.store import database, migrate
 
 pytestmark = pytest.mark.integration
 
@@ -160,18 +158,18 @@ def status_events(events: list[dict[str, Any]]) -> list[tuple[str | None, str | 
 
 
 async def test_migrate_is_idempotent_and_concurrent_safe(local_stack: connections.Connections, db: Conn) -> None:
-    results = await asyncio.gather(*(migrate.migrate(local_stack.database_url) for _ in range(3)))
+    target = database.Database(local_stack.database_url)
+    results = await asyncio.gather(*(migrate.migrate(target) for _ in range(3)))
 
     assert results == [[], [], []]
     cur = await db.execute("SELECT version, count(*) AS n FROM schema_migrations GROUP BY version ORDER BY version")
     assert [(r["version"], r["n"]) for r in await cur.fetchall()] == [(m.version, 1) for m in migrate.available()]
-    async with await psycopg.AsyncConnection.connect(local_stack.database_url, autocommit=True) as plain:
+    async with target.dedicated() as plain:
         assert await migrate.current_version(plain) == migrate.latest_version()
 
 
 async def test_current_version_on_a_store_connection(store: Store) -> None:
-    async with store.pool.connection() as conn:
-        conn.row_factory = dict_row
+    async with store.db.connection() as conn:
         assert await migrate.current_version(conn) == migrate.latest_version()
 
 
@@ -182,8 +180,9 @@ async def test_concurrent_migrations_of_a_new_database_apply_each_once(
     await db.execute(pgsql.SQL("CREATE DATABASE {}").format(pgsql.Identifier(name)))
     try:
         url = conninfo.make_conninfo(local_stack.database_url, dbname=name)
+        fresh_db = database.Database(url)
 
-        results = await asyncio.gather(*(migrate.migrate(url) for _ in range(3)))
+        results = await asyncio.gather(*(migrate.migrate(fresh_db) for _ in range(3)))
 
         applied = [m.version for r in results for m in r]
         assert applied == list(range(1, migrate.latest_version() + 1))
@@ -191,8 +190,9 @@ async def test_concurrent_migrations_of_a_new_database_apply_each_once(
         async with await psycopg.AsyncConnection.connect(url, autocommit=True) as fresh:
             cur = await fresh.execute("SELECT version FROM schema_migrations ORDER BY version")
             assert [r[0] for r in await cur.fetchall()] == applied
-            assert await migrate.current_version(fresh) == migrate.latest_version()
-        assert await migrate.migrate(url) == []
+        async with fresh_db.dedicated() as conn:
+            assert await migrate.current_version(conn) == migrate.latest_version()
+        assert await migrate.migrate(fresh_db) == []
     finally:
         await db.execute(pgsql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(pgsql.Identifier(name)))
 
@@ -714,18 +714,34 @@ async def test_cancel_sends_a_notification_to_the_controllers(
     store: Store, local_stack: connections.Connections, me: models.Tenant
 ) -> None:
     v = await create(store, me)
-    async with await psycopg.AsyncConnection.connect(local_stack.database_url, autocommit=True) as listener:
-        await listener.execute("LISTEN ivr_auth_cancel")
-
+    async with store.db.listen(["ivr_auth_cancel"]) as notes:
         await store.cancel(me.id, v.id)
 
         seen = []
-        async with contextlib.aclosing(listener.notifies(timeout=5.0)) as notifies:
-            async for notify in notifies:
-                seen.append(notify.payload)
-                if notify.payload == str(v.id):
+        async with asyncio.timeout(5):
+            async for note in notes:
+                seen.append(note.payload)
+                if note.payload == str(v.id):
                     break
         assert str(v.id) in seen
+
+
+async def test_a_lost_listen_connection_ends_its_notifications_with_store_unavailable(store: Store, db: Conn) -> None:
+    async with store.db.listen(["ivr_auth_cancel"]) as notes:
+        cur = await db.execute(
+            "SELECT pid FROM pg_stat_activity WHERE query = 'LISTEN \"ivr_auth_cancel\"' AND pid <> pg_backend_pid()"
+        )
+        pids = [r["pid"] for r in await cur.fetchall()]
+        for pid in pids:
+            await db.execute("SELECT pg_terminate_backend(%s)", [pid])
+
+        async def drain() -> None:
+            async with asyncio.timeout(5):
+                async for _ in notes:
+                    pass
+
+        with pytest.raises(errors.StoreUnavailable):
+            await drain()
 
 
 @pytest.mark.parametrize("ending", [S.VERIFIED, S.FAILED, S.CANCELED, S.EXPIRED])

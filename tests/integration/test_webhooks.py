@@ -82,7 +82,7 @@ async def me(db: Conn, tenant: tuple[models.Tenant, str]) -> AsyncIterator[model
 
 @pytest.fixture
 async def outbox(store: store_mod.Store) -> outbox_mod.Outbox:
-    return outbox_mod.Outbox(store, store.keys)
+    return outbox_mod.Outbox(store.db, store.keys)
 
 
 async def request_with_hook(store: store_mod.Store, tenant: models.Tenant, url: str | None) -> models.Verification:
@@ -179,7 +179,7 @@ async def test_a_change_that_rolls_back_leaves_no_delivery(store: store_mod.Stor
     v = await request_with_hook(store, me, "https://backend.example/hook")
 
     async def cancel_then_fail() -> None:
-        async with store.connection() as conn, conn.transaction():
+        async with store.db.transaction() as conn:
             await store._transition(conn, v.id, ["queued"], S.CANCELED, release=True)
             raise RuntimeError("boom")
 
@@ -354,7 +354,7 @@ async def test_events_endpoint_shows_the_delivery_log(
     v = await request_with_hook(store, me, receiver.url)
     await store.cancel(me.id, v.id)
     async with aiohttp.ClientSession() as session:
-        sender = webhooks.Sender(FAST, outbox_mod.Outbox(store, store.keys), session)
+        sender = webhooks.Sender(FAST, outbox_mod.Outbox(store.db, store.keys), session)
 
         async def delivered() -> bool:
             return bool((await deliveries(db, v.id))[0]["delivered_at"])

@@ -3,14 +3,14 @@ counters, and a scrape that still answers when Postgres does not."""
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
-from ivr_auth import errors, metrics
-from ivr_auth.store import base, gauges
+from ivr_auth import crypto, metrics
+from ivr_auth.store import base, database, gauges
 
 SNAPSHOT = gauges.Snapshot(
     requests_in_progress={("dtmf", "queued"): 3, ("voice", "calling"): 2},
@@ -84,16 +84,10 @@ async def test_in_process_counters_are_exposed() -> None:
     assert not any(name == "ivr_auth_database_up" for name, _ in got)
 
 
-class _Down(base.Base):
-    def __init__(self) -> None:
-        pass
-
-    def connection(self) -> Any:
-        raise errors.StoreUnavailable("database unavailable: test")
-
-
 async def test_a_database_that_is_down_gives_database_up_0() -> None:
-    m = metrics.Metrics(cast(base.Base, _Down()))
+    # Never opened: every statement is StoreUnavailable.
+    down = database.Database("postgresql://db.invalid/ivr_auth")
+    m = metrics.Metrics(base.Base(down, crypto.Keys.from_secret("x" * 40)))
     m.created("voice")
     got = samples((await m.exposition()).decode())
     assert got[("ivr_auth_database_up", ())] == 0

@@ -11,6 +11,7 @@ from ivr_auth.store import migrate, sql
 
 STORE = Path(sql.__file__).parent
 QUERIES_TEXT = (STORE / "queries.sql").read_text(encoding="utf-8")
+SQL_FILES = sorted(p.name for p in STORE.glob("*.sql"))
 # psycopg's own rule: "%%" is a literal percent, "%(name)s" a named parameter;
 # anything else after a percent (%s, %(x), %(x)d, a stray %) is an error or a bug.
 PERCENT = re.compile(r"%%|%\((\w+)\)s|%")
@@ -57,16 +58,31 @@ def test_queries_sql_has_no_duplicate_names() -> None:
     assert len(names) == len(set(names))
 
 
-def test_query_raises_for_an_unknown_name() -> None:
-    assert sql.query("ping") == sql.QUERIES["ping"]
-    with pytest.raises(KeyError):
-        sql.query("no_such_query")
+def test_an_unknown_name_is_a_key_error_naming_the_file() -> None:
+    queries = sql.load("database.sql")
+
+    assert queries["ping"] == "SELECT 1;"
+    with pytest.raises(KeyError, match=r"no query named 'no_such_query' in database\.sql"):
+        queries["no_such_query"]
 
 
-@pytest.mark.parametrize("name", sorted(sql.QUERIES))
-def test_every_placeholder_is_well_formed(name: str) -> None:
-    for param in placeholders(sql.QUERIES[name]):
-        assert re.fullmatch(r"[a-z_][a-z0-9_]*", param), f"{name}: odd parameter name {param!r}"
+@pytest.mark.parametrize("filename", SQL_FILES)
+def test_each_sql_file_parses_without_duplicates(filename: str) -> None:
+    text = (STORE / filename).read_text(encoding="utf-8")
+    names = re.findall(r"^--\s*name:\s*(\w+)\s*$", text, re.MULTILINE)
+
+    assert names, f"{filename} has no named query"
+    assert len(names) == len(set(names))
+    assert sorted(sql.load(filename)) == sorted(names)
+
+
+NAMED = [(f, name) for f in SQL_FILES for name in sorted(sql.load(f))]
+
+
+@pytest.mark.parametrize(("filename", "name"), NAMED, ids=[f"{f}:{name}" for f, name in NAMED])
+def test_every_placeholder_is_well_formed(filename: str, name: str) -> None:
+    for param in placeholders(sql.load(filename)[name]):
+        assert re.fullmatch(r"[a-z_][a-z0-9_]*", param), f"{filename} {name}: odd parameter name {param!r}"
 
 
 @pytest.mark.parametrize("body", ["SELECT %s", "SELECT %(x)d", "SELECT %(x)", "SELECT 5 % 2", "SELECT %()s"])
@@ -80,11 +96,23 @@ def test_the_placeholder_check_accepts_a_literal_percent() -> None:
 
 
 def test_every_query_the_store_uses_exists() -> None:
-    source = (STORE / "__init__.py").read_text(encoding="utf-8")
-    used = set(re.findall(r"(?:sql\.query|self\._one|self\._all)\(\s*\"(\w+)\"", source))
+    loaded = {}  # module -> its queries
+    for module in STORE.glob("*.py"):
+        found = re.search(r"^QUERIES = sql\.load\(\"(\w+\.sql)\"\)", module.read_text(encoding="utf-8"), re.MULTILINE)
+        if found:
+            loaded[module.stem] = sql.load(found.group(1))
+    used: set[tuple[str, str]] = set()
+    for module in STORE.glob("*.py"):
+        source = module.read_text(encoding="utf-8")
+        for owner, name in re.findall(r"(?:\b(\w+)\.)?QUERIES\[\"(\w+)\"\]", source):
+            used.add((owner or module.stem, name))
+        for name in re.findall(r"(?:sql\.query|self\._one|self\._all)\(\s*\"(\w+)\"", source):
+            used.add(("queries.sql", name))
+    loaded["queries.sql"] = sql.QUERIES
 
-    assert {"claim", "transition", "insert_verification", "ping"} <= used  # the pattern still finds them
-    assert used <= set(sql.QUERIES), f"missing from queries.sql: {sorted(used - set(sql.QUERIES))}"
+    assert {("database", "ping"), ("queries.sql", "transition"), ("gauges", "queue")} <= used  # the patterns still work
+    missing = sorted((owner, name) for owner, name in used if name not in loaded[owner])
+    assert not missing, f"queries used but not defined: {missing}"
 
 
 def test_migrations_are_numbered_one_to_n() -> None:

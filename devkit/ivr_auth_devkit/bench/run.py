@@ -24,9 +24,8 @@ from typing import Any
 
 import aiohttp
 import yaml
-from psycopg_pool import AsyncConnectionPool
 
-from ivr_auth import config, connections, crypto, errors, phone, states
+from ivr_auth import config, connections, errors, phone, states
 from ivr_auth import store as store_mod
 from ivr_auth.ari import client as ari_client
 from ivr_auth_devkit import sipp_load, stack
@@ -445,9 +444,7 @@ async def main(quick: bool) -> dict[str, Any]:
         file=sys.stderr,
     )
     async with bench_stack(cfg) as endpoints, aiohttp.ClientSession() as http:
-        async with AsyncConnectionPool(endpoints.database_url, min_size=1, max_size=2, open=False) as pool:
-            await pool.wait(timeout=10)
-            store = store_mod.Store(pool, crypto.Keys.from_secret(endpoints.server_secret))
+        async with store_mod.Store.from_url(endpoints.database_url, endpoints.server_secret, max_size=2) as store:
             tenant, key = await store.create_tenant(f"bench-{int(time.time())}")
             secret = await store.webhook_secret(tenant.id)
         assert secret is not None

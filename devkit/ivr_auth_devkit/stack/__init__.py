@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 
 from ivr_auth import config, connections, errors
-from ivr_auth.store import migrate
+from ivr_auth.store import database, migrate
 from ivr_auth_devkit.stack import asterisk, postgres, secrets
 
 # What the service reads the connections from (config.py's environment overrides).
@@ -89,7 +89,7 @@ async def up(cfg: config.Config) -> connections.Connections:
     if instance is not None:
         await instance.start()
     found = endpoints(cfg)
-    await migrate.migrate(found.database_url)
+    await migrate.migrate(database.Database(found.database_url))
     return found
 
 

@@ -238,7 +238,7 @@ async def verification_events(request: web.Request, tenant: models.Tenant) -> we
     await store.get(tenant.id, verification_id)
     events = await store.events(verification_id)
     calls = await store.calls(verification_id)
-    deliveries = await outbox.Outbox(store, store.keys).for_request(verification_id)
+    deliveries = await outbox.Outbox(store.db, store.keys).for_request(verification_id)
     return json_response({"events": events, "calls": calls, "webhooks": deliveries})
 
 

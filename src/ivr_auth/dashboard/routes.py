@@ -219,7 +219,7 @@ async def api_request(request: web.Request, operator: board.Operator) -> web.Str
         raise errors.NotFound()
     events = await store.events(verification_id)
     calls = await store.calls(verification_id)
-    deliveries = await outbox.Outbox(store, store.keys).for_request(verification_id)
+    deliveries = await outbox.Outbox(store.db, store.keys).for_request(verification_id)
     for delivery in deliveries:
         delivery["url"] = _url_without_query(delivery["url"])
     return handlers.json_response(

@@ -1,8 +1,9 @@
 """Postgres: the single source of truth and the queue.
 
 Every state change goes through ``transition``, which guards on the current
-status and appends to the event log in the same statement. psycopg errors
-are translated here into ``errors.StoreError`` / ``StoreUnavailable``.
+status and appends to the event log in the same statement. Postgres is
+reached through ``database.Database`` only, which translates psycopg errors
+into ``errors.StoreError`` / ``StoreUnavailable``.
 """
 
 from __future__ import annotations
@@ -16,10 +17,8 @@ import uuid
 from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any
 
-import psycopg
-
-from ivr_auth import errors, limits, models, reasons, states
-from ivr_auth.store import outbox, sql, tenants
+from ivr_auth import crypto, errors, limits, models, reasons, states
+from ivr_auth.store import database, outbox, sql, tenants
 from ivr_auth.store.base import Row
 from ivr_auth.store.tenants import TenantChanges
 
@@ -55,10 +54,43 @@ class Created:
 
 
 class Store(tenants.Tenants):
+    """Built once: by the composition root, else with ``from_url`` and
+    opened with ``async with`` (the CLI, the bench, the tests)."""
+
+    @classmethod
+    def from_url(
+        cls,
+        database_url: str,
+        server_secret: str,
+        *,
+        min_size: int = 1,
+        max_size: int = 10,
+        timeout: float = 30.0,
+        name: str | None = None,
+    ) -> Store:
+        """A store not yet open; ``timeout``: how long a statement may wait for a pooled connection."""
+        db = database.Database(database_url, min_size=min_size, max_size=max_size, timeout=timeout, name=name)
+        return cls(db, crypto.Keys.from_secret(server_secret))
+
+    async def open(self, *, wait: float | None = 10.0) -> None:
+        """``wait``: seconds to wait for the first connection (else
+        ``StoreUnavailable``); None: none, the pool connects by itself."""
+        await self.db.open(wait=wait)
+
+    async def close(self) -> None:
+        await self.db.close()
+
+    async def __aenter__(self) -> Store:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
     # --- health ----------------------------------------------------------------------
 
     async def ping(self) -> None:
-        await self._one("ping")
+        await self.db.ping()
 
     # --- verifications (API side) ----------------------------------------------------
 
@@ -91,27 +123,24 @@ class Store(tenants.Tenants):
         async with self.connection() as conn, conn.transaction():
             existing = None
             if new.idempotency_key is not None:
-                cur = await conn.execute(
+                existing = await conn.one(
                     sql.query("verification_by_idempotency_key"),
                     {"tenant_id": new.tenant_id, "idempotency_key": new.idempotency_key},
                 )
-                existing = await cur.fetchone()
             if existing is None and policy is not None:
                 await conn.execute(sql.query("lock_tenant_creates"), {"tenant_id": new.tenant_id})
                 limits.check_counts(policy, await self._limit_counts(conn, new, policy), new.method)
             row = None
             if existing is None:
-                cur = await conn.execute(sql.query("insert_verification"), params)
-                row = await cur.fetchone()
+                row = await conn.one(sql.query("insert_verification"), params)
             if row is not None:
                 await conn.execute(sql.query("notify_queue"))
                 return Created(models.Verification.from_row(row), new.code, created=True)
             if existing is None:
-                cur = await conn.execute(
+                existing = await conn.one(
                     sql.query("verification_by_idempotency_key"),
                     {"tenant_id": new.tenant_id, "idempotency_key": new.idempotency_key},
                 )
-                existing = await cur.fetchone()
         if existing is None:  # the other insert rolled back meanwhile
             raise errors.Conflict("a request with this Idempotency-Key is being processed; retry")
         first = models.Verification.from_row(existing)
@@ -121,13 +150,12 @@ class Store(tenants.Tenants):
         return Created(first, code, created=False)
 
     async def _limit_counts(
-        self, conn: psycopg.AsyncConnection[Row], new: NewVerification, policy: limits.Policy
+        self, conn: database.Connection, new: NewVerification, policy: limits.Policy
     ) -> limits.Counts:
-        cur = await conn.execute(
+        row = await conn.one(
             sql.query("limit_counts"),
             {"tenant_id": new.tenant_id, "phone": new.phone, "phone_window": policy.sends_per_phone_window_seconds},
         )
-        row = await cur.fetchone()
         assert row is not None
         return limits.Counts(**row)
 
@@ -170,12 +198,9 @@ class Store(tenants.Tenants):
         ``tenant_id`` None: any tenant's (the operator's own dialplan, FastAGI)."""
         async with self.connection() as conn, conn.transaction():
             if tenant_id is None:
-                cur = await conn.execute(sql.query("lock_verification_by_id"), {"id": verification_id})
+                row = await conn.one(sql.query("lock_verification_by_id"), {"id": verification_id})
             else:
-                cur = await conn.execute(
-                    sql.query("lock_verification"), {"id": verification_id, "tenant_id": tenant_id}
-                )
-            row = await cur.fetchone()
+                row = await conn.one(sql.query("lock_verification"), {"id": verification_id, "tenant_id": tenant_id})
             if row is None:
                 raise errors.NotFound()
             current = models.Verification.from_row(row)
@@ -196,7 +221,7 @@ class Store(tenants.Tenants):
 
     async def _settle_check(
         self,
-        conn: psycopg.AsyncConnection[Row],
+        conn: database.Connection,
         current: models.Verification,
         to_status: states.Status,
         reason: reasons.Reason,
@@ -269,7 +294,7 @@ class Store(tenants.Tenants):
 
     async def _transition(
         self,
-        conn: psycopg.AsyncConnection[Row],
+        conn: database.Connection,
         verification_id: uuid.UUID,
         from_statuses: list[str],
         to_status: states.Status,
@@ -288,7 +313,7 @@ class Store(tenants.Tenants):
         for key, value in (("reason", reason.value if reason else None), ("cause", cause), ("cause_txt", cause_txt)):
             if value is not None:
                 event_detail.setdefault(key, value)
-        cur = await conn.execute(
+        row = await conn.one(
             sql.query("transition"),
             {
                 "id": verification_id,
@@ -306,7 +331,6 @@ class Store(tenants.Tenants):
                 "uncounted": uncounted,
             },
         )
-        row = await cur.fetchone()
         if row is not None:
             # The webhook, if any, is part of the same transaction.
             await outbox.enqueue(conn, row)
@@ -375,7 +399,7 @@ class Store(tenants.Tenants):
         if delay > 0:
             detail.update(reason="trunk_down", retry_in_seconds=round(delay, 3))
         async with self.connection() as conn, conn.transaction():
-            cur = await conn.execute(
+            row = await conn.one(
                 sql.query("requeue_failover"),
                 {
                     "id": verification_id,
@@ -386,7 +410,6 @@ class Store(tenants.Tenants):
                     "detail": json.dumps(detail),
                 },
             )
-            row = await cur.fetchone()
             if row is not None:
                 await conn.execute(sql.query("notify_queue"))
         return row is not None
@@ -397,24 +420,22 @@ class Store(tenants.Tenants):
 
     async def expire_queued(self) -> int:
         async with self.connection() as conn, conn.transaction():
-            cur = await conn.execute(sql.query("expire_queued"))
-            rows = await cur.fetchall()
+            rows = await conn.all(sql.query("expire_queued"))
             for row in rows:
                 await outbox.enqueue(conn, row)
         return len(rows)
 
     @contextlib.asynccontextmanager
-    async def orphans(self) -> AsyncIterator[tuple[list[models.Verification], psycopg.AsyncConnection[Row]]]:
+    async def orphans(self) -> AsyncIterator[tuple[list[models.Verification], database.Connection]]:
         """Requests whose controller's lease ran out, locked for settling in
         the yielded transaction (settle them with ``settle_orphan``)."""
         async with self.connection() as conn, conn.transaction():
-            cur = await conn.execute(sql.query("orphans"))
-            rows = await cur.fetchall()
+            rows = await conn.all(sql.query("orphans"))
             yield [models.Verification.from_row(r) for r in rows], conn
 
     async def settle_orphan(
         self,
-        conn: psycopg.AsyncConnection[Row],
+        conn: database.Connection,
         orphan: models.Verification,
         to_status: states.Status,
         *,
@@ -441,11 +462,8 @@ class Store(tenants.Tenants):
         async with self.connection() as conn, conn.transaction():
             return models.Verification.from_row(await self._record_wrong_code(conn, verification_id, source))
 
-    async def _record_wrong_code(
-        self, conn: psycopg.AsyncConnection[Row], verification_id: uuid.UUID, source: str
-    ) -> Row:
-        cur = await conn.execute(sql.query("record_wrong_code"), {"id": verification_id})
-        row = await cur.fetchone()
+    async def _record_wrong_code(self, conn: database.Connection, verification_id: uuid.UUID, source: str) -> Row:
+        row = await conn.one(sql.query("record_wrong_code"), {"id": verification_id})
         if row is None:
             raise errors.NotFound()
         detail = {"source": source, "attempt": row["code_attempts"]}

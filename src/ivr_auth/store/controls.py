@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ivr_auth import errors, models
-from ivr_auth.store import sql
+from ivr_auth.store import sql, tenants
 
 Row = dict[str, Any]
 # A limit given as this is cleared back to the config's default.
@@ -44,18 +44,14 @@ INT_LIMITS = (
 
 
 class Controls:
-    def __init__(self, store: Any) -> None:
-        # ``store`` is the Store (its pooled, error-translating connections).
+    def __init__(self, store: tenants.Tenants) -> None:
         self._store = store
 
     async def _all(self, name: str, params: Mapping[str, Any]) -> list[Row]:
-        async with self._store.connection() as conn:
-            cur = await conn.execute(sql.query(name), params)
-            return list(await cur.fetchall()) if cur.description else []
+        return await self._store.db.all(sql.query(name), params)
 
     async def tenant_by_name(self, name: str) -> models.Tenant:
-        tenant: models.Tenant = await self._store.tenant_by_name(name)
-        return tenant
+        return await self._store.tenant_by_name(name)
 
     async def set_limits(self, name: str, changes: LimitChanges) -> models.Tenant:
         tenant = await self.tenant_by_name(name)

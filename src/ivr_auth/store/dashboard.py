@@ -11,15 +11,12 @@ import hmac
 import json
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from importlib import resources
 from typing import Any
 
 from ivr_auth import crypto, errors, phone
 from ivr_auth.store import base, gauges, sql
 
-QUERIES = sql.parse(resources.files("ivr_auth.store").joinpath("dashboard.sql").read_text(encoding="utf-8"))
-# The queue's depth and age are the /metrics scrape's own query.
-OVERVIEW_QUERIES = {**QUERIES, "queue": gauges.QUERIES["queue"]}
+QUERIES = sql.load("dashboard.sql")
 # Trunk figures on the page cover the calls that started this long ago.
 TRUNK_WINDOW_SECONDS = 900
 MAX_CHANGED = 200
@@ -47,14 +44,11 @@ class ControllerReport:
 
 
 async def _one(store: base.Base, name: str, params: Mapping[str, Any] | None = None) -> base.Row | None:
-    async with store.connection() as conn:
-        cur = await conn.execute(QUERIES[name], params or {})
-        return await cur.fetchone() if cur.description else None
+    return await store.db.one(QUERIES[name], params)
 
 
 async def _all(store: base.Base, name: str, params: Mapping[str, Any] | None = None) -> list[base.Row]:
-    async with store.connection() as conn:
-        return await (await conn.execute(QUERIES[name], params or {})).fetchall()
+    return await store.db.all(QUERIES[name], params)
 
 
 # --- operators -----------------------------------------------------------------------
@@ -232,18 +226,15 @@ async def overview(
     timeout: float = 2.0,
 ) -> dict[str, Any]:
     """Everything the page shows but a request's detail, in one transaction."""
-    async with store.bounded_reads(OVERVIEW_QUERIES, timeout) as rows:
-        (queue,) = await rows("queue")
-        live = await rows("live_calls")
-        latest = await rows("recent", {"limit": recent})
+    async with store.db.bounded(timeout) as conn:
+        (queue,) = await conn.all(gauges.QUERIES["queue"])
+        live = await conn.all(QUERIES["live_calls"])
+        latest = await conn.all(QUERIES["recent"], {"limit": recent})
         # The one figure that grows with the day's traffic: callers that
         # refresh often ask for it less often (since None).
-        day = None if since is None else await rows("tenant_day", {"since": since})
-        ctrls = await rows("controllers")
-        trunk_rows = await rows(
-            "trunk_recent",
-            {"window_s": TRUNK_WINDOW_SECONDS},
-        )
+        day = None if since is None else await conn.all(QUERIES["tenant_day"], {"since": since})
+        ctrls = await conn.all(QUERIES["controllers"])
+        trunk_rows = await conn.all(QUERIES["trunk_recent"], {"window_s": TRUNK_WINDOW_SECONDS})
     controllers = [
         {
             "name": c["name"],

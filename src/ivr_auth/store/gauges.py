@@ -7,11 +7,10 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping
-from importlib import resources
 
 from ivr_auth.store import base, sql
 
-QUERIES = sql.parse(resources.files("ivr_auth.store").joinpath("gauges.sql").read_text(encoding="utf-8"))
+QUERIES = sql.load("gauges.sql")
 
 Labels = tuple[str, ...]
 
@@ -34,13 +33,13 @@ class Snapshot:
 async def read(store: base.Base, timeout: float) -> Snapshot:
     """Raises ``errors.StoreError`` (or ``StoreUnavailable``) when Postgres
     cannot answer; each statement is cut off after ``timeout`` seconds."""
-    async with store.bounded_reads(QUERIES, timeout) as rows:
-        in_progress = await rows("requests_in_progress")
-        (queue,) = await rows("queue")
-        calls = await rows("calls_in_progress")
-        (pending,) = await rows("webhooks_pending")
+    async with store.db.bounded(timeout) as conn:
+        in_progress = await conn.all(QUERIES["requests_in_progress"])
+        (queue,) = await conn.all(QUERIES["queue"])
+        calls = await conn.all(QUERIES["calls_in_progress"])
+        (pending,) = await conn.all(QUERIES["webhooks_pending"])
         totals: dict[str, dict[Labels, int]] = {}
-        for r in await rows("totals"):
+        for r in await conn.all(QUERIES["totals"]):
             totals.setdefault(r["name"], {})[tuple(r["labels"])] = r["n"]
     return Snapshot(
         requests_in_progress={(r["method"], r["status"]): r["n"] for r in in_progress},

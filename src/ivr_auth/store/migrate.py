@@ -1,6 +1,7 @@
 """Versioned schema migrations: ``migrations/NNNN_name.sql``, applied in
-order, each in its own transaction, under an advisory lock so that several
-processes starting at once apply each migration exactly once."""
+order in one transaction, under an advisory lock so that several processes
+starting at once apply each migration exactly once. Their bookkeeping's
+queries are ``migrate.sql``."""
 
 from __future__ import annotations
 
@@ -8,15 +9,13 @@ import logging
 import re
 from dataclasses import dataclass
 from importlib import resources
-from typing import Any
-
-import psycopg
-from psycopg.rows import tuple_row
 
 from ivr_auth import errors
+from ivr_auth.store import database, sql
 
 logger = logging.getLogger(__name__)
 
+QUERIES = sql.load("migrate.sql")
 _FILE = re.compile(r"^(\d{4})_(\w+)\.sql$")
 # Any constant unique to ivr-auth; taken with pg_advisory_xact_lock.
 LOCK_ID = 0x1A7A_0001
@@ -46,42 +45,35 @@ def latest_version() -> int:
     return len(available())
 
 
-async def migrate(database_url: str) -> list[Migration]:
-    """Apply what is missing; return what was applied."""
+async def migrate(db: database.Database) -> list[Migration]:
+    """Apply what is missing; return what was applied. Runs on a connection
+    of its own: the pool need not be open."""
     applied: list[Migration] = []
     try:
-        conn = await psycopg.AsyncConnection.connect(database_url, connect_timeout=10)
-        async with conn, conn.transaction():
-            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_ID,))
-            await conn.execute(
-                "CREATE TABLE IF NOT EXISTS schema_migrations ("
-                " version int PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())"
-            )
-            cur = await conn.execute("SELECT version FROM schema_migrations")
-            done = {row[0] for row in await cur.fetchall()}
+        async with db.dedicated(connect_timeout=10) as conn, conn.transaction():
+            await conn.execute(QUERIES["lock"], {"lock_id": LOCK_ID})
+            await conn.execute(QUERIES["create_table"])
+            done = {row["version"] for row in await conn.all(QUERIES["applied"])}
             for migration in available():
                 if migration.version in done:
                     continue
-                # The file is a script of several statements: run it as one simple query.
-                await conn.execute(migration.sql.encode())
-                await conn.execute(
-                    "INSERT INTO schema_migrations (version, name) VALUES (%s, %s)",
-                    (migration.version, migration.name),
-                )
+                await conn.script(migration.sql)
+                await conn.execute(QUERIES["record"], {"version": migration.version, "name": migration.name})
                 logger.info("applied migration %04d_%s", migration.version, migration.name)
                 applied.append(migration)
-    except psycopg.Error as exc:
+    except errors.StoreError as exc:
         raise errors.StoreError(f"migration failed: {exc}") from exc
     return applied
 
 
-async def current_version(conn: psycopg.AsyncConnection[Any]) -> int:
+async def applied_versions(conn: database.Connection) -> list[int]:
+    """The migrations applied to the database behind ``conn`` ([]: never migrated)."""
+    row = await conn.one(QUERIES["exists"])
+    if row is None or not row["found"]:
+        return []
+    return [int(r["version"]) for r in await conn.all(QUERIES["applied"])]
+
+
+async def current_version(conn: database.Connection) -> int:
     """The schema version of the database behind ``conn`` (0: never migrated)."""
-    async with conn.cursor(row_factory=tuple_row) as cur:
-        await cur.execute("SELECT to_regclass('schema_migrations') IS NOT NULL")
-        row = await cur.fetchone()
-        if row is None or not row[0]:
-            return 0
-        await cur.execute("SELECT coalesce(max(version), 0) FROM schema_migrations")
-        row = await cur.fetchone()
-    return int(row[0]) if row else 0
+    return max(await applied_versions(conn), default=0)

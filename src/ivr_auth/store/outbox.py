@@ -15,14 +15,11 @@ import dataclasses
 import datetime as dt
 import json
 import uuid
-from typing import Any
-
-import psycopg
 
 from ivr_auth import crypto, models, states
-from ivr_auth.store import sql
+from ivr_auth.store import database, sql
 
-Row = dict[str, Any]
+Row = database.Row
 EVENT_STATUSES = states.TERMINAL | {states.Status.DELIVERED}
 
 
@@ -56,7 +53,7 @@ def event_body(verification: models.Verification, event_id: uuid.UUID, event_typ
     return json.dumps(body, separators=(",", ":"), ensure_ascii=False)
 
 
-async def enqueue(conn: psycopg.AsyncConnection[Row], row: Row) -> uuid.UUID | None:
+async def enqueue(conn: database.Connection, row: Row) -> uuid.UUID | None:
     """Inside the transaction that just changed ``row``: the webhook for its
     new status, if it is one that is reported and the request has a URL."""
     verification = models.Verification.from_row(row)
@@ -82,15 +79,13 @@ async def enqueue(conn: psycopg.AsyncConnection[Row], row: Row) -> uuid.UUID | N
 class Outbox:
     """The senders' side: claim, record each attempt, and read the log."""
 
-    def __init__(self, store: Any, keys: crypto.Keys) -> None:
-        # ``store`` is the Store (its pooled, error-translating connections).
-        self._store = store
+    def __init__(self, db: database.Database, keys: crypto.Keys) -> None:
+        self._db = db
         self._keys = keys
 
     async def claim(self, limit: int, hold_seconds: float) -> list[Delivery]:
-        async with self._store.connection() as conn:
-            cur = await conn.execute(sql.query("claim_webhooks"), {"limit": limit, "hold_seconds": hold_seconds})
-            return [Delivery.from_row(r) for r in await cur.fetchall()]
+        rows = await self._db.all(sql.query("claim_webhooks"), {"limit": limit, "hold_seconds": hold_seconds})
+        return [Delivery.from_row(r) for r in rows]
 
     def secret(self, delivery: Delivery) -> str | None:
         if delivery.webhook_secret_sealed is None:
@@ -108,7 +103,7 @@ class Outbox:
         next_attempt_at: dt.datetime | None,
     ) -> None:
         """One attempt's result; ``next_attempt_at`` None (and not delivered): give up."""
-        async with self._store.connection() as conn, conn.transaction():
+        async with self._db.transaction() as conn:
             await conn.execute(
                 sql.query("record_webhook_attempt"),
                 {
@@ -124,6 +119,4 @@ class Outbox:
 
     async def for_request(self, verification_id: uuid.UUID) -> list[Row]:
         """The request's deliveries, each with its attempts (for the events log)."""
-        async with self._store.connection() as conn:
-            cur = await conn.execute(sql.query("webhooks_for"), {"id": verification_id})
-            return list(await cur.fetchall())
+        return await self._db.all(sql.query("webhooks_for"), {"id": verification_id})

@@ -1,9 +1,6 @@
 -- Named queries, loaded once by ivr_auth/store/sql.py. Each block starts
 -- with "-- name: NAME"; parameters are %(name)s (a literal percent is %%).
 
--- name: ping
-SELECT 1;
-
 -- name: create_tenant
 INSERT INTO tenants (name, caller_id, default_language)
 VALUES (%(name)s, %(caller_id)s, %(default_language)s)
@@ -494,6 +491,3 @@ WITH updated AS (
 )
 SELECT * FROM updated;
 
--- name: statement_timeout
--- For this transaction only (Base.bounded_reads).
-SELECT set_config('statement_timeout', %(timeout_ms)s, true);

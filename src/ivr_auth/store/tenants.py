@@ -7,10 +7,8 @@ import dataclasses
 import hmac
 import uuid
 
-import psycopg
-
 from ivr_auth import crypto, errors, models
-from ivr_auth.store import sql
+from ivr_auth.store import database, sql
 from ivr_auth.store.base import Base, Row
 
 
@@ -37,13 +35,12 @@ class Tenants(Base):
         """A new tenant and its first API key (shown once, stored hashed)."""
         async with self.connection() as conn, conn.transaction():
             try:
-                cur = await conn.execute(
+                row = await conn.one(
                     sql.query("create_tenant"),
                     {"name": name, "caller_id": caller_id, "default_language": default_language},
                 )
-            except psycopg.errors.UniqueViolation as exc:
+            except errors.Duplicate as exc:
                 raise errors.Conflict(f"a tenant named {name!r} exists already") from exc
-            row = await cur.fetchone()
             assert row is not None
             tenant = models.Tenant.from_row(row)
             key = await self._add_key(conn, tenant.id)
@@ -63,7 +60,7 @@ class Tenants(Base):
             return None
         return self.keys.unseal(tenant_id, bytes(row["webhook_secret_sealed"]))
 
-    async def _seal_webhook_secret(self, conn: psycopg.AsyncConnection[Row], tenant_id: uuid.UUID, secret: str) -> None:
+    async def _seal_webhook_secret(self, conn: database.Connection, tenant_id: uuid.UUID, secret: str) -> None:
         await conn.execute(
             sql.query("set_webhook_secret"), {"id": tenant_id, "sealed": self.keys.seal(tenant_id, secret)}
         )
@@ -76,18 +73,17 @@ class Tenants(Base):
         async with self.connection() as conn:
             return models.Tenant.from_row(await self._row_by_name(conn, name))
 
-    async def _id_by_name(self, conn: psycopg.AsyncConnection[Row], name: str) -> uuid.UUID:
+    async def _id_by_name(self, conn: database.Connection, name: str) -> uuid.UUID:
         tenant_id: uuid.UUID = (await self._row_by_name(conn, name))["id"]
         return tenant_id
 
-    async def _row_by_name(self, conn: psycopg.AsyncConnection[Row], name: str) -> Row:
-        cur = await conn.execute(sql.query("tenant_by_name"), {"name": name})
-        row = await cur.fetchone()
+    async def _row_by_name(self, conn: database.Connection, name: str) -> Row:
+        row = await conn.one(sql.query("tenant_by_name"), {"name": name})
         if row is None:
             raise errors.NotFound(f"no tenant named {name!r}")
         return row
 
-    async def _add_key(self, conn: psycopg.AsyncConnection[Row], tenant_id: uuid.UUID) -> str:
+    async def _add_key(self, conn: database.Connection, tenant_id: uuid.UUID) -> str:
         key, prefix = crypto.new_api_key()
         await conn.execute(
             sql.query("create_api_key"),

@@ -41,9 +41,9 @@ class Usage:
 async def report(store: base.Base, tenant_id: uuid.UUID, start: dt.datetime, end: dt.datetime) -> Usage:
     """``tenant_id``'s usage from ``start`` (included) to ``end`` (excluded)."""
     params = {"tenant_id": tenant_id, "from": start, "to": end}
-    async with store.connection() as conn:
-        requests = await (await conn.execute(sql.query("usage_requests"), params)).fetchall()
-        calls = await (await conn.execute(sql.query("usage_calls"), params)).fetchall()
+    async with store.db.connection() as conn:
+        requests = await conn.all(sql.query("usage_requests"), params)
+        calls = await conn.all(sql.query("usage_calls"), params)
     # Each query returns one row per grouping: the total, each method, each line type.
     total: base.Row = {"requests": 0, "verified": 0}
     requests_by_method: dict[str, int] = {}
