@@ -49,13 +49,11 @@ from ivr_auth.flows import FlowContext
 from ivr_auth.flows import dtmf as dtmf_flow
 from ivr_auth.flows import inbound as inbound_flow
 from ivr_auth.flows import voice as voice_flow
-from ivr_auth.store import controls
+from ivr_auth.store import controls, verifications
 from ivr_auth.store import dashboard as board
 
 logger = logging.getLogger(__name__)
 
-QUEUE_CHANNEL = "ivr_auth_queue"
-CANCEL_CHANNEL = "ivr_auth_cancel"
 FlowRunner = Callable[[FlowContext, models.Verification], Awaitable[None]]
 FLOWS: dict[str, FlowRunner] = {"dtmf": dtmf_flow.run, "voice": voice_flow.run}
 
@@ -208,14 +206,14 @@ class Controller:
             return False
         if not self.node.stream.connected:
             return False  # never originate into an app without its websocket
-        claimed = await self.store.claim(self.name, self.node.name, room, self.cfg.dialer.lease_seconds)
+        claimed = await self.store.verifications.claim(self.name, self.node.name, room, self.cfg.dialer.lease_seconds)
         for verification in claimed:
             trunk = self.trunks.acquire(time.monotonic())
             if trunk is None:
                 # A trunk went down while we were claiming and the others
                 # cannot take this one now: it waits in the queue, uncounted.
                 channel_id = flows.channel_id_for(verification)
-                await self.store.requeue_unplaced(verification.id, channel_id, "no trunk free", 0.0)
+                await self.store.verifications.requeue_unplaced(verification.id, channel_id, "no trunk free", 0.0)
                 continue
             self._start_call(verification, trunk)
         return len(claimed) == room
@@ -230,7 +228,7 @@ class Controller:
     async def _run_call(self, flow: FlowRunner | None, ctx: FlowContext, verification: models.Verification) -> None:
         try:
             if flow is None:
-                await self.store.transition(
+                await self.store.verifications.transition(
                     verification.id,
                     [states.Status.CALLING],
                     states.Status.ERROR,
@@ -292,7 +290,9 @@ class Controller:
         while True:
             await asyncio.sleep(interval)
             try:
-                await self.store.heartbeat(self.name, [*self._calls, *self._leased], self.cfg.dialer.lease_seconds)
+                await self.store.verifications.heartbeat(
+                    self.name, [*self._calls, *self._leased], self.cfg.dialer.lease_seconds
+                )
             except errors.StoreError as exc:
                 tasks.reraise_cancellation(exc)
                 logger.warning("lease renewal failed: %s", exc)
@@ -314,9 +314,9 @@ class Controller:
         whose controller is gone: a call that was never answered goes back to
         the queue (time and attempts allowing); one that was in progress ends
         as ``error``. Its channel, if still up, is hung up."""
-        expired = await self.store.expire_queued()
+        expired = await self.store.verifications.expire_queued()
         settled = 0
-        async with self.store.orphans() as (orphans, conn):
+        async with self.store.verifications.orphans() as (orphans, conn):
             for orphan in orphans:
                 if orphan.id in self._calls or orphan.id in self._leased:
                     continue  # ours and alive: the heartbeat is merely late
@@ -330,7 +330,7 @@ class Controller:
                     and orphan.expires_at > now
                 )
                 to_status = states.Status.QUEUED if retry else states.Status.ERROR
-                await self.store.settle_orphan(
+                await self.store.verifications.settle_orphan(
                     conn,
                     orphan,
                     to_status,
@@ -393,7 +393,7 @@ class Controller:
         backoff = 0.5
         while True:
             try:
-                async with self.store.db.listen([QUEUE_CHANNEL, CANCEL_CHANNEL]) as notes:
+                async with self.store.db.listen([verifications.QUEUE_CHANNEL, verifications.CANCEL_CHANNEL]) as notes:
                     self.listening = True
                     backoff = 0.5
                     self._wake.set()  # anything queued while we were not listening
@@ -410,10 +410,10 @@ class Controller:
             backoff = min(backoff * 2, 10.0)
 
     async def _on_notify(self, channel: str, payload: str) -> None:
-        if channel == QUEUE_CHANNEL:
+        if channel == verifications.QUEUE_CHANNEL:
             self._wake.set()
             return
-        if channel == CANCEL_CHANNEL:
+        if channel == verifications.CANCEL_CHANNEL:
             with contextlib.suppress(ValueError):
                 channel_id = self._channels.get(uuid.UUID(payload))
                 if channel_id is not None:

@@ -90,7 +90,7 @@ async def match_call(
     if did_e164 is None or caller_e164 is None:
         logger.info("inbound call from an unreadable number or to an unknown DID (%s)", did, extra=log)
         return Match(Result.NOT_FOUND, language, caller=caller_e164, did=did_e164)
-    pending = await store.inbound_pending(caller_e164, did_e164)
+    pending = await store.verifications.inbound_pending(caller_e164, did_e164)
     if pending is None:
         logger.info("inbound call from %s to %s matches no pending request", phone.mask(caller_e164), did, extra=log)
         return Match(Result.NOT_FOUND, language, caller=caller_e164, did=did_e164)
@@ -98,7 +98,7 @@ async def match_call(
     if pending.ask_code:
         return Match(Result.CODE_REQUIRED, pending.language, pending, caller_e164, did_e164)
     tenant = await store.tenant(pending.tenant_id)
-    verified = await store.transition(
+    verified = await store.verifications.transition(
         pending.id,
         [S.QUEUED],
         S.VERIFIED,
@@ -127,7 +127,7 @@ async def check_code(
     # Nothing keyed (Read() timed out) is a wrong code too: it counts, so
     # that a dialplan asking again cannot loop for ever.
     try:
-        verification, ok = await store.check_code(None, verification_id, code, source=source)
+        verification, ok = await store.verifications.check_code(None, verification_id, code, source=source)
     except errors.NotFound:
         return CheckResult.NOT_FOUND, None
     except errors.Conflict:

@@ -46,7 +46,7 @@ async def test_the_callee_hears_the_japanese_read_out(
         # Once answered, spy on what is sent to the callee and record it.
         deadline = time.monotonic() + 30
         while True:
-            current = await store.get_by_id(uuid.UUID(created["id"]))
+            current = await store.verifications.get_by_id(uuid.UUID(created["id"]))
             assert current is not None
             if current.status is S.IN_CALL and current.channel_id:
                 break

@@ -21,6 +21,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from ivr_auth import config, errors, inbound_match, models, phone, states
 from ivr_auth import store as store_mod
 from ivr_auth.api import app as api_app
+from ivr_auth.store import verifications
 
 pytestmark = pytest.mark.integration
 
@@ -57,8 +58,8 @@ def cfg_with(*numbers: str) -> config.Config:
 async def pending(
     store: store_mod.Store, tenant: models.Tenant, caller: str, *, ask_code: bool = False, ttl: int = 300
 ) -> models.Verification:
-    created = await store.create_verification(
-        store_mod.NewVerification(
+    created = await store.verifications.create(
+        verifications.NewVerification(
             tenant_id=tenant.id,
             method="inbound",
             phone=caller,
@@ -104,8 +105,8 @@ async def test_registered_caller_verifies_in_any_number_form(
     assert match.verification.status is S.VERIFIED
     assert match.verification.reason == "caller_id_matched"
     assert match.reject_unanswered is False
-    events = await store.events(request.id)
-    assert events[-1]["detail"]["source"] == "test"
+    events = await store.verifications.events(request.id)
+    assert events[-1].detail["source"] == "test"
 
 
 async def test_another_caller_verifies_nothing(store: store_mod.Store, me: models.Tenant, caller: str) -> None:
@@ -116,7 +117,7 @@ async def test_another_caller_verifies_nothing(store: store_mod.Store, me: model
     )
 
     assert match.result is inbound_match.Result.NOT_FOUND
-    assert (await store.get(me.id, request.id)).status is S.QUEUED
+    assert (await store.verifications.get(me.id, request.id)).status is S.QUEUED
 
 
 @pytest.mark.parametrize("presented", ["", "anonymous", "Anonymous", "unknown", "restricted", None])
@@ -130,7 +131,7 @@ async def test_withheld_caller_id_verifies_nothing(
     )
 
     assert match.result is inbound_match.Result.ANONYMOUS
-    assert (await store.get(me.id, request.id)).status is S.QUEUED
+    assert (await store.verifications.get(me.id, request.id)).status is S.QUEUED
 
 
 async def test_the_number_called_must_be_the_one_given(store: store_mod.Store, me: models.Tenant, caller: str) -> None:
@@ -139,7 +140,7 @@ async def test_the_number_called_must_be_the_one_given(store: store_mod.Store, m
     match = await inbound_match.match_call(store, config.Config(), did=random_number("050"), caller=caller, source="t")
 
     assert match.result is inbound_match.Result.NOT_FOUND
-    assert (await store.get(me.id, request.id)).status is S.QUEUED
+    assert (await store.verifications.get(me.id, request.id)).status is S.QUEUED
 
 
 async def test_expired_canceled_and_settled_requests_do_not_match(
@@ -148,7 +149,7 @@ async def test_expired_canceled_and_settled_requests_do_not_match(
     expired = await pending(store, me, caller)
     await db.execute("UPDATE verifications SET expires_at = now() - interval '1 second' WHERE id = %s", [expired.id])
     canceled = await pending(store, me, caller)
-    await store.cancel(me.id, canceled.id)
+    await store.verifications.cancel(me.id, canceled.id)
 
     match = await inbound_match.match_call(store, config.Config(), did=me.inbound_numbers[0], caller=caller, source="t")
 
@@ -165,7 +166,7 @@ async def test_the_newest_pending_request_is_the_one_verified(
 
     assert match.verification is not None
     assert match.verification.id == newer.id
-    assert (await store.get(me.id, older.id)).status is S.QUEUED
+    assert (await store.verifications.get(me.id, older.id)).status is S.QUEUED
 
 
 async def test_request_that_wants_the_code_is_not_verified_by_the_caller_id_alone(
@@ -178,7 +179,7 @@ async def test_request_that_wants_the_code_is_not_verified_by_the_caller_id_alon
     assert match.result is inbound_match.Result.CODE_REQUIRED
     assert match.verification is not None
     assert match.verification.id == request.id
-    assert (await store.get(me.id, request.id)).status is S.QUEUED
+    assert (await store.verifications.get(me.id, request.id)).status is S.QUEUED
 
 
 async def test_missed_call_mode(store: store_mod.Store, me: models.Tenant, caller: str) -> None:
@@ -205,10 +206,10 @@ async def test_unmatched_callers_hear_the_publishing_tenants_language(
 async def test_take_inbound_holds_a_lease(store: store_mod.Store, me: models.Tenant, caller: str) -> None:
     request = await pending(store, me, caller, ask_code=True)
 
-    taken = await store.take_inbound(
+    taken = await store.verifications.take_inbound(
         request.id, owner="ctl-1", node="local", channel_id="1700000000.1", lease_seconds=30, detail={"x": 1}
     )
-    again = await store.take_inbound(
+    again = await store.verifications.take_inbound(
         request.id, owner="ctl-2", node="local", channel_id="1700000000.2", lease_seconds=30, detail={}
     )
 
@@ -304,13 +305,13 @@ async def test_delivered_requests_expire(store: store_mod.Store, me: models.Tena
         [request.id],
     )
 
-    await store.expire_queued()
+    await store.verifications.expire_queued()
 
-    after = await store.get(me.id, request.id)
+    after = await store.verifications.get(me.id, request.id)
     assert after.status is S.EXPIRED
     assert after.code_sealed is None
-    events = await store.events(request.id)
-    assert (events[-1]["from_status"], events[-1]["to_status"]) == ("delivered", "expired")
+    events = await store.verifications.events(request.id)
+    assert (events[-1].from_status, events[-1].to_status) == ("delivered", "expired")
 
 
 # --- the API's answer ---------------------------------------------------------------------

@@ -304,8 +304,8 @@ async def place_call(store: store_mod.Store, db: Conn, tenant_id: uuid.UUID, vid
         "UPDATE verifications SET status = 'calling', call_attempts = call_attempts + 1 WHERE id = %s", [vid]
     )
     channel = f"limits-{vid}"
-    verification = await store.get(tenant_id, vid)
-    await store.start_call_attempt(verification, controller="c", node="n", trunk="t", channel_id=channel)
+    verification = await store.verifications.get(tenant_id, vid)
+    await store.calls.start(verification, controller="c", node="n", trunk="t", channel_id=channel)
     return channel
 
 
@@ -316,20 +316,22 @@ async def test_only_requests_that_placed_a_call_count_against_the_number(
     number = "090-6666-0001"
     # Canceled while queued, more often than sends_per_phone (3): nobody was called.
     for _ in range(5):
-        await store.cancel(tenant.id, await created_id(client, db, key, number))
+        await store.verifications.cancel(tenant.id, await created_id(client, db, key, number))
     # Two canceled after their call was placed.
     for _ in range(2):
         vid = await created_id(client, db, key, number)
         await place_call(store, db, tenant.id, vid)
-        await store.cancel(tenant.id, vid)
+        await store.verifications.cancel(tenant.id, vid)
     # One whose call failed on its trunk: its attempt is given back
     # (call_attempts 0 again) and it is canceled while queued, but the call
     # left for the carrier.
     vid = await created_id(client, db, key, number)
     channel = await place_call(store, db, tenant.id, vid)
-    assert await store.requeue_failover(vid, channel, trunk="t", cause=34, cause_txt="Circuit/channel congestion")
-    assert (await store.get(tenant.id, vid)).call_attempts == 0
-    await store.cancel(tenant.id, vid)
+    assert await store.verifications.requeue_failover(
+        vid, channel, trunk="t", cause=34, cause_txt="Circuit/channel congestion"
+    )
+    assert (await store.verifications.get(tenant.id, vid)).call_attempts == 0
+    await store.verifications.cancel(tenant.id, vid)
 
     status, body, _ = await create(client, key, number)
 
@@ -392,8 +394,8 @@ async def test_retention_purge_removes_what_it_should_and_nothing_else(
         assert status == 201
         made.append(uuid.UUID(body["id"]))
     old_done, recent_done, still_open = made
-    await store.cancel(tenant.id, old_done)
-    await store.cancel(tenant.id, recent_done)
+    await store.verifications.cancel(tenant.id, old_done)
+    await store.verifications.cancel(tenant.id, recent_done)
     await db.execute("UPDATE verifications SET finished_at = now() - interval '31 days' WHERE id = %s", [old_done])
     await db.execute("UPDATE verifications SET finished_at = now() - interval '29 days' WHERE id = %s", [recent_done])
     await db.execute("UPDATE verifications SET created_at = now() - interval '40 days' WHERE id = %s", [still_open])
@@ -409,11 +411,11 @@ async def test_retention_purge_removes_what_it_should_and_nothing_else(
     assert purged["phone"] == "+81********01"
     assert purged["reference"] is None
     assert purged["status"] == "canceled"  # the outcome stays, for usage
-    assert await store.events(old_done) == []
+    assert await store.verifications.events(old_done) == []
     for kept in (recent_done, still_open):
         assert rows[kept]["purged_at"] is None
         assert rows[kept]["phone"].startswith("+8190")
-        assert await store.events(kept) != []
+        assert await store.verifications.events(kept) != []
     await cancel_all(db, tenant.id)
 
 

@@ -22,7 +22,7 @@ from psycopg import sql as pgsql
 
 from ivr_auth import connections, crypto, errors, models, reasons, states
 from ivr_auth import store as store_mod
-from ivr_auth.store import database, migrate
+from ivr_auth.store import database, migrate, verifications
 
 pytestmark = pytest.mark.integration
 
@@ -68,8 +68,8 @@ def new(
     max_call_attempts: int = 2,
     idempotency_key: str | None = None,
     request_hash: bytes | None = None,
-) -> store_mod.NewVerification:
-    return store_mod.NewVerification(
+) -> verifications.NewVerification:
+    return verifications.NewVerification(
         tenant_id=tenant.id,
         method=method,
         phone=PHONE,
@@ -87,7 +87,7 @@ def new(
 
 
 async def create(store: Store, tenant: models.Tenant, **kwargs: Any) -> models.Verification:
-    created = await store.create_verification(new(tenant, **kwargs))
+    created = await store.verifications.create(new(tenant, **kwargs))
     assert created.created
     return created.verification
 
@@ -102,7 +102,7 @@ async def row(db: Conn, verification_id: uuid.UUID) -> dict[str, Any]:
 async def put_back(store: Store, foreign: Iterable[models.Verification]) -> None:
     """Return requests of other tests, claimed by accident, to the queue."""
     for verification in foreign:
-        await store.transition(verification.id, [S.CALLING], S.QUEUED, detail={"put_back_by": ME})
+        await store.verifications.transition(verification.id, [S.CALLING], S.QUEUED, detail={"put_back_by": ME})
 
 
 async def claim_rounds(
@@ -138,20 +138,20 @@ async def claim_mine(
     ids = {v.id for v in wanted}
 
     async def one() -> list[list[models.Verification]]:
-        return [await store.claim(owner, "test-node", len(ids) + 50, lease_seconds)]
+        return [await store.verifications.claim(owner, "test-node", len(ids) + 50, lease_seconds)]
 
     return {v.id: v for _, v in await claim_rounds(store, ids, one)}
 
 
 async def claimable(store: Store, verification_id: uuid.UUID) -> bool:
     """Whether a claim takes this request now (and if so, it stays claimed)."""
-    claimed = await store.claim(f"{ME}-probe", "test-node", 1000, 60.0)
+    claimed = await store.verifications.claim(f"{ME}-probe", "test-node", 1000, 60.0)
     await put_back(store, [v for v in claimed if v.id != verification_id])
     return any(v.id == verification_id for v in claimed)
 
 
-def status_events(events: list[dict[str, Any]]) -> list[tuple[str | None, str | None]]:
-    return [(e["from_status"], e["to_status"]) for e in events if e["type"] == "status"]
+def status_events(events: list[verifications.Event]) -> list[tuple[str | None, str | None]]:
+    return [(e.from_status, e.to_status) for e in events if e.type == "status"]
 
 
 # --- migrations -----------------------------------------------------------------------------
@@ -201,7 +201,7 @@ async def test_concurrent_migrations_of_a_new_database_apply_each_once(
 
 
 async def test_create_inserts_a_queued_request_and_a_status_event(store: Store, db: Conn, me: models.Tenant) -> None:
-    created = await store.create_verification(new(me, ttl_seconds=120))
+    created = await store.verifications.create(new(me, ttl_seconds=120))
     v = created.verification
 
     assert created.created
@@ -215,15 +215,15 @@ async def test_create_inserts_a_queued_request_and_a_status_event(store: Store, 
     assert v.finished_at is None
     assert dt.timedelta(seconds=119) < v.expires_at - v.created_at <= dt.timedelta(seconds=120)
     assert v.next_attempt_at <= v.expires_at
-    assert await store.get(me.id, v.id) == v
-    events = await store.events(v.id)
-    assert [(e["type"], e["from_status"], e["to_status"]) for e in events] == [("status", None, "queued")]
-    assert events[0]["detail"] == {"method": "inbound", "ttl_seconds": 120}
+    assert await store.verifications.get(me.id, v.id) == v
+    events = await store.verifications.events(v.id)
+    assert [(e.type, e.from_status, e.to_status) for e in events] == [("status", None, "queued")]
+    assert events[0].detail == {"method": "inbound", "ttl_seconds": 120}
 
 
 async def test_the_code_is_never_stored_in_clear(store: Store, db: Conn, me: models.Tenant) -> None:
     v = await create(store, me)
-    await store.log_event(v.id, "note", {"any": "detail"})
+    await store.verifications.log_event(v.id, "note", {"any": "detail"})
 
     cur = await db.execute("SELECT v::text AS whole FROM verifications v WHERE id = %s", [v.id])
     whole = await cur.fetchone()
@@ -254,31 +254,31 @@ async def test_the_sealed_code_opens_only_under_its_request_id(store: Store, db:
 
 async def test_an_idempotent_replay_returns_the_first_request_and_its_code(store: Store, me: models.Tenant) -> None:
     body_hash = store.keys.request_hash(b'{"phone": "+819012345678"}')
-    first = await store.create_verification(new(me, idempotency_key="k-1", request_hash=body_hash))
+    first = await store.verifications.create(new(me, idempotency_key="k-1", request_hash=body_hash))
 
-    again = await store.create_verification(new(me, code="1111", idempotency_key="k-1", request_hash=body_hash))
+    again = await store.verifications.create(new(me, code="1111", idempotency_key="k-1", request_hash=body_hash))
 
     assert first.created
     assert not again.created
     assert again.verification.id == first.verification.id
     assert again.code == CODE
-    assert len(await store.events(first.verification.id)) == 1
+    assert len(await store.verifications.events(first.verification.id)) == 1
 
 
 async def test_a_replay_with_another_body_is_refused(store: Store, me: models.Tenant) -> None:
-    await store.create_verification(new(me, idempotency_key="k-2", request_hash=store.keys.request_hash(b"a")))
+    await store.verifications.create(new(me, idempotency_key="k-2", request_hash=store.keys.request_hash(b"a")))
 
     with pytest.raises(errors.IdempotencyMismatch):
-        await store.create_verification(new(me, idempotency_key="k-2", request_hash=store.keys.request_hash(b"b")))
+        await store.verifications.create(new(me, idempotency_key="k-2", request_hash=store.keys.request_hash(b"b")))
     with pytest.raises(errors.IdempotencyMismatch):
-        await store.create_verification(new(me, idempotency_key="k-2", request_hash=None))
+        await store.verifications.create(new(me, idempotency_key="k-2", request_hash=None))
 
 
 async def test_a_replay_after_the_request_ended_has_no_code(store: Store, me: models.Tenant) -> None:
-    first = await store.create_verification(new(me, idempotency_key="k-3"))
-    await store.cancel(me.id, first.verification.id)
+    first = await store.verifications.create(new(me, idempotency_key="k-3"))
+    await store.verifications.cancel(me.id, first.verification.id)
 
-    again = await store.create_verification(new(me, idempotency_key="k-3"))
+    again = await store.verifications.create(new(me, idempotency_key="k-3"))
 
     assert again.verification.id == first.verification.id
     assert again.verification.status is S.CANCELED
@@ -286,8 +286,8 @@ async def test_a_replay_after_the_request_ended_has_no_code(store: Store, me: mo
 
 
 async def test_idempotency_keys_are_per_tenant(store: Store, me: models.Tenant, other: models.Tenant) -> None:
-    mine = await store.create_verification(new(me, idempotency_key="shared"))
-    theirs = await store.create_verification(new(other, idempotency_key="shared"))
+    mine = await store.verifications.create(new(me, idempotency_key="shared"))
+    theirs = await store.verifications.create(new(other, idempotency_key="shared"))
 
     assert theirs.created
     assert theirs.verification.id != mine.verification.id
@@ -297,7 +297,7 @@ async def test_concurrent_replays_create_one_request(store: Store, me: models.Te
     body_hash = store.keys.request_hash(b"same body")
 
     results = await asyncio.gather(
-        *(store.create_verification(new(me, idempotency_key="k-4", request_hash=body_hash)) for _ in range(6))
+        *(store.verifications.create(new(me, idempotency_key="k-4", request_hash=body_hash)) for _ in range(6))
     )
 
     assert sum(r.created for r in results) == 1
@@ -376,17 +376,17 @@ async def test_a_tenant_sees_only_its_own_requests(store: Store, me: models.Tena
     v = await create(store, me)
 
     with pytest.raises(errors.NotFound):
-        await store.get(other.id, v.id)
+        await store.verifications.get(other.id, v.id)
     with pytest.raises(errors.NotFound):
-        await store.cancel(other.id, v.id)
+        await store.verifications.cancel(other.id, v.id)
     with pytest.raises(errors.NotFound):
-        await store.check_code(other.id, v.id, CODE, source="api")
+        await store.verifications.check_code(other.id, v.id, CODE, source="api")
     with pytest.raises(errors.NotFound):
-        await store.get(me.id, uuid.uuid4())
+        await store.verifications.get(me.id, uuid.uuid4())
     with pytest.raises(errors.NotFound):
         await store.tenant(uuid.uuid4())
 
-    after = await store.get(me.id, v.id)
+    after = await store.verifications.get(me.id, v.id)
     assert after.status is S.QUEUED
     assert after.code_attempts == 0
 
@@ -407,9 +407,9 @@ async def test_claim_marks_calling_and_takes_a_lease(store: Store, me: models.Te
     assert claimed.lease_expires_at is not None
     assert before + dt.timedelta(seconds=25) < claimed.lease_expires_at < before + dt.timedelta(seconds=35)
     assert claimed.code_sealed is not None
-    events = await store.events(v.id)
+    events = await store.verifications.events(v.id)
     assert status_events(events) == [(None, "queued"), ("queued", "calling")]
-    assert events[-1]["detail"] == {"attempt": 1, "controller": "controller-a", "node": "test-node"}
+    assert events[-1].detail == {"attempt": 1, "controller": "controller-a", "node": "test-node"}
     assert not await claimable(store, v.id)
 
 
@@ -417,11 +417,11 @@ async def test_claim_takes_no_inbound_requests(store: Store, me: models.Tenant) 
     v = await create(store, me, method="inbound")
 
     assert not await claimable(store, v.id)
-    assert (await store.get(me.id, v.id)).status is S.QUEUED
+    assert (await store.verifications.get(me.id, v.id)).status is S.QUEUED
 
 
 async def test_claim_with_no_room_takes_nothing(store: Store) -> None:
-    assert await store.claim("controller-a", "test-node", 0, 30) == []
+    assert await store.verifications.claim("controller-a", "test-node", 0, 30) == []
 
 
 async def test_concurrent_claimers_never_share_a_request(store: Store, db: Conn, me: models.Tenant) -> None:
@@ -429,7 +429,9 @@ async def test_concurrent_claimers_never_share_a_request(store: Store, db: Conn,
     ids = {v.id for v in mine}
 
     async def claimers() -> list[list[models.Verification]]:
-        return list(await asyncio.gather(*(store.claim(f"claimer-{i}", "test-node", 3, 60) for i in range(12))))
+        return list(
+            await asyncio.gather(*(store.verifications.claim(f"claimer-{i}", "test-node", 3, 60) for i in range(12)))
+        )
 
     got = await claim_rounds(store, ids, claimers)
 
@@ -438,7 +440,7 @@ async def test_concurrent_claimers_never_share_a_request(store: Store, db: Conn,
         assert v.lease_owner == f"claimer-{index}"
         stored = await row(db, v.id)
         assert (stored["status"], stored["lease_owner"], stored["call_attempts"]) == ("calling", v.lease_owner, 1)
-        assert status_events(await store.events(v.id)) == [(None, "queued"), ("queued", "calling")]
+        assert status_events(await store.verifications.events(v.id)) == [(None, "queued"), ("queued", "calling")]
 
 
 async def test_a_request_past_expiry_is_never_claimed_and_expires(store: Store, me: models.Tenant) -> None:
@@ -446,26 +448,26 @@ async def test_a_request_past_expiry_is_never_claimed_and_expires(store: Store, 
 
     assert not await claimable(store, v.id)
     assert not await claimable(store, v.id)
-    count = await store.expire_queued()
+    count = await store.verifications.expire_queued()
 
     assert count >= 0  # another controller's reaper may have settled it first
-    expired = await store.get(me.id, v.id)
+    expired = await store.verifications.get(me.id, v.id)
     assert expired.status is S.EXPIRED
     assert expired.reason == "expired"
     assert expired.code_sealed is None
     assert expired.finished_at is not None
     assert expired.call_attempts == 0
-    assert status_events(await store.events(v.id)) == [(None, "queued"), ("queued", "expired")]
-    assert await store.expire_queued() >= 0
-    assert (await store.get(me.id, v.id)).status is S.EXPIRED
+    assert status_events(await store.verifications.events(v.id)) == [(None, "queued"), ("queued", "expired")]
+    assert await store.verifications.expire_queued() >= 0
+    assert (await store.verifications.get(me.id, v.id)).status is S.EXPIRED
 
 
 async def test_expire_queued_leaves_live_requests_alone(store: Store, me: models.Tenant) -> None:
     v = await create(store, me)
 
-    await store.expire_queued()
+    await store.verifications.expire_queued()
 
-    assert (await store.get(me.id, v.id)).status is S.QUEUED
+    assert (await store.verifications.get(me.id, v.id)).status is S.QUEUED
 
 
 async def test_a_request_put_back_for_later_is_not_claimed_before_then(store: Store, me: models.Tenant) -> None:
@@ -473,7 +475,9 @@ async def test_a_request_put_back_for_later_is_not_claimed_before_then(store: St
     await claim_mine(store, [v], "controller-a")
     later = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
 
-    requeued = await store.transition(v.id, [S.CALLING], S.QUEUED, reason=reasons.Reason.BUSY, next_attempt_at=later)
+    requeued = await store.verifications.transition(
+        v.id, [S.CALLING], S.QUEUED, reason=reasons.Reason.BUSY, next_attempt_at=later
+    )
 
     assert requeued is not None
     assert requeued.status is S.QUEUED
@@ -491,17 +495,22 @@ async def test_transition_is_guarded(store: Store, db: Conn, me: models.Tenant) 
     v = await create(store, me)
     before = await row(db, v.id)
 
-    assert await store.transition(v.id, [S.CALLING, S.IN_CALL], S.HUNG_UP, reason=reasons.Reason.CALLEE_HUNG_UP) is None
-    assert await store.transition(uuid.uuid4(), [S.QUEUED], S.CANCELED) is None
+    assert (
+        await store.verifications.transition(
+            v.id, [S.CALLING, S.IN_CALL], S.HUNG_UP, reason=reasons.Reason.CALLEE_HUNG_UP
+        )
+        is None
+    )
+    assert await store.verifications.transition(uuid.uuid4(), [S.QUEUED], S.CANCELED) is None
 
     assert await row(db, v.id) == before
-    assert status_events(await store.events(v.id)) == [(None, "queued")]
+    assert status_events(await store.verifications.events(v.id)) == [(None, "queued")]
 
 
 async def test_transition_to_a_terminal_status_wipes_the_seal_and_logs(store: Store, me: models.Tenant) -> None:
     v = await create(store, me)
 
-    done = await store.transition(
+    done = await store.verifications.transition(
         v.id, [S.QUEUED], S.CANCELED, reason=reasons.Reason.CANCELED, cause=16, detail={"note": "n"}
     )
 
@@ -511,25 +520,25 @@ async def test_transition_to_a_terminal_status_wipes_the_seal_and_logs(store: St
     assert done.last_cause == 16
     assert done.code_sealed is None
     assert done.finished_at is not None
-    events = await store.events(v.id)
+    events = await store.verifications.events(v.id)
     assert status_events(events) == [(None, "queued"), ("queued", "canceled")]
-    assert events[-1]["detail"] == {"note": "n", "reason": "canceled", "cause": 16}
+    assert events[-1].detail == {"note": "n", "reason": "canceled", "cause": 16}
     # settled: a second change from the old status finds nothing
-    assert await store.transition(v.id, [S.QUEUED], S.EXPIRED) is None
-    assert len(await store.events(v.id)) == 2
+    assert await store.verifications.transition(v.id, [S.QUEUED], S.EXPIRED) is None
+    assert len(await store.verifications.events(v.id)) == 2
 
 
 async def test_transition_records_the_call(store: Store, me: models.Tenant) -> None:
     v = await create(store, me, method="dtmf")
     await claim_mine(store, [v], "controller-a")
 
-    in_call = await store.transition(v.id, [S.CALLING], S.IN_CALL, channel_id="chan-1")
+    in_call = await store.verifications.transition(v.id, [S.CALLING], S.IN_CALL, channel_id="chan-1")
 
     assert in_call is not None
     assert in_call.answered_at is not None
     assert in_call.channel_id == "chan-1"
     assert in_call.lease_owner == "controller-a"  # the call is still this controller's
-    hung_up = await store.transition(v.id, [S.IN_CALL], S.HUNG_UP, cause=16, cause_txt="Normal Clearing")
+    hung_up = await store.verifications.transition(v.id, [S.IN_CALL], S.HUNG_UP, cause=16, cause_txt="Normal Clearing")
     assert hung_up is not None
     assert (hung_up.last_cause, hung_up.last_cause_txt) == (16, "Normal Clearing")
     assert hung_up.lease_owner is None
@@ -545,16 +554,16 @@ async def test_heartbeat_extends_the_lease_only_for_its_owner(store: Store, db: 
     claimed = (await claim_mine(store, [v], "owner", lease_seconds=30))[v.id]
     assert claimed.lease_expires_at is not None
 
-    await store.heartbeat("someone-else", [v.id], 600)
+    await store.verifications.heartbeat("someone-else", [v.id], 600)
     assert (await row(db, v.id))["lease_expires_at"] == claimed.lease_expires_at
 
-    await store.heartbeat("owner", [v.id], 600)
+    await store.verifications.heartbeat("owner", [v.id], 600)
     extended = (await row(db, v.id))["lease_expires_at"]
     assert extended > claimed.lease_expires_at + dt.timedelta(seconds=500)
 
-    await store.heartbeat("owner", [], 600)  # nothing to do
-    await store.transition(v.id, [S.CALLING], S.NO_ANSWER)
-    await store.heartbeat("owner", [v.id], 600)
+    await store.verifications.heartbeat("owner", [], 600)  # nothing to do
+    await store.verifications.transition(v.id, [S.CALLING], S.NO_ANSWER)
+    await store.verifications.heartbeat("owner", [v.id], 600)
     assert (await row(db, v.id))["lease_expires_at"] is None
 
 
@@ -563,33 +572,35 @@ async def test_orphans_are_those_whose_lease_ran_out(store: Store, db: Conn, me:
     lost_in_call = await create(store, me, method="dtmf")
     alive = await create(store, me, method="dtmf")
     await claim_mine(store, [lost_calling, lost_in_call], "gone", lease_seconds=0.05)
-    await store.transition(lost_in_call.id, [S.CALLING], S.IN_CALL, channel_id="chan-lost")
+    await store.verifications.transition(lost_in_call.id, [S.CALLING], S.IN_CALL, channel_id="chan-lost")
     await claim_mine(store, [alive], "alive", lease_seconds=60)
     await asyncio.sleep(0.2)
     later = dt.datetime.now(dt.UTC) + dt.timedelta(hours=1)
 
-    async with store.orphans() as (orphans, conn):
+    async with store.verifications.orphans() as (orphans, conn):
         mine = {o.id: o for o in orphans if o.tenant_id == me.id}
         assert set(mine) == {lost_calling.id, lost_in_call.id}
-        await store.settle_orphan(conn, mine[lost_calling.id], S.QUEUED, next_attempt_at=later, detail={"by": ME})
-        await store.settle_orphan(conn, mine[lost_in_call.id], S.ERROR, detail={"by": ME})
+        await store.verifications.settle_orphan(
+            conn, mine[lost_calling.id], S.QUEUED, next_attempt_at=later, detail={"by": ME}
+        )
+        await store.verifications.settle_orphan(conn, mine[lost_in_call.id], S.ERROR, detail={"by": ME})
 
-    requeued = await store.get(me.id, lost_calling.id)
+    requeued = await store.verifications.get(me.id, lost_calling.id)
     assert requeued.status is S.QUEUED
     assert requeued.lease_owner is None
     assert requeued.lease_expires_at is None
     assert requeued.next_attempt_at == later
     assert requeued.code_sealed is not None
-    errored = await store.get(me.id, lost_in_call.id)
+    errored = await store.verifications.get(me.id, lost_in_call.id)
     assert errored.status is S.ERROR
     assert errored.reason == "controller_lost"
     assert errored.lease_owner is None
     assert errored.code_sealed is None
     assert errored.finished_at is not None
-    assert status_events(await store.events(lost_in_call.id))[-1] == ("in_call", "error")
-    assert (await store.events(lost_calling.id))[-1]["detail"] == {"by": ME}
-    assert (await store.get(me.id, alive.id)).status is S.CALLING
-    async with store.orphans() as (orphans, _):
+    assert status_events(await store.verifications.events(lost_in_call.id))[-1] == ("in_call", "error")
+    assert (await store.verifications.events(lost_calling.id))[-1].detail == {"by": ME}
+    assert (await store.verifications.get(me.id, alive.id)).status is S.CALLING
+    async with store.verifications.orphans() as (orphans, _):
         assert not {o.id for o in orphans} & {lost_calling.id, lost_in_call.id, alive.id}
 
 
@@ -599,20 +610,20 @@ async def test_orphans_are_those_whose_lease_ran_out(store: Store, db: Conn, me:
 async def test_a_wrong_code_counts_an_attempt(store: Store, me: models.Tenant) -> None:
     v = await create(store, me, max_code_attempts=3)
 
-    after, ok = await store.check_code(me.id, v.id, "0000000000", source="api")
+    after, ok = await store.verifications.check_code(me.id, v.id, "0000000000", source="api")
 
     assert not ok
     assert after.status is S.QUEUED
     assert after.code_attempts == 1
     assert after.code_sealed is not None
-    events = await store.events(v.id)
-    assert [(e["type"], e["detail"]) for e in events[1:]] == [("wrong_code", {"source": "api", "attempt": 1})]
+    events = await store.verifications.events(v.id)
+    assert [(e.type, e.detail) for e in events[1:]] == [("wrong_code", {"source": "api", "attempt": 1})]
 
 
 async def test_the_last_allowed_wrong_code_fails_the_request(store: Store, me: models.Tenant) -> None:
     v = await create(store, me, max_code_attempts=3)
 
-    results = [await store.check_code(me.id, v.id, "1", source="api") for _ in range(3)]
+    results = [await store.verifications.check_code(me.id, v.id, "1", source="api") for _ in range(3)]
 
     assert [(r.status, r.code_attempts, ok) for r, ok in results] == [
         (S.QUEUED, 1, False),
@@ -623,17 +634,17 @@ async def test_the_last_allowed_wrong_code_fails_the_request(store: Store, me: m
     assert failed.reason == "code_attempts_exhausted"
     assert failed.code_sealed is None
     assert failed.finished_at is not None
-    events = await store.events(v.id)
-    assert [e["type"] for e in events].count("wrong_code") == 3
+    events = await store.verifications.events(v.id)
+    assert [e.type for e in events].count("wrong_code") == 3
     assert status_events(events) == [(None, "queued"), ("queued", "failed")]
     with pytest.raises(errors.Conflict):
-        await store.check_code(me.id, v.id, CODE, source="api")
+        await store.verifications.check_code(me.id, v.id, CODE, source="api")
 
 
 async def test_one_allowed_attempt_fails_at_the_first_wrong_code(store: Store, me: models.Tenant) -> None:
     v = await create(store, me, max_code_attempts=1)
 
-    failed, ok = await store.check_code(me.id, v.id, "1", source="api")
+    failed, ok = await store.verifications.check_code(me.id, v.id, "1", source="api")
 
     assert not ok
     assert failed.status is S.FAILED
@@ -641,9 +652,9 @@ async def test_one_allowed_attempt_fails_at_the_first_wrong_code(store: Store, m
 
 async def test_the_right_code_verifies_and_wipes_the_seal(store: Store, db: Conn, me: models.Tenant) -> None:
     v = await create(store, me)
-    await store.check_code(me.id, v.id, "1", source="api")
+    await store.verifications.check_code(me.id, v.id, "1", source="api")
 
-    verified, ok = await store.check_code(me.id, v.id, CODE, source="api")
+    verified, ok = await store.verifications.check_code(me.id, v.id, CODE, source="api")
 
     assert ok
     assert verified.status is S.VERIFIED
@@ -652,17 +663,17 @@ async def test_the_right_code_verifies_and_wipes_the_seal(store: Store, db: Conn
     assert verified.code_sealed is None
     assert verified.finished_at is not None
     assert (await row(db, v.id))["code_sealed"] is None
-    events = await store.events(v.id)
+    events = await store.verifications.events(v.id)
     assert status_events(events) == [(None, "queued"), ("queued", "verified")]
-    assert events[-1]["detail"] == {"source": "api", "reason": "code_matched"}
+    assert events[-1].detail == {"source": "api", "reason": "code_matched"}
 
 
 async def test_the_right_code_verifies_a_request_in_a_call(store: Store, me: models.Tenant) -> None:
     v = await create(store, me, method="voice")
     await claim_mine(store, [v], "controller-a")
-    await store.transition(v.id, [S.CALLING], S.IN_CALL, channel_id="chan-v")
+    await store.verifications.transition(v.id, [S.CALLING], S.IN_CALL, channel_id="chan-v")
 
-    verified, ok = await store.check_code(me.id, v.id, CODE, source="call")
+    verified, ok = await store.verifications.check_code(me.id, v.id, CODE, source="call")
 
     assert ok
     assert verified.status is S.VERIFIED
@@ -672,14 +683,14 @@ async def test_the_right_code_verifies_a_request_in_a_call(store: Store, me: mod
 @pytest.mark.parametrize("ending", [S.VERIFIED, S.FAILED, S.CANCELED, S.EXPIRED])
 async def test_no_code_is_checked_on_a_terminal_request(store: Store, me: models.Tenant, ending: states.Status) -> None:
     v = await create(store, me, max_code_attempts=1)
-    await store.transition(v.id, [S.QUEUED], ending)
+    await store.verifications.transition(v.id, [S.QUEUED], ending)
 
     with pytest.raises(errors.Conflict):
-        await store.check_code(me.id, v.id, CODE, source="api")
+        await store.verifications.check_code(me.id, v.id, CODE, source="api")
     with pytest.raises(errors.Conflict):
-        await store.check_code(me.id, v.id, "1", source="api")
+        await store.verifications.check_code(me.id, v.id, "1", source="api")
 
-    after = await store.get(me.id, v.id)
+    after = await store.verifications.get(me.id, v.id)
     assert after.status is ending
     assert after.code_attempts == 0
 
@@ -688,9 +699,9 @@ async def test_no_code_is_checked_past_expiry(store: Store, me: models.Tenant) -
     v = await create(store, me, ttl_seconds=0)
 
     with pytest.raises(errors.Conflict, match="expired"):
-        await store.check_code(me.id, v.id, CODE, source="api")
+        await store.verifications.check_code(me.id, v.id, CODE, source="api")
 
-    assert (await store.get(me.id, v.id)).code_attempts == 0
+    assert (await store.verifications.get(me.id, v.id)).code_attempts == 0
 
 
 # --- cancel --------------------------------------------------------------------------------------
@@ -699,15 +710,15 @@ async def test_no_code_is_checked_past_expiry(store: Store, me: models.Tenant) -
 async def test_cancel_a_queued_request(store: Store, me: models.Tenant) -> None:
     v = await create(store, me)
 
-    canceled = await store.cancel(me.id, v.id)
+    canceled = await store.verifications.cancel(me.id, v.id)
 
     assert canceled.status is S.CANCELED
     assert canceled.reason == "canceled"
     assert canceled.code_sealed is None
     assert canceled.finished_at is not None
-    events = await store.events(v.id)
+    events = await store.verifications.events(v.id)
     assert status_events(events) == [(None, "queued"), ("queued", "canceled")]
-    assert events[-1]["detail"] == {"by": "api", "reason": "canceled"}
+    assert events[-1].detail == {"by": "api", "reason": "canceled"}
 
 
 async def test_cancel_sends_a_notification_to_the_controllers(
@@ -715,7 +726,7 @@ async def test_cancel_sends_a_notification_to_the_controllers(
 ) -> None:
     v = await create(store, me)
     async with store.db.listen(["ivr_auth_cancel"]) as notes:
-        await store.cancel(me.id, v.id)
+        await store.verifications.cancel(me.id, v.id)
 
         seen = []
         async with asyncio.timeout(5):
@@ -749,29 +760,29 @@ async def test_cancel_of_a_terminal_request_is_a_conflict(
     store: Store, me: models.Tenant, ending: states.Status
 ) -> None:
     v = await create(store, me)
-    await store.transition(v.id, [S.QUEUED], ending)
+    await store.verifications.transition(v.id, [S.QUEUED], ending)
 
     with pytest.raises(errors.Conflict, match=ending.value):
-        await store.cancel(me.id, v.id)
+        await store.verifications.cancel(me.id, v.id)
 
-    assert (await store.get(me.id, v.id)).status is ending
+    assert (await store.verifications.get(me.id, v.id)).status is ending
 
 
 async def test_cancel_a_request_in_a_call(store: Store, me: models.Tenant) -> None:
     v = await create(store, me, method="dtmf")
     await claim_mine(store, [v], "controller-a")
 
-    canceled = await store.cancel(me.id, v.id)
+    canceled = await store.verifications.cancel(me.id, v.id)
 
     assert canceled.status is S.CANCELED
-    assert status_events(await store.events(v.id))[-1] == ("calling", "canceled")
+    assert status_events(await store.verifications.events(v.id))[-1] == ("calling", "canceled")
 
 
 async def test_cancel_releases_the_lease(store: Store, me: models.Tenant) -> None:
     v = await create(store, me, method="dtmf")
     await claim_mine(store, [v], "controller-a")
 
-    canceled = await store.cancel(me.id, v.id)
+    canceled = await store.verifications.cancel(me.id, v.id)
 
     assert (canceled.lease_owner, canceled.lease_expires_at) == (None, None)
 
@@ -782,28 +793,28 @@ async def test_cancel_releases_the_lease(store: Store, me: models.Tenant) -> Non
 async def test_log_event_keeps_its_detail(store: Store, me: models.Tenant) -> None:
     v = await create(store, me)
 
-    await store.log_event(v.id, "note", {"when": dt.datetime(2024, 1, 1, tzinfo=dt.UTC), "n": 1})
+    await store.verifications.log_event(v.id, "note", {"when": dt.datetime(2024, 1, 1, tzinfo=dt.UTC), "n": 1})
 
-    last = (await store.events(v.id))[-1]
-    assert (last["type"], last["from_status"], last["to_status"]) == ("note", None, None)
-    assert last["detail"] == {"when": "2024-01-01 00:00:00+00:00", "n": 1}
+    last = (await store.verifications.events(v.id))[-1]
+    assert (last.type, last.from_status, last.to_status) == ("note", None, None)
+    assert last.detail == {"when": "2024-01-01 00:00:00+00:00", "n": 1}
 
 
 async def test_a_call_never_placed_goes_back_uncounted(store: Store, me: models.Tenant) -> None:
     v = await create(store, me, method="dtmf")
     claimed = (await claim_mine(store, [v], "controller-a", lease_seconds=30))[v.id]
     channel = f"ivrauth-{v.id.hex}-1"
-    await store.start_call_attempt(claimed, controller="controller-a", node="n", trunk="t", channel_id=channel)
+    await store.calls.start(claimed, controller="controller-a", node="n", trunk="t", channel_id=channel)
 
-    assert await store.requeue_unplaced(v.id, channel, "ARI unreachable", delay=60)
+    assert await store.verifications.requeue_unplaced(v.id, channel, "ARI unreachable", delay=60)
 
-    after = await store.get(me.id, v.id)
+    after = await store.verifications.get(me.id, v.id)
     assert after.status is S.QUEUED
     assert after.call_attempts == 0
     assert after.lease_owner is None
-    assert await store.calls(v.id) == []  # the next attempt may use the same channel id
-    events = await store.events(v.id)
+    assert await store.calls.for_request(v.id) == []  # the next attempt may use the same channel id
+    events = await store.verifications.events(v.id)
     assert status_events(events)[-1] == ("calling", "queued")
-    assert events[-1]["detail"] == {"reason": "not_placed", "error": "ARI unreachable"}
+    assert events[-1].detail == {"reason": "not_placed", "error": "ARI unreachable"}
     # Only from calling: a request settled meanwhile is left alone.
-    assert not await store.requeue_unplaced(v.id, channel, "again", delay=60)
+    assert not await store.verifications.requeue_unplaced(v.id, channel, "again", delay=60)

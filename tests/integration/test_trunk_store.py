@@ -68,36 +68,40 @@ async def test_a_trunk_failover_goes_back_to_the_queue_uncounted_and_keeps_the_c
     claimed = (await claim_mine(store, [v], f"controller-{uuid.uuid4().hex[:6]}"))[v.id]
     first_channel = flows.channel_id_for(claimed)
     assert first_channel == f"ivrauth-{v.id.hex}-1"
-    await store.start_call_attempt(claimed, controller="c", node="n", trunk="primary", channel_id=first_channel)
+    await store.calls.start(claimed, controller="c", node="n", trunk="primary", channel_id=first_channel)
 
-    assert await store.requeue_failover(v.id, first_channel, trunk="primary", cause=34, cause_txt="Congestion")
+    assert await store.verifications.requeue_failover(
+        v.id, first_channel, trunk="primary", cause=34, cause_txt="Congestion"
+    )
 
-    after = await store.get(me.id, v.id)
+    after = await store.verifications.get(me.id, v.id)
     assert (after.status, after.call_attempts, after.trunk_failovers) == (S.QUEUED, 0, 1)
     assert after.lease_owner is None
     assert after.last_cause == 34
-    events = await store.events(v.id)
+    events = await store.verifications.events(v.id)
     assert status_events(events)[-1] == ("calling", "queued")
-    assert events[-1]["detail"] == {
+    assert events[-1].detail == {
         "reason": "trunk_failover",
         "trunk": "primary",
         "cause": 34,
         "cause_txt": "Congestion",
     }
-    calls = await store.calls(v.id)
-    assert [(c["attempt"], c["trunk"], c["outcome"], c["cause"]) for c in calls] == [(1, "primary", "trunk_failed", 34)]
-    assert calls[0]["ended_at"] is not None
+    calls = await store.calls.for_request(v.id)
+    assert [(c.attempt, c.trunk, c.outcome, c.cause) for c in calls] == [(1, "primary", "trunk_failed", 34)]
+    assert calls[0].ended_at is not None
 
     # The next call counts as attempt 1 again, on a channel id of its own.
     again = (await claim_mine(store, [v], "controller-b"))[v.id]
     assert again.call_attempts == 1
     second_channel = flows.channel_id_for(again)
     assert second_channel == f"ivrauth-{v.id.hex}-1-1"
-    await store.start_call_attempt(again, controller="c", node="n", trunk="backup", channel_id=second_channel)
-    calls = await store.calls(v.id)
-    assert [(c["attempt"], c["trunk"]) for c in calls] == [(1, "primary"), (1, "backup")]
+    await store.calls.start(again, controller="c", node="n", trunk="backup", channel_id=second_channel)
+    calls = await store.calls.for_request(v.id)
+    assert [(c.attempt, c.trunk) for c in calls] == [(1, "primary"), (1, "backup")]
 
     # Only from calling: a request settled meanwhile is left alone.
-    await store.transition(v.id, [S.CALLING], S.CANCELED, reason=reasons.Reason.CANCELED)
-    assert not await store.requeue_failover(v.id, second_channel, trunk="backup", cause=34, cause_txt="Congestion")
-    assert (await store.get(me.id, v.id)).status is S.CANCELED
+    await store.verifications.transition(v.id, [S.CALLING], S.CANCELED, reason=reasons.Reason.CANCELED)
+    assert not await store.verifications.requeue_failover(
+        v.id, second_channel, trunk="backup", cause=34, cause_txt="Congestion"
+    )
+    assert (await store.verifications.get(me.id, v.id)).status is S.CANCELED

@@ -20,6 +20,7 @@ from aiohttp import web
 from ivr_auth import config, models, signature, states, webhooks
 from ivr_auth import store as store_mod
 from ivr_auth.store import outbox as outbox_mod
+from ivr_auth.store import verifications
 
 pytestmark = pytest.mark.integration
 
@@ -86,8 +87,8 @@ async def outbox(store: store_mod.Store) -> outbox_mod.Outbox:
 
 
 async def request_with_hook(store: store_mod.Store, tenant: models.Tenant, url: str | None) -> models.Verification:
-    created = await store.create_verification(
-        store_mod.NewVerification(
+    created = await store.verifications.create(
+        verifications.NewVerification(
             tenant_id=tenant.id,
             # inbound without a number to call: never claimed by a controller.
             method="inbound",
@@ -128,7 +129,7 @@ async def send_until(sender: webhooks.Sender, done: Any, timeout: float = 10) ->
 async def test_terminal_change_writes_one_delivery(store: store_mod.Store, me: models.Tenant, db: Conn) -> None:
     v = await request_with_hook(store, me, "https://backend.example/hook")
 
-    await store.cancel(me.id, v.id)
+    await store.verifications.cancel(me.id, v.id)
 
     (row,) = await deliveries(db, v.id)
     assert row["event_type"] == "verification.canceled"
@@ -145,9 +146,9 @@ async def test_no_delivery_without_a_url_or_for_a_passing_state(
     store: store_mod.Store, me: models.Tenant, db: Conn
 ) -> None:
     silent = await request_with_hook(store, me, None)
-    await store.cancel(me.id, silent.id)
+    await store.verifications.cancel(me.id, silent.id)
     passing = await request_with_hook(store, me, "https://backend.example/hook")
-    await store.transition(passing.id, [S.QUEUED], S.IN_CALL)
+    await store.verifications.transition(passing.id, [S.QUEUED], S.IN_CALL)
 
     assert await deliveries(db, silent.id) == []
     assert await deliveries(db, passing.id) == []
@@ -155,10 +156,10 @@ async def test_no_delivery_without_a_url_or_for_a_passing_state(
 
 async def test_delivered_and_then_verified_are_two_events(store: store_mod.Store, me: models.Tenant, db: Conn) -> None:
     v = await request_with_hook(store, me, "https://backend.example/hook")
-    await store.transition(v.id, [S.QUEUED], S.IN_CALL)
-    await store.transition(v.id, [S.IN_CALL], S.DELIVERED)
+    await store.verifications.transition(v.id, [S.QUEUED], S.IN_CALL)
+    await store.verifications.transition(v.id, [S.IN_CALL], S.DELIVERED)
 
-    await store.check_code(me.id, v.id, "123456", source="api")
+    await store.verifications.check_code(me.id, v.id, "123456", source="api")
 
     assert [r["event_type"] for r in await deliveries(db, v.id)] == [
         "verification.delivered",
@@ -170,7 +171,7 @@ async def test_expiry_writes_a_delivery(store: store_mod.Store, me: models.Tenan
     v = await request_with_hook(store, me, "https://backend.example/hook")
     await db.execute("UPDATE verifications SET expires_at = now() - interval '1 second' WHERE id = %s", [v.id])
 
-    await store.expire_queued()
+    await store.verifications.expire_queued()
 
     assert [r["event_type"] for r in await deliveries(db, v.id)] == ["verification.expired"]
 
@@ -180,14 +181,14 @@ async def test_a_change_that_rolls_back_leaves_no_delivery(store: store_mod.Stor
 
     async def cancel_then_fail() -> None:
         async with store.db.transaction() as conn:
-            await store._transition(conn, v.id, ["queued"], S.CANCELED, release=True)
+            await store.verifications._transition(conn, v.id, ["queued"], S.CANCELED, release=True)
             raise RuntimeError("boom")
 
     with pytest.raises(RuntimeError):
         await cancel_then_fail()
 
     assert await deliveries(db, v.id) == []
-    assert (await store.get(me.id, v.id)).status is S.QUEUED
+    assert (await store.verifications.get(me.id, v.id)).status is S.QUEUED
 
 
 # --- sending ---------------------------------------------------------------------------
@@ -198,7 +199,7 @@ async def test_receiver_failing_twice_gets_the_event_once_delivered(
 ) -> None:
     receiver.answers = [500, 503]
     v = await request_with_hook(store, me, receiver.url)
-    await store.cancel(me.id, v.id)
+    await store.verifications.cancel(me.id, v.id)
     secret = await store.webhook_secret(me.id)
     assert secret is not None
 
@@ -228,7 +229,7 @@ async def test_an_event_is_given_up_at_its_age_limit(
     receiver.default = 500
     cfg = config.with_overrides(FAST, webhooks={"max_age_seconds": 0.5})
     v = await request_with_hook(store, me, receiver.url)
-    await store.cancel(me.id, v.id)
+    await store.verifications.cancel(me.id, v.id)
 
     async with aiohttp.ClientSession() as session:
         sender = webhooks.Sender(cfg, outbox, session)
@@ -249,7 +250,7 @@ async def test_redirects_are_not_followed(
 ) -> None:
     receiver.answers = [302]
     v = await request_with_hook(store, me, receiver.url)
-    await store.cancel(me.id, v.id)
+    await store.verifications.cancel(me.id, v.id)
 
     async with aiohttp.ClientSession() as session:
         sender = webhooks.Sender(FAST, outbox, session)
@@ -268,7 +269,7 @@ async def test_unreachable_receiver_is_retried(
 ) -> None:
     # Port 9 (discard) on loopback: nothing listens; connection refused.
     v = await request_with_hook(store, me, "http://127.0.0.1:9/hook")
-    await store.cancel(me.id, v.id)
+    await store.verifications.cancel(me.id, v.id)
 
     async with aiohttp.ClientSession() as session:
         sender = webhooks.Sender(FAST, outbox, session)
@@ -289,7 +290,7 @@ async def test_two_senders_deliver_each_event_once(
 ) -> None:
     requests = [await request_with_hook(store, me, receiver.url) for _ in range(20)]
     for v in requests:
-        await store.cancel(me.id, v.id)
+        await store.verifications.cancel(me.id, v.id)
     ids = [v.id for v in requests]
 
     async with aiohttp.ClientSession() as session:
@@ -319,7 +320,7 @@ async def test_tenant_without_a_secret_is_not_sent_unsigned(
 ) -> None:
     await db.execute("UPDATE tenants SET webhook_secret_sealed = NULL WHERE id = %s", [me.id])
     v = await request_with_hook(store, me, receiver.url)
-    await store.cancel(me.id, v.id)
+    await store.verifications.cancel(me.id, v.id)
 
     async with aiohttp.ClientSession() as session:
         sender = webhooks.Sender(FAST, outbox, session)
@@ -352,7 +353,7 @@ async def test_events_endpoint_shows_the_delivery_log(
     from ivr_auth.api import app as api_app
 
     v = await request_with_hook(store, me, receiver.url)
-    await store.cancel(me.id, v.id)
+    await store.verifications.cancel(me.id, v.id)
     async with aiohttp.ClientSession() as session:
         sender = webhooks.Sender(FAST, outbox_mod.Outbox(store.db, store.keys), session)
 
@@ -377,7 +378,7 @@ async def test_private_addresses_are_not_called_by_default(
 ) -> None:
     cfg = config.with_overrides(FAST, webhooks={"allow_private_networks": False})
     v = await request_with_hook(store, me, receiver.url)
-    await store.cancel(me.id, v.id)
+    await store.verifications.cancel(me.id, v.id)
 
     async with aiohttp.ClientSession() as session:
         sender = webhooks.Sender(cfg, outbox, session)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from ivr_auth import errors, states
-from ivr_auth.store import migrate, sql
+from ivr_auth.store import migrate, sql, verifications
 
 STORE = Path(sql.__file__).parent
 QUERIES_TEXT = (STORE / "queries.sql").read_text(encoding="utf-8")
@@ -110,7 +110,7 @@ def test_every_query_the_store_uses_exists() -> None:
             used.add(("queries.sql", name))
     loaded["queries.sql"] = sql.QUERIES
 
-    assert {("database", "ping"), ("queries.sql", "transition"), ("gauges", "queue")} <= used  # the patterns still work
+    assert {("database", "ping"), ("verifications", "transition"), ("gauges", "queue")} <= used  # the patterns work
     missing = sorted((owner, name) for owner, name in used if name not in loaded[owner])
     assert not missing, f"queries used but not defined: {missing}"
 
@@ -146,3 +146,8 @@ def test_the_schema_allows_exactly_the_statuses() -> None:
 
     assert match is not None
     assert set(re.findall(r"'(\w+)'", match.group(1))) == {s.value for s in states.Status}
+
+
+def test_the_notify_channels_are_those_the_controllers_listen_to() -> None:
+    assert f"pg_notify('{verifications.QUEUE_CHANNEL}'," in verifications.QUERIES["notify_queue"]
+    assert f"pg_notify('{verifications.CANCEL_CHANNEL}'," in verifications.QUERIES["notify_cancel"]

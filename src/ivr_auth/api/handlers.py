@@ -5,6 +5,7 @@ turned into JSON by the middleware in ``app``."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import functools
 import json
@@ -20,7 +21,7 @@ from ivr_auth import config, crypto, errors, inbound_match, limits, models, phon
 from ivr_auth import metrics as metrics_mod
 from ivr_auth import store as store_mod
 from ivr_auth.api import schemas
-from ivr_auth.store import controls, outbox
+from ivr_auth.store import controls, outbox, verifications
 
 logger = logging.getLogger(__name__)
 
@@ -134,7 +135,7 @@ async def create_verification(request: web.Request, tenant: models.Tenant) -> we
                 "method: 'inbound' needs a published number to call; none is configured for this tenant"
                 " (inbound.numbers in the config, or `ivr-auth tenant set NAME --inbound-number N`)",
             )
-    new = store_mod.NewVerification(
+    new = verifications.NewVerification(
         tenant_id=tenant.id,
         method=parsed.method,
         phone=parsed.phone,
@@ -156,7 +157,7 @@ async def create_verification(request: web.Request, tenant: models.Tenant) -> we
     policy = limits.Policy.for_tenant(cfg, tenant)
     try:
         limits.check_destination(policy, parsed.phone)
-        created = await store.create_verification(new, policy)
+        created = await store.verifications.create(new, policy)
     except limits.Refused as refused:
         request.app[METRICS].refused(refused.reason)
         await _log_refusal(store, tenant, parsed, refused)
@@ -226,7 +227,7 @@ def _public(
 
 @authenticated
 async def get_verification(request: web.Request, tenant: models.Tenant) -> web.StreamResponse:
-    verification = await request.app[STORE].get(tenant.id, _verification_id(request))
+    verification = await request.app[STORE].verifications.get(tenant.id, _verification_id(request))
     return json_response(_public(verification, request.app[CONFIG]))
 
 
@@ -235,11 +236,17 @@ async def verification_events(request: web.Request, tenant: models.Tenant) -> we
     store = request.app[STORE]
     verification_id = _verification_id(request)
     # events() and calls() look up by id alone; this is the tenant check.
-    await store.get(tenant.id, verification_id)
-    events = await store.events(verification_id)
-    calls = await store.calls(verification_id)
+    await store.verifications.get(tenant.id, verification_id)
+    events = await store.verifications.events(verification_id)
+    calls = await store.calls.for_request(verification_id)
     deliveries = await outbox.Outbox(store.db, store.keys).for_request(verification_id)
-    return json_response({"events": events, "calls": calls, "webhooks": deliveries})
+    return json_response(
+        {
+            "events": [dataclasses.asdict(e) for e in events],
+            "calls": [dataclasses.asdict(c) for c in calls],
+            "webhooks": deliveries,
+        }
+    )
 
 
 @authenticated
@@ -249,7 +256,7 @@ async def cancel_verification(request: web.Request, tenant: models.Tenant) -> we
     if request.body_exists:
         _json_content_type(request)
     try:
-        verification = await request.app[STORE].cancel(tenant.id, verification_id)
+        verification = await request.app[STORE].verifications.cancel(tenant.id, verification_id)
     except errors.Conflict as exc:
         raise schemas.ApiError(409, "not_cancelable", str(exc)) from exc
     logger.info(
@@ -266,7 +273,7 @@ async def check_verification(request: web.Request, tenant: models.Tenant) -> web
     verification_id = _verification_id(request)
     parsed = schemas.parse_check(await _body(request))
     try:
-        verification, verified = await request.app[STORE].check_code(
+        verification, verified = await request.app[STORE].verifications.check_code(
             tenant.id, verification_id, parsed.code, source="api"
         )
     except errors.Conflict as exc:

@@ -4,6 +4,7 @@ server-sent events. Mounted on the side-API's aiohttp app by ``setup``."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import functools
 import logging
@@ -217,13 +218,18 @@ async def api_request(request: web.Request, operator: board.Operator) -> web.Str
     detail = await board.request_detail(store, verification_id) if verification_id is not None else None
     if verification_id is None or detail is None:
         raise errors.NotFound()
-    events = await store.events(verification_id)
-    calls = await store.calls(verification_id)
+    events = await store.verifications.events(verification_id)
+    calls = await store.calls.for_request(verification_id)
     deliveries = await outbox.Outbox(store.db, store.keys).for_request(verification_id)
     for delivery in deliveries:
         delivery["url"] = _url_without_query(delivery["url"])
     return handlers.json_response(
-        {"request": detail, "events": _masked(events), "calls": calls, "webhooks": _masked(deliveries)}
+        {
+            "request": detail,
+            "events": _masked([dataclasses.asdict(e) for e in events]),
+            "calls": [dataclasses.asdict(c) for c in calls],
+            "webhooks": _masked(deliveries),
+        }
     )
 
 

@@ -72,8 +72,8 @@ async def dial(
     trunk = ctx.outbound_trunk
     tenant = await ctx.store.tenant(v.tenant_id)
     pooled = await ctx.store.next_pool_caller_id(tenant.id) if tenant.caller_id_pool else None
-    await ctx.store.set_channel(v.id, session.channel_id)
-    await ctx.store.start_call_attempt(
+    await ctx.store.verifications.set_channel(v.id, session.channel_id)
+    await ctx.store.calls.start(
         v, controller=ctx.controller, node=ctx.node.name, trunk=trunk.name, channel_id=session.channel_id
     )
     ring_timeout = ctx.cfg.verification.ring_timeout_seconds
@@ -89,7 +89,9 @@ async def dial(
     except (errors.AppNotRegistered, errors.AriUnavailable) as exc:
         # Asterisk is down or restarting: nothing was dialled. The request
         # waits in the queue for it, and the attempt does not count.
-        await ctx.store.requeue_unplaced(v.id, session.channel_id, str(exc), ctx.cfg.dialer.poll_interval_seconds * 2)
+        await ctx.store.verifications.requeue_unplaced(
+            v.id, session.channel_id, str(exc), ctx.cfg.dialer.poll_interval_seconds * 2
+        )
         logger.warning(
             "call not placed, request back in the queue: %s",
             exc,
@@ -116,7 +118,7 @@ async def dial(
     if unanswered is not None:
         await settle_unanswered(ctx, v, session, unanswered, started)
         return None
-    await ctx.store.answer_call_attempt(session.channel_id)
+    await ctx.store.calls.answer(session.channel_id)
     return tenant
 
 
@@ -131,7 +133,7 @@ async def record_result(
     """``ctx.store.transition`` to the result the call reached (verified,
     failed, expired, delivered), timed from the answer (``time.monotonic()``)
     when it is recorded."""
-    done = await ctx.store.transition(v.id, from_statuses, to_status, **changes)
+    done = await ctx.store.verifications.transition(v.id, from_statuses, to_status, **changes)
     if done is not None and ctx.metrics is not None:
         ctx.metrics.result(v.method, time.monotonic() - answered_at)
     return done
@@ -176,8 +178,8 @@ async def settle_unanswered(
         detail["sip_status"] = unanswered.tech_cause
     if retry_at is not None:
         detail["retry_at"] = retry_at.isoformat()
-    await ctx.store.end_call_attempt(session.channel_id, outcome.value, unanswered.cause, unanswered.cause_txt)
-    await ctx.store.transition(
+    await ctx.store.calls.end(session.channel_id, outcome.value, unanswered.cause, unanswered.cause_txt)
+    await ctx.store.verifications.transition(
         v.id,
         [S.CALLING],
         to_status,
@@ -211,7 +213,7 @@ async def _trunk_failure(
     )
     log = {"verification_id": str(v.id), "channel_id": channel_id, "trunk": trunk}
     if to_status is S.QUEUED:
-        await ctx.store.requeue_failover(
+        await ctx.store.verifications.requeue_failover(
             v.id, channel_id, trunk=trunk, cause=unanswered.cause, cause_txt=unanswered.cause_txt, delay=wait
         )
         logger.warning(
@@ -222,10 +224,8 @@ async def _trunk_failure(
             extra=log,
         )
         return
-    await ctx.store.end_call_attempt(
-        channel_id, causes.Outcome.TRUNK_FAILED.value, unanswered.cause, unanswered.cause_txt
-    )
-    await ctx.store.transition(
+    await ctx.store.calls.end(channel_id, causes.Outcome.TRUNK_FAILED.value, unanswered.cause, unanswered.cause_txt)
+    await ctx.store.verifications.transition(
         v.id,
         [S.CALLING],
         to_status,
@@ -247,7 +247,7 @@ async def _trunk_failure(
 async def end_call(ctx: FlowContext, session: callsession.CallSession, outcome: str) -> None:
     end = await session.finish() or {}
     cause, cause_txt = causes.recorded_hangup(end, answered=session.answered_at is not None)
-    await ctx.store.end_call_attempt(session.channel_id, outcome, cause, cause_txt if end else None)
+    await ctx.store.calls.end(session.channel_id, outcome, cause, cause_txt if end else None)
 
 
 async def settle_lost(
@@ -261,10 +261,10 @@ async def settle_lost(
     """The call's Asterisk stopped answering mid-call: nothing more can be
     done on that call, and nobody knows how it ended there."""
     logger.warning("call lost with its node: %s", exc, extra=log)
-    await ctx.store.transition(
+    await ctx.store.verifications.transition(
         request_id, from_statuses, S.ERROR, reason=reasons.Reason.NODE_LOST, detail={"node": ctx.node.name}
     )
-    await ctx.store.end_call_attempt(channel_id, "error", None, "node lost")
+    await ctx.store.calls.end(channel_id, "error", None, "node lost")
 
 
 def caller_id_for(

@@ -35,13 +35,16 @@ async def run(ctx: FlowContext, verification: models.Verification) -> None:
         answered = True
         answered_at = time.monotonic()
         setup = round(answered_at - started, 3)
-        if await ctx.store.transition(v.id, [S.CALLING], S.IN_CALL, detail={"setup_seconds": setup}) is None:
+        in_call = await ctx.store.verifications.transition(
+            v.id, [S.CALLING], S.IN_CALL, detail={"setup_seconds": setup}
+        )
+        if in_call is None:
             logger.info("request settled before answer; hanging up", extra=log)
             await flows.end_call(ctx, session, "settled")
             return
         await converse(ctx, v, session, answered_at)
     except callsession.HungUp as gone:
-        await ctx.store.transition(
+        await ctx.store.verifications.transition(
             v.id,
             [S.IN_CALL],
             S.HUNG_UP,
@@ -49,7 +52,7 @@ async def run(ctx: FlowContext, verification: models.Verification) -> None:
             cause=gone.cause,
             cause_txt=gone.cause_txt,
         )
-        await ctx.store.end_call_attempt(channel_id, "hung_up", gone.cause, gone.cause_txt)
+        await ctx.store.calls.end(channel_id, "hung_up", gone.cause, gone.cause_txt)
         logger.info("callee hung up", extra=log)
     except errors.AriUnavailable as exc:
         await flows.settle_lost(ctx, v.id, channel_id, exc, [S.CALLING, S.IN_CALL], log)
@@ -58,8 +61,10 @@ async def run(ctx: FlowContext, verification: models.Verification) -> None:
         # the request as an error; nothing else is touched.
         logger.exception("call flow failed", extra=log)
         await session.hangup()
-        await ctx.store.transition(v.id, [S.CALLING, S.IN_CALL], S.ERROR, reason=reasons.Reason.INTERNAL_ERROR)
-        await ctx.store.end_call_attempt(channel_id, "error", None, None)
+        await ctx.store.verifications.transition(
+            v.id, [S.CALLING, S.IN_CALL], S.ERROR, reason=reasons.Reason.INTERNAL_ERROR
+        )
+        await ctx.store.calls.end(channel_id, "error", None, None)
     finally:
         session.close()
         if answered:
@@ -86,7 +91,7 @@ async def converse(
         digits = entry.value
         if not digits:
             silent_rounds += 1
-            await ctx.store.log_event(v.id, "no_input", {"round": silent_rounds, "ended": _ended(entry)})
+            await ctx.store.verifications.log_event(v.id, "no_input", {"round": silent_rounds, "ended": _ended(entry)})
             if silent_rounds > cfg.no_input_retries:
                 if await flows.record_result(
                     ctx, v, answered_at, [S.IN_CALL], S.FAILED, reason=reasons.Reason.NO_INPUT
@@ -120,7 +125,7 @@ async def converse(
                 await session.play(ctx.prompts.media("verified", v.language), lang=lang)
             await flows.end_call(ctx, session, "verified")
             return
-        after = await ctx.store.wrong_code(v.id, source="call")
+        after = await ctx.store.verifications.wrong_code(v.id, source="call")
         if after.status is not S.IN_CALL:
             await flows.end_call(ctx, session, after.status.value)  # settled elsewhere (canceled, checked)
             return

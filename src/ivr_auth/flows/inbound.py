@@ -64,7 +64,7 @@ async def run(ctx: FlowContext, session: callsession.CallSession, event: ari.Eve
                 await _end_record(ctx, channel_id, "rejected_verified", end)
                 return
             await session.answer()
-            await ctx.store.answer_call_attempt(channel_id)
+            await ctx.store.calls.answer(channel_id)
             await session.play(
                 [*ctx.prompts.media("greeting", match.language), *ctx.prompts.media("verified", match.language)],
                 lang=lang,
@@ -72,7 +72,7 @@ async def run(ctx: FlowContext, session: callsession.CallSession, event: ari.Eve
             await flows.end_call(ctx, session, "verified")
             return
         if match.result is inbound_match.Result.CODE_REQUIRED and match.verification is not None:
-            taken = await ctx.store.take_inbound(
+            taken = await ctx.store.verifications.take_inbound(
                 match.verification.id,
                 owner=ctx.controller,
                 node=ctx.node.name,
@@ -84,7 +84,7 @@ async def run(ctx: FlowContext, session: callsession.CallSession, event: ari.Eve
                 ctx.track(taken.id, channel_id)
                 await _record_call(ctx, match.verification, channel_id, trunk)
                 await session.answer()
-                await ctx.store.answer_call_attempt(channel_id)
+                await ctx.store.calls.answer(channel_id)
                 await dtmf_flow.converse(ctx, taken, session, time.monotonic())
                 return
         await session.answer()
@@ -96,7 +96,7 @@ async def run(ctx: FlowContext, session: callsession.CallSession, event: ari.Eve
         await session.finish()
     except callsession.HungUp as gone:
         if taken is not None:
-            await ctx.store.transition(
+            await ctx.store.verifications.transition(
                 taken.id,
                 [S.IN_CALL],
                 S.HUNG_UP,
@@ -104,7 +104,7 @@ async def run(ctx: FlowContext, session: callsession.CallSession, event: ari.Eve
                 cause=gone.cause,
                 cause_txt=gone.cause_txt,
             )
-        await ctx.store.end_call_attempt(channel_id, "hung_up", gone.cause, gone.cause_txt)
+        await ctx.store.calls.end(channel_id, "hung_up", gone.cause, gone.cause_txt)
         logger.info("caller hung up", extra=log)
     except errors.AriUnavailable as exc:
         if taken is not None:
@@ -115,8 +115,10 @@ async def run(ctx: FlowContext, session: callsession.CallSession, event: ari.Eve
         logger.exception("inbound call flow failed", extra=log)
         await session.hangup()
         if taken is not None:
-            await ctx.store.transition(taken.id, [S.IN_CALL], S.ERROR, reason=reasons.Reason.INTERNAL_ERROR)
-            await ctx.store.end_call_attempt(channel_id, "error", None, None)
+            await ctx.store.verifications.transition(
+                taken.id, [S.IN_CALL], S.ERROR, reason=reasons.Reason.INTERNAL_ERROR
+            )
+            await ctx.store.calls.end(channel_id, "error", None, None)
     finally:
         if taken is not None:
             ctx.track(taken.id, None)
@@ -125,7 +127,7 @@ async def run(ctx: FlowContext, session: callsession.CallSession, event: ari.Eve
 
 async def _record_call(ctx: FlowContext, verification: models.Verification, channel_id: str, trunk: str) -> None:
     attempt = dataclasses.replace(verification, call_attempts=verification.call_attempts + 1)
-    await ctx.store.start_call_attempt(
+    await ctx.store.calls.start(
         attempt, controller=ctx.controller, node=ctx.node.name, trunk=trunk, channel_id=channel_id
     )
     logger.info(
@@ -138,6 +140,6 @@ async def _record_call(ctx: FlowContext, verification: models.Verification, chan
 
 async def _end_record(ctx: FlowContext, channel_id: str, outcome: str, end: ari.Event | None) -> None:
     cause = (end or {}).get("cause")
-    await ctx.store.end_call_attempt(
+    await ctx.store.calls.end(
         channel_id, outcome, int(cause) if cause is not None else None, (end or {}).get("cause_txt")
     )

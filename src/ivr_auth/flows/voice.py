@@ -49,14 +49,17 @@ async def run(ctx: FlowContext, verification: models.Verification) -> None:
             if answered_by == "machine":
                 await _machine(ctx, v, session, started, detail)
                 return
-        if await ctx.store.transition(v.id, [S.CALLING], S.IN_CALL, detail=detail, answered_by=answered_by) is None:
+        in_call = await ctx.store.verifications.transition(
+            v.id, [S.CALLING], S.IN_CALL, detail=detail, answered_by=answered_by
+        )
+        if in_call is None:
             logger.info("request settled before answer; hanging up", extra=log)
             await flows.end_call(ctx, session, "settled")
             return
         await _converse(ctx, v, tenant, session, answered_at)
     except callsession.HungUp as gone:
         # After ``delivered`` this finds nothing to change: the code was heard.
-        await ctx.store.transition(
+        await ctx.store.verifications.transition(
             v.id,
             [S.CALLING, S.IN_CALL],  # calling: during answering-machine detection
             S.HUNG_UP,
@@ -64,15 +67,17 @@ async def run(ctx: FlowContext, verification: models.Verification) -> None:
             cause=gone.cause,
             cause_txt=gone.cause_txt,
         )
-        await ctx.store.end_call_attempt(channel_id, "hung_up", gone.cause, gone.cause_txt)
+        await ctx.store.calls.end(channel_id, "hung_up", gone.cause, gone.cause_txt)
         logger.info("callee hung up", extra=log)
     except errors.AriUnavailable as exc:
         await flows.settle_lost(ctx, v.id, channel_id, exc, [S.CALLING, S.IN_CALL], log)
     except Exception:
         logger.exception("voice call flow failed", extra=log)
         await session.hangup()
-        await ctx.store.transition(v.id, [S.CALLING, S.IN_CALL], S.ERROR, reason=reasons.Reason.INTERNAL_ERROR)
-        await ctx.store.end_call_attempt(channel_id, "error", None, None)
+        await ctx.store.verifications.transition(
+            v.id, [S.CALLING, S.IN_CALL], S.ERROR, reason=reasons.Reason.INTERNAL_ERROR
+        )
+        await ctx.store.calls.end(channel_id, "error", None, None)
     finally:
         session.close()
 
@@ -97,7 +102,7 @@ async def _converse(
         ask = [*ctx.prompts.media("greeting", v.language), *ctx.prompts.media("press_to_hear", v.language)]
         for _ in range(cfg.no_input_retries + 1):
             if (await session.collect(ask, one_key, lang=lang)).value:
-                await ctx.store.set_answered_by(v.id, "human")
+                await ctx.store.verifications.set_answered_by(v.id, "human")
                 break
         else:
             # Nobody pressed a key: perhaps a voicemail that AMD did not catch.
@@ -108,7 +113,7 @@ async def _converse(
                 await session.play(ctx.prompts.media("goodbye", v.language), lang=lang)
             await flows.end_call(ctx, session, "no_input")
             return
-    current = await ctx.store.get_by_id(v.id)
+    current = await ctx.store.verifications.get_by_id(v.id)
     code = ctx.store.keys.open_code(v.id, current.code_sealed) if current and current.code_sealed else None
     if current is None or current.status is not S.IN_CALL or code is None:
         await flows.end_call(ctx, session, "settled")  # canceled or checked meanwhile
@@ -134,7 +139,7 @@ async def _converse(
         if entry.value != "1":
             break
         repeats += 1
-        await ctx.store.log_event(v.id, "code_repeated", {"repeat": repeats})
+        await ctx.store.verifications.log_event(v.id, "code_repeated", {"repeat": repeats})
         await session.play(readout, lang=lang)
     await session.play(ctx.prompts.media("goodbye", v.language), lang=lang)
     await flows.end_call(ctx, session, "delivered")
@@ -155,8 +160,8 @@ async def _machine(
     detail = {**detail, "attempt": v.call_attempts, "seconds": round(time.monotonic() - started, 3)}
     if retry_at is not None:
         detail["retry_at"] = retry_at.isoformat()
-    await ctx.store.end_call_attempt(session.channel_id, "machine", None, None)
-    await ctx.store.transition(
+    await ctx.store.calls.end(session.channel_id, "machine", None, None)
+    await ctx.store.verifications.transition(
         v.id,
         [S.CALLING],
         to_status,

@@ -1,0 +1,465 @@
+"""Verification requests in Postgres, the single source of truth and the
+queue: created by the API, claimed and settled by the controllers, checked
+by the API and FastAGI.
+
+Every state change goes through ``transition``, which guards on the current
+status and appends to the event log in the same statement; the webhook of
+the new status is written to the outbox in the same transaction. New work
+and cancels are announced on the NOTIFY channels below (a hint: the
+controllers poll anyway).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as dt
+import json
+import uuid
+from collections.abc import AsyncIterator, Iterable, Mapping
+from typing import Any
+
+from ivr_auth import crypto, errors, limits, models, reasons, states
+from ivr_auth.store import database, outbox, sql
+
+QUERIES = sql.load("verifications.sql")
+# The channels notify_queue and notify_cancel send on.
+QUEUE_CHANNEL = "ivr_auth_queue"
+CANCEL_CHANNEL = "ivr_auth_cancel"
+Row = database.Row
+
+
+@dataclasses.dataclass(frozen=True)
+class NewVerification:
+    tenant_id: uuid.UUID
+    method: str
+    phone: str
+    line_type: str
+    code: str
+    language: str
+    reference: str | None
+    callback_url: str | None
+    ttl_seconds: int
+    max_code_attempts: int
+    max_call_attempts: int
+    idempotency_key: str | None
+    request_hash: bytes | None
+    inbound_number: str | None = None
+    ask_code: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class Created:
+    verification: models.Verification
+    code: str | None
+    created: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class Event:
+    """One line of a request's event log (``type`` status: a state change)."""
+
+    id: int
+    at: dt.datetime
+    type: str
+    from_status: str | None
+    to_status: str | None
+    detail: dict[str, Any]
+
+    @classmethod
+    def from_row(cls, row: Row) -> Event:
+        return cls(row["id"], row["at"], row["type"], row["from_status"], row["to_status"], row["detail"])
+
+
+class Verifications:
+    def __init__(self, db: database.Database, keys: crypto.Keys) -> None:
+        self._db = db
+        self._keys = keys
+
+    # --- the API's side ----------------------------------------------------------------
+
+    async def create(self, new: NewVerification, policy: limits.Policy | None = None) -> Created:
+        """Insert and wake the dialers; or, for a repeated Idempotency-Key with
+        the same body, return the first request (and its code) again. With a
+        ``policy``, a new request over one of its limits raises
+        ``limits.RateLimited`` (a replay never does: it creates nothing)."""
+        verification_id = uuid.uuid4()
+        params = {
+            "id": verification_id,
+            "tenant_id": new.tenant_id,
+            "method": new.method,
+            "phone": new.phone,
+            "line_type": new.line_type,
+            "code_hash": self._keys.code_hash(verification_id, new.code),
+            "code_sealed": self._keys.seal_code(verification_id, new.code),
+            "code_length": len(new.code),
+            "language": new.language,
+            "reference": new.reference,
+            "callback_url": new.callback_url,
+            "max_code_attempts": new.max_code_attempts,
+            "max_call_attempts": new.max_call_attempts,
+            "idempotency_key": new.idempotency_key,
+            "request_hash": new.request_hash,
+            "ttl_seconds": new.ttl_seconds,
+            "inbound_number": new.inbound_number,
+            "ask_code": new.ask_code,
+        }
+        async with self._db.transaction() as conn:
+            existing = None
+            if new.idempotency_key is not None:
+                existing = await conn.one(
+                    QUERIES["verification_by_idempotency_key"],
+                    {"tenant_id": new.tenant_id, "idempotency_key": new.idempotency_key},
+                )
+            if existing is None and policy is not None:
+                await conn.execute(QUERIES["lock_tenant_creates"], {"tenant_id": new.tenant_id})
+                limits.check_counts(policy, await self._limit_counts(conn, new, policy), new.method)
+            row = None
+            if existing is None:
+                row = await conn.one(QUERIES["insert_verification"], params)
+            if row is not None:
+                await conn.execute(QUERIES["notify_queue"])
+                return Created(models.Verification.from_row(row), new.code, created=True)
+            if existing is None:
+                existing = await conn.one(
+                    QUERIES["verification_by_idempotency_key"],
+                    {"tenant_id": new.tenant_id, "idempotency_key": new.idempotency_key},
+                )
+        if existing is None:  # the other insert rolled back meanwhile
+            raise errors.Conflict("a request with this Idempotency-Key is being processed; retry")
+        first = models.Verification.from_row(existing)
+        if first.request_hash != new.request_hash:
+            raise errors.IdempotencyMismatch()
+        code = self._keys.open_code(first.id, first.code_sealed) if first.code_sealed else None
+        return Created(first, code, created=False)
+
+    async def _limit_counts(
+        self, conn: database.Connection, new: NewVerification, policy: limits.Policy
+    ) -> limits.Counts:
+        row = await conn.one(
+            QUERIES["limit_counts"],
+            {"tenant_id": new.tenant_id, "phone": new.phone, "phone_window": policy.sends_per_phone_window_seconds},
+        )
+        assert row is not None
+        return limits.Counts(**row)
+
+    async def get(self, tenant_id: uuid.UUID, verification_id: uuid.UUID) -> models.Verification:
+        row = await self._db.one(QUERIES["verification_for_tenant"], {"id": verification_id, "tenant_id": tenant_id})
+        if row is None:
+            raise errors.NotFound()
+        return models.Verification.from_row(row)
+
+    async def get_by_id(self, verification_id: uuid.UUID) -> models.Verification | None:
+        row = await self._db.one(QUERIES["verification_by_id"], {"id": verification_id})
+        return models.Verification.from_row(row) if row else None
+
+    async def cancel(self, tenant_id: uuid.UUID, verification_id: uuid.UUID) -> models.Verification:
+        current = await self.get(tenant_id, verification_id)
+        if current.status not in states.CANCELABLE:
+            raise errors.Conflict(f"the request is {current.status.value} and can no longer be canceled")
+        async with self._db.transaction() as conn:
+            row = await self._transition(
+                conn,
+                verification_id,
+                sorted(s.value for s in states.CANCELABLE),
+                states.Status.CANCELED,
+                reason=reasons.Reason.CANCELED,
+                detail={"by": "api"},
+                release=True,
+            )
+            if row is not None:
+                await conn.execute(QUERIES["notify_cancel"], {"id": str(verification_id)})
+        if row is None:
+            settled = await self.get(tenant_id, verification_id)
+            raise errors.Conflict(f"the request is {settled.status.value} and can no longer be canceled")
+        return models.Verification.from_row(row)
+
+    async def check_code(
+        self, tenant_id: uuid.UUID | None, verification_id: uuid.UUID, code: str, *, source: str
+    ) -> tuple[models.Verification, bool]:
+        """Compare a code (constant time); a wrong one counts against
+        max_code_attempts, and the last allowed wrong one fails the request.
+        ``tenant_id`` None: any tenant's (the operator's own dialplan, FastAGI)."""
+        async with self._db.transaction() as conn:
+            if tenant_id is None:
+                row = await conn.one(QUERIES["lock_verification_by_id"], {"id": verification_id})
+            else:
+                row = await conn.one(QUERIES["lock_verification"], {"id": verification_id, "tenant_id": tenant_id})
+            if row is None:
+                raise errors.NotFound()
+            current = models.Verification.from_row(row)
+            if current.status not in states.CHECKABLE:
+                raise errors.Conflict(f"the request is {current.status.value}; no code can be checked")
+            if current.expires_at <= dt.datetime.now(dt.UTC):
+                raise errors.Conflict("the request has expired")
+            if self._keys.code_matches(current.id, code, current.code_hash):
+                return await self._settle_check(
+                    conn, current, states.Status.VERIFIED, reasons.Reason.CODE_MATCHED, source
+                ), True
+            after = models.Verification.from_row(await self._record_wrong_code(conn, current.id, source))
+            if after.code_attempts >= after.max_code_attempts:
+                return await self._settle_check(
+                    conn, current, states.Status.FAILED, reasons.Reason.CODE_ATTEMPTS_EXHAUSTED, source
+                ), False
+            return after, False
+
+    async def _settle_check(
+        self,
+        conn: database.Connection,
+        current: models.Verification,
+        to_status: states.Status,
+        reason: reasons.Reason,
+        source: str,
+    ) -> models.Verification:
+        row = await self._transition(
+            conn, current.id, [current.status.value], to_status, reason=reason, detail={"source": source}, release=True
+        )
+        assert row is not None  # the row is locked FOR UPDATE in this transaction
+        if current.status in states.IN_PROGRESS | {states.Status.DELIVERED} and source == "api":
+            # Settled on the web page while the phone is still ringing or in
+            # the call: that call has nothing left to do, hang it up.
+            await conn.execute(QUERIES["notify_cancel"], {"id": str(current.id)})
+        return models.Verification.from_row(row)
+
+    async def events(self, verification_id: uuid.UUID) -> list[Event]:
+        """The request's event log, oldest first."""
+        return [Event.from_row(r) for r in await self._db.all(QUERIES["events_for"], {"id": verification_id})]
+
+    # --- the queue (controller side) ---------------------------------------------------
+
+    async def claim(self, owner: str, node: str, limit: int, lease_seconds: float) -> list[models.Verification]:
+        if limit <= 0:
+            return []
+        rows = await self._db.all(
+            QUERIES["claim"], {"owner": owner, "node": node, "limit": limit, "lease_seconds": lease_seconds}
+        )
+        return [models.Verification.from_row(r) for r in rows]
+
+    async def transition(
+        self,
+        verification_id: uuid.UUID,
+        from_statuses: Iterable[states.Status],
+        to_status: states.Status,
+        *,
+        reason: reasons.Reason | None = None,
+        cause: int | None = None,
+        cause_txt: str | None = None,
+        channel_id: str | None = None,
+        next_attempt_at: dt.datetime | None = None,
+        detail: Mapping[str, Any] | None = None,
+        answered_by: str | None = None,
+        uncounted: bool = False,
+    ) -> models.Verification | None:
+        """Guarded state change; None when the request was no longer in any of
+        ``from_statuses`` (canceled or settled meanwhile). Leaving the call
+        states (settled, requeued, read out) releases the controller's lease.
+        ``uncounted``: the call that ends here (one that failed on its trunk)
+        gives its attempt back."""
+        release = to_status in states.TERMINAL or to_status in (states.Status.QUEUED, states.Status.DELIVERED)
+        async with self._db.transaction() as conn:
+            row = await self._transition(
+                conn,
+                verification_id,
+                [s.value for s in from_statuses],
+                to_status,
+                reason=reason,
+                cause=cause,
+                cause_txt=cause_txt,
+                channel_id=channel_id,
+                next_attempt_at=next_attempt_at,
+                detail=detail,
+                release=release,
+                answered_by=answered_by,
+                uncounted=uncounted,
+            )
+            if row is not None and to_status is states.Status.QUEUED:
+                await conn.execute(QUERIES["notify_queue"])
+        return models.Verification.from_row(row) if row else None
+
+    async def _transition(
+        self,
+        conn: database.Connection,
+        verification_id: uuid.UUID,
+        from_statuses: list[str],
+        to_status: states.Status,
+        *,
+        reason: reasons.Reason | None = None,
+        cause: int | None = None,
+        cause_txt: str | None = None,
+        channel_id: str | None = None,
+        next_attempt_at: dt.datetime | None = None,
+        detail: Mapping[str, Any] | None = None,
+        release: bool = False,
+        answered_by: str | None = None,
+        uncounted: bool = False,
+    ) -> Row | None:
+        event_detail = dict(detail or {})
+        for key, value in (("reason", reason.value if reason else None), ("cause", cause), ("cause_txt", cause_txt)):
+            if value is not None:
+                event_detail.setdefault(key, value)
+        row = await conn.one(
+            QUERIES["transition"],
+            {
+                "id": verification_id,
+                "from_statuses": from_statuses,
+                "to_status": to_status.value,
+                "terminal": to_status in states.TERMINAL,
+                "release": release,
+                "reason": reason.value if reason else None,
+                "cause": cause,
+                "cause_txt": cause_txt,
+                "channel_id": channel_id,
+                "next_attempt_at": next_attempt_at,
+                "detail": json.dumps(event_detail, default=str),
+                "answered_by": answered_by,
+                "uncounted": uncounted,
+            },
+        )
+        if row is not None:
+            # The webhook, if any, is part of the same transaction.
+            await outbox.enqueue(conn, row)
+        return row
+
+    # --- inbound calls ---------------------------------------------------------------
+
+    async def inbound_pending(self, phone: str, did: str) -> models.Verification | None:
+        """The newest open inbound request for a call from ``phone`` to ``did`` (both E.164)."""
+        row = await self._db.one(QUERIES["inbound_pending"], {"phone": phone, "did": did})
+        return models.Verification.from_row(row) if row else None
+
+    async def take_inbound(
+        self,
+        verification_id: uuid.UUID,
+        *,
+        owner: str,
+        node: str,
+        channel_id: str,
+        lease_seconds: float,
+        detail: Mapping[str, Any],
+    ) -> models.Verification | None:
+        """queued -> in_call for an inbound call that keys the code, under a
+        lease; None when the request was settled or expired meanwhile."""
+        row = await self._db.one(
+            QUERIES["take_inbound"],
+            {
+                "id": verification_id,
+                "owner": owner,
+                "node": node,
+                "channel_id": channel_id,
+                "lease_seconds": lease_seconds,
+                "detail": json.dumps(detail, default=str),
+            },
+        )
+        return models.Verification.from_row(row) if row else None
+
+    async def requeue_unplaced(self, verification_id: uuid.UUID, channel_id: str, error: str, delay: float) -> bool:
+        """Back to the queue for a call that was never placed; the attempt does not count."""
+        row = await self._db.one(
+            QUERIES["requeue_unplaced"],
+            {
+                "id": verification_id,
+                "channel_id": channel_id,
+                "delay": delay,
+                "detail": json.dumps({"reason": "not_placed", "error": error}),
+            },
+        )
+        return row is not None
+
+    async def requeue_failover(
+        self,
+        verification_id: uuid.UUID,
+        channel_id: str,
+        *,
+        trunk: str,
+        cause: int,
+        cause_txt: str,
+        delay: float = 0.0,
+    ) -> bool:
+        """Back to the queue after a call that failed on its trunk: at once,
+        for another trunk that is up, or after ``delay`` seconds, when one
+        will be. The attempt does not count, the call stays on record
+        (outcome ``trunk_failed``). False: settled elsewhere meanwhile."""
+        detail: dict[str, Any] = {"reason": "trunk_failover", "trunk": trunk, "cause": cause, "cause_txt": cause_txt}
+        if delay > 0:
+            detail.update(reason="trunk_down", retry_in_seconds=round(delay, 3))
+        async with self._db.transaction() as conn:
+            row = await conn.one(
+                QUERIES["requeue_failover"],
+                {
+                    "id": verification_id,
+                    "channel_id": channel_id,
+                    "cause": cause,
+                    "cause_txt": cause_txt,
+                    "delay": delay,
+                    "detail": json.dumps(detail),
+                },
+            )
+            if row is not None:
+                await conn.execute(QUERIES["notify_queue"])
+        return row is not None
+
+    async def heartbeat(self, owner: str, ids: list[uuid.UUID], lease_seconds: float) -> None:
+        if ids:
+            await self._db.one(QUERIES["heartbeat"], {"owner": owner, "ids": ids, "lease_seconds": lease_seconds})
+
+    async def expire_queued(self) -> int:
+        async with self._db.transaction() as conn:
+            rows = await conn.all(QUERIES["expire_queued"])
+            for row in rows:
+                await outbox.enqueue(conn, row)
+        return len(rows)
+
+    @contextlib.asynccontextmanager
+    async def orphans(self) -> AsyncIterator[tuple[list[models.Verification], database.Connection]]:
+        """Requests whose controller's lease ran out, locked for settling in
+        the yielded transaction (settle them with ``settle_orphan``)."""
+        async with self._db.transaction() as conn:
+            rows = await conn.all(QUERIES["orphans"])
+            yield [models.Verification.from_row(r) for r in rows], conn
+
+    async def settle_orphan(
+        self,
+        conn: database.Connection,
+        orphan: models.Verification,
+        to_status: states.Status,
+        *,
+        next_attempt_at: dt.datetime | None = None,
+        detail: Mapping[str, Any] | None = None,
+    ) -> None:
+        await self._transition(
+            conn,
+            orphan.id,
+            [orphan.status.value],
+            to_status,
+            reason=reasons.Reason.CONTROLLER_LOST if to_status is not states.Status.QUEUED else None,
+            next_attempt_at=next_attempt_at,
+            detail=detail,
+            release=True,
+        )
+        if to_status is states.Status.QUEUED:
+            await conn.execute(QUERIES["notify_queue"])
+
+    async def log_event(self, verification_id: uuid.UUID, kind: str, detail: Mapping[str, Any]) -> None:
+        await self._db.one(
+            QUERIES["log_event"], {"id": verification_id, "type": kind, "detail": json.dumps(detail, default=str)}
+        )
+
+    async def wrong_code(self, verification_id: uuid.UUID, *, source: str) -> models.Verification:
+        async with self._db.transaction() as conn:
+            return models.Verification.from_row(await self._record_wrong_code(conn, verification_id, source))
+
+    async def _record_wrong_code(self, conn: database.Connection, verification_id: uuid.UUID, source: str) -> Row:
+        row = await conn.one(QUERIES["record_wrong_code"], {"id": verification_id})
+        if row is None:
+            raise errors.NotFound()
+        detail = {"source": source, "attempt": row["code_attempts"]}
+        await conn.execute(
+            QUERIES["log_event"], {"id": verification_id, "type": "wrong_code", "detail": json.dumps(detail)}
+        )
+        return row
+
+    async def set_answered_by(self, verification_id: uuid.UUID, answered_by: str) -> None:
+        await self._db.one(QUERIES["set_answered_by"], {"id": verification_id, "answered_by": answered_by})
+
+    async def set_channel(self, verification_id: uuid.UUID, channel_id: str) -> None:
+        await self._db.one(QUERIES["set_channel"], {"id": verification_id, "channel_id": channel_id})

@@ -1,0 +1,264 @@
+-- Named queries of the verification requests (ivr_auth/store/verifications.py):
+-- created by the API, claimed and settled by the controllers, checked by the
+-- API and FastAGI. Parameters are %(name)s (a literal percent is %%).
+
+-- name: insert_verification
+-- Returns nothing when the tenant already used this Idempotency-Key.
+WITH inserted AS (
+    INSERT INTO verifications (
+        id, tenant_id, method, phone, line_type, code_hash, code_sealed, code_length, language,
+        reference, callback_url, status, max_code_attempts, max_call_attempts,
+        idempotency_key, request_hash, expires_at, inbound_number, ask_code
+    ) VALUES (
+        %(id)s, %(tenant_id)s, %(method)s, %(phone)s, %(line_type)s, %(code_hash)s, %(code_sealed)s,
+        %(code_length)s, %(language)s, %(reference)s, %(callback_url)s, 'queued', %(max_code_attempts)s,
+        %(max_call_attempts)s, %(idempotency_key)s, %(request_hash)s,
+        now() + make_interval(secs => %(ttl_seconds)s), %(inbound_number)s, %(ask_code)s
+    )
+    ON CONFLICT (tenant_id, idempotency_key) DO NOTHING
+    RETURNING *
+), event AS (
+    INSERT INTO verification_events (verification_id, type, to_status, detail)
+    SELECT id, 'status', status, jsonb_build_object('method', method, 'ttl_seconds', %(ttl_seconds)s::int)
+    FROM inserted
+)
+SELECT * FROM inserted;
+
+-- name: verification_by_idempotency_key
+SELECT * FROM verifications WHERE tenant_id = %(tenant_id)s AND idempotency_key = %(idempotency_key)s;
+
+-- name: lock_tenant_creates
+-- Serialises one tenant's creates for the rest of the transaction, so that
+-- the limits counted next cannot be passed by two requests at once.
+SELECT pg_advisory_xact_lock(hashtextextended('ivr-auth-create:' || %(tenant_id)s::text, 0));
+
+-- name: limit_counts
+SELECT
+    now() AS now,
+    (SELECT count(*) FROM verifications
+      WHERE tenant_id = %(tenant_id)s AND created_at > now() - interval '60 seconds') AS last_minute,
+    (SELECT min(created_at) FROM verifications
+      WHERE tenant_id = %(tenant_id)s AND created_at > now() - interval '60 seconds') AS oldest_last_minute,
+    -- requests that called the number, or still may: not those ended before
+    -- any call (canceled or expired while queued). A call that failed on its
+    -- trunk gives its attempt back (call_attempts) but keeps its call_attempts row.
+    (SELECT count(*) FROM verifications v
+      WHERE tenant_id = %(tenant_id)s AND phone = %(phone)s AND method IN ('dtmf', 'voice')
+        AND created_at > now() - make_interval(secs => %(phone_window)s)
+        AND (status IN ('queued', 'calling', 'in_call', 'delivered') OR call_attempts > 0
+             OR EXISTS (SELECT 1 FROM call_attempts c WHERE c.verification_id = v.id))) AS to_phone,
+    (SELECT min(created_at) FROM verifications v
+      WHERE tenant_id = %(tenant_id)s AND phone = %(phone)s AND method IN ('dtmf', 'voice')
+        AND created_at > now() - make_interval(secs => %(phone_window)s)
+        AND (status IN ('queued', 'calling', 'in_call', 'delivered') OR call_attempts > 0
+             OR EXISTS (SELECT 1 FROM call_attempts c WHERE c.verification_id = v.id))) AS oldest_to_phone,
+    (SELECT max(finished_at) FROM verifications
+      WHERE tenant_id = %(tenant_id)s AND phone = %(phone)s AND status = 'failed') AS last_failure,
+    -- calls placed today, and those still to come for open requests
+    (SELECT count(*) FROM call_attempts c JOIN verifications v ON v.id = c.verification_id
+      WHERE v.tenant_id = %(tenant_id)s AND v.method IN ('dtmf', 'voice')
+        AND c.started_at >= date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC')
+    + (SELECT count(*) FROM verifications
+      WHERE tenant_id = %(tenant_id)s AND method IN ('dtmf', 'voice') AND status = 'queued') AS calls_today;
+
+-- name: verification_for_tenant
+SELECT * FROM verifications WHERE id = %(id)s AND tenant_id = %(tenant_id)s;
+
+-- name: verification_by_id
+SELECT * FROM verifications WHERE id = %(id)s;
+
+-- name: lock_verification
+SELECT * FROM verifications WHERE id = %(id)s AND tenant_id = %(tenant_id)s FOR UPDATE;
+
+-- name: lock_verification_by_id
+SELECT * FROM verifications WHERE id = %(id)s FOR UPDATE;
+
+-- name: transition
+-- Moves a request from one of from_statuses to to_status and logs the event,
+-- in one statement. No row: the request was not in any of from_statuses
+-- (canceled, expired or settled by someone else meanwhile).
+WITH old AS (
+    SELECT id, status FROM verifications
+    WHERE id = %(id)s AND status = ANY(%(from_statuses)s::text[])
+    FOR UPDATE
+), updated AS (
+    UPDATE verifications v SET
+        status = %(to_status)s::text,
+        updated_at = now(),
+        answered_at = CASE WHEN %(to_status)s::text = 'in_call' THEN now() ELSE v.answered_at END,
+        delivered_at = CASE WHEN %(to_status)s::text = 'delivered' THEN now() ELSE v.delivered_at END,
+        answered_by = coalesce(%(answered_by)s::text, v.answered_by),
+        -- a call that failed on its trunk gives its attempt back
+        call_attempts = CASE WHEN %(uncounted)s::boolean THEN greatest(v.call_attempts - 1, 0)
+                             ELSE v.call_attempts END,
+        finished_at = CASE WHEN %(terminal)s::boolean THEN now() ELSE v.finished_at END,
+        code_sealed = CASE WHEN %(terminal)s::boolean THEN NULL ELSE v.code_sealed END,
+        next_attempt_at = coalesce(%(next_attempt_at)s::timestamptz, v.next_attempt_at),
+        lease_owner = CASE WHEN %(release)s::boolean THEN NULL ELSE v.lease_owner END,
+        lease_expires_at = CASE WHEN %(release)s::boolean THEN NULL ELSE v.lease_expires_at END,
+        channel_id = coalesce(%(channel_id)s::text, v.channel_id),
+        reason = coalesce(%(reason)s::text, v.reason),
+        last_cause = coalesce(%(cause)s::int, v.last_cause),
+        last_cause_txt = coalesce(%(cause_txt)s::text, v.last_cause_txt)
+    FROM old WHERE v.id = old.id
+    RETURNING v.*, old.status AS old_status
+), event AS (
+    INSERT INTO verification_events (verification_id, type, from_status, to_status, detail)
+    SELECT id, 'status', old_status, status, %(detail)s::jsonb FROM updated
+)
+SELECT * FROM updated;
+
+-- name: notify_queue
+SELECT pg_notify('ivr_auth_queue', '');
+
+-- name: notify_cancel
+SELECT pg_notify('ivr_auth_cancel', %(id)s::text);
+
+-- name: claim
+-- Takes up to %(limit)s due requests for this controller; SKIP LOCKED lets
+-- several controllers claim from one queue without waiting on each other.
+WITH picked AS (
+    SELECT id FROM verifications
+    WHERE status = 'queued' AND next_attempt_at <= now() AND expires_at > now()
+      AND method IN ('dtmf', 'voice')
+    ORDER BY next_attempt_at, created_at
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+), updated AS (
+    UPDATE verifications v SET
+        status = 'calling',
+        updated_at = now(),
+        call_attempts = v.call_attempts + 1,
+        lease_owner = %(owner)s,
+        lease_expires_at = now() + make_interval(secs => %(lease_seconds)s),
+        node = %(node)s
+    FROM picked WHERE v.id = picked.id
+    RETURNING v.*
+), event AS (
+    INSERT INTO verification_events (verification_id, type, from_status, to_status, detail)
+    SELECT id, 'status', 'queued', 'calling',
+           jsonb_build_object('attempt', call_attempts, 'controller', %(owner)s::text, 'node', %(node)s::text)
+    FROM updated
+)
+SELECT * FROM updated;
+
+-- name: heartbeat
+UPDATE verifications SET lease_expires_at = now() + make_interval(secs => %(lease_seconds)s)
+WHERE id = ANY(%(ids)s::uuid[]) AND lease_owner = %(owner)s AND status IN ('calling', 'in_call');
+
+-- name: expire_queued
+-- Requests nobody is calling whose time ran out: still queued (or, for
+-- inbound, still waiting for the call), or read out and never checked.
+WITH old AS (
+    SELECT id, status FROM verifications
+    WHERE status IN ('queued', 'delivered') AND expires_at <= now()
+    FOR UPDATE SKIP LOCKED
+), updated AS (
+    UPDATE verifications v SET status = 'expired', reason = 'expired', updated_at = now(), finished_at = now(),
+        code_sealed = NULL
+    FROM old WHERE v.id = old.id
+    RETURNING v.*, old.status AS old_status
+), event AS (
+    INSERT INTO verification_events (verification_id, type, from_status, to_status, detail)
+    SELECT id, 'status', old_status, 'expired', '{}'::jsonb FROM updated
+)
+SELECT * FROM updated;
+
+-- name: orphans
+-- Requests in a call whose controller stopped renewing its lease.
+SELECT * FROM verifications
+WHERE status IN ('calling', 'in_call') AND lease_expires_at < now()
+ORDER BY lease_expires_at
+LIMIT 100
+FOR UPDATE SKIP LOCKED;
+
+-- name: record_wrong_code
+UPDATE verifications SET code_attempts = code_attempts + 1, updated_at = now()
+WHERE id = %(id)s
+RETURNING *;
+
+-- name: log_event
+INSERT INTO verification_events (verification_id, type, detail)
+VALUES (%(id)s, %(type)s, %(detail)s::jsonb);
+
+-- name: events_for
+SELECT id, at, type, from_status, to_status, detail FROM verification_events
+WHERE verification_id = %(id)s ORDER BY id;
+
+-- name: set_channel
+UPDATE verifications SET channel_id = %(channel_id)s, updated_at = now()
+WHERE id = %(id)s AND status = 'calling';
+
+-- name: set_answered_by
+UPDATE verifications SET answered_by = %(answered_by)s, updated_at = now() WHERE id = %(id)s;
+
+-- name: inbound_pending
+-- The newest request waiting for a call from this number to this DID.
+SELECT * FROM verifications
+WHERE method = 'inbound' AND status = 'queued' AND phone = %(phone)s AND inbound_number = %(did)s
+  AND expires_at > now()
+ORDER BY created_at DESC
+LIMIT 1;
+
+-- name: take_inbound
+-- An inbound call that must also key the code: the controller holds a lease
+-- on the request while the call lasts, as for outbound calls.
+WITH updated AS (
+    UPDATE verifications SET
+        status = 'in_call', updated_at = now(), answered_at = now(), answered_by = 'human',
+        call_attempts = call_attempts + 1, lease_owner = %(owner)s,
+        lease_expires_at = now() + make_interval(secs => %(lease_seconds)s),
+        node = %(node)s, channel_id = %(channel_id)s
+    WHERE id = %(id)s AND status = 'queued' AND expires_at > now()
+    RETURNING *
+), event AS (
+    INSERT INTO verification_events (verification_id, type, from_status, to_status, detail)
+    SELECT id, 'status', 'queued', 'in_call', %(detail)s::jsonb FROM updated
+)
+SELECT * FROM updated;
+
+-- name: requeue_unplaced
+-- A claimed request whose call could not even be placed (Asterisk down or
+-- its app not registered): back to the queue, the attempt not counted.
+WITH updated AS (
+    UPDATE verifications SET
+        status = 'queued', updated_at = now(),
+        call_attempts = greatest(call_attempts - 1, 0),
+        next_attempt_at = now() + make_interval(secs => %(delay)s),
+        lease_owner = NULL, lease_expires_at = NULL
+    WHERE id = %(id)s AND status = 'calling'
+    RETURNING *
+), event AS (
+    INSERT INTO verification_events (verification_id, type, from_status, to_status, detail)
+    SELECT id, 'status', 'calling', 'queued', %(detail)s::jsonb FROM updated
+), unplaced AS (
+    -- no call happened; the next attempt reuses the attempt number (and channel id)
+    DELETE FROM call_attempts WHERE channel_id = %(channel_id)s
+)
+SELECT * FROM updated;
+
+-- name: requeue_failover
+-- A call that failed on its trunk (503, time-out): back to the queue, the
+-- attempt not counted, at once when the node has another trunk up, else
+-- after the delay given, when one will be. The call did happen, so its
+-- call_attempts row stays, ended as trunk_failed; trunk_failovers counts
+-- such calls (bounding them) and gives the next call a channel id of its own.
+WITH updated AS (
+    UPDATE verifications SET
+        status = 'queued', updated_at = now(),
+        call_attempts = greatest(call_attempts - 1, 0),
+        trunk_failovers = trunk_failovers + 1,
+        next_attempt_at = now() + make_interval(secs => %(delay)s),
+        lease_owner = NULL, lease_expires_at = NULL,
+        last_cause = %(cause)s, last_cause_txt = %(cause_txt)s
+    WHERE id = %(id)s AND status = 'calling'
+    RETURNING *
+), event AS (
+    INSERT INTO verification_events (verification_id, type, from_status, to_status, detail)
+    SELECT id, 'status', 'calling', 'queued', %(detail)s::jsonb FROM updated
+), ended AS (
+    UPDATE call_attempts SET ended_at = clock_timestamp(), outcome = 'trunk_failed', cause = %(cause)s,
+        cause_txt = %(cause_txt)s
+    WHERE channel_id = %(channel_id)s AND ended_at IS NULL
+)
+SELECT * FROM updated;
