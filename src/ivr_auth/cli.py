@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import json
 import logging
 import os
@@ -260,7 +259,7 @@ async def cmd_serve(cfg: config.Config, args: argparse.Namespace) -> int:
 
 
 async def cmd_config(cfg: config.Config, args: argparse.Namespace) -> int:
-    print(json.dumps(_masked(dataclasses.asdict(cfg)), indent=2, ensure_ascii=False))
+    print(json.dumps(_masked(cfg.model_dump()), indent=2, ensure_ascii=False))
     return 0
 
 

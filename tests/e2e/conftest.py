@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
-import dataclasses
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine
@@ -171,8 +170,7 @@ async def extra_asterisk(
         stack={"run_dir": run_dir, **stack_ports},
         **overrides,
     )
-    cfg = dataclasses.replace(cfg, database_url=local_stack.database_url, server_secret=local_stack.server_secret)
-    config.validate(cfg)
+    cfg = cfg.replace(database_url=local_stack.database_url, server_secret=local_stack.server_secret)
     endpoints = await stack.up(cfg)
     try:
         yield cfg, endpoints

@@ -3,7 +3,6 @@ hold it to that, key by key."""
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -24,27 +23,27 @@ def _committed() -> dict[str, Any]:
 
 
 def _differences(found: Any, default: Any, path: str) -> list[str]:
-    if dataclasses.is_dataclass(default) and not isinstance(default, type):
+    if isinstance(default, config.Section):
         return [
             line
-            for f in dataclasses.fields(default)
-            for line in _differences(getattr(found, f.name), getattr(default, f.name), f"{path}.{f.name}".lstrip("."))
+            for name in type(default).model_fields
+            for line in _differences(getattr(found, name), getattr(default, name), f"{path}.{name}".lstrip("."))
         ]
     return [] if found == default else [f"{path}: the file says {found!r}, the code's default is {default!r}"]
 
 
 def _missing(raw: dict[str, Any], default: Any, path: str) -> list[str]:
     out = []
-    for f in dataclasses.fields(default):
-        key = f"{path}.{f.name}".lstrip(".")
+    for name in type(default).model_fields:
+        key = f"{path}.{name}".lstrip(".")
         if key in NOT_LISTED:
             continue
-        if f.name not in raw:
+        if name not in raw:
             out.append(key)
             continue
-        value = getattr(default, f.name)
-        if dataclasses.is_dataclass(value) and not isinstance(value, type):
-            out += _missing(raw[f.name] or {}, value, key)
+        value = getattr(default, name)
+        if isinstance(value, config.Section):
+            out += _missing(raw[name] or {}, value, key)
     return out
 
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from ivr_auth import config, crypto, presence, trunks
+from ivr_auth import config, crypto, errors, presence, trunks
 from ivr_auth.dashboard import live, routes, session
 from ivr_auth.store import dashboard as board
 
@@ -88,8 +88,8 @@ def test_dashboard_config_is_validated() -> None:
         ({"session_hours": 0}, "dashboard.session_hours"),
         ({"recent": 0}, "dashboard.recent"),
     ):
-        with pytest.raises(Exception, match=key):
-            config.validate(config.from_mapping({"dashboard": bad}))
+        with pytest.raises(errors.ConfigError, match=key):
+            config.from_mapping({"dashboard": bad})
 
 
 def row(**fields: Any) -> dict[str, Any]:

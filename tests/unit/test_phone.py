@@ -306,7 +306,9 @@ def test_dial_endpoint_names_the_trunk() -> None:
         ("0312345678", "national", "0312345678"),
     ],
 )
-def test_caller_id_is_written_like_the_dialled_numbers(caller_id: str, number_format: str, expected: str) -> None:
+def test_caller_id_is_written_like_the_dialled_numbers(
+    caller_id: str, number_format: config.NumberFormat, expected: str
+) -> None:
     trunk = config.TrunkConfig(caller_id=caller_id, number_format=number_format, dial_prefix="0033")
 
     assert phone.caller_id(trunk, "JP") == expected

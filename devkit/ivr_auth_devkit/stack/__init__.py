@@ -7,8 +7,6 @@ both use it. Parts that the config points elsewhere (``database_url``,
 
 from __future__ import annotations
 
-import dataclasses
-
 from ivr_auth import config, connections, errors
 from ivr_auth.store import database, migrate
 from ivr_auth_devkit.stack import asterisk, postgres, secrets
@@ -27,11 +25,11 @@ def completed(cfg: config.Config, found: connections.Connections) -> config.Conf
     """``cfg`` with the stack's connections written in, as the service wants
     them. Keep ``cfg`` itself for the stack: the completed one no longer
     says which parts are embedded."""
-    return dataclasses.replace(
+    return config.with_overrides(
         cfg,
         database_url=found.database_url,
         server_secret=found.server_secret,
-        ari=dataclasses.replace(cfg.ari, url=found.ari_url, username=found.ari_username, password=found.ari_password),
+        ari={"url": found.ari_url, "username": found.ari_username, "password": found.ari_password},
     )
 
 
