@@ -39,7 +39,8 @@ def _template(name: str) -> str:
     text = (SCENARIO_DIR / name).read_text()
     start = text.index("<!--")
     end = text.index("-->", start) + 3
-    return f"{text[:start]}<!-- written by devkit/ivr_auth_devkit/sipp_scenarios.py from sipp-scenarios/{name} -->{text[end:]}"
+    origin = f"written by devkit/ivr_auth_devkit/sipp_scenarios.py from sipp-scenarios/{name}"
+    return f"{text[:start]}<!-- {origin} -->{text[end:]}"
 
 
 def _attr(value: str) -> str:
