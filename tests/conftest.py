@@ -89,4 +89,4 @@ async def store(local_stack: connections.Connections) -> AsyncIterator[store_mod
 @pytest.fixture
 async def tenant(store: store_mod.Store) -> tuple[models.Tenant, str]:
     """A fresh tenant (unique name) and its API key."""
-    return await store.create_tenant(f"tenant-{uuid.uuid4().hex[:12]}")
+    return await store.tenants.create(f"tenant-{uuid.uuid4().hex[:12]}")

@@ -25,6 +25,7 @@ import aiohttp
 from ivr_auth import cli as service_cli
 from ivr_auth import config, errors, phone, runtime, states
 from ivr_auth import store as store_mod
+from ivr_auth.store import tenants
 from ivr_auth_devkit import sipp, stack
 
 TERMINAL = {s.value for s in states.TERMINAL}
@@ -50,11 +51,11 @@ async def run(cfg: config.Config) -> int:
     tenant_name = f"demo-{secrets.token_hex(3)}"
 
     async def make_tenant(store: store_mod.Store) -> str:
-        _, key = await store.create_tenant(tenant_name)
+        _, key = await store.tenants.create(tenant_name)
         if not cfg.inbound.numbers:
             published = phone.lenient_e164(PUBLISHED, cfg.default_country)
             assert published is not None
-            await store.update_tenant(tenant_name, store_mod.TenantChanges(inbound_numbers=(published,)))
+            await store.tenants.update(tenant_name, tenants.TenantChanges(inbound_numbers=(published,)))
         return key
 
     api_key = await service_cli.with_store_value(served, make_tenant)

@@ -29,7 +29,7 @@ from ivr_auth import (
 )
 from ivr_auth import store as store_mod
 from ivr_auth.ari import node as ari_node
-from ivr_auth.store import database, migrate
+from ivr_auth.store import database, migrate, tenants
 
 logger = logging.getLogger(__name__)
 
@@ -183,9 +183,9 @@ async def cmd_tenant_create(cfg: config.Config, args: argparse.Namespace) -> int
     caller_id = _caller_id_arg(cfg, args.caller_id)
 
     async def create(store: store_mod.Store) -> int:
-        tenant, key = await store.create_tenant(args.name, caller_id=caller_id, default_language=args.language)
+        tenant, key = await store.tenants.create(args.name, caller_id=caller_id, default_language=args.language)
         print(f"tenant  {tenant.name} ({tenant.id})", file=sys.stderr)
-        secret = await store.webhook_secret(tenant.id)
+        secret = await store.tenants.webhook_secret(tenant.id)
         print(f"webhook secret (shown once; `tenant webhook-secret` makes a new one): {secret}", file=sys.stderr)
         print("api key (shown once; store it now):", file=sys.stderr)
         print(key)
@@ -204,7 +204,7 @@ async def cmd_tenant_set(cfg: config.Config, args: argparse.Namespace) -> int:
                 numbers += (phone.normalize(given, cfg.default_country),)
             except phone.InvalidPhone as exc:
                 raise errors.IvrAuthError(f"--inbound-number: {exc}".replace(": phone: ", ": ")) from exc
-    changes = store_mod.TenantChanges(
+    changes = tenants.TenantChanges(
         caller_id=caller_id,
         clear_caller_id=args.caller_id == "",
         default_language=args.language,
@@ -215,7 +215,7 @@ async def cmd_tenant_set(cfg: config.Config, args: argparse.Namespace) -> int:
     )
 
     async def update(store: store_mod.Store) -> int:
-        tenant = await store.update_tenant(args.name, changes)
+        tenant = await store.tenants.update(args.name, changes)
         print(f"tenant          {tenant.name} ({tenant.id})")
         print("caller id       " + (tenant.caller_id or "(the trunk's)"))
         print(
@@ -233,7 +233,7 @@ async def cmd_tenant_set(cfg: config.Config, args: argparse.Namespace) -> int:
 
 async def cmd_tenant_webhook_secret(cfg: config.Config, args: argparse.Namespace) -> int:
     async def rotate(store: store_mod.Store) -> int:
-        secret = await store.rotate_webhook_secret(args.name)
+        secret = await store.tenants.rotate_webhook_secret(args.name)
         print("webhook secret (shown once; receivers verify IVR-Auth-Signature with it):", file=sys.stderr)
         print(secret)
         return 0
@@ -243,7 +243,7 @@ async def cmd_tenant_webhook_secret(cfg: config.Config, args: argparse.Namespace
 
 async def cmd_tenant_add_key(cfg: config.Config, args: argparse.Namespace) -> int:
     async def add(store: store_mod.Store) -> int:
-        key = await store.add_api_key(args.name)
+        key = await store.tenants.add_api_key(args.name)
         print("api key (shown once; store it now):", file=sys.stderr)
         print(key)
         return 0

@@ -109,9 +109,8 @@ def _line_types(given: list[str]) -> tuple[str, ...]:
 
 async def _limits(cfg: config.Config, args: argparse.Namespace, store: store_mod.Store) -> int:
     changes = limit_changes(args)
-    ctl = controls.Controls(store)
-    tenant = await ctl.set_limits(args.name, changes) if changes != controls.LimitChanges() else None
-    tenant = tenant or await ctl.tenant_by_name(args.name)
+    tenant = await store.controls.set_limits(args.name, changes) if changes != controls.LimitChanges() else None
+    tenant = tenant or await store.tenants.by_name(args.name)
     _print_limits(cfg, tenant)
     return 0
 
@@ -134,21 +133,20 @@ def _print_limits(cfg: config.Config, tenant: models.Tenant) -> None:
 
 
 async def _keys(cfg: config.Config, args: argparse.Namespace, store: store_mod.Store) -> int:
-    for key in await controls.Controls(store).api_keys(args.name):
-        state = f"revoked {key['revoked_at']:%Y-%m-%d %H:%M}" if key["revoked_at"] else "active"
-        print(f"ivra_{key['prefix']}_...  created {key['created_at']:%Y-%m-%d %H:%M}  {state}")
+    for key in await store.controls.api_keys(args.name):
+        state = f"revoked {key.revoked_at:%Y-%m-%d %H:%M}" if key.revoked_at else "active"
+        print(f"ivra_{key.prefix}_...  created {key.created_at:%Y-%m-%d %H:%M}  {state}")
     return 0
 
 
 async def _revoke(cfg: config.Config, args: argparse.Namespace, store: store_mod.Store) -> int:
-    await controls.Controls(store).revoke_api_key(args.name, args.prefix)
+    await store.controls.revoke_api_key(args.name, args.prefix)
     print(f"revoked ivra_{args.prefix}_...")
     return 0
 
 
 async def _log(cfg: config.Config, args: argparse.Namespace, store: store_mod.Store) -> int:
-    ctl = controls.Controls(store)
-    tenant = await ctl.tenant_by_name(args.name)
-    for event in await ctl.events(tenant.id, limit=args.limit):
-        print(f"{event['at']:%Y-%m-%d %H:%M:%S}  {event['type']:16} {json.dumps(event['detail'], ensure_ascii=False)}")
+    tenant = await store.tenants.by_name(args.name)
+    for event in await store.controls.events(tenant.id, limit=args.limit):
+        print(f"{event.at:%Y-%m-%d %H:%M:%S}  {event.type:16} {json.dumps(event.detail, ensure_ascii=False)}")
     return 0

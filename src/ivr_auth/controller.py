@@ -354,7 +354,7 @@ class Controller:
             try:
                 await self.raise_prefix_alarms()
                 if time.monotonic() >= next_purge:
-                    purged = await controls.Controls(self.store).purge(lim.retention_days)
+                    purged = await self.store.controls.purge(lim.retention_days)
                     next_purge = time.monotonic() + lim.purge_interval_seconds
                     if purged:
                         logger.info("retention purge anonymised %d finished request(s)", purged)
@@ -366,9 +366,9 @@ class Controller:
                 logger.exception("housekeeping pass failed")
             await asyncio.sleep(min(60.0, lim.purge_interval_seconds))
 
-    async def raise_prefix_alarms(self) -> list[dict[str, object]]:
+    async def raise_prefix_alarms(self) -> list[controls.PrefixAlarm]:
         lim = self.cfg.limits
-        alarms = await controls.Controls(self.store).prefix_alarms(
+        alarms = await self.store.controls.prefix_alarms(
             digits=lim.prefix_digits,
             window_seconds=lim.prefix_alarm_window_seconds,
             min_calls=lim.prefix_alarm_min_calls,
@@ -377,11 +377,11 @@ class Controller:
         for alarm in alarms:
             logger.warning(
                 "prefix alarm: %s calls to %s... in %d s, %s verified (call pumping?)",
-                alarm["placed"],
-                alarm["prefix"],
+                alarm.placed,
+                alarm.prefix,
                 lim.prefix_alarm_window_seconds,
-                alarm["verified"],
-                extra={"prefix": alarm["prefix"]},
+                alarm.verified,
+                extra={"prefix": alarm.prefix},
             )
         return alarms
 

@@ -97,7 +97,7 @@ async def match_call(
     log["verification_id"] = str(pending.id)
     if pending.ask_code:
         return Match(Result.CODE_REQUIRED, pending.language, pending, caller_e164, did_e164)
-    tenant = await store.tenant(pending.tenant_id)
+    tenant = await store.tenants.get(pending.tenant_id)
     verified = await store.verifications.transition(
         pending.id,
         [S.QUEUED],
@@ -142,7 +142,7 @@ async def check_code(
 async def _language_for(store: store_mod.Store, cfg: config.Config, did: str | None) -> str:
     """Before any request is found, speak the language of whoever publishes the number."""
     if did is not None:
-        for tenant in await store.tenants_for_did(did, shared=shared_number(cfg, did)):
+        for tenant in await store.tenants.for_did(did, shared=shared_number(cfg, did)):
             if tenant.default_language in cfg.languages:
                 return tenant.default_language
     return cfg.default_language

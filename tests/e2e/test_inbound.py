@@ -13,6 +13,7 @@ import pytest
 
 from ivr_auth import connections, models, phone, states
 from ivr_auth import store as store_mod
+from ivr_auth.store import tenants
 from ivr_auth_devkit import sipp, stack
 from tests.e2e.conftest import Api, Starter, service_config
 
@@ -134,7 +135,7 @@ async def test_call_that_must_also_key_the_code(api: Api, start_service: Starter
 async def test_missed_call_mode_rejects_unanswered(
     api: Api, start_service: Starter, store: store_mod.Store, tenant: tuple[models.Tenant, str]
 ) -> None:
-    await store.update_tenant(tenant[0].name, store_mod.TenantChanges(missed_call=True))
+    await store.tenants.update(tenant[0].name, tenants.TenantChanges(missed_call=True))
     await start_service(api=False)
     created = await create_inbound(api)
     async with caller("09012345678", expect="reject") as phone_:
@@ -168,7 +169,7 @@ async def test_no_controller_refuses_the_call_unanswered(api: Api) -> None:
 async def agi_tenant(store: store_mod.Store, tenant: tuple[models.Tenant, str]) -> None:
     e164 = phone.lenient_e164(AGI_DID, "JP")
     assert e164 is not None
-    await store.update_tenant(tenant[0].name, store_mod.TenantChanges(inbound_numbers=(e164,)))
+    await store.tenants.update(tenant[0].name, tenants.TenantChanges(inbound_numbers=(e164,)))
 
 
 async def test_fastagi_route_verifies_the_caller(

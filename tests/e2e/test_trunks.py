@@ -21,6 +21,7 @@ import pytest
 
 from ivr_auth import config, connections, models
 from ivr_auth import store as store_mod
+from ivr_auth.store import tenants
 from ivr_auth_devkit import sipp
 from tests.e2e.conftest import Api, extra_asterisk, start_runtime
 
@@ -167,7 +168,7 @@ async def test_a_tenant_caller_id_pool_is_presented_in_turn(
     store: store_mod.Store,
     tenant: tuple[models.Tenant, str],
 ) -> None:
-    await store.update_tenant(tenant[0].name, store_mod.TenantChanges(caller_id_pool=POOL))
+    await store.tenants.update(tenant[0].name, tenants.TenantChanges(caller_id_pool=POOL))
     results = []
     async with sipp.Handset(
         port=PRIMARY_PORT, keys=CODE + "#", calls=4, media_port=6010, timeout=120, capture_invites=True

@@ -10,6 +10,7 @@ import pytest
 
 from ivr_auth import models, states
 from ivr_auth import store as store_mod
+from ivr_auth.store import tenants
 from ivr_auth_devkit import sipp
 from tests.e2e.conftest import Api, Starter, service_config
 
@@ -93,7 +94,7 @@ async def test_no_key_pressed_nothing_is_read(api: Api, start_service: Starter) 
 async def test_tenant_without_the_key_hears_the_code_at_once(
     api: Api, start_service: Starter, store: store_mod.Store, tenant: tuple[models.Tenant, str]
 ) -> None:
-    await store.update_tenant(tenant[0].name, store_mod.TenantChanges(voice_require_key=False))
+    await store.tenants.update(tenant[0].name, tenants.TenantChanges(voice_require_key=False))
     await start_service(api=False, cfg=service_config(verification=VOICE))
     created = await api.create(PHONE, method="voice", language="en")
     async with handset(keys="") as phone:

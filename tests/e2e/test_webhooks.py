@@ -64,7 +64,7 @@ async def test_verified_call_sends_a_signed_webhook(
         await phone.wait()
 
     ((headers, raw),) = backend.events
-    secret = await store.webhook_secret(tenant[0].id)
+    secret = await store.tenants.webhook_secret(tenant[0].id)
     assert secret is not None
     signature.verify(secret, headers[signature.HEADER], raw)
     body = json.loads(raw)

@@ -19,6 +19,7 @@ from ivr_auth import config, errors, models
 from ivr_auth import store as store_mod
 from ivr_auth.api import app as api_app
 from ivr_auth.api import handlers
+from ivr_auth.store import tenants
 
 pytestmark = pytest.mark.integration
 
@@ -59,7 +60,9 @@ async def new_key(
     made = [tenant[0].id]
 
     async def make(default_language: str | None = None) -> str:
-        extra, api_key = await store.create_tenant(f"tenant-{uuid.uuid4().hex[:12]}", default_language=default_language)
+        extra, api_key = await store.tenants.create(
+            f"tenant-{uuid.uuid4().hex[:12]}", default_language=default_language
+        )
         made.append(extra.id)
         return api_key
 
@@ -515,18 +518,24 @@ async def test_readyz_runs_checks_concurrently(store: store_mod.Store) -> None:
 # --- store failures -----------------------------------------------------------------
 
 
-class _FailingStore(store_mod.Store):
-    """Stands in for a store whose database is gone (or broken)."""
+class _FailingTenants(tenants.Tenants):
+    """Stands in for a database that is gone (or broken)."""
 
-    def __init__(self, exc: Exception) -> None:  # no pool: nothing here gets that far
+    def __init__(self, exc: Exception) -> None:  # no database: nothing here gets that far
         self.exc = exc
 
-    async def tenant_for_key(self, api_key: str) -> models.Tenant | None:
+    async def for_key(self, api_key: str) -> models.Tenant | None:
         raise self.exc
 
 
+def _failing_store(exc: Exception) -> store_mod.Store:
+    failing = store_mod.Store.from_url("postgresql://db.invalid/ivr_auth", "x" * 40)  # never opened
+    failing.tenants = _FailingTenants(exc)
+    return failing
+
+
 async def test_store_unavailable_is_503() -> None:
-    failing = _FailingStore(errors.StoreUnavailable("database unavailable: connection refused"))
+    failing = _failing_store(errors.StoreUnavailable("database unavailable: connection refused"))
     async with serve(failing) as client:
         resp = await client.post("/v1/verifications", json=BODY, headers=bearer("ivra_abcdefgh_x"))
         await expect_error(resp, 503, "unavailable")
@@ -534,7 +543,7 @@ async def test_store_unavailable_is_503() -> None:
 
 
 async def test_unexpected_error_is_500_json_and_logged(caplog: pytest.LogCaptureFixture) -> None:
-    async with serve(_FailingStore(RuntimeError("boom"))) as client:
+    async with serve(_failing_store(RuntimeError("boom"))) as client:
         resp = await client.get(f"/v1/verifications/{uuid.uuid4()}", headers=bearer("ivra_abcdefgh_x"))
         error = await expect_error(resp, 500, "internal")
         assert "boom" not in error["message"]

@@ -21,7 +21,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from ivr_auth import config, errors, inbound_match, models, phone, states
 from ivr_auth import store as store_mod
 from ivr_auth.api import app as api_app
-from ivr_auth.store import verifications
+from ivr_auth.store import tenants, verifications
 
 pytestmark = pytest.mark.integration
 
@@ -42,7 +42,7 @@ def random_number(prefix: str) -> str:
 async def me(store: store_mod.Store, db: Conn, tenant: tuple[models.Tenant, str]) -> AsyncIterator[models.Tenant]:
     """A tenant publishing a number of its own; deleted (with its requests) at the end."""
     did = random_number("050")
-    yield await store.update_tenant(tenant[0].name, store_mod.TenantChanges(inbound_numbers=(did,)))
+    yield await store.tenants.update(tenant[0].name, tenants.TenantChanges(inbound_numbers=(did,)))
     await db.execute("DELETE FROM tenants WHERE id = %s", [tenant[0].id])
 
 
@@ -183,7 +183,7 @@ async def test_request_that_wants_the_code_is_not_verified_by_the_caller_id_alon
 
 
 async def test_missed_call_mode(store: store_mod.Store, me: models.Tenant, caller: str) -> None:
-    await store.update_tenant(me.name, store_mod.TenantChanges(missed_call=True))
+    await store.tenants.update(me.name, tenants.TenantChanges(missed_call=True))
     await pending(store, me, caller)
 
     match = await inbound_match.match_call(store, config.Config(), did=me.inbound_numbers[0], caller=caller, source="t")
@@ -195,7 +195,7 @@ async def test_missed_call_mode(store: store_mod.Store, me: models.Tenant, calle
 async def test_unmatched_callers_hear_the_publishing_tenants_language(
     store: store_mod.Store, me: models.Tenant
 ) -> None:
-    await store.update_tenant(me.name, store_mod.TenantChanges(default_language="en"))
+    await store.tenants.update(me.name, tenants.TenantChanges(default_language="en"))
     cfg = config.Config()  # default_language ja
 
     match = await inbound_match.match_call(store, cfg, did=me.inbound_numbers[0], caller=None, source="t")
@@ -266,21 +266,21 @@ async def test_update_tenant_changes_only_what_is_given(store: store_mod.Store, 
     assert me.voice_require_key is True
     assert me.missed_call is False
 
-    changed = await store.update_tenant(me.name, store_mod.TenantChanges(voice_require_key=False))
+    changed = await store.tenants.update(me.name, tenants.TenantChanges(voice_require_key=False))
 
     assert changed.voice_require_key is False
     assert changed.inbound_numbers == me.inbound_numbers
     assert changed.missed_call is False
     assert changed.caller_id == me.caller_id
 
-    cleared = await store.update_tenant(me.name, store_mod.TenantChanges(inbound_numbers=()))
+    cleared = await store.tenants.update(me.name, tenants.TenantChanges(inbound_numbers=()))
     assert cleared.inbound_numbers == ()
     assert cleared.voice_require_key is False
 
 
 async def test_update_unknown_tenant(store: store_mod.Store) -> None:
     with pytest.raises(errors.NotFound, match="no tenant named"):
-        await store.update_tenant(f"nobody-{uuid.uuid4().hex}", store_mod.TenantChanges(missed_call=True))
+        await store.tenants.update(f"nobody-{uuid.uuid4().hex}", tenants.TenantChanges(missed_call=True))
 
 
 async def test_shared_number_serves_tenants_without_their_own(
@@ -288,8 +288,8 @@ async def test_shared_number_serves_tenants_without_their_own(
 ) -> None:
     shared = random_number("050")
 
-    with_own = await store.tenants_for_did(me.inbound_numbers[0], shared=False)
-    via_shared = await store.tenants_for_did(shared, shared=True)
+    with_own = await store.tenants.for_did(me.inbound_numbers[0], shared=False)
+    via_shared = await store.tenants.for_did(shared, shared=True)
 
     assert [t.id for t in with_own] == [me.id]
     assert me.id not in {t.id for t in via_shared}
@@ -342,7 +342,7 @@ async def test_inbound_create_answers_with_the_number_to_call(
 async def test_inbound_create_falls_back_to_the_configs_numbers(
     store: store_mod.Store, me: models.Tenant, tenant: tuple[models.Tenant, str], caller: str
 ) -> None:
-    await store.update_tenant(me.name, store_mod.TenantChanges(inbound_numbers=()))
+    await store.tenants.update(me.name, tenants.TenantChanges(inbound_numbers=()))
     async with await api(cfg_with("050-1234-5678"), store) as client:
         resp = await client.post(
             "/v1/verifications",
@@ -359,7 +359,7 @@ async def test_inbound_create_falls_back_to_the_configs_numbers(
 async def test_inbound_without_a_number_to_call_is_refused(
     store: store_mod.Store, me: models.Tenant, tenant: tuple[models.Tenant, str], caller: str
 ) -> None:
-    await store.update_tenant(me.name, store_mod.TenantChanges(inbound_numbers=()))
+    await store.tenants.update(me.name, tenants.TenantChanges(inbound_numbers=()))
     async with await api(config.Config(), store) as client:
         resp = await client.post(
             "/v1/verifications",

@@ -74,9 +74,9 @@ async def called_all(db: Conn, tenant_id: uuid.UUID) -> None:
     )
 
 
-async def refusals(store: store_mod.Store, tenant_id: uuid.UUID) -> list[dict[str, Any]]:
-    events = await controls.Controls(store).events(tenant_id, with_global=False)
-    return [e for e in events if e["type"] == "refused"]
+async def refusals(store: store_mod.Store, tenant_id: uuid.UUID) -> list[controls.TenantEvent]:
+    events = await store.controls.events(tenant_id, with_global=False)
+    return [e for e in events if e.type == "refused"]
 
 
 async def test_sends_per_phone_trip_at_the_count_and_recover(
@@ -105,8 +105,8 @@ async def test_sends_per_phone_trip_at_the_count_and_recover(
     assert again == 201
     await cancel_all(db, tenant.id)
     (refused,) = await refusals(store, tenant.id)
-    assert refused["detail"]["reason"] == "sends_per_phone"
-    assert refused["detail"]["phone"] == "+81********22"
+    assert refused.detail["reason"] == "sends_per_phone"
+    assert refused.detail["phone"] == "+81********22"
 
 
 async def test_requests_per_minute_per_tenant(
@@ -140,7 +140,7 @@ async def test_disallowed_country_is_refused_before_anything_is_queued(
     client: Client, me: tuple[models.Tenant, str], store: store_mod.Store, db: Conn
 ) -> None:
     tenant, key = me
-    await controls.Controls(store).set_limits(tenant.name, controls.LimitChanges(allowed_countries=("JP",)))
+    await store.controls.set_limits(tenant.name, controls.LimitChanges(allowed_countries=("JP",)))
 
     status, body, _ = await create(client, key, "+44 20 7946 0000")
 
@@ -151,14 +151,14 @@ async def test_disallowed_country_is_refused_before_anything_is_queued(
     assert row is not None
     assert row["n"] == 0
     (refused,) = await refusals(store, tenant.id)
-    assert refused["detail"]["reason"] == "country_not_allowed"
+    assert refused.detail["reason"] == "country_not_allowed"
 
 
 async def test_denied_prefix_is_refused_for_every_tenant(
     client: Client, me: tuple[models.Tenant, str], store: store_mod.Store
 ) -> None:
     # Even for a tenant allowed every line type, 0570 (Navi Dial) is never called.
-    await controls.Controls(store).set_limits(me[0].name, controls.LimitChanges(allowed_line_types=LINE_TYPES))
+    await store.controls.set_limits(me[0].name, controls.LimitChanges(allowed_line_types=LINE_TYPES))
 
     status, body, _ = await create(client, me[1], "0570-01-2345")
 
@@ -240,9 +240,9 @@ async def test_line_types_not_called_are_refused_by_name_and_logged(
     }
     assert await stored(db, tenant.id) == 0
     (refused,) = await refusals(store, tenant.id)
-    assert refused["detail"]["reason"] == "line_type_not_allowed"
-    assert refused["detail"]["method"] == method
-    assert refused["detail"]["phone"] == e164[:3] + "*" * (len(e164) - 5) + e164[-2:]
+    assert refused.detail["reason"] == "line_type_not_allowed"
+    assert refused.detail["method"] == method
+    assert refused.detail["phone"] == e164[:3] + "*" * (len(e164) - 5) + e164[-2:]
 
 
 async def limits_command(store: store_mod.Store, *argv: str) -> str:
@@ -275,7 +275,7 @@ async def test_a_tenant_allowed_toll_free_numbers_gets_them_called(
 
     shown = await limits_command(store, tenant.name, "--allow-line-type", "default")
     assert "allowed line types              mobile, fixed, fixed_or_mobile, ip  (default)\n" in shown
-    assert (await store.tenant_by_name(tenant.name)).allowed_line_types is None
+    assert (await store.tenants.by_name(tenant.name)).allowed_line_types is None
     status, body, _ = await create(client, key, "0120-123-456")
     assert status == 403, body
 
@@ -353,7 +353,7 @@ async def test_open_requests_count_against_the_number_before_their_call(
 
 
 async def test_limits_back_to_default(store: store_mod.Store, me: tuple[models.Tenant, str]) -> None:
-    ctl = controls.Controls(store)
+    ctl = store.controls
     changed = await ctl.set_limits(me[0].name, controls.LimitChanges(sends_per_phone=1, daily_call_budget=10))
     assert (changed.sends_per_phone, changed.daily_call_budget) == (1, 10)
 
@@ -367,8 +367,8 @@ async def test_revoked_key_is_refused(
     client: Client, store: store_mod.Store, me: tuple[models.Tenant, str], db: Conn
 ) -> None:
     tenant, old_key = me
-    new_key = await store.add_api_key(tenant.name)
-    ctl = controls.Controls(store)
+    new_key = await store.tenants.add_api_key(tenant.name)
+    ctl = store.controls
 
     await ctl.revoke_api_key(tenant.name, old_key.split("_")[1])
 
@@ -377,7 +377,7 @@ async def test_revoked_key_is_refused(
     await cancel_all(db, tenant.id)
     assert (old, new) == (401, 201)
     keys = await ctl.api_keys(tenant.name)
-    assert [k["revoked_at"] is not None for k in keys] == [True, False]
+    assert [k.revoked_at is not None for k in keys] == [True, False]
     with pytest.raises(errors.NotFound, match="no active API key"):
         await ctl.revoke_api_key(tenant.name, old_key.split("_")[1])
 
@@ -386,7 +386,7 @@ async def test_retention_purge_removes_what_it_should_and_nothing_else(
     client: Client, store: store_mod.Store, me: tuple[models.Tenant, str], db: Conn
 ) -> None:
     tenant, key = me
-    ctl = controls.Controls(store)
+    ctl = store.controls
     await ctl.set_limits(tenant.name, controls.LimitChanges(retention_days=30))
     made = []
     for phone in ("090-1000-0001", "090-1000-0002", "090-1000-0003"):
@@ -438,16 +438,16 @@ async def test_prefix_alarm_fires_once_per_window(
             " VALUES (%s, 1, 'c', 'n', 't', %s)",
             [vid, f"alarm-{vid}"],
         )
-    ctl = controls.Controls(store)
+    ctl = store.controls
     cfg = {"digits": 12, "window_seconds": 3600, "min_calls": 20, "max_ratio": 0.2}
 
     first = await ctl.prefix_alarms(**cfg)  # type: ignore[arg-type]
     second = await ctl.prefix_alarms(**cfg)  # type: ignore[arg-type]
 
-    mine = [a for a in first if a["prefix"] == prefix_phone[:13]]
+    mine = [a for a in first if a.prefix == prefix_phone[:13]]
     assert len(mine) == 1
-    assert (mine[0]["placed"], mine[0]["verified"]) == (20, 0)
-    assert [a for a in second if a["prefix"] == prefix_phone[:13]] == []
+    assert (mine[0].placed, mine[0].verified) == (20, 0)
+    assert [a for a in second if a.prefix == prefix_phone[:13]] == []
     await db.execute(
         "DELETE FROM tenant_events WHERE type = 'prefix_alarm' AND detail ->> 'prefix' = %s", [prefix_phone[:13]]
     )

@@ -53,7 +53,7 @@ def me(tenant: tuple[models.Tenant, str], made: list[uuid.UUID]) -> models.Tenan
 
 @pytest.fixture
 async def other(store: Store, made: list[uuid.UUID]) -> models.Tenant:
-    created, _ = await store.create_tenant(f"tenant-{uuid.uuid4().hex[:12]}")
+    created, _ = await store.tenants.create(f"tenant-{uuid.uuid4().hex[:12]}")
     made.append(created.id)
     return created
 
@@ -310,10 +310,10 @@ async def test_concurrent_replays_create_one_request(store: Store, me: models.Te
 
 async def test_tenant_for_key(store: Store, db: Conn, tenant: tuple[models.Tenant, str], made: list[uuid.UUID]) -> None:
     me, key = tenant
-    found = await store.tenant_for_key(key)
+    found = await store.tenants.for_key(key)
 
     assert found == me
-    assert await store.tenant(me.id) == me
+    assert await store.tenants.get(me.id) == me
     cur = await db.execute("SELECT prefix, key_hash FROM api_keys WHERE tenant_id = %s", [me.id])
     stored = await cur.fetchone()
     assert stored is not None
@@ -326,18 +326,18 @@ async def test_a_second_key_finds_the_same_tenant(
     store: Store, tenant: tuple[models.Tenant, str], made: list[uuid.UUID]
 ) -> None:
     me, key = tenant
-    second = await store.add_api_key(me.name)
+    second = await store.tenants.add_api_key(me.name)
 
     assert second != key
-    assert await store.tenant_for_key(second) == me
-    assert await store.tenant_for_key(key) == me
+    assert await store.tenants.for_key(second) == me
+    assert await store.tenants.for_key(key) == me
     with pytest.raises(errors.NotFound):
-        await store.add_api_key(f"no-such-tenant-{uuid.uuid4().hex}")
+        await store.tenants.add_api_key(f"no-such-tenant-{uuid.uuid4().hex}")
 
 
 async def test_a_tenant_name_is_unique(store: Store, me: models.Tenant) -> None:
     with pytest.raises(errors.Conflict):
-        await store.create_tenant(me.name)
+        await store.tenants.create(me.name)
 
 
 async def test_a_wrong_key_finds_no_tenant(
@@ -346,18 +346,18 @@ async def test_a_wrong_key_finds_no_tenant(
     _, key = tenant
     tag, prefix, secret = key.split("_", 2)
     flipped = secret[:-1] + ("A" if secret[-1] != "A" else "B")
-    another_key = await store.add_api_key(other.name)
+    another_key = await store.tenants.add_api_key(other.name)
 
-    assert await store.tenant_for_key(f"{tag}_{prefix}_{flipped}") is None
-    assert await store.tenant_for_key(f"{tag}_{prefix}_") is None
+    assert await store.tenants.for_key(f"{tag}_{prefix}_{flipped}") is None
+    assert await store.tenants.for_key(f"{tag}_{prefix}_") is None
     # the right secret under another tenant's prefix
-    assert await store.tenant_for_key(f"{tag}_{crypto.api_key_prefix(another_key)}_{secret}") is None
-    assert await store.tenant_for_key(f"{tag}_zzzzzzzz_{secret}") is None
+    assert await store.tenants.for_key(f"{tag}_{crypto.api_key_prefix(another_key)}_{secret}") is None
+    assert await store.tenants.for_key(f"{tag}_zzzzzzzz_{secret}") is None
 
 
 @pytest.mark.parametrize("key", ["", "ivra", "Bearer x", "ivra_short_x", "revoked", "ivra__"])
 async def test_a_malformed_key_finds_no_tenant(store: Store, key: str) -> None:
-    assert await store.tenant_for_key(key) is None
+    assert await store.tenants.for_key(key) is None
 
 
 async def test_a_revoked_key_finds_no_tenant(
@@ -366,7 +366,7 @@ async def test_a_revoked_key_finds_no_tenant(
     me, key = tenant
     await db.execute("UPDATE api_keys SET revoked_at = now() WHERE tenant_id = %s", [me.id])
 
-    assert await store.tenant_for_key(key) is None
+    assert await store.tenants.for_key(key) is None
 
 
 # --- tenant isolation ---------------------------------------------------------------------------
@@ -384,7 +384,7 @@ async def test_a_tenant_sees_only_its_own_requests(store: Store, me: models.Tena
     with pytest.raises(errors.NotFound):
         await store.verifications.get(me.id, uuid.uuid4())
     with pytest.raises(errors.NotFound):
-        await store.tenant(uuid.uuid4())
+        await store.tenants.get(uuid.uuid4())
 
     after = await store.verifications.get(me.id, v.id)
     assert after.status is S.QUEUED

@@ -11,6 +11,7 @@ import pytest
 
 from ivr_auth import flows, models, reasons, states
 from ivr_auth import store as store_mod
+from ivr_auth.store import tenants
 from tests.integration.conftest import Conn
 from tests.integration.test_store import claim_mine, create, status_events
 
@@ -29,33 +30,33 @@ async def me(db: Conn, tenant: tuple[models.Tenant, str]) -> AsyncIterator[model
 
 async def test_a_pool_is_set_shown_and_cleared(store: store_mod.Store, me: models.Tenant) -> None:
     assert me.caller_id_pool == ()
-    assert await store.next_pool_caller_id(me.id) is None
+    assert await store.tenants.next_pool_caller_id(me.id) is None
 
-    updated = await store.update_tenant(me.name, store_mod.TenantChanges(caller_id_pool=POOL[:2]))
+    updated = await store.tenants.update(me.name, tenants.TenantChanges(caller_id_pool=POOL[:2]))
     assert updated.caller_id_pool == POOL[:2]
-    assert (await store.tenant(me.id)).caller_id_pool == POOL[:2]
+    assert (await store.tenants.get(me.id)).caller_id_pool == POOL[:2]
 
     # Other changes leave the pool alone.
-    kept = await store.update_tenant(me.name, store_mod.TenantChanges(missed_call=True))
+    kept = await store.tenants.update(me.name, tenants.TenantChanges(missed_call=True))
     assert kept.caller_id_pool == POOL[:2]
 
-    cleared = await store.update_tenant(me.name, store_mod.TenantChanges(caller_id_pool=()))
+    cleared = await store.tenants.update(me.name, tenants.TenantChanges(caller_id_pool=()))
     assert cleared.caller_id_pool == ()
-    assert await store.next_pool_caller_id(me.id) is None
+    assert await store.tenants.next_pool_caller_id(me.id) is None
 
 
 async def test_the_pool_is_used_in_turn(store: store_mod.Store, me: models.Tenant) -> None:
-    await store.update_tenant(me.name, store_mod.TenantChanges(caller_id_pool=POOL[:2]))
+    await store.tenants.update(me.name, tenants.TenantChanges(caller_id_pool=POOL[:2]))
 
-    turns = [await store.next_pool_caller_id(me.id) for _ in range(5)]
+    turns = [await store.tenants.next_pool_caller_id(me.id) for _ in range(5)]
 
     assert turns == [POOL[0], POOL[1], POOL[0], POOL[1], POOL[0]]
 
 
 async def test_turns_are_shared_by_every_caller_at_once(store: store_mod.Store, me: models.Tenant) -> None:
-    await store.update_tenant(me.name, store_mod.TenantChanges(caller_id_pool=POOL))
+    await store.tenants.update(me.name, tenants.TenantChanges(caller_id_pool=POOL))
 
-    turns = await asyncio.gather(*(store.next_pool_caller_id(me.id) for _ in range(30)))
+    turns = await asyncio.gather(*(store.tenants.next_pool_caller_id(me.id) for _ in range(30)))
 
     # However the 30 interleave, each number had exactly a third of the turns.
     assert Counter(turns) == {number: 10 for number in POOL}

@@ -43,7 +43,7 @@ _channels = itertools.count()
 @pytest.fixture
 async def tenants(db: Conn, store: store_mod.Store) -> AsyncIterator[list[tuple[models.Tenant, str]]]:
     """Two fresh tenants and their API keys; deleted at the end."""
-    made = [await store.create_tenant(f"tenant-{uuid.uuid4().hex[:12]}") for _ in range(2)]
+    made = [await store.tenants.create(f"tenant-{uuid.uuid4().hex[:12]}") for _ in range(2)]
     yield made
     await db.execute("DELETE FROM tenants WHERE id = ANY(%s)", [[t.id for t, _ in made]])
 

@@ -200,7 +200,7 @@ async def test_receiver_failing_twice_gets_the_event_once_delivered(
     receiver.answers = [500, 503]
     v = await request_with_hook(store, me, receiver.url)
     await store.verifications.cancel(me.id, v.id)
-    secret = await store.webhook_secret(me.id)
+    secret = await store.tenants.webhook_secret(me.id)
     assert secret is not None
 
     async with aiohttp.ClientSession() as session:
@@ -336,13 +336,13 @@ async def test_tenant_without_a_secret_is_not_sent_unsigned(
 
 
 async def test_rotated_secret_signs_from_then_on(store: store_mod.Store, me: models.Tenant) -> None:
-    before = await store.webhook_secret(me.id)
+    before = await store.tenants.webhook_secret(me.id)
 
-    after = await store.rotate_webhook_secret(me.name)
+    after = await store.tenants.rotate_webhook_secret(me.name)
 
     assert before is not None
     assert after != before
-    assert await store.webhook_secret(me.id) == after
+    assert await store.tenants.webhook_secret(me.id) == after
 
 
 async def test_events_endpoint_shows_the_delivery_log(

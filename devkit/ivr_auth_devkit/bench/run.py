@@ -445,8 +445,8 @@ async def main(quick: bool) -> dict[str, Any]:
     )
     async with bench_stack(cfg) as endpoints, aiohttp.ClientSession() as http:
         async with store_mod.Store.from_url(endpoints.database_url, endpoints.server_secret, max_size=2) as store:
-            tenant, key = await store.create_tenant(f"bench-{int(time.time())}")
-            secret = await store.webhook_secret(tenant.id)
+            tenant, key = await store.tenants.create(f"bench-{int(time.time())}")
+            secret = await store.tenants.webhook_secret(tenant.id)
         assert secret is not None
         hooks = observe.WebhookReceiver(secret)
         watch = observe.AriObserver(http, endpoints.ari_url, endpoints.ari_username, endpoints.ari_password)

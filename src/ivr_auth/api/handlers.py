@@ -21,7 +21,7 @@ from ivr_auth import config, crypto, errors, inbound_match, limits, models, phon
 from ivr_auth import metrics as metrics_mod
 from ivr_auth import store as store_mod
 from ivr_auth.api import schemas
-from ivr_auth.store import controls, outbox, verifications
+from ivr_auth.store import outbox, verifications
 
 logger = logging.getLogger(__name__)
 
@@ -80,7 +80,7 @@ def authenticated(handler: TenantHandler) -> Handler:
 
 async def _tenant(request: web.Request) -> models.Tenant:
     key = schemas.parse_bearer(request.headers.getall(hdrs.AUTHORIZATION, []))
-    tenant = await request.app[STORE].tenant_for_key(key) if key is not None else None
+    tenant = await request.app[STORE].tenants.for_key(key) if key is not None else None
     if tenant is None:
         # One answer for missing, malformed and unknown keys: nothing to probe.
         raise schemas.ApiError(
@@ -210,7 +210,7 @@ async def _log_refusal(
         extra={"tenant_id": str(tenant.id)},
     )
     try:
-        await controls.Controls(store).log(tenant.id, "refused", detail)
+        await store.controls.log(tenant.id, "refused", detail)
     except errors.StoreError as exc:  # the refusal stands; losing its log line must not turn it into a 5xx
         logger.warning("could not log the refusal: %s", exc)
 

@@ -70,8 +70,8 @@ async def dial(
     unanswered call is settled (back to the queue or terminal, by its cause;
     failed over to another trunk when its own failed) and None returned."""
     trunk = ctx.outbound_trunk
-    tenant = await ctx.store.tenant(v.tenant_id)
-    pooled = await ctx.store.next_pool_caller_id(tenant.id) if tenant.caller_id_pool else None
+    tenant = await ctx.store.tenants.get(v.tenant_id)
+    pooled = await ctx.store.tenants.next_pool_caller_id(tenant.id) if tenant.caller_id_pool else None
     await ctx.store.verifications.set_channel(v.id, session.channel_id)
     await ctx.store.calls.start(
         v, controller=ctx.controller, node=ctx.node.name, trunk=trunk.name, channel_id=session.channel_id

@@ -7,20 +7,19 @@ each with its named queries in a ``.sql`` file of its own.
 from __future__ import annotations
 
 from ivr_auth import crypto
-from ivr_auth.store import calls, database, tenants, verifications
-from ivr_auth.store.tenants import TenantChanges
-
-__all__ = ["Store", "TenantChanges"]
+from ivr_auth.store import base, calls, controls, database, tenants, verifications
 
 
-class Store(tenants.Tenants):
+class Store(base.Base):
     """Built once: by the composition root, else with ``from_url`` and
     opened with ``async with`` (the CLI, the bench, the tests)."""
 
     def __init__(self, db: database.Database, keys: crypto.Keys) -> None:
         super().__init__(db, keys)
+        self.tenants = tenants.Tenants(db, keys)
         self.verifications = verifications.Verifications(db, keys)
         self.calls = calls.Calls(db)
+        self.controls = controls.Controls(db, self.tenants)
 
     @classmethod
     def from_url(

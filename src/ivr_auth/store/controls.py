@@ -4,15 +4,16 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import json
 import uuid
 from collections.abc import Mapping
 from typing import Any
 
 from ivr_auth import errors, models
-from ivr_auth.store import sql, tenants
+from ivr_auth.store import database, sql, tenants
 
-Row = dict[str, Any]
+QUERIES = sql.load("controls.sql")
 # A limit given as this is cleared back to the config's default.
 DEFAULT = -1
 
@@ -43,18 +44,53 @@ INT_LIMITS = (
 )
 
 
+@dataclasses.dataclass(frozen=True)
+class TenantEvent:
+    """One line of the operator's log: a refusal, an alarm, a revoked key."""
+
+    id: int
+    at: dt.datetime
+    type: str
+    detail: dict[str, Any]
+
+    @classmethod
+    def from_row(cls, row: database.Row) -> TenantEvent:
+        return cls(row["id"], row["at"], row["type"], row["detail"])
+
+
+@dataclasses.dataclass(frozen=True)
+class ApiKey:
+    """A tenant's API key as the operator sees it: its prefix, never the key."""
+
+    prefix: str
+    created_at: dt.datetime
+    revoked_at: dt.datetime | None
+
+    @classmethod
+    def from_row(cls, row: database.Row) -> ApiKey:
+        return cls(row["prefix"], row["created_at"], row["revoked_at"])
+
+
+@dataclasses.dataclass(frozen=True)
+class PrefixAlarm:
+    """Calls to numbers starting with ``prefix`` in the window, and how many of them verified."""
+
+    prefix: str
+    placed: int
+    verified: int
+
+    @classmethod
+    def from_row(cls, row: database.Row) -> PrefixAlarm:
+        return cls(row["prefix"], row["placed"], row["verified"])
+
+
 class Controls:
-    def __init__(self, store: tenants.Tenants) -> None:
-        self._store = store
-
-    async def _all(self, name: str, params: Mapping[str, Any]) -> list[Row]:
-        return await self._store.db.all(sql.query(name), params)
-
-    async def tenant_by_name(self, name: str) -> models.Tenant:
-        return await self._store.tenant_by_name(name)
+    def __init__(self, db: database.Database, tenants: tenants.Tenants) -> None:
+        self._db = db
+        self._tenants = tenants
 
     async def set_limits(self, name: str, changes: LimitChanges) -> models.Tenant:
-        tenant = await self.tenant_by_name(name)
+        tenant = await self._tenants.by_name(name)
         params: dict[str, Any] = {
             "id": tenant.id,
             "allowed_countries": list(changes.allowed_countries) if changes.allowed_countries is not None else None,
@@ -66,28 +102,31 @@ class Controls:
             value = getattr(changes, key)
             params[f"set_{key}"] = value is not None
             params[key] = None if value is None or value == DEFAULT else value
-        (row,) = await self._all("update_tenant_limits", params)
+        row = await self._db.one(QUERIES["update_tenant_limits"], params)
+        assert row is not None
         return models.Tenant.from_row(row)
 
     async def log(self, tenant_id: uuid.UUID | None, kind: str, detail: Mapping[str, Any]) -> None:
-        await self._all(
-            "log_tenant_event", {"tenant_id": tenant_id, "type": kind, "detail": json.dumps(detail, default=str)}
+        await self._db.one(
+            QUERIES["log_tenant_event"],
+            {"tenant_id": tenant_id, "type": kind, "detail": json.dumps(detail, default=str)},
         )
 
-    async def events(self, tenant_id: uuid.UUID, *, limit: int = 50, with_global: bool = True) -> list[Row]:
+    async def events(self, tenant_id: uuid.UUID, *, limit: int = 50, with_global: bool = True) -> list[TenantEvent]:
         """Newest first; ``with_global``: also the service-wide ones (prefix alarms)."""
-        return await self._all(
-            "tenant_events_for", {"tenant_id": tenant_id, "with_global": with_global, "limit": limit}
+        rows = await self._db.all(
+            QUERIES["tenant_events_for"], {"tenant_id": tenant_id, "with_global": with_global, "limit": limit}
         )
+        return [TenantEvent.from_row(r) for r in rows]
 
-    async def api_keys(self, name: str) -> list[Row]:
-        tenant = await self.tenant_by_name(name)
-        return await self._all("api_keys_for", {"tenant_id": tenant.id})
+    async def api_keys(self, name: str) -> list[ApiKey]:
+        tenant = await self._tenants.by_name(name)
+        return [ApiKey.from_row(r) for r in await self._db.all(QUERIES["api_keys_for"], {"tenant_id": tenant.id})]
 
     async def revoke_api_key(self, name: str, prefix: str) -> None:
         """A revoked key is refused from the next request on."""
-        tenant = await self.tenant_by_name(name)
-        if not await self._all("revoke_api_key", {"tenant_id": tenant.id, "prefix": prefix}):
+        tenant = await self._tenants.by_name(name)
+        if not await self._db.all(QUERIES["revoke_api_key"], {"tenant_id": tenant.id, "prefix": prefix}):
             raise errors.NotFound(f"tenant {name!r} has no active API key with prefix {prefix!r}")
         await self.log(tenant.id, "api_key_revoked", {"prefix": prefix})
 
@@ -96,20 +135,23 @@ class Controls:
         none is left) and drop old operator events; returns requests purged."""
         total = 0
         while True:
-            rows = await self._all("purge_finished", {"default_days": default_days, "limit": batch})
+            rows = await self._db.all(QUERIES["purge_finished"], {"default_days": default_days, "limit": batch})
             total += len(rows)
             if len(rows) < batch:
                 break
-        await self._all("purge_tenant_events", {"default_days": default_days})
+        await self._db.one(QUERIES["purge_tenant_events"], {"default_days": default_days})
         return total
 
-    async def prefix_alarms(self, *, digits: int, window_seconds: int, min_calls: int, max_ratio: float) -> list[Row]:
+    async def prefix_alarms(
+        self, *, digits: int, window_seconds: int, min_calls: int, max_ratio: float
+    ) -> list[PrefixAlarm]:
         """Prefixes being called a lot with few verified (call pumping), each
         logged once per window as a service-wide ``prefix_alarm`` event."""
-        found = await self._all(
-            "prefix_alarms",
+        rows = await self._db.all(
+            QUERIES["prefix_alarms"],
             {"length": digits + 1, "window": window_seconds, "min_calls": min_calls, "max_ratio": max_ratio},
         )
+        found = [PrefixAlarm.from_row(r) for r in rows]
         for alarm in found:
-            await self.log(None, "prefix_alarm", {**alarm, "window_seconds": window_seconds})
+            await self.log(None, "prefix_alarm", {**dataclasses.asdict(alarm), "window_seconds": window_seconds})
         return found

@@ -9,12 +9,13 @@ import uuid
 
 from ivr_auth import crypto, errors, models
 from ivr_auth.store import database, sql
-from ivr_auth.store.base import Base, Row
+
+QUERIES = sql.load("tenants.sql")
 
 
 @dataclasses.dataclass(frozen=True)
 class TenantChanges:
-    """What ``update_tenant`` changes; None leaves a setting as it is."""
+    """What ``Tenants.update`` changes; None leaves a setting as it is."""
 
     caller_id: str | None = None
     clear_caller_id: bool = False
@@ -26,17 +27,19 @@ class TenantChanges:
     caller_id_pool: tuple[str, ...] | None = None
 
 
-class Tenants(Base):
-    # --- tenants ---------------------------------------------------------------------
+class Tenants:
+    def __init__(self, db: database.Database, keys: crypto.Keys) -> None:
+        self._db = db
+        self._keys = keys
 
-    async def create_tenant(
+    async def create(
         self, name: str, *, caller_id: str | None = None, default_language: str | None = None
     ) -> tuple[models.Tenant, str]:
         """A new tenant and its first API key (shown once, stored hashed)."""
-        async with self.connection() as conn, conn.transaction():
+        async with self._db.transaction() as conn:
             try:
                 row = await conn.one(
-                    sql.query("create_tenant"),
+                    QUERIES["create_tenant"],
                     {"name": name, "caller_id": caller_id, "default_language": default_language},
                 )
             except errors.Duplicate as exc:
@@ -47,53 +50,37 @@ class Tenants(Base):
             await self._seal_webhook_secret(conn, tenant.id, crypto.generate_secret())
         return tenant, key
 
-    async def rotate_webhook_secret(self, tenant_name: str) -> str:
-        """A new webhook signing secret for the tenant (shown once; the old one stops at once)."""
-        secret = crypto.generate_secret()
-        async with self.connection() as conn, conn.transaction():
-            await self._seal_webhook_secret(conn, await self._id_by_name(conn, tenant_name), secret)
-        return secret
-
-    async def webhook_secret(self, tenant_id: uuid.UUID) -> str | None:
-        row = await self._one("tenant_by_id", {"id": tenant_id})
-        if row is None or row["webhook_secret_sealed"] is None:
-            return None
-        return self.keys.unseal(tenant_id, bytes(row["webhook_secret_sealed"]))
-
-    async def _seal_webhook_secret(self, conn: database.Connection, tenant_id: uuid.UUID, secret: str) -> None:
-        await conn.execute(
-            sql.query("set_webhook_secret"), {"id": tenant_id, "sealed": self.keys.seal(tenant_id, secret)}
-        )
-
-    async def add_api_key(self, tenant_name: str) -> str:
-        async with self.connection() as conn, conn.transaction():
-            return await self._add_key(conn, await self._id_by_name(conn, tenant_name))
-
-    async def tenant_by_name(self, name: str) -> models.Tenant:
-        async with self.connection() as conn:
-            return models.Tenant.from_row(await self._row_by_name(conn, name))
-
-    async def _id_by_name(self, conn: database.Connection, name: str) -> uuid.UUID:
-        tenant_id: uuid.UUID = (await self._row_by_name(conn, name))["id"]
-        return tenant_id
-
-    async def _row_by_name(self, conn: database.Connection, name: str) -> Row:
-        row = await conn.one(sql.query("tenant_by_name"), {"name": name})
+    async def get(self, tenant_id: uuid.UUID) -> models.Tenant:
+        row = await self._db.one(QUERIES["tenant_by_id"], {"id": tenant_id})
         if row is None:
-            raise errors.NotFound(f"no tenant named {name!r}")
-        return row
+            raise errors.NotFound(f"no tenant {tenant_id}")
+        return models.Tenant.from_row(row)
 
-    async def _add_key(self, conn: database.Connection, tenant_id: uuid.UUID) -> str:
-        key, prefix = crypto.new_api_key()
-        await conn.execute(
-            sql.query("create_api_key"),
-            {"tenant_id": tenant_id, "prefix": prefix, "key_hash": self.keys.api_key_hash(key)},
-        )
-        return key
+    async def by_name(self, name: str) -> models.Tenant:
+        async with self._db.connection() as conn:
+            return await self._by_name(conn, name)
 
-    async def update_tenant(self, name: str, changes: TenantChanges) -> models.Tenant:
-        row = await self._one(
-            "update_tenant",
+    async def for_key(self, api_key: str) -> models.Tenant | None:
+        """The tenant whose active API key this is; None for any other string."""
+        prefix = crypto.api_key_prefix(api_key)
+        if prefix is None:
+            return None
+        row = await self._db.one(QUERIES["api_key_by_prefix"], {"prefix": prefix})
+        if row is None:
+            return None
+        if not hmac.compare_digest(bytes(row["key_hash"]), self._keys.api_key_hash(api_key)):
+            return None
+        return models.Tenant.from_row(row)
+
+    async def for_did(self, did: str, *, shared: bool) -> list[models.Tenant]:
+        """Tenants whose users call ``did`` (E.164); ``shared`` when the number
+        is one of the config's numbers (then tenants with none of their own too)."""
+        rows = await self._db.all(QUERIES["tenants_for_did"], {"did": did, "shared": shared})
+        return [models.Tenant.from_row(r) for r in rows]
+
+    async def update(self, name: str, changes: TenantChanges) -> models.Tenant:
+        row = await self._db.one(
+            QUERIES["update_tenant"],
             {
                 "name": name,
                 "set_caller_id": changes.caller_id is not None or changes.clear_caller_id,
@@ -113,27 +100,45 @@ class Tenants(Base):
     async def next_pool_caller_id(self, tenant_id: uuid.UUID) -> str | None:
         """The next caller ID of the tenant's pool, in turn across every
         controller; None when it has no pool."""
-        row = await self._one("next_pool_caller_id", {"id": tenant_id})
+        row = await self._db.one(QUERIES["next_pool_caller_id"], {"id": tenant_id})
         return str(row["caller_id"]) if row is not None else None
 
-    async def tenants_for_did(self, did: str, *, shared: bool) -> list[models.Tenant]:
-        """Tenants whose users call ``did`` (E.164); ``shared`` when the number
-        is one of the config's numbers (then tenants with none of their own too)."""
-        return [models.Tenant.from_row(r) for r in await self._all("tenants_for_did", {"did": did, "shared": shared})]
+    # --- secrets ---------------------------------------------------------------------
 
-    async def tenant(self, tenant_id: uuid.UUID) -> models.Tenant:
-        row = await self._one("tenant_by_id", {"id": tenant_id})
+    async def add_api_key(self, tenant_name: str) -> str:
+        async with self._db.transaction() as conn:
+            tenant = await self._by_name(conn, tenant_name)
+            return await self._add_key(conn, tenant.id)
+
+    async def webhook_secret(self, tenant_id: uuid.UUID) -> str | None:
+        row = await self._db.one(QUERIES["tenant_by_id"], {"id": tenant_id})
+        if row is None or row["webhook_secret_sealed"] is None:
+            return None
+        return self._keys.unseal(tenant_id, bytes(row["webhook_secret_sealed"]))
+
+    async def rotate_webhook_secret(self, tenant_name: str) -> str:
+        """A new webhook signing secret for the tenant (shown once; the old one stops at once)."""
+        secret = crypto.generate_secret()
+        async with self._db.transaction() as conn:
+            tenant = await self._by_name(conn, tenant_name)
+            await self._seal_webhook_secret(conn, tenant.id, secret)
+        return secret
+
+    async def _by_name(self, conn: database.Connection, name: str) -> models.Tenant:
+        row = await conn.one(QUERIES["tenant_by_name"], {"name": name})
         if row is None:
-            raise errors.NotFound(f"no tenant {tenant_id}")
+            raise errors.NotFound(f"no tenant named {name!r}")
         return models.Tenant.from_row(row)
 
-    async def tenant_for_key(self, api_key: str) -> models.Tenant | None:
-        prefix = crypto.api_key_prefix(api_key)
-        if prefix is None:
-            return None
-        row = await self._one("api_key_by_prefix", {"prefix": prefix})
-        if row is None:
-            return None
-        if not hmac.compare_digest(bytes(row["key_hash"]), self.keys.api_key_hash(api_key)):
-            return None
-        return models.Tenant.from_row(row)
+    async def _add_key(self, conn: database.Connection, tenant_id: uuid.UUID) -> str:
+        key, prefix = crypto.new_api_key()
+        await conn.execute(
+            QUERIES["create_api_key"],
+            {"tenant_id": tenant_id, "prefix": prefix, "key_hash": self._keys.api_key_hash(key)},
+        )
+        return key
+
+    async def _seal_webhook_secret(self, conn: database.Connection, tenant_id: uuid.UUID, secret: str) -> None:
+        await conn.execute(
+            QUERIES["set_webhook_secret"], {"id": tenant_id, "sealed": self._keys.seal(tenant_id, secret)}
+        )
