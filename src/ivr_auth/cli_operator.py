@@ -10,7 +10,6 @@ from typing import Any
 
 from ivr_auth import config
 from ivr_auth import store as store_mod
-from ivr_auth.store import dashboard as board
 
 WithStore = Callable[[config.Config, Callable[[store_mod.Store], Awaitable[int]]], Awaitable[int]]
 
@@ -45,20 +44,20 @@ def _run(with_store: WithStore, command: Command) -> Callable[[config.Config, ar
 
 
 async def _add(args: argparse.Namespace, store: store_mod.Store) -> int:
-    token = await board.add_operator(store, args.name, replace=args.new_token)
+    token = await store.operators.add(args.name, replace=args.new_token)
     print(f"operator {args.name}: dashboard token (shown once; log in at /dashboard):", file=sys.stderr)
     print(token)
     return 0
 
 
 async def _list(args: argparse.Namespace, store: store_mod.Store) -> int:
-    for row in await board.operators(store):
-        state = f"revoked {row['revoked_at']:%Y-%m-%d %H:%M}" if row["revoked_at"] else "active"
-        print(f"{row['name']:<24} ivrop_{row['prefix']}_…  added {row['created_at']:%Y-%m-%d %H:%M}  {state}")
+    for operator in await store.operators.all():
+        state = f"revoked {operator.revoked_at:%Y-%m-%d %H:%M}" if operator.revoked_at else "active"
+        print(f"{operator.name:<24} ivrop_{operator.prefix}_…  added {operator.created_at:%Y-%m-%d %H:%M}  {state}")
     return 0
 
 
 async def _revoke(args: argparse.Namespace, store: store_mod.Store) -> int:
-    await board.revoke_operator(store, args.name)
+    await store.operators.revoke(args.name)
     print(f"operator {args.name}: token revoked", file=sys.stderr)
     return 0

@@ -116,7 +116,7 @@ class Controller:
             (self._listen_loop(), "listener"),
             (self._housekeeping_loop(), "housekeeping"),
             (self._node_watch_loop(), "node-watch"),
-            (presence.run(self.store, self.report), "presence"),
+            (presence.run(self.store.dashboard, self.report), "presence"),
         ):
             self._tasks.append(asyncio.create_task(coro, name=f"{self.name}-{name}"))
         logger.info("controller %s started on node %s (app %s)", self.name, self.node.name, self.node.app)
@@ -136,7 +136,7 @@ class Controller:
         self._running = False
         await _cancel_all(self._tasks)
         self._tasks.clear()
-        await presence.forget(self.store, self.name)
+        await presence.forget(self.store.dashboard, self.name)
         await self.node.close()
 
     async def kill(self) -> None:

@@ -18,7 +18,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from ivr_auth import errors
-from ivr_auth.store import base, gauges
+from ivr_auth.store import gauges
 
 logger = logging.getLogger(__name__)
 
@@ -138,9 +138,11 @@ class _Database(Collector):
 class Metrics:
     """One per process, built by the composition root and injected."""
 
-    def __init__(self, store: base.Base | None, *, timeout: float = SCRAPE_TIMEOUT_SECONDS) -> None:
+    def __init__(self, figures: gauges.Gauges | None, *, timeout: float = SCRAPE_TIMEOUT_SECONDS) -> None:
+        """``figures``: where the figures shared by every process are read
+        (None: this process exposes only its own)."""
         self.registry = CollectorRegistry()
-        self._store = store
+        self._gauges = figures
         self._timeout = timeout
         # One scrape at a time: each exposes the snapshot it read itself.
         self._lock = asyncio.Lock()
@@ -202,7 +204,7 @@ class Metrics:
             self.accept_to_invite.labels(method)
         for result in WEBHOOK_RESULTS:
             self.webhook_attempts.labels(result)
-        if store is not None:
+        if figures is not None:
             self.registry.register(self._database)
 
     def created(self, method: str) -> None:
@@ -236,14 +238,14 @@ class Metrics:
     async def exposition(self) -> bytes:
         """The text format; never raises for a database that cannot answer."""
         async with self._lock:
-            if self._store is not None:
-                self._database.snapshot = await self._read(self._store)
+            if self._gauges is not None:
+                self._database.snapshot = await self._read(self._gauges)
             return generate_latest(self.registry)
 
-    async def _read(self, store: base.Base) -> gauges.Snapshot | None:
+    async def _read(self, figures: gauges.Gauges) -> gauges.Snapshot | None:
         try:
             # The pool's wait for a connection is bounded here too.
-            return await asyncio.wait_for(gauges.read(store, self._timeout), self._timeout * 2)
+            return await asyncio.wait_for(figures.read(self._timeout), self._timeout * 2)
         except (errors.StoreError, TimeoutError) as exc:
             logger.warning("metrics: could not read Postgres: %s", exc)
             return None

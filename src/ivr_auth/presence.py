@@ -12,7 +12,6 @@ import time
 from collections.abc import Callable
 
 from ivr_auth import errors, tasks, trunks
-from ivr_auth.store import base
 from ivr_auth.store import dashboard as board
 
 logger = logging.getLogger(__name__)
@@ -32,7 +31,7 @@ def trunk_states(pool: trunks.Trunks, now: float) -> list[dict[str, object]]:
 
 
 async def run(
-    store: base.Base,
+    dashboard: board.Dashboard,
     take: Callable[[float], board.ControllerReport],
     interval: float = REPORT_SECONDS,
 ) -> None:
@@ -41,7 +40,7 @@ async def run(
     failing = False
     while True:
         try:
-            await board.report_controller(store, take(time.monotonic()))
+            await dashboard.report_controller(take(time.monotonic()))
             failing = False
         except errors.StoreError as exc:
             tasks.reraise_cancellation(exc)
@@ -51,10 +50,10 @@ async def run(
         await asyncio.sleep(interval)
 
 
-async def forget(store: base.Base, name: str) -> None:
+async def forget(dashboard: board.Dashboard, name: str) -> None:
     """A controller stopping cleanly takes its row away (a crashed one's goes stale)."""
     try:
-        await asyncio.wait_for(board.forget_controller(store, name), 5)
+        await asyncio.wait_for(dashboard.forget_controller(name), 5)
     except (errors.StoreError, TimeoutError) as exc:
         logger.warning("could not remove this controller's report: %s", exc)
 

@@ -19,7 +19,6 @@ from ivr_auth import store as store_mod
 from ivr_auth.api import app as api_app
 from ivr_auth.api import handlers as api_handlers
 from ivr_auth.ari import node as ari_node
-from ivr_auth.store import outbox
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +68,7 @@ class Runtime:
         self.session = aiohttp.ClientSession()
         # One per process, shared by all its parts. Only the API reads the
         # database's figures: a controller-only process would repeat them.
-        self.metrics = metrics.Metrics(self.store if self.with_api else None)
+        self.metrics = metrics.Metrics(self.store.gauges if self.with_api else None)
         self.node = ari_node.AriNode(
             self.session,
             self.endpoints.ari_url,
@@ -99,9 +98,7 @@ class Runtime:
             await self.controller.start()
         if self.with_dialer:
             # Every controller process sends webhooks too (claims are SKIP LOCKED).
-            self.webhooks = webhooks.Sender(
-                self.cfg, outbox.Outbox(self.store.db, self.store.keys), self.session, self.metrics
-            )
+            self.webhooks = webhooks.Sender(self.cfg, self.store.outbox, self.session, self.metrics)
             self.webhooks.start()
         if self.with_agi:
             self.agi = agi.AgiServer(self.cfg, self.store)

@@ -15,7 +15,6 @@ import pytest
 from playwright.async_api import Browser, ConsoleMessage, Page, async_playwright, expect
 
 from ivr_auth import store as store_mod
-from ivr_auth.store import dashboard as board
 from ivr_auth_devkit import sipp
 from tests.e2e.conftest import Api, Starter, service_config
 
@@ -54,8 +53,8 @@ async def browser() -> AsyncIterator[Browser]:
 @pytest.fixture
 async def operator_token(store: store_mod.Store) -> AsyncIterator[str]:
     name = f"op-{uuid.uuid4().hex[:10]}"
-    yield await board.add_operator(store, name)
-    await board.revoke_operator(store, name)
+    yield await store.operators.add(name)
+    await store.operators.revoke(name)
 
 
 @pytest.fixture

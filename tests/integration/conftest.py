@@ -26,7 +26,7 @@ async def served(
 ) -> AsyncIterator[Client]:
     """The API app (with its metrics) served for a test; the tenant and its
     requests are deleted afterwards."""
-    app = api_app.make_app(cfg, store, {}, metrics=metrics.Metrics(store))
+    app = api_app.make_app(cfg, store, {}, metrics=metrics.Metrics(store.gauges))
     try:
         async with TestClient(TestServer(app)) as client:
             yield client

@@ -38,7 +38,7 @@ async def client(store: store_mod.Store, tenant: tuple[models.Tenant, str], db: 
 @pytest.fixture
 async def operator(store: store_mod.Store, db: Conn) -> AsyncIterator[tuple[str, str]]:
     name = f"op-{uuid.uuid4().hex[:10]}"
-    token = await board.add_operator(store, name)
+    token = await store.operators.add(name)
     yield name, token
     await db.execute("DELETE FROM operators WHERE name = %s", [name])
 
@@ -116,12 +116,12 @@ async def test_a_revoked_or_replaced_token_opens_nothing(
     client: Client, operator: tuple[str, str], store: store_mod.Store
 ) -> None:
     await log_in(client, operator[1])
-    new = await board.add_operator(store, operator[0], replace=True)
+    new = await store.operators.add(operator[0], replace=True)
     assert (await client.get("/dashboard/api/overview")).status == 401  # the login ended with the old token
     assert (await client.post("/dashboard/login", data={"token": operator[1]})).status == 401
     bearer = {"Authorization": f"Bearer {new}"}
     assert (await client.get("/dashboard/api/overview", headers=bearer)).status == 200
-    await board.revoke_operator(store, operator[0])
+    await store.operators.revoke(operator[0])
     assert (await client.get("/dashboard/api/overview", headers=bearer)).status == 401
 
 
@@ -212,7 +212,7 @@ async def test_controllers_reports_make_node_and_trunk_health(
     )
     bearer = {"Authorization": f"Bearer {operator[1]}"}
     try:
-        await board.report_controller(store, report)
+        await store.dashboard.report_controller(report)
         overview = await (await client.get("/dashboard/api/overview", headers=bearer)).json()
         (mine,) = [n for n in overview["nodes"] if n["name"] == node]
         assert mine == {"name": node, "controllers": 1, "connected": 1, "calls": 2, "state": "up"}
@@ -220,11 +220,11 @@ async def test_controllers_reports_make_node_and_trunk_health(
         assert trunk["state"] == "down"
         assert trunk["retry_in_seconds"] == 20.0
         # The websocket went down: the node shows it at the next report.
-        await board.report_controller(store, dataclasses.replace(report, ari_connected=False))
+        await store.dashboard.report_controller(dataclasses.replace(report, ari_connected=False))
         overview = await (await client.get("/dashboard/api/overview", headers=bearer)).json()
         assert [n["state"] for n in overview["nodes"] if n["name"] == node] == ["down"]
     finally:
-        await board.forget_controller(store, name)
+        await store.dashboard.forget_controller(name)
     overview = await (await client.get("/dashboard/api/overview", headers=bearer)).json()
     assert [n for n in overview["nodes"] if n["name"] == node] == []
 
@@ -254,7 +254,7 @@ async def test_trunk_health_counts_every_call_that_failed_on_its_trunk(
 async def test_open_pages_are_told_to_reconnect_when_the_process_stops(
     store: store_mod.Store, operator: tuple[str, str], http_session: aiohttp.ClientSession
 ) -> None:
-    runner = web.AppRunner(api_app.make_app(CFG, store, {}, metrics=metrics.Metrics(store)))
+    runner = web.AppRunner(api_app.make_app(CFG, store, {}, metrics=metrics.Metrics(store.gauges)))
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()

@@ -83,7 +83,7 @@ async def me(db: Conn, tenant: tuple[models.Tenant, str]) -> AsyncIterator[model
 
 @pytest.fixture
 async def outbox(store: store_mod.Store) -> outbox_mod.Outbox:
-    return outbox_mod.Outbox(store.db, store.keys)
+    return store.outbox
 
 
 async def request_with_hook(store: store_mod.Store, tenant: models.Tenant, url: str | None) -> models.Verification:
@@ -219,8 +219,8 @@ async def test_receiver_failing_twice_gets_the_event_once_delivered(
         signature.verify(secret, headers[signature.HEADER], body)
     assert row["attempts"] == 3
     log = (await outbox.for_request(v.id))[0]
-    assert [a["status_code"] for a in log["attempt_log"]] == [500, 503, 200]
-    assert log["delivered_at"] is not None
+    assert [a["status_code"] for a in log.attempt_log] == [500, 503, 200]
+    assert log.delivered_at is not None
 
 
 async def test_an_event_is_given_up_at_its_age_limit(
@@ -261,7 +261,7 @@ async def test_redirects_are_not_followed(
         await send_until(sender, delivered)
 
     log = (await outbox.for_request(v.id))[0]
-    assert [a["status_code"] for a in log["attempt_log"]] == [302, 200]
+    assert [a["status_code"] for a in log.attempt_log] == [302, 200]
 
 
 async def test_unreachable_receiver_is_retried(
@@ -355,7 +355,7 @@ async def test_events_endpoint_shows_the_delivery_log(
     v = await request_with_hook(store, me, receiver.url)
     await store.verifications.cancel(me.id, v.id)
     async with aiohttp.ClientSession() as session:
-        sender = webhooks.Sender(FAST, outbox_mod.Outbox(store.db, store.keys), session)
+        sender = webhooks.Sender(FAST, store.outbox, session)
 
         async def delivered() -> bool:
             return bool((await deliveries(db, v.id))[0]["delivered_at"])

@@ -9,8 +9,8 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.registry import Collector
 
-from ivr_auth import crypto, metrics
-from ivr_auth.store import base, database, gauges
+from ivr_auth import metrics
+from ivr_auth.store import database, gauges
 
 SNAPSHOT = gauges.Snapshot(
     requests_in_progress={("dtmf", "queued"): 3, ("voice", "calling"): 2},
@@ -87,7 +87,7 @@ async def test_in_process_counters_are_exposed() -> None:
 async def test_a_database_that_is_down_gives_database_up_0() -> None:
     # Never opened: every statement is StoreUnavailable.
     down = database.Database("postgresql://db.invalid/ivr_auth")
-    m = metrics.Metrics(base.Base(down, crypto.Keys.from_secret("x" * 40)))
+    m = metrics.Metrics(gauges.Gauges(down))
     m.created("voice")
     got = samples((await m.exposition()).decode())
     assert got[("ivr_auth_database_up", ())] == 0

@@ -10,7 +10,6 @@ from ivr_auth import errors, states
 from ivr_auth.store import migrate, sql, verifications
 
 STORE = Path(sql.__file__).parent
-QUERIES_TEXT = (STORE / "queries.sql").read_text(encoding="utf-8")
 SQL_FILES = sorted(p.name for p in STORE.glob("*.sql"))
 # psycopg's own rule: "%%" is a literal percent, "%(name)s" a named parameter;
 # anything else after a percent (%s, %(x), %(x)d, a stray %) is an error or a bug.
@@ -28,16 +27,6 @@ def placeholders(body: str) -> list[str]:
     return names
 
 
-def test_queries_sql_parses() -> None:
-    parsed = sql.parse(QUERIES_TEXT)
-
-    assert parsed == sql.QUERIES
-    assert len(parsed) == len(re.findall(r"^--\s*name:", QUERIES_TEXT, re.MULTILINE))
-    for name, body in parsed.items():
-        assert body, f"query {name} is empty"
-        assert "name:" not in body
-
-
 def test_parse_ignores_what_comes_before_the_first_name() -> None:
     text = "-- a header\n\n-- name: one\nSELECT 1;\n\n-- name: two\nSELECT %(x)s;\n"
 
@@ -50,12 +39,6 @@ def test_parse_refuses_a_name_defined_twice() -> None:
 
     with pytest.raises(ValueError, match="'one' is defined twice"):
         sql.parse(text)
-
-
-def test_queries_sql_has_no_duplicate_names() -> None:
-    names = re.findall(r"^--\s*name:\s*(\w+)\s*$", QUERIES_TEXT, re.MULTILINE)
-
-    assert len(names) == len(set(names))
 
 
 def test_an_unknown_name_is_a_key_error_naming_the_file() -> None:
@@ -106,9 +89,6 @@ def test_every_query_the_store_uses_exists() -> None:
         source = module.read_text(encoding="utf-8")
         for owner, name in re.findall(r"(?:\b(\w+)\.)?QUERIES\[\"(\w+)\"\]", source):
             used.add((owner or module.stem, name))
-        for name in re.findall(r"(?:sql\.query|self\._one|self\._all)\(\s*\"(\w+)\"", source):
-            used.add(("queries.sql", name))
-    loaded["queries.sql"] = sql.QUERIES
 
     assert {("database", "ping"), ("verifications", "transition"), ("gauges", "queue")} <= used  # the patterns work
     missing = sorted((owner, name) for owner, name in used if name not in loaded[owner])
@@ -146,6 +126,14 @@ def test_the_schema_allows_exactly_the_statuses() -> None:
 
     assert match is not None
     assert set(re.findall(r"'(\w+)'", match.group(1))) == {s.value for s in states.Status}
+
+
+def test_every_query_is_run_by_the_module_that_loads_it() -> None:
+    for module in STORE.glob("*.py"):
+        source = module.read_text(encoding="utf-8")
+        found = re.search(r"^QUERIES = sql\.load\(\"(\w+\.sql)\"\)", source, re.MULTILINE)
+        for name in sql.load(found.group(1)) if found else ():
+            assert f'"{name}"' in source, f"{found and found.group(1)}: {name} is never run"
 
 
 def test_the_notify_channels_are_those_the_controllers_listen_to() -> None:

@@ -60,7 +60,7 @@ def make_app(
     app[handlers.STORE] = store
     app[handlers.CHECKS] = dict(checks)
     app[handlers.READY_TIMEOUT] = ready_timeout
-    app[handlers.METRICS] = metrics if metrics is not None else metrics_mod.Metrics(store)
+    app[handlers.METRICS] = metrics if metrics is not None else metrics_mod.Metrics(store.gauges)
     app.router.add_get("/healthz", handlers.healthz)
     app.router.add_get("/readyz", handlers.readyz)
     app.router.add_post("/v1/verifications", handlers.create_verification)

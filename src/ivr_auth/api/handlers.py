@@ -21,7 +21,7 @@ from ivr_auth import config, crypto, errors, inbound_match, limits, models, phon
 from ivr_auth import metrics as metrics_mod
 from ivr_auth import store as store_mod
 from ivr_auth.api import schemas
-from ivr_auth.store import outbox, verifications
+from ivr_auth.store import verifications
 
 logger = logging.getLogger(__name__)
 
@@ -239,12 +239,12 @@ async def verification_events(request: web.Request, tenant: models.Tenant) -> we
     await store.verifications.get(tenant.id, verification_id)
     events = await store.verifications.events(verification_id)
     calls = await store.calls.for_request(verification_id)
-    deliveries = await outbox.Outbox(store.db, store.keys).for_request(verification_id)
+    deliveries = await store.outbox.for_request(verification_id)
     return json_response(
         {
             "events": [dataclasses.asdict(e) for e in events],
             "calls": [dataclasses.asdict(c) for c in calls],
-            "webhooks": deliveries,
+            "webhooks": [dataclasses.asdict(d) for d in deliveries],
         }
     )
 

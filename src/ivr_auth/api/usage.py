@@ -82,7 +82,7 @@ def _timestamp(param: str, text: str) -> dt.datetime:
 @handlers.authenticated
 async def get_usage(request: web.Request, tenant: models.Tenant) -> web.StreamResponse:
     period = parse_period(request.query.items(), dt.datetime.now(dt.UTC))
-    usage = await store_usage.report(request.app[handlers.STORE], tenant.id, period.start, period.end)
+    usage = await request.app[handlers.STORE].usage.report(tenant.id, period.start, period.end)
     return handlers.json_response(public(period, usage))
 
 

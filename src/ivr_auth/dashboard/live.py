@@ -16,7 +16,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from ivr_auth import config, errors, tasks
-from ivr_auth.store import base
 from ivr_auth.store import dashboard as board
 
 logger = logging.getLogger(__name__)
@@ -40,12 +39,11 @@ def day_start(now: dt.datetime, zone: zoneinfo.ZoneInfo) -> dt.datetime:
 
 
 async def overview(
-    store: base.Base, cfg: config.Config, now: dt.datetime | None = None, *, with_day: bool = True
+    dashboard: board.Dashboard, cfg: config.Config, now: dt.datetime | None = None, *, with_day: bool = True
 ) -> Message:
     """The page's figures; without today's counts per tenant unless ``with_day``."""
     since = day_start(now or dt.datetime.now(dt.UTC), zoneinfo.ZoneInfo(cfg.dashboard.timezone))
-    return await board.overview(
-        store,
+    return await dashboard.overview(
         since=since if with_day else None,
         recent=cfg.dashboard.recent,
         trunks=[t.name for t in cfg.outbound_trunks],
@@ -56,13 +54,13 @@ async def overview(
 class Hub:
     def __init__(
         self,
-        store: base.Base,
+        dashboard: board.Dashboard,
         cfg: config.Config,
         *,
         poll_seconds: float = POLL_SECONDS,
         refresh_seconds: float = REFRESH_SECONDS,
     ) -> None:
-        self._store = store
+        self._dashboard = dashboard
         self._cfg = cfg
         self._poll = poll_seconds
         self._refresh = refresh_seconds
@@ -106,12 +104,12 @@ class Hub:
         day: tuple[float, Any, Any] | None = None  # (read at, counts, day started at)
         while self._pages:
             try:
-                cursor = await board.cursor(self._store)
+                cursor = await self._dashboard.cursor()
                 if cursor != seen or time.monotonic() - sent_at >= self._refresh:
-                    changed = await board.changed_requests(self._store, seen.event_id) if seen else []
+                    changed = await self._dashboard.changed_requests(seen.event_id) if seen else []
                     now = time.monotonic()
                     fresh_day = day is None or now - day[0] >= DAY_REFRESH_SECONDS
-                    message = await overview(self._store, self._cfg, with_day=fresh_day)
+                    message = await overview(self._dashboard, self._cfg, with_day=fresh_day)
                     if fresh_day:
                         day = (now, message["tenants_today"], message["day_started_at"])
                     else:

@@ -16,10 +16,10 @@ from typing import Any
 from aiohttp import hdrs, web
 
 from ivr_auth import config, errors, logs
+from ivr_auth import store as store_mod
 from ivr_auth.api import handlers, schemas
 from ivr_auth.dashboard import live, session
-from ivr_auth.store import base, outbox
-from ivr_auth.store import dashboard as board
+from ivr_auth.store import operators
 
 logger = logging.getLogger(__name__)
 
@@ -47,11 +47,11 @@ KEEPALIVE_SECONDS = 15.0
 RECHECK_SECONDS = 60.0
 LOGIN_FAILED = '<p class="error" role="alert">That token is not valid (or has been revoked).</p>'
 
-OperatorHandler = Callable[[web.Request, board.Operator], Awaitable[web.StreamResponse]]
+OperatorHandler = Callable[[web.Request, operators.Operator], Awaitable[web.StreamResponse]]
 
 
-def setup(app: web.Application, cfg: config.Config, store: base.Base) -> None:
-    hub = live.Hub(store, cfg)
+def setup(app: web.Application, cfg: config.Config, store: store_mod.Store) -> None:
+    hub = live.Hub(store.dashboard, cfg)
     app[HUB] = hub
     app.router.add_get("/dashboard", page)
     app.router.add_get("/dashboard/", to_page)
@@ -76,13 +76,13 @@ def setup(app: web.Application, cfg: config.Config, store: base.Base) -> None:
 # --- who is asking -----------------------------------------------------------------------
 
 
-async def _operator(request: web.Request) -> tuple[board.Operator, session.Session | None] | None:
+async def _operator(request: web.Request) -> tuple[operators.Operator, session.Session | None] | None:
     """The operator behind a session cookie or an ``Authorization: Bearer``
     operator token (for scripts); a tenant's API key is never one."""
     store = request.app[handlers.STORE]
     token = schemas.parse_bearer(request.headers.getall(hdrs.AUTHORIZATION, []))
     if token is not None:
-        operator = await board.operator_for_token(store, token)
+        operator = await store.operators.for_token(token)
         return None if operator is None else (operator, None)
     cookie = request.cookies.get(session.COOKIE)
     if not cookie:
@@ -90,7 +90,7 @@ async def _operator(request: web.Request) -> tuple[board.Operator, session.Sessi
     current = session.decode(store.keys, cookie, dt.datetime.now(dt.UTC))
     if current is None:
         return None
-    operator = await board.operator_session(store, current.operator_id, current.issued)
+    operator = await store.operators.session(current.operator_id, current.issued)
     return None if operator is None else (operator, current)
 
 
@@ -144,7 +144,7 @@ async def login(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     token = form.get("token")
     store = request.app[handlers.STORE]
-    operator = await board.operator_for_token(store, token.strip()) if isinstance(token, str) else None
+    operator = await store.operators.for_token(token.strip()) if isinstance(token, str) else None
     if operator is None or operator.at is None:
         logger.warning("dashboard: a login with an unknown operator token from %s", request.remote)
         return _html("login.html", status=401, replace=("<!--error-->", LOGIN_FAILED))
@@ -169,7 +169,7 @@ async def login(request: web.Request) -> web.StreamResponse:
 async def logout(request: web.Request) -> web.StreamResponse:
     found = await _operator(request)
     if found is not None:
-        await board.end_sessions(request.app[handlers.STORE], found[0].id)
+        await request.app[handlers.STORE].operators.end_sessions(found[0].id)
         logger.info("dashboard: operator %s logged out", found[0].name)
     response = _see_other("/dashboard/login")
     response.del_cookie(session.COOKIE, path=session.PATH)
@@ -189,8 +189,8 @@ async def static(request: web.Request) -> web.StreamResponse:
 
 
 @operator_only
-async def api_overview(request: web.Request, operator: board.Operator) -> web.StreamResponse:
-    message = await live.overview(request.app[handlers.STORE], request.app[handlers.CONFIG])
+async def api_overview(request: web.Request, operator: operators.Operator) -> web.StreamResponse:
+    message = await live.overview(request.app[handlers.STORE].dashboard, request.app[handlers.CONFIG])
     return handlers.json_response(message)
 
 
@@ -212,17 +212,18 @@ def _url_without_query(url: str) -> str:
 
 
 @operator_only
-async def api_request(request: web.Request, operator: board.Operator) -> web.StreamResponse:
+async def api_request(request: web.Request, operator: operators.Operator) -> web.StreamResponse:
     verification_id = schemas.parse_verification_id(request.match_info["id"])
     store = request.app[handlers.STORE]
-    detail = await board.request_detail(store, verification_id) if verification_id is not None else None
+    detail = await store.dashboard.request_detail(verification_id) if verification_id is not None else None
     if verification_id is None or detail is None:
         raise errors.NotFound()
     events = await store.verifications.events(verification_id)
     calls = await store.calls.for_request(verification_id)
-    deliveries = await outbox.Outbox(store.db, store.keys).for_request(verification_id)
-    for delivery in deliveries:
-        delivery["url"] = _url_without_query(delivery["url"])
+    deliveries = [
+        dataclasses.asdict(dataclasses.replace(d, url=_url_without_query(d.url)))
+        for d in await store.outbox.for_request(verification_id)
+    ]
     return handlers.json_response(
         {
             "request": detail,
@@ -234,7 +235,7 @@ async def api_request(request: web.Request, operator: board.Operator) -> web.Str
 
 
 @operator_only
-async def stream(request: web.Request, operator: board.Operator) -> web.StreamResponse:
+async def stream(request: web.Request, operator: operators.Operator) -> web.StreamResponse:
     """Server-sent events: ``overview`` whenever something moved,
     ``unavailable`` while Postgres is not answering, ``logout`` when the
     login ends, ``closing`` when this process stops (the page reconnects)."""

@@ -7,19 +7,37 @@ each with its named queries in a ``.sql`` file of its own.
 from __future__ import annotations
 
 from ivr_auth import crypto
-from ivr_auth.store import base, calls, controls, database, tenants, verifications
+from ivr_auth.store import (
+    calls,
+    controls,
+    dashboard,
+    database,
+    gauges,
+    operators,
+    outbox,
+    tenants,
+    usage,
+    verifications,
+)
 
 
-class Store(base.Base):
+class Store:
     """Built once: by the composition root, else with ``from_url`` and
-    opened with ``async with`` (the CLI, the bench, the tests)."""
+    opened with ``async with`` (the CLI, the bench, the tests). ``keys``
+    hash and seal what the repositories keep (codes, API keys, secrets)."""
 
     def __init__(self, db: database.Database, keys: crypto.Keys) -> None:
-        super().__init__(db, keys)
+        self.db = db
+        self.keys = keys
         self.tenants = tenants.Tenants(db, keys)
         self.verifications = verifications.Verifications(db, keys)
         self.calls = calls.Calls(db)
+        self.outbox = outbox.Outbox(db, keys)
         self.controls = controls.Controls(db, self.tenants)
+        self.operators = operators.Operators(db, keys)
+        self.dashboard = dashboard.Dashboard(db)
+        self.gauges = gauges.Gauges(db)
+        self.usage = usage.Reports(db)
 
     @classmethod
     def from_url(

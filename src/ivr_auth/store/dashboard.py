@@ -1,5 +1,7 @@
-"""What the operators' dashboard reads and writes in Postgres: operators and
-their logins, each controller's report of itself, and the overview.
+"""What the operators' dashboard reads and writes in Postgres: each
+controller's report of itself, and the overview the page shows (the
+operators and their logins are ``operators``). The page's JSON is shaped
+here, by plain functions of the rows read.
 
 Phone numbers leave this module masked (``phone.mask``); codes never enter it."""
 
@@ -7,14 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import hmac
 import json
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
-from ivr_auth import crypto, errors, phone
-from ivr_auth.store import base, gauges, sql
+from ivr_auth import phone
+from ivr_auth.store import database, gauges, sql
 
 QUERIES = sql.load("dashboard.sql")
 # Trunk figures on the page cover the calls that started this long ago.
@@ -22,14 +23,6 @@ TRUNK_WINDOW_SECONDS = 900
 MAX_CHANGED = 200
 # Tenants listed by name in today's counts; the quieter ones share a line.
 TOP_TENANTS = 20
-
-
-@dataclasses.dataclass(frozen=True)
-class Operator:
-    id: uuid.UUID
-    name: str
-    # Postgres's clock when it was looked up: a login is issued at this time.
-    at: dt.datetime | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,89 +36,74 @@ class ControllerReport:
     started_at: dt.datetime
 
 
-async def _one(store: base.Base, name: str, params: Mapping[str, Any] | None = None) -> base.Row | None:
-    return await store.db.one(QUERIES[name], params)
-
-
-async def _all(store: base.Base, name: str, params: Mapping[str, Any] | None = None) -> list[base.Row]:
-    return await store.db.all(QUERIES[name], params)
-
-
-# --- operators -----------------------------------------------------------------------
-
-
-async def add_operator(store: base.Base, name: str, *, replace: bool = False) -> str:
-    """A new operator (or, with ``replace``, a new token for one, which ends
-    its sessions); returns the token, shown once."""
-    token, prefix = crypto.new_api_key(crypto.OPERATOR_TOKEN_PREFIX)
-    params = {"name": name, "prefix": prefix, "token_hash": store.keys.api_key_hash(token)}
-    row = await _one(store, "replace_operator_token" if replace else "create_operator", params)
-    if row is None:
-        if replace:
-            raise errors.NotFound(f"no operator named {name!r}")
-        raise errors.Conflict(f"an operator named {name!r} exists (use --new-token to replace its token)")
-    return token
-
-
-async def revoke_operator(store: base.Base, name: str) -> None:
-    if await _one(store, "revoke_operator", {"name": name}) is None:
-        raise errors.NotFound(f"no active operator named {name!r}")
-
-
-async def operators(store: base.Base) -> list[base.Row]:
-    return await _all(store, "list_operators")
-
-
-async def operator_for_token(store: base.Base, token: str) -> Operator | None:
-    prefix = crypto.api_key_prefix(token, crypto.OPERATOR_TOKEN_PREFIX)
-    if prefix is None:
-        return None
-    row = await _one(store, "operator_by_prefix", {"prefix": prefix})
-    if row is None or not hmac.compare_digest(bytes(row["token_hash"]), store.keys.api_key_hash(token)):
-        return None
-    return Operator(row["id"], row["name"], row["now"])
-
-
-async def operator_session(store: base.Base, operator_id: uuid.UUID, issued: dt.datetime) -> Operator | None:
-    row = await _one(store, "operator_session", {"id": operator_id, "issued": issued})
-    return None if row is None else Operator(row["id"], row["name"])
-
-
-async def end_sessions(store: base.Base, operator_id: uuid.UUID) -> None:
-    await _one(store, "end_operator_sessions", {"id": operator_id})
-
-
-# --- controllers -----------------------------------------------------------------------
-
-
-async def report_controller(store: base.Base, report: ControllerReport) -> None:
-    params = dataclasses.asdict(report)
-    params["trunks"] = json.dumps(list(report.trunks))
-    await _one(store, "report_controller", params)
-
-
-async def forget_controller(store: base.Base, name: str) -> None:
-    await _one(store, "forget_controller", {"name": name})
-
-
-# --- the overview ------------------------------------------------------------------------
-
-
 @dataclasses.dataclass(frozen=True)
 class Cursor:
     event_id: int
     webhook_attempt_id: int
 
 
-async def cursor(store: base.Base) -> Cursor:
-    row = await _one(store, "cursor")
-    assert row is not None
-    return Cursor(row["event_id"], row["webhook_attempt_id"])
+class Dashboard:
+    def __init__(self, db: database.Database) -> None:
+        self._db = db
+
+    # --- controllers ---------------------------------------------------------------------
+
+    async def report_controller(self, report: ControllerReport) -> None:
+        params = dataclasses.asdict(report)
+        params["trunks"] = json.dumps(list(report.trunks))
+        await self._db.one(QUERIES["report_controller"], params)
+
+    async def forget_controller(self, name: str) -> None:
+        await self._db.one(QUERIES["forget_controller"], {"name": name})
+
+    # --- the overview --------------------------------------------------------------------
+
+    async def cursor(self) -> Cursor:
+        """What moved last: the page is sent again when this changes."""
+        row = await self._db.one(QUERIES["cursor"])
+        assert row is not None
+        return Cursor(row["event_id"], row["webhook_attempt_id"])
+
+    async def changed_requests(self, after_event_id: int) -> list[str]:
+        rows = await self._db.all(QUERIES["changed_requests"], {"after": after_event_id})
+        return [str(r["id"]) for r in rows[:MAX_CHANGED]]
+
+    async def overview(
+        self,
+        *,
+        since: dt.datetime | None,
+        recent: int,
+        trunks: Sequence[str],
+        stale_seconds: float,
+        timeout: float = 2.0,
+    ) -> dict[str, Any]:
+        """Everything the page shows but a request's detail, in one transaction."""
+        async with self._db.bounded(timeout) as conn:
+            (queue,) = await conn.all(gauges.QUERIES["queue"])
+            live = await conn.all(QUERIES["live_calls"])
+            latest = await conn.all(QUERIES["recent"], {"limit": recent})
+            # The one figure that grows with the day's traffic: callers that
+            # refresh often ask for it less often (since None).
+            day = None if since is None else await conn.all(QUERIES["tenant_day"], {"since": since})
+            ctrls = await conn.all(QUERIES["controllers"])
+            trunk_rows = await conn.all(QUERIES["trunk_recent"], {"window_s": TRUNK_WINDOW_SECONDS})
+        return page(
+            queue, live, latest, day, ctrls, trunk_rows, since=since, trunks=trunks, stale_seconds=stale_seconds
+        )
+
+    async def request_detail(self, verification_id: uuid.UUID) -> dict[str, Any] | None:
+        """A request as the page shows it: its number masked, no code, no hashes."""
+        row = await self._db.one(QUERIES["request"], {"id": verification_id})
+        if row is None:
+            return None
+        detail = dict(row)
+        detail["id"] = str(row["id"])
+        detail["phone"] = masked(row)
+        detail.pop("purged_at")
+        return detail
 
 
-async def changed_requests(store: base.Base, after_event_id: int) -> list[str]:
-    rows = await _all(store, "changed_requests", {"after": after_event_id})
-    return [str(r["id"]) for r in rows[:MAX_CHANGED]]
+# --- the page ----------------------------------------------------------------------------
 
 
 def masked(row: Mapping[str, Any]) -> str:
@@ -216,25 +194,19 @@ def trunk_health(
     return out
 
 
-async def overview(
-    store: base.Base,
+def page(
+    queue: Mapping[str, Any],
+    live: Iterable[Mapping[str, Any]],
+    latest: Iterable[Mapping[str, Any]],
+    day: Iterable[Mapping[str, Any]] | None,
+    ctrls: Iterable[Mapping[str, Any]],
+    trunk_rows: Iterable[Mapping[str, Any]],
     *,
     since: dt.datetime | None,
-    recent: int,
     trunks: Sequence[str],
     stale_seconds: float,
-    timeout: float = 2.0,
 ) -> dict[str, Any]:
-    """Everything the page shows but a request's detail, in one transaction."""
-    async with store.db.bounded(timeout) as conn:
-        (queue,) = await conn.all(gauges.QUERIES["queue"])
-        live = await conn.all(QUERIES["live_calls"])
-        latest = await conn.all(QUERIES["recent"], {"limit": recent})
-        # The one figure that grows with the day's traffic: callers that
-        # refresh often ask for it less often (since None).
-        day = None if since is None else await conn.all(QUERIES["tenant_day"], {"since": since})
-        ctrls = await conn.all(QUERIES["controllers"])
-        trunk_rows = await conn.all(QUERIES["trunk_recent"], {"window_s": TRUNK_WINDOW_SECONDS})
+    """The overview the page shows, from what ``Dashboard.overview`` read."""
     controllers = [
         {
             "name": c["name"],
@@ -281,14 +253,3 @@ async def overview(
         "controllers": controllers,
         "trunks": trunk_health(trunks, controllers, trunk_rows),
     }
-
-
-async def request_detail(store: base.Base, verification_id: uuid.UUID) -> base.Row | None:
-    row = await _one(store, "request", {"id": verification_id})
-    if row is None:
-        return None
-    detail = dict(row)
-    detail["id"] = str(row["id"])
-    detail["phone"] = masked(row)
-    detail.pop("purged_at")
-    return detail

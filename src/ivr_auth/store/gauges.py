@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping
 
-from ivr_auth.store import base, sql
+from ivr_auth.store import database, sql
 
 QUERIES = sql.load("gauges.sql")
 
@@ -30,17 +30,25 @@ class Snapshot:
         return self.totals.get(name, {})
 
 
-async def read(store: base.Base, timeout: float) -> Snapshot:
-    """Raises ``errors.StoreError`` (or ``StoreUnavailable``) when Postgres
-    cannot answer; each statement is cut off after ``timeout`` seconds."""
-    async with store.db.bounded(timeout) as conn:
-        in_progress = await conn.all(QUERIES["requests_in_progress"])
-        (queue,) = await conn.all(QUERIES["queue"])
-        calls = await conn.all(QUERIES["calls_in_progress"])
-        (pending,) = await conn.all(QUERIES["webhooks_pending"])
-        totals: dict[str, dict[Labels, int]] = {}
-        for r in await conn.all(QUERIES["totals"]):
-            totals.setdefault(r["name"], {})[tuple(r["labels"])] = r["n"]
+class Gauges:
+    def __init__(self, db: database.Database) -> None:
+        self._db = db
+
+    async def read(self, timeout: float) -> Snapshot:
+        """Raises ``errors.StoreError`` (or ``StoreUnavailable``) when Postgres
+        cannot answer; each statement is cut off after ``timeout`` seconds."""
+        async with self._db.bounded(timeout) as conn:
+            return await _snapshot(conn)
+
+
+async def _snapshot(conn: database.Connection) -> Snapshot:
+    in_progress = await conn.all(QUERIES["requests_in_progress"])
+    (queue,) = await conn.all(QUERIES["queue"])
+    calls = await conn.all(QUERIES["calls_in_progress"])
+    (pending,) = await conn.all(QUERIES["webhooks_pending"])
+    totals: dict[str, dict[Labels, int]] = {}
+    for r in await conn.all(QUERIES["totals"]):
+        totals.setdefault(r["name"], {})[tuple(r["labels"])] = r["n"]
     return Snapshot(
         requests_in_progress={(r["method"], r["status"]): r["n"] for r in in_progress},
         queue_depth=queue["depth"],

@@ -15,11 +15,12 @@ import dataclasses
 import datetime as dt
 import json
 import uuid
+from typing import Any
 
 from ivr_auth import crypto, models, states
 from ivr_auth.store import database, sql
 
-Row = database.Row
+QUERIES = sql.load("outbox.sql")
 EVENT_STATUSES = states.TERMINAL | {states.Status.DELIVERED}
 
 
@@ -36,7 +37,7 @@ class Delivery:
     webhook_secret_sealed: bytes | None
 
     @classmethod
-    def from_row(cls, row: Row) -> Delivery:
+    def from_row(cls, row: database.Row) -> Delivery:
         values = {f.name: row[f.name] for f in dataclasses.fields(cls)}
         if values["webhook_secret_sealed"] is not None:
             values["webhook_secret_sealed"] = bytes(values["webhook_secret_sealed"])
@@ -46,6 +47,28 @@ class Delivery:
         return f"Delivery(id={self.id}, verification_id={self.verification_id}, type={self.event_type})"
 
 
+@dataclasses.dataclass(frozen=True)
+class DeliveryLog:
+    """A delivery as the events log shows it; ``attempt_log``: each attempt,
+    oldest first ({attempt, at, status_code, error, duration_ms})."""
+
+    event_id: uuid.UUID
+    event_type: str
+    url: str
+    created_at: dt.datetime
+    attempts: int
+    delivered_at: dt.datetime | None
+    gave_up_at: dt.datetime | None
+    next_attempt_at: dt.datetime
+    last_status_code: int | None
+    last_error: str | None
+    attempt_log: list[dict[str, Any]]
+
+    @classmethod
+    def from_row(cls, row: database.Row) -> DeliveryLog:
+        return cls(**{f.name: row[f.name] for f in dataclasses.fields(cls)})
+
+
 def event_body(verification: models.Verification, event_id: uuid.UUID, event_type: str, at: dt.datetime) -> str:
     """The request's public state, with the event it reports."""
     body = verification.public()
@@ -53,17 +76,16 @@ def event_body(verification: models.Verification, event_id: uuid.UUID, event_typ
     return json.dumps(body, separators=(",", ":"), ensure_ascii=False)
 
 
-async def enqueue(conn: database.Connection, row: Row) -> uuid.UUID | None:
-    """Inside the transaction that just changed ``row``: the webhook for its
-    new status, if it is one that is reported and the request has a URL."""
-    verification = models.Verification.from_row(row)
+async def enqueue(conn: database.Connection, verification: models.Verification) -> uuid.UUID | None:
+    """Inside the transaction that just changed ``verification``: the webhook
+    for its new status, if it is one that is reported and the request has a URL."""
     if verification.callback_url is None or verification.status not in EVENT_STATUSES:
         return None
     event_id = uuid.uuid4()
     event_type = f"verification.{verification.status.value}"
     now = dt.datetime.now(dt.UTC)
     await conn.execute(
-        sql.query("enqueue_webhook"),
+        QUERIES["enqueue_webhook"],
         {
             "id": event_id,
             "verification_id": verification.id,
@@ -84,7 +106,7 @@ class Outbox:
         self._keys = keys
 
     async def claim(self, limit: int, hold_seconds: float) -> list[Delivery]:
-        rows = await self._db.all(sql.query("claim_webhooks"), {"limit": limit, "hold_seconds": hold_seconds})
+        rows = await self._db.all(QUERIES["claim_webhooks"], {"limit": limit, "hold_seconds": hold_seconds})
         return [Delivery.from_row(r) for r in rows]
 
     def secret(self, delivery: Delivery) -> str | None:
@@ -105,7 +127,7 @@ class Outbox:
         """One attempt's result; ``next_attempt_at`` None (and not delivered): give up."""
         async with self._db.transaction() as conn:
             await conn.execute(
-                sql.query("record_webhook_attempt"),
+                QUERIES["record_webhook_attempt"],
                 {
                     "id": delivery.id,
                     "status_code": status_code,
@@ -117,6 +139,6 @@ class Outbox:
                 },
             )
 
-    async def for_request(self, verification_id: uuid.UUID) -> list[Row]:
+    async def for_request(self, verification_id: uuid.UUID) -> list[DeliveryLog]:
         """The request's deliveries, each with its attempts (for the events log)."""
-        return await self._db.all(sql.query("webhooks_for"), {"id": verification_id})
+        return [DeliveryLog.from_row(r) for r in await self._db.all(QUERIES["webhooks_for"], {"id": verification_id})]

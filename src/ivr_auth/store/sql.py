@@ -35,10 +35,3 @@ def load(filename: str) -> Queries:
     """The queries of ``filename``, one of the store's ``.sql`` files."""
     text = resources.files("ivr_auth.store").joinpath(filename).read_text(encoding="utf-8")
     return Queries(filename, parse(text))
-
-
-QUERIES = load("queries.sql")
-
-
-def query(name: str) -> str:
-    return QUERIES[name]

@@ -9,7 +9,9 @@ import datetime as dt
 import uuid
 from collections.abc import Mapping
 
-from ivr_auth.store import base, sql
+from ivr_auth.store import database, sql
+
+QUERIES = sql.load("usage.sql")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -20,7 +22,7 @@ class Calls:
     talk_seconds: float = 0.0
 
     @classmethod
-    def from_row(cls, row: base.Row) -> Calls:
+    def from_row(cls, row: database.Row) -> Calls:
         return cls(placed=row["placed"], answered=row["answered"], talk_seconds=row["talk_seconds"])
 
 
@@ -38,14 +40,22 @@ class Usage:
     calls_by_line_type: Mapping[str, Calls]
 
 
-async def report(store: base.Base, tenant_id: uuid.UUID, start: dt.datetime, end: dt.datetime) -> Usage:
-    """``tenant_id``'s usage from ``start`` (included) to ``end`` (excluded)."""
-    params = {"tenant_id": tenant_id, "from": start, "to": end}
-    async with store.db.connection() as conn:
-        requests = await conn.all(sql.query("usage_requests"), params)
-        calls = await conn.all(sql.query("usage_calls"), params)
+class Reports:
+    def __init__(self, db: database.Database) -> None:
+        self._db = db
+
+    async def report(self, tenant_id: uuid.UUID, start: dt.datetime, end: dt.datetime) -> Usage:
+        """``tenant_id``'s usage from ``start`` (included) to ``end`` (excluded)."""
+        params = {"tenant_id": tenant_id, "from": start, "to": end}
+        async with self._db.connection() as conn:
+            requests = await conn.all(QUERIES["usage_requests"], params)
+            calls = await conn.all(QUERIES["usage_calls"], params)
+        return _usage(requests, calls)
+
+
+def _usage(requests: list[database.Row], calls: list[database.Row]) -> Usage:
     # Each query returns one row per grouping: the total, each method, each line type.
-    total: base.Row = {"requests": 0, "verified": 0}
+    total: database.Row = {"requests": 0, "verified": 0}
     requests_by_method: dict[str, int] = {}
     verified_by_method: dict[str, int] = {}
     verified_by_line_type: dict[str, int] = {}

@@ -26,7 +26,6 @@ QUERIES = sql.load("verifications.sql")
 # The channels notify_queue and notify_cancel send on.
 QUEUE_CHANNEL = "ivr_auth_queue"
 CANCEL_CHANNEL = "ivr_auth_cancel"
-Row = database.Row
 
 
 @dataclasses.dataclass(frozen=True)
@@ -67,7 +66,7 @@ class Event:
     detail: dict[str, Any]
 
     @classmethod
-    def from_row(cls, row: Row) -> Event:
+    def from_row(cls, row: database.Row) -> Event:
         return cls(row["id"], row["at"], row["type"], row["from_status"], row["to_status"], row["detail"])
 
 
@@ -158,7 +157,7 @@ class Verifications:
         if current.status not in states.CANCELABLE:
             raise errors.Conflict(f"the request is {current.status.value} and can no longer be canceled")
         async with self._db.transaction() as conn:
-            row = await self._transition(
+            canceled = await self._transition(
                 conn,
                 verification_id,
                 sorted(s.value for s in states.CANCELABLE),
@@ -167,12 +166,12 @@ class Verifications:
                 detail={"by": "api"},
                 release=True,
             )
-            if row is not None:
+            if canceled is not None:
                 await conn.execute(QUERIES["notify_cancel"], {"id": str(verification_id)})
-        if row is None:
+        if canceled is None:
             settled = await self.get(tenant_id, verification_id)
             raise errors.Conflict(f"the request is {settled.status.value} and can no longer be canceled")
-        return models.Verification.from_row(row)
+        return canceled
 
     async def check_code(
         self, tenant_id: uuid.UUID | None, verification_id: uuid.UUID, code: str, *, source: str
@@ -196,7 +195,7 @@ class Verifications:
                 return await self._settle_check(
                     conn, current, states.Status.VERIFIED, reasons.Reason.CODE_MATCHED, source
                 ), True
-            after = models.Verification.from_row(await self._record_wrong_code(conn, current.id, source))
+            after = await self._record_wrong_code(conn, current.id, source)
             if after.code_attempts >= after.max_code_attempts:
                 return await self._settle_check(
                     conn, current, states.Status.FAILED, reasons.Reason.CODE_ATTEMPTS_EXHAUSTED, source
@@ -211,15 +210,15 @@ class Verifications:
         reason: reasons.Reason,
         source: str,
     ) -> models.Verification:
-        row = await self._transition(
+        settled = await self._transition(
             conn, current.id, [current.status.value], to_status, reason=reason, detail={"source": source}, release=True
         )
-        assert row is not None  # the row is locked FOR UPDATE in this transaction
+        assert settled is not None  # the row is locked FOR UPDATE in this transaction
         if current.status in states.IN_PROGRESS | {states.Status.DELIVERED} and source == "api":
             # Settled on the web page while the phone is still ringing or in
             # the call: that call has nothing left to do, hang it up.
             await conn.execute(QUERIES["notify_cancel"], {"id": str(current.id)})
-        return models.Verification.from_row(row)
+        return settled
 
     async def events(self, verification_id: uuid.UUID) -> list[Event]:
         """The request's event log, oldest first."""
@@ -257,7 +256,7 @@ class Verifications:
         gives its attempt back."""
         release = to_status in states.TERMINAL or to_status in (states.Status.QUEUED, states.Status.DELIVERED)
         async with self._db.transaction() as conn:
-            row = await self._transition(
+            changed = await self._transition(
                 conn,
                 verification_id,
                 [s.value for s in from_statuses],
@@ -272,9 +271,9 @@ class Verifications:
                 answered_by=answered_by,
                 uncounted=uncounted,
             )
-            if row is not None and to_status is states.Status.QUEUED:
+            if changed is not None and to_status is states.Status.QUEUED:
                 await conn.execute(QUERIES["notify_queue"])
-        return models.Verification.from_row(row) if row else None
+        return changed
 
     async def _transition(
         self,
@@ -292,7 +291,7 @@ class Verifications:
         release: bool = False,
         answered_by: str | None = None,
         uncounted: bool = False,
-    ) -> Row | None:
+    ) -> models.Verification | None:
         event_detail = dict(detail or {})
         for key, value in (("reason", reason.value if reason else None), ("cause", cause), ("cause_txt", cause_txt)):
             if value is not None:
@@ -315,10 +314,12 @@ class Verifications:
                 "uncounted": uncounted,
             },
         )
-        if row is not None:
-            # The webhook, if any, is part of the same transaction.
-            await outbox.enqueue(conn, row)
-        return row
+        if row is None:
+            return None
+        changed = models.Verification.from_row(row)
+        # The webhook, if any, is part of the same transaction.
+        await outbox.enqueue(conn, changed)
+        return changed
 
     # --- inbound calls ---------------------------------------------------------------
 
@@ -406,7 +407,7 @@ class Verifications:
         async with self._db.transaction() as conn:
             rows = await conn.all(QUERIES["expire_queued"])
             for row in rows:
-                await outbox.enqueue(conn, row)
+                await outbox.enqueue(conn, models.Verification.from_row(row))
         return len(rows)
 
     @contextlib.asynccontextmanager
@@ -446,9 +447,11 @@ class Verifications:
 
     async def wrong_code(self, verification_id: uuid.UUID, *, source: str) -> models.Verification:
         async with self._db.transaction() as conn:
-            return models.Verification.from_row(await self._record_wrong_code(conn, verification_id, source))
+            return await self._record_wrong_code(conn, verification_id, source)
 
-    async def _record_wrong_code(self, conn: database.Connection, verification_id: uuid.UUID, source: str) -> Row:
+    async def _record_wrong_code(
+        self, conn: database.Connection, verification_id: uuid.UUID, source: str
+    ) -> models.Verification:
         row = await conn.one(QUERIES["record_wrong_code"], {"id": verification_id})
         if row is None:
             raise errors.NotFound()
@@ -456,7 +459,7 @@ class Verifications:
         await conn.execute(
             QUERIES["log_event"], {"id": verification_id, "type": "wrong_code", "detail": json.dumps(detail)}
         )
-        return row
+        return models.Verification.from_row(row)
 
     async def set_answered_by(self, verification_id: uuid.UUID, answered_by: str) -> None:
         await self._db.one(QUERIES["set_answered_by"], {"id": verification_id, "answered_by": answered_by})
