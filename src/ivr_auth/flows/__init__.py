@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -250,21 +251,92 @@ async def end_call(ctx: FlowContext, session: callsession.CallSession, outcome: 
     await ctx.store.calls.end(session.channel_id, outcome, cause, cause_txt if end else None)
 
 
-async def settle_lost(
+@dataclass(frozen=True)
+class Endings:
+    """How a flow's request is settled when its call ends before the flow
+    does: hung up (by ``party``), lost with its node, or failed on our side."""
+
+    flow: str
+    party: str
+    hung_up_reason: reasons.Reason
+    # Where a hangup finds the request; where a lost node or a fault does.
+    hung_up_from: tuple[states.Status, ...]
+    in_progress: tuple[states.Status, ...]
+
+
+class Call:
+    """The call ``guarded`` watches over: the request it is for (None: none
+    yet, an inbound call until it takes one)."""
+
+    def __init__(self, ctx: FlowContext, channel_id: str, request: uuid.UUID | None) -> None:
+        self._ctx = ctx
+        self.channel_id = channel_id
+        self.request = request
+        # The request this call took itself, tracked until the call ends.
+        self.held: uuid.UUID | None = None
+        self.started = time.monotonic()
+
+    def take(self, request: uuid.UUID) -> None:
+        """This call now holds ``request``: its lease is renewed and a
+        cancel hangs the call up until the call ends (``FlowContext.track``)."""
+        self.request = self.held = request
+        self._ctx.track(request, self.channel_id)
+
+
+@contextlib.asynccontextmanager
+async def guarded(
     ctx: FlowContext,
-    request_id: uuid.UUID,
-    channel_id: str,
-    exc: errors.AriUnavailable,
-    from_statuses: list[states.Status],
-    log: dict[str, str],
-) -> None:
-    """The call's Asterisk stopped answering mid-call: nothing more can be
-    done on that call, and nobody knows how it ended there."""
-    logger.warning("call lost with its node: %s", exc, extra=log)
-    await ctx.store.verifications.transition(
-        request_id, from_statuses, S.ERROR, reason=reasons.Reason.NODE_LOST, detail={"node": ctx.node.name}
-    )
-    await ctx.store.calls.end(channel_id, "error", None, "node lost")
+    session: callsession.CallSession,
+    endings: Endings,
+    log: Mapping[str, str],
+    request: uuid.UUID | None = None,
+) -> AsyncIterator[Call]:
+    """Runs the body of one call's flow, and settles its request when the
+    call ends another way than the flow's own: the callee (or caller) hung
+    up; the call's Asterisk stopped answering, so that nobody knows how the
+    call ended there; or anything else went wrong: it is logged with the
+    channel, the call hung up and the request settled as an error, and
+    nothing else is touched. The session is closed in every case."""
+    call = Call(ctx, session.channel_id, request)
+    try:
+        yield call
+    except callsession.HungUp as gone:
+        if call.request is not None:
+            await ctx.store.verifications.transition(
+                call.request,
+                endings.hung_up_from,
+                S.HUNG_UP,
+                reason=endings.hung_up_reason,
+                cause=gone.cause,
+                cause_txt=gone.cause_txt,
+            )
+        await ctx.store.calls.end(call.channel_id, "hung_up", gone.cause, gone.cause_txt)
+        logger.info("%s hung up", endings.party, extra=log)
+    except errors.AriUnavailable as exc:
+        logger.warning("%s call lost with its node: %s", endings.flow, exc, extra=log)
+        if call.request is not None:
+            await ctx.store.verifications.transition(
+                call.request,
+                endings.in_progress,
+                S.ERROR,
+                reason=reasons.Reason.NODE_LOST,
+                detail={"node": ctx.node.name},
+            )
+            await ctx.store.calls.end(call.channel_id, "error", None, "node lost")
+    except Exception:
+        logger.exception("%s call flow failed", endings.flow, extra=log)
+        await session.hangup()
+        if call.request is not None:
+            await ctx.store.verifications.transition(
+                call.request, endings.in_progress, S.ERROR, reason=reasons.Reason.INTERNAL_ERROR
+            )
+            await ctx.store.calls.end(call.channel_id, "error", None, None)
+    finally:
+        if call.held is not None:
+            ctx.track(call.held, None)
+        session.close()
+        if session.answered_at is not None:
+            logger.debug("call done in %.2fs", time.monotonic() - call.started, extra=log)
 
 
 def caller_id_for(

@@ -13,12 +13,21 @@ import logging
 import time
 from typing import Any
 
-from ivr_auth import callsession, errors, flows, models, reasons, states
+from ivr_auth import callsession, flows, models, reasons, states
 from ivr_auth.flows import FlowContext
 
 logger = logging.getLogger(__name__)
 
 S = states.Status
+
+
+ENDINGS = flows.Endings(
+    flow="dtmf",
+    party="callee",
+    hung_up_reason=reasons.Reason.CALLEE_HUNG_UP,
+    hung_up_from=(S.IN_CALL,),
+    in_progress=(S.CALLING, S.IN_CALL),
+)
 
 
 async def run(ctx: FlowContext, verification: models.Verification) -> None:
@@ -28,11 +37,9 @@ async def run(ctx: FlowContext, verification: models.Verification) -> None:
     log = {"verification_id": str(v.id), "channel_id": channel_id, "node": ctx.node.name}
     session = callsession.CallSession(ctx.node, channel_id)
     started = time.monotonic()
-    answered = False
-    try:
+    async with flows.guarded(ctx, session, ENDINGS, log, v.id):
         if await flows.dial(ctx, v, session, started) is None:
             return
-        answered = True
         answered_at = time.monotonic()
         setup = round(answered_at - started, 3)
         in_call = await ctx.store.verifications.transition(
@@ -43,32 +50,6 @@ async def run(ctx: FlowContext, verification: models.Verification) -> None:
             await flows.end_call(ctx, session, "settled")
             return
         await converse(ctx, v, session, answered_at)
-    except callsession.HungUp as gone:
-        await ctx.store.verifications.transition(
-            v.id,
-            [S.IN_CALL],
-            S.HUNG_UP,
-            reason=reasons.Reason.CALLEE_HUNG_UP,
-            cause=gone.cause,
-            cause_txt=gone.cause_txt,
-        )
-        await ctx.store.calls.end(channel_id, "hung_up", gone.cause, gone.cause_txt)
-        logger.info("callee hung up", extra=log)
-    except errors.AriUnavailable as exc:
-        await flows.settle_lost(ctx, v.id, channel_id, exc, [S.CALLING, S.IN_CALL], log)
-    except Exception:
-        # One call's failure: log it with the channel, hang that call up, settle
-        # the request as an error; nothing else is touched.
-        logger.exception("call flow failed", extra=log)
-        await session.hangup()
-        await ctx.store.verifications.transition(
-            v.id, [S.CALLING, S.IN_CALL], S.ERROR, reason=reasons.Reason.INTERNAL_ERROR
-        )
-        await ctx.store.calls.end(channel_id, "error", None, None)
-    finally:
-        session.close()
-        if answered:
-            logger.debug("call done in %.2fs", time.monotonic() - started, extra=log)
 
 
 async def converse(

@@ -14,7 +14,7 @@ import dataclasses
 import logging
 import time
 
-from ivr_auth import ari, callsession, errors, flows, inbound_match, models, phone, reasons, states
+from ivr_auth import ari, callsession, flows, inbound_match, models, phone, reasons, states
 from ivr_auth.flows import FlowContext
 from ivr_auth.flows import dtmf as dtmf_flow
 
@@ -46,12 +46,21 @@ def arrival_trunk(event: ari.Event, trunks: list[str]) -> str:
     return endpoint if endpoint in trunks else trunks[0]
 
 
+ENDINGS = flows.Endings(
+    flow="inbound",
+    party="caller",
+    hung_up_reason=reasons.Reason.CALLER_HUNG_UP,
+    hung_up_from=(S.IN_CALL,),
+    in_progress=(S.IN_CALL,),
+)
+
+
 async def run(ctx: FlowContext, session: callsession.CallSession, event: ari.Event) -> None:
     channel_id, did, caller = call_details(event)
     trunk = arrival_trunk(event, [t.name for t in ctx.cfg.outbound_trunks])
     log = {"channel_id": channel_id, "node": ctx.node.name}
-    taken: models.Verification | None = None
-    try:
+    # No request of its own until it takes one that wants the code keyed.
+    async with flows.guarded(ctx, session, ENDINGS, log) as call:
         await session.follow(str(event.get("application") or ctx.cfg.inbound.app))
         match = await inbound_match.match_call(
             ctx.store, ctx.cfg, did=did, caller=caller, source="ari", channel_id=channel_id
@@ -81,7 +90,7 @@ async def run(ctx: FlowContext, session: callsession.CallSession, event: ari.Eve
                 detail={"source": "ari", "did": match.did, "caller_id_matched": True},
             )
             if taken is not None:
-                ctx.track(taken.id, channel_id)
+                call.take(taken.id)
                 await _record_call(ctx, match.verification, channel_id, trunk)
                 await session.answer()
                 await ctx.store.calls.answer(channel_id)
@@ -94,35 +103,6 @@ async def run(ctx: FlowContext, session: callsession.CallSession, event: ari.Eve
             refusal = ctx.prompts.media("not_registered", match.language)
         await session.play(refusal, lang=lang)
         await session.finish()
-    except callsession.HungUp as gone:
-        if taken is not None:
-            await ctx.store.verifications.transition(
-                taken.id,
-                [S.IN_CALL],
-                S.HUNG_UP,
-                reason=reasons.Reason.CALLER_HUNG_UP,
-                cause=gone.cause,
-                cause_txt=gone.cause_txt,
-            )
-        await ctx.store.calls.end(channel_id, "hung_up", gone.cause, gone.cause_txt)
-        logger.info("caller hung up", extra=log)
-    except errors.AriUnavailable as exc:
-        if taken is not None:
-            await flows.settle_lost(ctx, taken.id, channel_id, exc, [S.IN_CALL], log)
-        else:
-            logger.warning("inbound call lost with its node: %s", exc, extra=log)
-    except Exception:
-        logger.exception("inbound call flow failed", extra=log)
-        await session.hangup()
-        if taken is not None:
-            await ctx.store.verifications.transition(
-                taken.id, [S.IN_CALL], S.ERROR, reason=reasons.Reason.INTERNAL_ERROR
-            )
-            await ctx.store.calls.end(channel_id, "error", None, None)
-    finally:
-        if taken is not None:
-            ctx.track(taken.id, None)
-        session.close()
 
 
 async def _record_call(ctx: FlowContext, verification: models.Verification, channel_id: str, trunk: str) -> None:

@@ -16,7 +16,7 @@ import datetime as dt
 import logging
 import time
 
-from ivr_auth import callsession, causes, errors, flows, models, reasons, states
+from ivr_auth import callsession, causes, flows, models, reasons, states
 from ivr_auth.flows import FlowContext
 
 logger = logging.getLogger(__name__)
@@ -27,6 +27,17 @@ AMD_CONTEXT = "ivr-auth-amd"
 ANSWERED_BY = {"HUMAN": "human", "MACHINE": "machine"}
 
 
+ENDINGS = flows.Endings(
+    flow="voice",
+    party="callee",
+    hung_up_reason=reasons.Reason.HUNG_UP_BEFORE_END,
+    # calling: during answering-machine detection. After ``delivered`` a
+    # hangup finds nothing to change: the code was heard.
+    hung_up_from=(S.CALLING, S.IN_CALL),
+    in_progress=(S.CALLING, S.IN_CALL),
+)
+
+
 async def run(ctx: FlowContext, verification: models.Verification) -> None:
     """One call attempt for ``verification`` (claimed, status ``calling``)."""
     v = verification
@@ -35,7 +46,7 @@ async def run(ctx: FlowContext, verification: models.Verification) -> None:
     log = {"verification_id": str(v.id), "channel_id": channel_id, "node": ctx.node.name}
     session = callsession.CallSession(ctx.node, channel_id)
     started = time.monotonic()
-    try:
+    async with flows.guarded(ctx, session, ENDINGS, log, v.id):
         tenant = await flows.dial(ctx, v, session, started)
         if tenant is None:
             return
@@ -57,29 +68,6 @@ async def run(ctx: FlowContext, verification: models.Verification) -> None:
             await flows.end_call(ctx, session, "settled")
             return
         await _converse(ctx, v, tenant, session, answered_at)
-    except callsession.HungUp as gone:
-        # After ``delivered`` this finds nothing to change: the code was heard.
-        await ctx.store.verifications.transition(
-            v.id,
-            [S.CALLING, S.IN_CALL],  # calling: during answering-machine detection
-            S.HUNG_UP,
-            reason=reasons.Reason.HUNG_UP_BEFORE_END,
-            cause=gone.cause,
-            cause_txt=gone.cause_txt,
-        )
-        await ctx.store.calls.end(channel_id, "hung_up", gone.cause, gone.cause_txt)
-        logger.info("callee hung up", extra=log)
-    except errors.AriUnavailable as exc:
-        await flows.settle_lost(ctx, v.id, channel_id, exc, [S.CALLING, S.IN_CALL], log)
-    except Exception:
-        logger.exception("voice call flow failed", extra=log)
-        await session.hangup()
-        await ctx.store.verifications.transition(
-            v.id, [S.CALLING, S.IN_CALL], S.ERROR, reason=reasons.Reason.INTERNAL_ERROR
-        )
-        await ctx.store.calls.end(channel_id, "error", None, None)
-    finally:
-        session.close()
 
 
 async def _converse(
