@@ -1,6 +1,7 @@
 """After Postgres drops its connections (a restart), the first call that
 finds a broken one fails; the rest of the pool is checked at once, so the
-calls after it do not each find another broken connection."""
+calls after it do not each find another broken connection. A database that
+refuses us is StoreUnavailable, never one of psycopg's errors."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
+from psycopg import conninfo
 
 from ivr_auth import connections, errors
 from ivr_auth import store as store_mod
@@ -45,3 +47,15 @@ async def test_one_broken_connection_has_the_pool_checked(pooled: store_mod.Stor
     # Every call after the check gets a working connection.
     for _ in range(IDLE * 2):
         await pooled.ping()
+
+
+async def test_a_database_that_does_not_answer_is_store_unavailable(local_stack: connections.Connections) -> None:
+    # The stack's own Postgres with a password nobody has: refused at once.
+    url = conninfo.make_conninfo(local_stack.database_url, password="not-the-password")
+    refused = store_mod.Store.from_url(url, "x" * 40)
+
+    with pytest.raises(errors.StoreUnavailable, match="database unavailable"):
+        await refused.open(wait=1.0)
+    with pytest.raises(errors.StoreUnavailable, match="password authentication failed"):
+        async with refused.db.dedicated():
+            pass
