@@ -119,12 +119,13 @@ async def test_a_lost_node_settles_the_request_as_an_error(recorder: Recorder) -
     ]
 
 
-async def test_a_lost_node_without_a_request_is_only_logged(
+async def test_a_lost_node_without_a_request_ends_only_the_call_record(
     recorder: Recorder, caplog: pytest.LogCaptureFixture
 ) -> None:
     await run(recorder, errors.AriUnavailable("connection refused"), request=None)
 
-    assert recorder.done == [("close",)]
+    # An inbound call verified by its caller ID holds no request but has a record.
+    assert recorder.done == [("end", CHANNEL, "error", None, "node lost"), ("close",)]
     assert "dtmf call lost with its node: connection refused" in caplog.messages
 
 
@@ -145,10 +146,10 @@ async def test_a_fault_is_logged_with_the_channel_and_the_call_hung_up(
     assert record.__dict__["channel_id"] == CHANNEL
 
 
-async def test_a_fault_before_a_request_is_taken_only_hangs_up(recorder: Recorder) -> None:
+async def test_a_fault_without_a_request_hangs_up_and_ends_the_call_record(recorder: Recorder) -> None:
     await run(recorder, RuntimeError("boom"), request=None)
 
-    assert recorder.done == [("hangup",), ("close",)]
+    assert recorder.done == [("hangup",), ("end", CHANNEL, "error", None, None), ("close",)]
 
 
 async def test_a_flow_that_ends_by_itself_only_closes_the_session(recorder: Recorder) -> None:

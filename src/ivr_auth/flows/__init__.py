@@ -322,7 +322,9 @@ async def guarded(
                 reason=reasons.Reason.NODE_LOST,
                 detail={"node": ctx.node.name},
             )
-            await ctx.store.calls.end(call.channel_id, "error", None, "node lost")
+        # Its record too, if it had one (an inbound call recorded for the
+        # request it verified holds none): it would count talk time for ever.
+        await ctx.store.calls.end(call.channel_id, "error", None, "node lost")
     except Exception:
         logger.exception("%s call flow failed", endings.flow, extra=log)
         await session.hangup()
@@ -330,7 +332,7 @@ async def guarded(
             await ctx.store.verifications.transition(
                 call.request, endings.in_progress, S.ERROR, reason=reasons.Reason.INTERNAL_ERROR
             )
-            await ctx.store.calls.end(call.channel_id, "error", None, None)
+        await ctx.store.calls.end(call.channel_id, "error", None, None)
     finally:
         if call.held is not None:
             ctx.track(call.held, None)
