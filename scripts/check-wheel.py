@@ -69,6 +69,7 @@ REQUIRED = (
     "data/asterisk/pjsip.conf",
     "data/asterisk/ari.conf",
     "data/dialplan/extensions.conf",
+    "data/systemd/ivr-auth-controller.service",
     "api/openapi.json",
     "dashboard/static/index.html",
     "store/migrations/0001_initial.sql",

@@ -13,7 +13,7 @@ set -euo pipefail
 source "$(dirname "$0")/apt-lib.sh"
 require_root setup-system
 
-PACKAGES=(asterisk asterisk-core-sounds-en asterisk-core-sounds-en-gsm sip-tester baresip-core postgresql postgresql-client sox chromium)
+PACKAGES=(asterisk asterisk-core-sounds-en asterisk-core-sounds-en-gsm sip-tester baresip-core postgresql postgresql-client sox chromium systemd)
 BULLSEYE_FILE=/etc/apt/sources.list.d/ivr-auth-bullseye.sources
 
 if have_all "${PACKAGES[@]}"; then

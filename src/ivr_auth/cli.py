@@ -26,6 +26,7 @@ from ivr_auth import (
     phone,
     probe,
     runtime,
+    systemd_units,
 )
 from ivr_auth import store as store_mod
 from ivr_auth.ari import node as ari_node
@@ -126,6 +127,7 @@ def _parser() -> argparse.ArgumentParser:
     p_tkey.set_defaults(func=cmd_tenant_add_key)
 
     cli_operator.register(sub, with_store_value)
+    systemd_units.register(sub)
 
     p_api = sub.add_parser("api", help="serve the HTTP API (foreground)")
     p_api.set_defaults(func=cmd_serve, api=True, dialer=False)

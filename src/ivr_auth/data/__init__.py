@@ -7,7 +7,9 @@ repository checkout:
   ``make prompts``);
 - ``asterisk/`` and ``dialplan/``: the Asterisk configuration templates
   (``{{name}}`` placeholders) of the embedded stack, and the dialplan an
-  operator copies from.
+  operator copies from;
+- ``systemd/``: the service's units and its example environment file
+  (``{{name}}`` placeholders), which ``ivr-auth systemd-units`` writes out.
 
 Asterisk plays prompts by absolute path, so these must be files on disk:
 pip installs a wheel unzipped, and an editable install points here.
@@ -30,3 +32,4 @@ def _directory(name: str) -> Path:
 PROMPTS_DIR = _directory("prompts")
 ASTERISK_DIR = _directory("asterisk")
 DIALPLAN_DIR = _directory("dialplan")
+SYSTEMD_DIR = _directory("systemd")
