@@ -70,6 +70,8 @@ REQUIRED = (
     "data/asterisk/ari.conf",
     "data/dialplan/extensions.conf",
     "data/systemd/ivr-auth-controller.service",
+    "data/include/ivr-auth-pjsip.conf",
+    "data/include/ivr-auth-extensions.conf",
     "api/openapi.json",
     "dashboard/static/index.html",
     "store/migrations/0001_initial.sql",

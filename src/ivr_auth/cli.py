@@ -10,11 +10,13 @@ import os
 import socket
 import sys
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
 
 from ivr_auth import (
+    asterisk_config,
     cli_operator,
     cli_tenant,
     config,
@@ -146,6 +148,21 @@ def _parser() -> argparse.ArgumentParser:
         help=f"largest clock difference with Postgres that passes (default {doctor.MAX_CLOCK_SKEW:g})",
     )
     p_doctor.set_defaults(func=cmd_doctor)
+
+    p_ast = sub.add_parser(
+        "asterisk-config",
+        help="write the files to #include from your own /etc/asterisk (ARI user, trunks, dialplan, modules)",
+    )
+    p_ast.add_argument("--out", required=True, help="directory to write them to (made if missing)")
+    p_ast.add_argument("--force", action="store_true", help="overwrite files of the same names in --out")
+    p_ast.add_argument(
+        "--asterisk-version",
+        type=asterisk_version,
+        default=asterisk_config.DEFAULT_VERSION,
+        metavar="X.Y",
+        help="the Asterisk the files are for, e.g. 20.13 or 22.10 (default 22); it decides the modules to load",
+    )
+    p_ast.set_defaults(func=cmd_asterisk_config)
     return parser
 
 
@@ -290,6 +307,28 @@ async def cmd_doctor(cfg: config.Config, args: argparse.Namespace) -> int:
     for result in results:
         print(result.line())
     return 1 if doctor.failed(results) else 0
+
+
+async def cmd_asterisk_config(cfg: config.Config, args: argparse.Namespace) -> int:
+    if not cfg.ari.password:
+        raise errors.ConfigError(
+            "ari.password: required to write the ARI user (set it, or IVR_AUTH_ARI_PASSWORD); "
+            "ivr-auth logs in to your Asterisk with it"
+        )
+    files = asterisk_config.generate(cfg, cfg.ari.password, args.asterisk_version)
+    out = Path(args.out)
+    asterisk_config.write(files, out, force=args.force)
+    for f in files:
+        print(f"{out / f.name}{' (0600)' if f.secret else ''}: in /etc/asterisk/{f.into} add  {f.include_line}")
+    print(f"{out / asterisk_config.INSTALL_NAME}: how to install them; then run `ivr-auth doctor`")
+    return 0
+
+
+def asterisk_version(text: str) -> tuple[int, ...]:
+    try:
+        return asterisk_config.parse_version(text)
+    except errors.ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from exc
 
 
 def positive_seconds(text: str) -> float:

@@ -5,7 +5,7 @@ from typing import Any
 
 import pytest
 
-from ivr_auth import config, data, errors, prompts
+from ivr_auth import asterisk_config, config, data, errors, prompts
 from ivr_auth_devkit.stack import asterisk, render
 
 TEMPLATES = sorted([*data.ASTERISK_DIR.glob("*.conf"), *data.DIALPLAN_DIR.glob("*.conf")])
@@ -70,8 +70,10 @@ def dirs_under(root: Path) -> dict[str, Path]:
 
 
 def render_all(cfg: config.Config, root: Path, ari_password: str = "ari-pw") -> dict[str, str]:
+    """The stack's own files and the include files they include, by name."""
     values = asterisk.template_values(cfg, ari_password, dirs_under(root))
-    return {t.name: render.render(t.read_text(), values, source=str(t)) for t in TEMPLATES}
+    own = {t.name: render.render(t.read_text(), values, source=str(t)) for t in TEMPLATES}
+    return own | {f.name: f.text for f in asterisk_config.generate(cfg, ari_password)}
 
 
 def asterisk_sections(text: str) -> list[tuple[str, dict[str, str]]]:
@@ -146,7 +148,7 @@ def test_rendered_files_carry_the_config(tmp_path: Path) -> None:
     assert ast_conf["astspooldir"] == str(tmp_path / "spool")
     assert ast_conf["astvarlibdir"] == str(tmp_path / "varlib")
 
-    ari = asterisk_sections(rendered["ari.conf"])
+    ari = asterisk_sections(rendered["ivr-auth-ari.conf"])
     assert section(ari, "ctl", "user")["password"] == "p4ss"
 
     http = dict(asterisk_sections(rendered["http.conf"]))
@@ -158,16 +160,18 @@ def test_rendered_files_carry_the_config(tmp_path: Path) -> None:
 
     pjsip = asterisk_sections(rendered["pjsip.conf"])
     assert section(pjsip, "transport-udp", "transport")["bind"] == "127.0.0.2:5071"
-    endpoint = section(pjsip, "carrier", "endpoint")
-    assert endpoint["transport"] == "transport-udp"
+    trunks = asterisk_sections(rendered["ivr-auth-pjsip.conf"])
+    endpoint = section(trunks, "carrier", "endpoint")
+    # No transport named: the operator's own serves the contact's protocol.
+    assert "transport" not in endpoint
     assert endpoint["trust_id_inbound"] == "yes"
     assert endpoint["aors"] == "carrier"
-    assert section(pjsip, "carrier", "aor")["contact"] == "sip:192.0.2.10:5099"
-    assert section(pjsip, "carrier", "identify")["match"] == "192.0.2.10"
+    assert section(trunks, "carrier", "aor")["contact"] == "sip:192.0.2.10:5099"
+    assert section(trunks, "carrier", "identify")["match"] == "192.0.2.10"
 
 
 def test_dialplan_keeps_asterisk_variables(tmp_path: Path) -> None:
-    text = render_all(config.Config(), tmp_path)["extensions.conf"]
+    text = render_all(config.Config(), tmp_path)["ivr-auth-extensions.conf"]
 
     assert "${EXTEN}" in text
     assert "${CALLERID(num)}" in text
@@ -175,7 +179,7 @@ def test_dialplan_keeps_asterisk_variables(tmp_path: Path) -> None:
 
 
 def test_no_trunk_auth_without_a_username(tmp_path: Path) -> None:
-    text = render_all(config.Config(), tmp_path)["pjsip.conf"]
+    text = render_all(config.Config(), tmp_path)["ivr-auth-pjsip.conf"]
     pjsip = asterisk_sections(text)
 
     assert "outbound_auth" not in section(pjsip, "trunk", "endpoint")
@@ -186,7 +190,7 @@ def test_no_trunk_auth_without_a_username(tmp_path: Path) -> None:
 def test_trunk_auth_with_a_username(tmp_path: Path) -> None:
     cfg = config.from_mapping({"trunk": {"name": "carrier", "username": "acct", "password": "pw"}})
 
-    pjsip = asterisk_sections(render_all(cfg, tmp_path)["pjsip.conf"])
+    pjsip = asterisk_sections(render_all(cfg, tmp_path)["ivr-auth-pjsip.conf"])
 
     assert section(pjsip, "carrier", "endpoint")["outbound_auth"] == "carrier-auth"
     assert section(pjsip, "carrier-auth", "auth") == {
@@ -200,9 +204,9 @@ def test_trunk_auth_with_a_username(tmp_path: Path) -> None:
 def test_tcp_trunk_renders(tmp_path: Path) -> None:
     cfg = config.from_mapping({"trunk": {"name": "carrier", "host": "192.0.2.10", "transport": "tcp"}})
 
-    pjsip = asterisk_sections(render_all(cfg, tmp_path)["pjsip.conf"])
+    pjsip = asterisk_sections(render_all(cfg, tmp_path)["ivr-auth-pjsip.conf"])
 
-    assert section(pjsip, "carrier", "endpoint")["transport"] == "transport-tcp"
+    assert "transport" not in section(pjsip, "carrier", "endpoint")
     assert "transport=tcp" in section(pjsip, "carrier", "aor")["contact"]
 
 
@@ -216,7 +220,7 @@ def test_trunk_credentials_survive_rendering_or_are_refused(tmp_path: Path, user
         rendered = render_all(config.from_mapping(raw), tmp_path)
     except errors.IvrAuthError:
         return
-    pjsip = asterisk_sections(rendered["pjsip.conf"])
+    pjsip = asterisk_sections(rendered["ivr-auth-pjsip.conf"])
 
     assert [name for name, _ in pjsip][-1] == "carrier-auth"
     auth = section(pjsip, "carrier-auth", "auth")
@@ -291,7 +295,7 @@ def test_dialplan_renders_the_inbound_contexts(tmp_path: Path) -> None:
     cfg = config.from_mapping(
         {"inbound": {"app": "inbound-x", "agi_numbers": ["050-1234-0000"]}, "agi": {"listen": "127.0.0.3:4600"}}
     )
-    template = data.DIALPLAN_DIR / "extensions.conf"
+    template = data.INCLUDE_DIR / "ivr-auth-extensions.conf"
 
     text = render.render(template.read_text(), asterisk.template_values(cfg, "pw", dirs_under(tmp_path)))
 
@@ -313,7 +317,7 @@ def test_dialplan_renders_the_inbound_contexts(tmp_path: Path) -> None:
 
 
 def test_dialplan_without_agi_numbers_sends_every_did_to_stasis(tmp_path: Path) -> None:
-    text = render_all(config.Config(), tmp_path)["extensions.conf"]
+    text = render_all(config.Config(), tmp_path)["ivr-auth-extensions.conf"]
 
     inbound = dialplan_lines(text, "ivr-auth-inbound")
     assert not any("ivr-auth-agi" in line for line in inbound)
@@ -323,13 +327,13 @@ def test_dialplan_without_agi_numbers_sends_every_did_to_stasis(tmp_path: Path) 
 
 
 def test_ipv6_agi_listen_gives_a_bracketed_agi_url(tmp_path: Path) -> None:
-    text = render_all(config.from_mapping({"agi": {"listen": "[::1]:4573"}}), tmp_path)["extensions.conf"]
+    text = render_all(config.from_mapping({"agi": {"listen": "[::1]:4573"}}), tmp_path)["ivr-auth-extensions.conf"]
 
     assert "AGI(agi://[::1]:4573/inbound,${EXTEN})" in text
 
 
 def test_the_fastagi_example_plays_the_shipped_prompts_in_the_callers_language(tmp_path: Path) -> None:
-    text = render_all(config.Config(), tmp_path)["extensions.conf"]
+    text = render_all(config.Config(), tmp_path)["ivr-auth-extensions.conf"]
 
     assert f"Set(P={prompts.SHIPPED_DIR}/${{IVRAUTH_LANGUAGE}})" in text
     assert "Read(IVRAUTH_CODE,${ASK},${IVRAUTH_CODE_LENGTH},,1,10)" in text

@@ -26,25 +26,18 @@ TRUNKS = [
 def test_every_trunk_gets_its_sections(tmp_path: Path) -> None:
     cfg = config.from_mapping({"trunks": TRUNKS, "trunk": {"name": "unused", "host": "192.0.2.99"}})
 
-    text = render_all(cfg, tmp_path)["pjsip.conf"]
+    text = render_all(cfg, tmp_path)["ivr-auth-pjsip.conf"]
     pjsip = asterisk_sections(text)
 
     primary = section(pjsip, "primary", "endpoint")
-    assert (primary["context"], primary["trust_id_inbound"], primary["transport"]) == (
-        "ivr-auth-inbound",
-        "no",
-        "transport-udp",
-    )
+    assert (primary["context"], primary["trust_id_inbound"]) == ("ivr-auth-inbound", "no")
+    assert "transport" not in primary
     assert "outbound_auth" not in primary
     assert section(pjsip, "primary", "aor")["contact"] == "sip:192.0.2.10:5085"
     assert section(pjsip, "primary", "identify") == {"type": "identify", "endpoint": "primary", "match": "192.0.2.10"}
 
     backup = section(pjsip, "backup", "endpoint")
-    assert (backup["context"], backup["trust_id_inbound"], backup["transport"]) == (
-        "ivr-auth-inbound",
-        "yes",
-        "transport-tcp",
-    )
+    assert (backup["context"], backup["trust_id_inbound"]) == ("ivr-auth-inbound", "yes")
     assert backup["outbound_auth"] == "backup-auth"
     assert section(pjsip, "backup", "aor")["contact"] == "sip:192.0.2.20:5086;transport=tcp"
     assert section(pjsip, "backup", "identify")["match"] == "192.0.2.20"
@@ -57,7 +50,7 @@ def test_every_trunk_gets_its_sections(tmp_path: Path) -> None:
 def test_a_single_trunk_renders_as_before(tmp_path: Path) -> None:
     cfg = config.from_mapping({"trunk": {"name": "carrier", "host": "192.0.2.10", "port": 5099}})
 
-    text = render_all(cfg, tmp_path)["pjsip.conf"]
+    text = render_all(cfg, tmp_path)["ivr-auth-pjsip.conf"]
 
     assert text.endswith(
         "[carrier]\ntype = aor\ncontact = sip:192.0.2.10:5099\n\n"
@@ -76,7 +69,7 @@ def test_one_trunk_as_a_list_renders_as_the_single_trunk() -> None:
 def test_pjsip_timer_b_is_the_trunk_timeout(tmp_path: Path) -> None:
     cfg = config.from_mapping({"dialer": {"trunk_timeout_seconds": 8}})
 
-    system = section(asterisk_sections(render_all(cfg, tmp_path)["pjsip.conf"]), "system", "system")
+    system = section(asterisk_sections(render_all(cfg, tmp_path)["ivr-auth-pjsip-system.conf"]), "system", "system")
 
     # PJSIP refuses a timer B under 64 x T1.
     assert (system["timer_t1"], system["timer_b"]) == ("125", "8000")

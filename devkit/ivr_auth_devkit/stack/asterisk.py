@@ -20,9 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import aiohttp
-import phonenumbers
 
-from ivr_auth import config, data, errors, phone, ports, prompts, trunks
+from ivr_auth import asterisk_config, config, data, errors, ports
 from ivr_auth.ari import client as ari_client
 from ivr_auth_devkit.stack import proc, render
 
@@ -75,107 +74,56 @@ def ari_url(cfg: config.StackConfig) -> str:
 
 
 def template_values(cfg: config.Config, ari_password: str, dirs: dict[str, Path]) -> dict[str, str]:
-    values = {
-        "ari_bind": cfg.stack.bind,
-        "ari_port": str(cfg.stack.ari_port),
-        "ari_username": cfg.ari.username,
-        "ari_password": ari_password,
-        "ari_app": cfg.ari.app,
-        "sip_bind": cfg.stack.bind,
-        "sip_port": str(cfg.stack.sip_port),
-        "rtp_start": str(cfg.stack.rtp_start),
-        "rtp_end": str(cfg.stack.rtp_end),
-        **trunks.sip_timers(cfg.dialer.trunk_timeout_seconds),
-        "trunks_section": "\n".join(trunk_section(trunk) for trunk in cfg.outbound_trunks),
-    }
-    agi_host, agi_port = cfg.agi_host_port() or ("127.0.0.1", 4573)
-    values["inbound_app"] = cfg.inbound.app
-    # An IPv6 address in a URL keeps its brackets.
-    values["agi_host"] = f"[{agi_host}]" if ":" in agi_host else agi_host
-    values["agi_port"] = str(agi_port)
-    values["agi_routes_section"] = agi_routes(cfg)
-    shipped = str(prompts.SHIPPED_DIR)
-    if any(c in shipped for c in ",&;|() \t"):
-        raise errors.StackError(
-            f"the prompt directory {shipped} has a character the dialplan cannot quote; install ivr-auth elsewhere"
-        )
-    values["prompts_dir"] = shipped
+    """The values of the stack's own templates: the include files' and the
+    stack's addresses and directories."""
+    values = asterisk_config.values(cfg, ari_password)
+    values.update(
+        {
+            "ari_bind": cfg.stack.bind,
+            "ari_port": str(cfg.stack.ari_port),
+            "sip_bind": cfg.stack.bind,
+            "sip_port": str(cfg.stack.sip_port),
+            "rtp_start": str(cfg.stack.rtp_start),
+            "rtp_end": str(cfg.stack.rtp_end),
+        }
+    )
     values.update({f"{name}_dir": str(path) for name, path in dirs.items()})
     return values
 
 
-def trunk_section(trunk: config.TrunkConfig) -> str:
-    """pjsip.conf sections for one trunk: endpoint, aor, identify (by the
-    host's address) and, with credentials, auth. Every value in them was
-    checked for ';' and line breaks when the config was validated."""
-    # ";" starts a comment in Asterisk config files; "\\;" is a literal one.
-    contact_params = "\\;transport=tcp" if trunk.transport == "tcp" else ""
-    auth_ref = f"outbound_auth = {trunk.name}-auth" if trunk.username else ""
-    auth = (
-        f"\n[{trunk.name}-auth]\ntype = auth\nauth_type = userpass\n"
-        f"username = {trunk.username}\npassword = {trunk.password}\n"
-        if trunk.username
-        else ""
-    )
-    return f"""[{trunk.name}]
-type = endpoint
-transport = transport-{trunk.transport}
-context = ivr-auth-inbound
-disallow = all
-allow = ulaw,alaw
-dtmf_mode = rfc4733
-direct_media = no
-rtp_symmetric = yes
-force_rport = yes
-rewrite_contact = yes
-trust_id_inbound = {"yes" if trunk.trusted else "no"}
-send_pai = no
-aors = {trunk.name}
-{auth_ref}
-
-[{trunk.name}]
-type = aor
-contact = sip:{trunk.host}:{trunk.port}{contact_params}
-
-[{trunk.name}]
-type = identify
-endpoint = {trunk.name}
-match = {trunk.host}
-{auth}"""
+# Moved to the service, which writes the same sections for an operator.
+trunk_section = asterisk_config.trunk_section
+agi_routes = asterisk_config.agi_routes
 
 
-def agi_routes(cfg: config.Config) -> str:
-    """Dialplan lines sending ``inbound.agi_numbers`` to the FastAGI example
-    context, in each form a trunk may deliver a number in the Request-URI
-    (national, or E.164 without its plus, which ``_+X.`` strips)."""
-    lines = []
-    for number in cfg.inbound.agi_numbers:
-        parsed = phonenumbers.parse(number, cfg.default_country)
-        e164 = phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
-        forms = dict.fromkeys([phone.format_for_trunk(e164, "national", cfg.default_country), e164.removeprefix("+")])
-        lines += [f"exten => {form},1,Goto(ivr-auth-agi,${{EXTEN}},1)" for form in forms]
-    return "\n".join(lines) if lines else "; (no inbound.agi_numbers configured)"
-
-
-def render_config(cfg: config.Config, ari_password: str, dirs: dict[str, Path]) -> list[Path]:
-    """Write every template, filled in, into ``dirs['etc']``; return the files
-    whose content changed."""
+def render_config(
+    cfg: config.Config,
+    ari_password: str,
+    dirs: dict[str, Path],
+    asterisk_version: tuple[int, ...] | None = None,
+) -> list[Path]:
+    """Write the stack's own files and the include files an operator would
+    install (``ivr-auth asterisk-config``, for ``asterisk_version``; None:
+    22), which the stack's files include, into ``dirs['etc']``; return the
+    files whose content changed. Files with a password are 0600."""
     values = template_values(cfg, ari_password, dirs)
     etc = dirs["etc"]
     etc.mkdir(parents=True, exist_ok=True)
-    changed = []
+    files: list[tuple[str, str, bool]] = []
     for folder in TEMPLATE_DIRS:
         if not folder.is_dir():
             raise errors.StackError(f"template folder {folder} is missing from the installed package")
         for template in sorted(folder.glob("*.conf")):
-            text = render.render(template.read_text(), values, source=str(template))
-            target = etc / template.name
-            if not target.exists() or target.read_text() != text:
-                target.write_text(text)
-                changed.append(target)
-    # ari.conf and pjsip.conf hold passwords.
-    for name in ("ari.conf", "pjsip.conf"):
-        (etc / name).chmod(0o600)
+            files.append((template.name, render.render(template.read_text(), values, source=str(template)), False))
+    files += [(f.name, f.text, f.secret) for f in asterisk_config.generate(cfg, ari_password, asterisk_version)]
+    changed = []
+    for name, text, secret in files:
+        target = etc / name
+        if not target.exists() or target.read_text() != text:
+            asterisk_config.write_file(target, text, secret=secret)
+            changed.append(target)
+        elif secret:
+            target.chmod(0o600)
     return changed
 
 

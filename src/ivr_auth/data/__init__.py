@@ -6,8 +6,9 @@ repository checkout:
   index and the text they speak (``manifest.yaml``, rendered by
   ``make prompts``);
 - ``asterisk/`` and ``dialplan/``: the Asterisk configuration templates
-  (``{{name}}`` placeholders) of the embedded stack, and the dialplan an
-  operator copies from;
+  (``{{name}}`` placeholders) of the embedded stack's own files;
+- ``include/``: the templates of the files ``ivr-auth asterisk-config``
+  writes for an operator's Asterisk, which the embedded stack includes too.
 - ``systemd/``: the service's units and its example environment file
   (``{{name}}`` placeholders), which ``ivr-auth systemd-units`` writes out.
 
@@ -33,3 +34,4 @@ PROMPTS_DIR = _directory("prompts")
 ASTERISK_DIR = _directory("asterisk")
 DIALPLAN_DIR = _directory("dialplan")
 SYSTEMD_DIR = _directory("systemd")
+INCLUDE_DIR = _directory("include")
