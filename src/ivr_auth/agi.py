@@ -19,7 +19,8 @@ Dialplan usage (``agi.listen``, 127.0.0.1:4573 by default)::
 The DID is the first argument, else ``agi_dnid``, else ``agi_extension``;
 the caller is ``agi_callerid``. IVRAUTH_RESULT is set last, so a dialplan that
 sees it also sees the others. When it is unset, ``AGISTATUS`` says why.
-``dialplan/extensions.conf`` (context ``ivr-auth-agi``) is a complete example.
+``data/include/ivr-auth-extensions.conf`` (context ``ivr-auth-agi``), as
+``ivr-auth asterisk-config`` writes it, is a complete example.
 """
 
 from __future__ import annotations

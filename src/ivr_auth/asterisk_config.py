@@ -28,6 +28,8 @@ from ivr_auth import config, data, errors, phone, prompts, trunks
 
 DEFAULT_VERSION = (22,)
 INSTALL_NAME = "ivr-auth-INSTALL.txt"
+# Where calls from the trunks enter the dialplan.
+INBOUND_CONTEXT = "ivr-auth-inbound"
 
 _PLACEHOLDER = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)\s*\}\}")
 # Values that are whole generated sections may span lines.
@@ -199,7 +201,7 @@ def trunk_section(trunk: config.TrunkConfig) -> str:
     )
     return f"""[{trunk.name}]
 type = endpoint
-context = ivr-auth-inbound
+context = {INBOUND_CONTEXT}
 disallow = all
 allow = ulaw,alaw
 dtmf_mode = rfc4733

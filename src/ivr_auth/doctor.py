@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
 import socket
 import time
 import urllib.parse
@@ -25,7 +26,7 @@ from typing import Any, Literal
 
 import aiohttp
 
-from ivr_auth import config, connections, errors, ports, prompts, sip_options, trunks
+from ivr_auth import asterisk_config, config, connections, errors, ports, prompts, sip_options, trunks
 from ivr_auth.ari import client as ari_client
 from ivr_auth.store import database, migrate
 
@@ -33,6 +34,7 @@ DEFAULT_TIMEOUT = 5.0
 MAX_CLOCK_SKEW = 2.0
 OPTIONS_TIMEOUT = 2.0
 MASK = "********"
+INBOUND_CONTEXT = asterisk_config.INBOUND_CONTEXT
 
 Status = Literal["ok", "warn", "fail"]
 
@@ -123,7 +125,10 @@ async def run(
                 raise Problem(message)
 
             checks.append(("connections", unconfigured))
-            checks += [(name, _not_checked) for name in ("database", "clock", "ari", "ari apps", "sip timers")]
+            checks += [
+                (name, _not_checked)
+                for name in ("database", "clock", "ari", "asterisk modules", "ari apps", "sip timers")
+            ]
             for trunk in cfg.outbound_trunks:
                 checks += [
                     (f"trunk {trunk.name}", _not_checked),
@@ -139,6 +144,7 @@ async def run(
                 ("database", lambda: _database(endpoints.database_url, timeout)),
                 ("clock", lambda: _clock(endpoints.database_url, timeout, max_clock_skew)),
                 ("ari", lambda: _ari(ari)),
+                ("asterisk modules", lambda: _modules(ari, node)),
                 ("ari apps", lambda: _apps(ari, cfg, node)),
                 (
                     "sip timers",
@@ -234,9 +240,11 @@ async def _ari(ari: ari_client.AriClient) -> str:
 
 
 def _trunk_check(ari: ari_client.AriClient, name: str) -> Check:
+    quoted = urllib.parse.quote(name, safe="")
+
     async def check() -> str:
         try:
-            found = await ari.request("GET", f"endpoints/PJSIP/{urllib.parse.quote(name, safe='')}")
+            found = await ari.request("GET", f"endpoints/PJSIP/{quoted}")
         except errors.AriError as exc:
             if exc.status == 404:
                 raise Problem(
@@ -249,9 +257,68 @@ def _trunk_check(ari: ari_client.AriClient, name: str) -> Check:
             raise Problem(
                 f"trunk endpoint {name} is offline (PJSIP qualify gets no answer): check the trunk's host and port"
             )
-        return f"PJSIP endpoint {name} exists (state {state})"
+        try:
+            settings = await ari.request("GET", f"asterisk/config/dynamic/res_pjsip/endpoint/{quoted}")
+        except errors.AriError as exc:
+            if exc.status == 401 or isinstance(exc, errors.AriUnavailable):
+                raise _ari_problem(exc, ari) from exc
+            return f"PJSIP endpoint {name} exists (state {state}; its context could not be read: {exc})"
+        problem = endpoint_context_problem([a for a in settings or [] if isinstance(a, dict)], name)
+        if problem:
+            raise Problem(problem)
+        return f"PJSIP endpoint {name} exists (state {state}), its calls enter {INBOUND_CONTEXT}"
 
     return check
+
+
+def endpoint_context_problem(attributes: Iterable[Mapping[str, Any]], name: str) -> str | None:
+    """Whether calls from a trunk's endpoint, as ARI's dynamic config lists
+    it, enter ivr-auth's inbound context."""
+    context = {str(a.get("attribute")): str(a.get("value")) for a in attributes}.get("context")
+    if context == INBOUND_CONTEXT:
+        return None
+    return (
+        f"calls from trunk endpoint {name} enter context {context!r}, not {INBOUND_CONTEXT}: inbound "
+        f"verification never sees them; use the endpoint ivr-auth-pjsip.conf defines (`ivr-auth asterisk-config`), "
+        f"or set context = {INBOUND_CONTEXT} in yours"
+    )
+
+
+def parse_asterisk_version(text: str) -> tuple[int, ...] | None:
+    """``22.10.1+dfsg+...`` or ``16.28.0~dfsg-0+deb11u10`` as numbers; None for
+    what does not start like a version (a build from git, say)."""
+    match = re.match(r"(\d+)\.(\d+)(?:\.(\d+))?", text.strip())
+    if not match:
+        return None
+    return tuple(int(part) for part in match.groups() if part is not None)
+
+
+def missing_modules(found: Iterable[Mapping[str, Any]], version: tuple[int, ...] | None) -> list[str]:
+    """The modules ivr-auth-modules.conf loads, for ``version``, that
+    ARI's module list (``GET /asterisk/modules``) does not show running."""
+    running = {str(m.get("name")) for m in found if str(m.get("status", "Running")).lower() == "running"}
+    return [name for name in asterisk_config.modules(version or asterisk_config.DEFAULT_VERSION) if name not in running]
+
+
+async def _modules(ari: ari_client.AriClient, node: str) -> str:
+    try:
+        info = await ari.asterisk_info()
+        found = await ari.request("GET", "asterisk/modules")
+    except errors.AriError as exc:
+        raise _ari_problem(exc, ari) from exc
+    text = str(info.get("system", {}).get("version", ""))
+    version = parse_asterisk_version(text)
+    missing = missing_modules([m for m in found or [] if isinstance(m, dict)], version)
+    command = "ivr-auth asterisk-config" + (f" --asterisk-version {'.'.join(map(str, version))}" if version else "")
+    if missing:
+        raise Problem(
+            f"Asterisk {text or '?'} on ARI node {node} has not loaded {', '.join(missing)}: add "
+            f"`#include ivr-auth-modules.conf` to its modules.conf (`{command}` "
+            "writes it; check that no noload line of yours unloads them) and restart Asterisk"
+        )
+    if version is None:
+        raise Concern(f"every module loaded, for Asterisk 22; ARI node {node} gives no version ({text!r})")
+    return f"every module ivr-auth uses is loaded ({len(asterisk_config.modules(version))}, Asterisk {text})"
 
 
 def app_finding(

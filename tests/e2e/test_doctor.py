@@ -77,6 +77,7 @@ async def test_all_ok_on_the_healthy_stack(
         "database",
         "clock",
         "ari",
+        "asterisk modules",
         "ari apps",
         "sip timers",
         "trunk trunk",
@@ -85,6 +86,9 @@ async def test_all_ok_on_the_healthy_stack(
         "fastagi",
     }
     assert results["sip timers"].status == "ok"
+    # The stack's Asterisk runs the include files an operator installs.
+    assert results["asterisk modules"].detail.startswith("every module ivr-auth uses is loaded")
+    assert results["trunk trunk"].detail.endswith("its calls enter ivr-auth-inbound")
     assert "127.0.0.1:5082 (udp) answered a SIP OPTIONS with 200 OK" in results["trunk trunk sip"].detail
     # No controller runs here: a warning, which does not fail the run.
     assert results["ari apps"].status == "warn"
@@ -126,7 +130,7 @@ async def test_wrong_ari_password(local_stack: connections.Connections, trunk_an
     problems = failures(await results_of(cfg))
     assert "wrong ARI username or password" in problems["ari"]
     assert "not-the-password" not in " ".join(problems.values())
-    assert set(problems) == {"ari", "ari apps", "sip timers", "trunk trunk"}
+    assert set(problems) == {"ari", "asterisk modules", "ari apps", "sip timers", "trunk trunk"}
 
 
 async def test_missing_trunk_endpoint(local_stack: connections.Connections, trunk_answers: None) -> None:

@@ -109,7 +109,7 @@ async def test_a_config_without_its_connections_is_a_failure_not_a_crash() -> No
     assert "ari.url ($IVR_AUTH_ARI_URL)" in detail
     assert "server_secret ($IVR_AUTH_SERVER_SECRET)" in detail
     assert "database_url" not in detail
-    for name in ("database", "clock", "ari", "ari apps", "sip timers", "trunk trunk"):
+    for name in ("database", "clock", "ari", "asterisk modules", "ari apps", "sip timers", "trunk trunk"):
         assert results[name].status == "fail"
     assert "trunk trunk sip" in results
     assert results["prompts"].status == "ok"

@@ -1,0 +1,78 @@
+"""The doctor's checks that the running Asterisk matches what
+``ivr-auth asterisk-config`` writes: its modules and the trunks' context."""
+
+from __future__ import annotations
+
+import pytest
+
+from ivr_auth import asterisk_config, doctor
+
+
+def running(names: list[str], status: str = "Running") -> list[dict[str, object]]:
+    return [{"name": name, "description": "", "use_count": 0, "status": status} for name in names]
+
+
+@pytest.mark.parametrize(
+    ("text", "version"),
+    [
+        ("22.10.1+dfsg+~cs6.17.60671434-1", (22, 10, 1)),
+        ("16.28.0~dfsg-0+deb11u10", (16, 28, 0)),
+        ("20.13", (20, 13)),
+        ("GIT-master-abc123", None),
+        ("", None),
+    ],
+)
+def test_asterisk_versions_as_ari_gives_them(text: str, version: tuple[int, ...] | None) -> None:
+    assert doctor.parse_asterisk_version(text) == version
+
+
+def test_every_module_loaded_is_no_problem() -> None:
+    found = running(["acl", *asterisk_config.modules((22, 10)), "app_echo.so"])
+
+    assert doctor.missing_modules(found, (22, 10)) == []
+
+
+def test_missing_modules_are_named_in_the_order_of_the_include_file() -> None:
+    wanted = asterisk_config.modules((22, 10))
+    found = running([m for m in wanted if m not in ("res_ari.so", "app_amd.so")])
+
+    assert doctor.missing_modules(found, (22, 10)) == ["res_ari.so", "app_amd.so"]
+
+
+def test_a_module_that_did_not_start_is_missing() -> None:
+    wanted = asterisk_config.modules((16, 28))
+    found = running([m for m in wanted if m != "res_agi.so"]) + running(["res_agi.so"], status="Not Running")
+
+    assert doctor.missing_modules(found, (16, 28)) == ["res_agi.so"]
+
+
+def test_asterisk_16_is_not_asked_for_res_websocket_client() -> None:
+    found = running(asterisk_config.modules((16, 28)))
+
+    assert doctor.missing_modules(found, (16, 28)) == []
+    assert doctor.missing_modules(found, (22, 10)) == ["res_websocket_client.so"]
+    # An Asterisk that gives no version is taken for 22.
+    assert doctor.missing_modules(found, None) == ["res_websocket_client.so"]
+
+
+def attributes(**values: str) -> list[dict[str, str]]:
+    return [{"attribute": key, "value": value} for key, value in values.items()]
+
+
+def test_a_trunk_entering_ivr_auths_context_is_fine() -> None:
+    assert doctor.endpoint_context_problem(attributes(context="ivr-auth-inbound", aors="carrier"), "carrier") is None
+
+
+def test_a_trunk_entering_another_context_says_what_to_change() -> None:
+    problem = doctor.endpoint_context_problem(attributes(context="from-external"), "carrier")
+
+    assert problem is not None
+    assert "calls from trunk endpoint carrier enter context 'from-external', not ivr-auth-inbound" in problem
+    assert "set context = ivr-auth-inbound" in problem
+
+
+def test_a_trunk_without_a_context_is_a_problem() -> None:
+    problem = doctor.endpoint_context_problem([], "carrier")
+
+    assert problem is not None
+    assert "context None" in problem
