@@ -1,7 +1,9 @@
 """``ivr-auth systemd-units``: the units it writes pass ``systemd-analyze
 verify`` with nothing to say, carry the hardening and the ordering
 docs/deploy.md promises, give the controller's drain time to finish, and
-are never written over unasked.
+are never written over unasked. The service's libraries run inside the
+units' system call filter and MemoryDenyWriteExecute, rebuilt without
+systemd (tests/support/sandbox.py): nothing here boots a unit.
 
 ``systemd-analyze verify`` (systemd 252) exits 0 on an unknown key or a
 value it cannot parse and only prints a warning, so any line it prints
@@ -23,6 +25,7 @@ from pathlib import Path
 import pytest
 
 from ivr_auth import cli, config, connections, errors, systemd_units
+from tests.support import sandbox
 
 VENV_BIN = Path(sys.executable).parent / "ivr-auth"
 GRACE = 45.0
@@ -254,23 +257,44 @@ def test_without_bin_the_installed_executable_is_used() -> None:
     assert systemd_units.installed_executable() == str(VENV_BIN)
 
 
-PR_SET_MDWE = 65
-PR_MDWE_REFUSE_EXEC_GAIN = 1
-UNDER_MDWE = f"PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN = {PR_SET_MDWE}, {PR_MDWE_REFUSE_EXEC_GAIN}\n" + textwrap.dedent(
+ROOT = Path(__file__).resolve().parents[2]
+# Run in a process of its own: put itself in the sandbox of the unit named
+# by argv[1] (with PR_SET_MDWE when argv[2] is "mdwe"), check that the
+# sandbox holds, then do what the service's processes do at the system call
+# level: import everything, seal a secret, resolve a name, serve and fetch
+# HTTP, take SIGTERM on the event loop, reach for Postgres.
+IN_SANDBOX = textwrap.dedent(
     """
-    import asyncio, ctypes, sys, uuid
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN, 0, 0, 0) != 0:
-        sys.exit(f"prctl(PR_SET_MDWE): errno {ctypes.get_errno()}")
-    import mmap
+    import asyncio, errno, mmap, os, signal, socket, sys, uuid
+    from pathlib import Path
+    from tests.support import sandbox
+
+    allow, families, error = sandbox.from_unit(Path(sys.argv[1]).read_text())
+    if sys.argv[2] == "mdwe" and not sandbox.deny_write_execute():
+        sys.exit("PR_SET_MDWE failed")
+    sandbox.enter(allow, families, error=error)
+
     try:
-        mmap.mmap(-1, 4096, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
-    except OSError:
+        os.chroot("/")
+    except PermissionError:
         pass
     else:
-        sys.exit("a writable and executable mapping was allowed")
+        sys.exit("chroot() was allowed: the filter is not in force")
+    try:
+        socket.socket(socket.AF_NETLINK, socket.SOCK_RAW)
+    except OSError as exc:
+        assert exc.errno == errno.EAFNOSUPPORT, exc
+    else:
+        sys.exit("an AF_NETLINK socket was allowed")
+    if sys.argv[2] == "mdwe":
+        try:
+            mmap.mmap(-1, 4096, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
+        except OSError:
+            pass
+        else:
+            sys.exit("a writable and executable mapping was allowed")
 
-    import aiohttp, psycopg, psycopg_pool, pydantic, yaml
+    import aiohttp, psycopg
     from aiohttp import web
     from ivr_auth import cli, config, crypto, runtime
 
@@ -280,6 +304,8 @@ UNDER_MDWE = f"PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN = {PR_SET_MDWE}, {PR_MDWE_R
     config.from_mapping({"dialer": {"shutdown_grace_seconds": 5}})
 
     async def main():
+        stop = asyncio.Event()
+        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
         app = web.Application()
         app.router.add_get("/", lambda request: web.json_response({"ok": True}))
         runner = web.AppRunner(app)
@@ -287,9 +313,19 @@ UNDER_MDWE = f"PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN = {PR_SET_MDWE}, {PR_MDWE_R
         site = web.TCPSite(runner, "127.0.0.1", 0)
         await site.start()
         port = site._server.sockets[0].getsockname()[1]
-        async with aiohttp.ClientSession() as session, session.get(f"http://127.0.0.1:{port}/") as resp:
-            assert (await resp.json()) == {"ok": True}
+        async with aiohttp.ClientSession() as session:
+            async with session.get(f"http://localhost:{port}/") as resp:
+                assert (await resp.json()) == {"ok": True}
         await runner.cleanup()
+        os.kill(os.getpid(), signal.SIGTERM)
+        await asyncio.wait_for(stop.wait(), 5)
+        for url in ("postgresql://ivr_auth@127.0.0.1:1/ivr_auth", "postgresql://ivr_auth@/ivr_auth?host=/nonexistent"):
+            try:
+                await psycopg.AsyncConnection.connect(url, connect_timeout=5)
+            except psycopg.OperationalError as exc:
+                assert "refused" in str(exc) or "No such file" in str(exc), exc
+            else:
+                raise AssertionError(url)
 
     asyncio.run(main())
     print("ok")
@@ -297,12 +333,33 @@ UNDER_MDWE = f"PR_SET_MDWE, PR_MDWE_REFUSE_EXEC_GAIN = {PR_SET_MDWE}, {PR_MDWE_R
 )
 
 
-def test_the_service_runs_with_memory_deny_write_execute() -> None:
-    """MemoryDenyWriteExecute=yes kills a process that maps memory writable
-    and executable (a JIT, some FFI closures). Linux's PR_SET_MDWE (6.3+)
-    refuses the same, so the service's libraries run under it here."""
-    probe = f"import ctypes, sys; sys.exit(ctypes.CDLL(None).prctl({PR_SET_MDWE}, {PR_MDWE_REFUSE_EXEC_GAIN}, 0, 0, 0))"
+def in_sandbox(unit: Path, mode: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", IN_SANDBOX, str(unit), mode],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize("name", SERVICES)
+def test_the_service_runs_inside_the_units_system_call_filter(units: Path, name: str) -> None:
+    """SystemCallFilter=, SystemCallErrorNumber= and RestrictAddressFamilies=
+    as the unit sets them, loaded with libseccomp as systemd would: a call
+    the service needs and the filter refuses fails here."""
+    done = in_sandbox(units / name, "seccomp")
+    assert (done.returncode, done.stdout.strip()) == (0, "ok"), done.stderr
+
+
+def test_the_service_runs_with_memory_deny_write_execute(units: Path) -> None:
+    """MemoryDenyWriteExecute=yes refuses memory mapped writable and
+    executable (a JIT, some FFI closures). Linux's PR_SET_MDWE (6.3+)
+    refuses the same, so the service's libraries run under it here, inside
+    the system call filter too."""
+    probe = f"import ctypes, sys; sys.exit(ctypes.CDLL(None).prctl({sandbox.PR_SET_MDWE}, 1, 0, 0, 0))"
     if subprocess.run([sys.executable, "-c", probe], check=False).returncode != 0:
         pytest.skip(f"this kernel ({os.uname().release}) has no PR_SET_MDWE")
-    done = subprocess.run([sys.executable, "-c", UNDER_MDWE], capture_output=True, text=True, timeout=60, check=False)
+    done = in_sandbox(units / "ivr-auth-controller.service", "mdwe")
     assert (done.returncode, done.stdout.strip()) == (0, "ok"), done.stderr
