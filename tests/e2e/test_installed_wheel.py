@@ -1,10 +1,11 @@
 """The service as an operator installs it: the wheel built from this checkout,
 ``pip install``-ed into an empty venv outside it (scripts/check-wheel.py
-builds, checks and installs it), runs ``doctor``, ``api`` and ``controller``
-against the test stack's Postgres and Asterisk, given only by URL in the
-environment, and a call placed through it plays the prompts that shipped in
-the venv's site-packages (Asterisk's own playback events say which files it
-played) and ends verified."""
+builds, checks and installs it), runs ``doctor``, and ``api`` and
+``controller`` as the systemd units it writes run them (inside their
+sandbox, rebuilt without systemd), against the test stack's Postgres and
+Asterisk, given only by URL in the environment, and a call placed through
+it plays the prompts that shipped in the venv's site-packages (Asterisk's
+own playback events say which files it played) and ends verified."""
 
 from __future__ import annotations
 
@@ -152,9 +153,20 @@ class Service:
         )
 
     def start(self, command: str) -> Process:
+        """``ivr-auth COMMAND`` as its systemd unit runs it: the unit that
+        ``ivr-auth systemd-units`` writes, its ``ExecStart=`` run inside its
+        sandbox, rebuilt without systemd (tests/support/sandbox.py)."""
+        units = self.workdir / "units"
+        if not units.exists():
+            written = self.run("systemd-units", "--out", str(units), "--config-file", str(self.config_file))
+            assert written.returncode == 0, written.stderr
         log = (self.workdir / f"{command}.log").open("w")
         proc = subprocess.Popen(
-            [str(self.installed.command), "-c", str(self.config_file), "--log-level", "info", command],
+            [
+                str(self.installed.venv / "bin" / "python"),
+                str(ROOT / "tests" / "support" / "sandbox.py"),
+                str(units / f"ivr-auth-{command}.service"),
+            ],
             cwd=self.workdir,
             env=self.env,
             stdout=log,

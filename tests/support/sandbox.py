@@ -1,6 +1,9 @@
-"""The system call sandbox of the service's systemd units, rebuilt without
-systemd, for a process to put itself in before it runs the service's
-libraries (tests/unit/test_systemd_units.py).
+"""The sandbox of the service's systemd units, rebuilt without systemd,
+for a process to put itself in before it runs the service's libraries
+(tests/unit/test_systemd_units.py), or, run as a script
+(``python sandbox.py UNIT_FILE``), to run a unit's ``ExecStart=`` in
+(tests/e2e/test_installed_wheel.py). Only the standard library: the script
+runs outside the checkout's venv.
 
 What it rebuilds, with libseccomp as systemd does: ``SystemCallFilter=``
 (an allow list, the other calls failing with ``SystemCallErrorNumber=``),
@@ -8,22 +11,41 @@ What it rebuilds, with libseccomp as systemd does: ``SystemCallFilter=``
 ``MemoryDenyWriteExecute=`` (through Linux's PR_SET_MDWE, 6.3 and later,
 which refuses the same mappings). The groups (``@system-service``) are
 expanded by ``systemd-analyze syscall-filter``, so they are the installed
-systemd's."""
+systemd's. The script adds ``ProtectSystem=strict`` and ``ProtectHome=``
+(every mount read-only but /dev, /proc and /sys, in a mount namespace of
+its own; /home, /root and /run/user hidden), ``CapabilityBoundingSet=``
+(empty: root without capabilities), ``NoNewPrivileges=`` and ``UMask=``.
+Not rebuilt: ``User=`` (the process stays uid 0, without capabilities),
+``PrivateTmp=`` (the tests keep their files in /tmp), ``PrivateDevices=``
+and the ``ProtectKernel*`` settings."""
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
 import errno
+import os
+import shlex
 import shutil
 import socket
 import subprocess
+import sys
 from collections.abc import Iterable
+from pathlib import Path
 
 SCMP_ACT_ALLOW = 0x7FFF0000
 SCMP_CMP_EQ = 4
 PR_SET_MDWE = 65
 PR_MDWE_REFUSE_EXEC_GAIN = 1
+PR_CAPBSET_DROP = 24
+CLONE_NEWNS = 0x00020000
+MS_RDONLY = 0x1
+MS_REMOUNT = 0x20
+MS_BIND = 0x1000
+MS_REC = 0x4000
+MS_PRIVATE = 0x40000
+WRITABLE = ("/dev", "/proc", "/sys")
+HIDDEN = ("/home", "/root", "/run/user")
 
 
 def scmp_act_errno(number: int) -> int:
@@ -143,3 +165,79 @@ def from_unit(text: str) -> tuple[set[str], tuple[int, ...], int]:
         elif key == "SystemCallErrorNumber":
             error = getattr(errno, value)
     return allowed(groups, denied), families, error
+
+
+def protect_system() -> None:
+    """``ProtectSystem=strict`` and ``ProtectHome=yes`` for this process:
+    a mount namespace of its own, every mount in it read-only but those of
+    /dev, /proc and /sys, and an empty, inaccessible tmpfs on each of
+    /home, /root and /run/user that does not hold this Python."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.mount.argtypes = (ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p)
+
+    def mount(source: str | None, target: str, kind: str | None, flags: int, options: str | None = None) -> None:
+        encoded = [None if s is None else s.encode() for s in (source, target, kind, options)]
+        if libc.mount(encoded[0], encoded[1], encoded[2], flags, encoded[3]) != 0:
+            raise OSError(ctypes.get_errno(), f"mount {target}: {os.strerror(ctypes.get_errno())}")
+
+    if libc.unshare(CLONE_NEWNS) != 0:
+        raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNS)")
+    mount(None, "/", None, MS_REC | MS_PRIVATE)
+    points = []
+    for line in Path("/proc/self/mountinfo").read_text().splitlines():
+        point = line.split()[4].encode().decode("unicode_escape")  # \040 for a space
+        if not any(point == w or point.startswith(w + "/") for w in WRITABLE):
+            points.append(point)
+    for point in points:
+        mount(None, point, None, MS_REMOUNT | MS_BIND | MS_RDONLY)
+    # A Python of pyenv's in /root/.pyenv would be hidden too; the venvs of
+    # the tests are made with it on some machines (a deployment's venv must
+    # be made with a Python outside them: docs/deploy.md).
+    python = os.path.realpath(sys.executable)
+    for hidden in HIDDEN:
+        if os.path.isdir(hidden) and not python.startswith(hidden + "/"):
+            mount("tmpfs", hidden, "tmpfs", MS_RDONLY, "mode=000")
+
+
+def drop_capabilities() -> None:
+    """``CapabilityBoundingSet=`` (empty): root keeps none across execve."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    last = int(Path("/proc/sys/kernel/cap_last_cap").read_text())
+    for cap in range(last + 1):
+        if libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), f"PR_CAPBSET_DROP {cap}")
+
+
+def exec_start(text: str) -> list[str]:
+    """A unit's ``ExecStart=`` as argv (``%%`` is a ``%``)."""
+    for line in text.splitlines():
+        key, _, value = line.strip().partition("=")
+        if key == "ExecStart":
+            return shlex.split(value.replace("%%", "%"))
+    raise ValueError("no ExecStart=")
+
+
+def umask(text: str) -> int:
+    for line in text.splitlines():
+        key, _, value = line.strip().partition("=")
+        if key == "UMask":
+            return int(value, 8)
+    return 0o022
+
+
+def main(unit_file: str) -> None:
+    """Run the unit's ``ExecStart=`` in its sandbox (this process becomes it)."""
+    text = Path(unit_file).read_text()
+    argv = exec_start(text)
+    allow, families, error = from_unit(text)
+    protect_system()
+    os.umask(umask(text))
+    if "MemoryDenyWriteExecute=yes" in text.splitlines():
+        deny_write_execute()  # where the kernel has it
+    drop_capabilities()
+    enter(allow, families, error=error)  # sets no_new_privs too
+    os.execv(argv[0], argv)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
