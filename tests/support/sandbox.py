@@ -39,11 +39,21 @@ PR_SET_MDWE = 65
 PR_MDWE_REFUSE_EXEC_GAIN = 1
 PR_CAPBSET_DROP = 24
 CLONE_NEWNS = 0x00020000
+CLONE_NEWUSER = 0x10000000
 MS_RDONLY = 0x1
 MS_REMOUNT = 0x20
 MS_BIND = 0x1000
 MS_REC = 0x4000
 MS_PRIVATE = 0x40000
+# statvfs's ST_* flag and the MS_* flag that keeps it on a remount.
+KEPT_FLAGS = (
+    (os.ST_NOSUID, 0x2),
+    (os.ST_NODEV, 0x4),
+    (os.ST_NOEXEC, 0x8),
+    (os.ST_NOATIME, 0x400),
+    (os.ST_NODIRATIME, 0x800),
+    (os.ST_RELATIME, 0x200000),
+)
 WRITABLE = ("/dev", "/proc", "/sys")
 HIDDEN = ("/home", "/root", "/run/user")
 
@@ -171,7 +181,9 @@ def protect_system() -> None:
     """``ProtectSystem=strict`` and ``ProtectHome=yes`` for this process:
     a mount namespace of its own, every mount in it read-only but those of
     /dev, /proc and /sys, and an empty, inaccessible tmpfs on each of
-    /home, /root and /run/user that does not hold this Python."""
+    /home, /root and /run/user that does not hold this Python. Not root,
+    it takes a user namespace too (uid 0 in it, this user outside), where
+    the kernel lets it."""
     libc = ctypes.CDLL(None, use_errno=True)
     libc.mount.argtypes = (ctypes.c_char_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_ulong, ctypes.c_char_p)
 
@@ -180,8 +192,13 @@ def protect_system() -> None:
         if libc.mount(encoded[0], encoded[1], encoded[2], flags, encoded[3]) != 0:
             raise OSError(ctypes.get_errno(), f"mount {target}: {os.strerror(ctypes.get_errno())}")
 
-    if libc.unshare(CLONE_NEWNS) != 0:
-        raise OSError(ctypes.get_errno(), "unshare(CLONE_NEWNS)")
+    uid, gid = os.getuid(), os.getgid()
+    if libc.unshare(CLONE_NEWNS | (CLONE_NEWUSER if uid else 0)) != 0:
+        raise OSError(ctypes.get_errno(), f"unshare: {os.strerror(ctypes.get_errno())}")
+    if uid:
+        Path("/proc/self/setgroups").write_text("deny")
+        Path("/proc/self/uid_map").write_text(f"0 {uid} 1")
+        Path("/proc/self/gid_map").write_text(f"0 {gid} 1")
     mount(None, "/", None, MS_REC | MS_PRIVATE)
     points = []
     for line in Path("/proc/self/mountinfo").read_text().splitlines():
@@ -189,7 +206,14 @@ def protect_system() -> None:
         if not any(point == w or point.startswith(w + "/") for w in WRITABLE):
             points.append(point)
     for point in points:
-        mount(None, point, None, MS_REMOUNT | MS_BIND | MS_RDONLY)
+        # A mount's own flags are kept: inside a user namespace, dropping one
+        # (nosuid, nodev, ...) is refused.
+        try:
+            kept = os.statvfs(point).f_flag
+        except OSError:  # hidden beneath another mount, or gone
+            continue
+        flags = sum(ms for st, ms in KEPT_FLAGS if kept & st)
+        mount(None, point, None, MS_REMOUNT | MS_BIND | MS_RDONLY | flags)
     # A Python of pyenv's in /root/.pyenv would be hidden too; the venvs of
     # the tests are made with it on some machines (a deployment's venv must
     # be made with a Python outside them: docs/deploy.md).
@@ -230,11 +254,15 @@ def main(unit_file: str) -> None:
     text = Path(unit_file).read_text()
     argv = exec_start(text)
     allow, families, error = from_unit(text)
-    protect_system()
+    try:
+        protect_system()
+    except OSError as exc:
+        print(f"sandbox: ProtectSystem= and ProtectHome= not rebuilt here ({exc})", file=sys.stderr)
     os.umask(umask(text))
     if "MemoryDenyWriteExecute=yes" in text.splitlines():
         deny_write_execute()  # where the kernel has it
-    drop_capabilities()
+    if os.geteuid() == 0:
+        drop_capabilities()
     enter(allow, families, error=error)  # sets no_new_privs too
     os.execv(argv[0], argv)
 
