@@ -1,6 +1,7 @@
 # One command for each usual job; the README says which.
 #   make demo   set up everything, bring up the local stack, place real calls
-#   make test   set up everything, run the whole suite (unit, integration, e2e)
+#   make test   set up everything, run the whole suite (unit, integration, e2e) on Asterisk 22
+#   make test-e2e-host  the end-to-end tier again on the host's own Asterisk (Debian 12: 16.28)
 #   make run    the local stack + API + controller in the foreground
 #   make lint   ruff + mypy --strict
 #   make check-wheel  build the service's wheel, check its files, install it into a fresh venv
@@ -14,13 +15,16 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup system venv demo run test test-unit lint check-wheel prompts bench stack-up stack-down stack-status clean
+.PHONY: setup system venv demo run test test-e2e-host test-unit lint check-wheel prompts bench stack-up stack-down stack-status clean
 
 setup: system venv
 
-# Debian/Ubuntu packages: Asterisk, SIPp, Postgres, sox, Chromium, baresip (idempotent; root or sudo).
+# Debian/Ubuntu packages: Asterisk, SIPp, Postgres, sox, Chromium, baresip; then, where the
+# distribution has no Asterisk 20 or later (Debian 12), Asterisk 22 in a Debian unstable tree
+# (/var/lib/ivr-auth-dev/asterisk22, about 30 s once, cached). Idempotent; root or sudo.
 system:
 	@bash scripts/setup-system.sh
+	@bash scripts/setup-asterisk22.sh
 
 venv: $(STAMP)
 
@@ -41,6 +45,11 @@ run: setup
 
 test: setup
 	@$(PY) -m pytest
+
+# The end-to-end tier on the host's own Asterisk (Debian 12: 16.28 from Debian 11), while
+# `make test` runs everything on Asterisk 22: both releases stay supported.
+test-e2e-host: setup
+	@IVR_AUTH_TEST_ASTERISK_ROOT=host $(PY) -m pytest tests/e2e
 
 test-unit: venv
 	@$(PY) -m pytest tests/unit

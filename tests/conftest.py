@@ -5,9 +5,11 @@ developer's `ivr-auth-dev stack up` can run beside the suite; they never skip.""
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -39,9 +41,36 @@ TEST_SETTINGS: dict[str, object] = {
 }
 
 
+# Which Asterisk the suite runs against (docs/testing.md): by default the
+# stack's own choice (Asterisk 22 from the tree `make setup` builds on Debian
+# 12); `make test-e2e-host` sets IVR_AUTH_TEST_ASTERISK_ROOT=host for the
+# host's Asterisk 16. IVR_AUTH_TEST_ARI_URL (with _USERNAME, _PASSWORD) points
+# the suite at an Asterisk run elsewhere, configured from `ivr-auth
+# asterisk-config` for the test ports above; tests that drive the stack's own
+# Asterisk through its console then fail, saying so.
+TEST_ENV = {
+    "IVR_AUTH_TEST_ASTERISK_ROOT": ("stack", "asterisk_root"),
+    "IVR_AUTH_TEST_ASTERISK_BINARY": ("stack", "asterisk_binary"),
+    "IVR_AUTH_TEST_ARI_URL": ("ari", "url"),
+    "IVR_AUTH_TEST_ARI_USERNAME": ("ari", "username"),
+    "IVR_AUTH_TEST_ARI_PASSWORD": ("ari", "password"),
+}
+
+
+def settings_from_env(environ: Mapping[str, str]) -> dict[str, object]:
+    """TEST_SETTINGS with the IVR_AUTH_TEST_* choices of ``environ`` applied."""
+    settings: dict[str, Any] = {
+        key: dict(value) if isinstance(value, dict) else value for key, value in TEST_SETTINGS.items()
+    }
+    for variable, (section, key) in TEST_ENV.items():
+        if environ.get(variable):
+            settings.setdefault(section, {})[key] = environ[variable]
+    return settings
+
+
 @pytest.fixture(scope="session")
 def stack_config() -> config.Config:
-    return config.from_mapping(TEST_SETTINGS)
+    return config.from_mapping(settings_from_env(os.environ))
 
 
 def stack_for_session(cfg: config.Config) -> Iterator[connections.Connections]:

@@ -133,6 +133,10 @@ E164Prefix = Annotated[
 LineType = Annotated[str, _must(phone.LINE_TYPES.__contains__, "{!r} is not one of " + ", ".join(phone.LINE_TYPES))]
 IpAddress = Annotated[str, _must(ipaddress.ip_address, "{!r} is not an IP address")]
 TimeZone = Annotated[str, _must(zoneinfo.ZoneInfo, "{!r} is not an IANA time zone name")]
+AsteriskRoot = Annotated[
+    str,
+    _must(lambda v: v in ("auto", "host") or v.startswith("/"), '{!r} is not "auto", "host" or an absolute path'),
+]
 
 
 class _Invalid(ValueError):
@@ -392,8 +396,14 @@ class StackConfig(Section):
     ari_port: Port = 58088
     rtp_start: Port = 30000
     rtp_end: Port = 30999
+    # Which Asterisk the stack runs. "auto": Asterisk 22 from the tree `make
+    # setup` builds where the distribution has none newer than 16 (Debian 12),
+    # else the host's own; "host": the host's own (Debian 12: Asterisk 16);
+    # an absolute path: a tree with Asterisk installed, entered with chroot.
+    asterisk_root: AsteriskRoot = "auto"
+    # The program, on PATH for the host's Asterisk, or a path in the tree.
     asterisk_binary: str = "asterisk"
-    # Empty: found from the system asterisk.conf or the usual places.
+    # Empty: found from the installation's asterisk.conf or the usual places.
     asterisk_module_dir: str = ""
     asterisk_data_dir: str = ""
     # Empty: the newest /usr/lib/postgresql/*/bin.

@@ -4,6 +4,7 @@ runs it on the embedded stack."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +16,7 @@ import yaml
 from ivr_auth import cli, config, connections
 from ivr_auth_devkit import cli as dev_cli
 from ivr_auth_devkit import sipp, stack
-from tests.conftest import TEST_SETTINGS
+from tests.conftest import settings_from_env
 
 BIN = Path(sys.executable).parent
 
@@ -25,9 +26,9 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture
 def config_file(tmp_path: Path, stack_config: config.Config) -> Path:
     path = tmp_path / "ivr-auth.yaml"
-    settings = dict(TEST_SETTINGS)
+    settings = settings_from_env(os.environ)
     settings.pop("base_dir")
-    settings["stack"] = {**TEST_SETTINGS["stack"], "run_dir": str(stack_config.run_dir)}  # type: ignore[dict-item]
+    settings["stack"] = {**settings["stack"], "run_dir": str(stack_config.run_dir)}  # type: ignore[dict-item]
     path.write_text(yaml.safe_dump(settings))
     return path
 

@@ -14,7 +14,7 @@ import pytest
 from ivr_auth import config, connections, errors
 from ivr_auth.ari import client as ari_client
 from ivr_auth_devkit import stack
-from ivr_auth_devkit.stack import postgres
+from ivr_auth_devkit.stack import install, postgres
 
 pytestmark = pytest.mark.integration
 
@@ -106,12 +106,66 @@ async def test_sip_port_in_use_is_named(tmp_path: Path, local_stack: connections
             await stack.up(cfg)
 
 
-async def test_missing_asterisk_is_named(tmp_path: Path, local_stack: connections.Connections) -> None:
+@pytest.mark.parametrize(
+    ("root", "message"),
+    [
+        ("host", r"Asterisk is not installed.*make setup"),
+        ("auto", r"there is no Asterisk at /nonexistent/asterisk in .*make setup"),
+        ("/nonexistent-tree", r"there is no Asterisk at /usr/sbin/asterisk in /nonexistent-tree.*make setup"),
+    ],
+)
+async def test_missing_asterisk_is_named(
+    tmp_path: Path, local_stack: connections.Connections, root: str, message: str
+) -> None:
+    binary = "asterisk" if root.startswith("/") else "/nonexistent/asterisk"
+    if root == "auto" and install.resolve(config.StackConfig()).root is None:
+        message = r"Asterisk is not installed.*make setup"
     cfg = config.with_overrides(
-        _isolated(tmp_path, asterisk_binary="/nonexistent/asterisk"), database_url=local_stack.database_url
+        _isolated(tmp_path, asterisk_root=root, asterisk_binary=binary), database_url=local_stack.database_url
     )
-    with pytest.raises(errors.NotInstalled, match=r"Asterisk is not installed.*make setup"):
+    with pytest.raises(errors.NotInstalled, match=message):
         await stack.up(cfg)
+
+
+async def test_stack_runs_the_asterisk_it_was_asked_for(
+    local_stack: connections.Connections, stack_config: config.Config, http_session: aiohttp.ClientSession
+) -> None:
+    """The version ARI reports is the one the stack's installation says it
+    has: the tree's Asterisk 22 by default where make setup built it."""
+    chosen = install.resolve(stack_config.stack)
+    expected = chosen.version()
+    assert expected is not None
+    client = ari_client.AriClient(http_session, local_stack.ari_url, local_stack.ari_username, local_stack.ari_password)
+    reported = install.parse_version("Asterisk " + (await client.asterisk_info())["system"]["version"])
+    assert reported == expected
+    if os.environ.get("IVR_AUTH_STACK_ASTERISK_ROOT", "auto") == "auto" and chosen.root is not None:
+        assert expected >= (22, 0, 0)
+
+
+def test_a_tree_sees_a_host_directory_made_anew(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """A run directory removed and made again (``make clean``) is mounted
+    again, not left showing the deleted one inside the tree."""
+    chosen = install.resolve(config.StackConfig())
+    if chosen.root is None:
+        pytest.fail("no Asterisk tree here: make setup builds it (this test is about the tree)")
+    host = Path("/var/tmp") / f"ivr-auth-expose-{os.getpid()}"
+    host.mkdir()
+    try:
+        (host / "first").write_text("1")
+        chosen.expose([host])
+        assert (chosen.outside(host) / "first").read_text() == "1"
+        (host / "first").unlink()
+        host.rmdir()
+        host.mkdir()
+        (host / "second").write_text("2")
+        chosen.expose([host])
+        assert (chosen.outside(host) / "second").read_text() == "2"
+    finally:
+        chosen.release(host)
+        assert not install.mounted(chosen.outside(host))
+        chosen.outside(host).rmdir()
+        for leftover in (host / "second", host):
+            leftover.unlink() if leftover.is_file() else leftover.rmdir()
 
 
 async def test_endpoints_before_first_start_say_what_to_do(tmp_path: Path) -> None:

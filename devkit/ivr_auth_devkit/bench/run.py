@@ -30,7 +30,7 @@ from ivr_auth import store as store_mod
 from ivr_auth.ari import client as ari_client
 from ivr_auth_devkit import sipp_load, stack
 from ivr_auth_devkit.bench import observe, report
-from ivr_auth_devkit.stack import asterisk, postgres, secrets
+from ivr_auth_devkit.stack import asterisk, install, postgres, secrets
 
 logger = logging.getLogger(__name__)
 
@@ -552,8 +552,5 @@ async def wait_ready(http: aiohttp.ClientSession) -> None:
 
 
 async def asterisk_version(cfg: config.Config) -> str:
-    proc = await asyncio.create_subprocess_exec(
-        cfg.stack.asterisk_binary, "-V", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.DEVNULL
-    )
-    out, _ = await proc.communicate()
-    return out.decode().strip().removeprefix("Asterisk ")
+    found = await asyncio.to_thread(install.resolve(cfg.stack).version)
+    return ".".join(map(str, found)) if found else "(version unknown)"

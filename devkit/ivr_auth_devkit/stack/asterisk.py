@@ -9,11 +9,10 @@ neither ``/etc/asterisk`` nor a system Asterisk that may be running.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import logging
 import os
-import re
-import shutil
 import signal
 import time
 from dataclasses import dataclass
@@ -21,52 +20,15 @@ from pathlib import Path
 
 import aiohttp
 
-from ivr_auth import asterisk_config, config, data, errors, ports
+from ivr_auth import asterisk_config, config, data, errors, ports, prompts
 from ivr_auth.ari import client as ari_client
-from ivr_auth_devkit.stack import proc, render
+from ivr_auth_devkit.stack import install, proc, render
 
 logger = logging.getLogger(__name__)
 
 TEMPLATE_DIRS = (data.ASTERISK_DIR, data.DIALPLAN_DIR)
-SYSTEM_CONF = Path("/etc/asterisk/asterisk.conf")
-MODULE_DIR_CANDIDATES = (
-    "/usr/lib/asterisk/modules",
-    "/usr/lib/x86_64-linux-gnu/asterisk/modules",
-    "/usr/lib/aarch64-linux-gnu/asterisk/modules",
-    "/usr/lib64/asterisk/modules",
-)
-DATA_DIR_CANDIDATES = ("/usr/share/asterisk", "/var/lib/asterisk")
 # A Unix socket path longer than this does not fit in sockaddr_un.
 MAX_SOCKET_PATH = 100
-
-
-def _system_dir(key: str) -> str | None:
-    try:
-        text = SYSTEM_CONF.read_text()
-    except OSError:
-        return None
-    match = re.search(rf"^\s*{key}\s*=>?\s*(\S+)", text, re.MULTILINE)
-    return match.group(1) if match else None
-
-
-def module_dir(cfg: config.StackConfig) -> Path:
-    for candidate in (cfg.asterisk_module_dir, _system_dir("astmoddir"), *MODULE_DIR_CANDIDATES):
-        if candidate and (Path(candidate) / "res_ari.so").exists():
-            return Path(candidate)
-    raise errors.NotInstalled(
-        "Asterisk's modules (res_ari.so) were not found; run `make setup` to install Asterisk, "
-        "or set stack.asterisk_module_dir"
-    )
-
-
-def data_dir(cfg: config.StackConfig) -> Path:
-    for candidate in (cfg.asterisk_data_dir, _system_dir("astdatadir"), *DATA_DIR_CANDIDATES):
-        if candidate and (Path(candidate) / "sounds").is_dir():
-            return Path(candidate)
-    raise errors.NotInstalled(
-        "Asterisk's sounds were not found; run `make setup` (it installs asterisk-core-sounds-en), "
-        "or set stack.asterisk_data_dir"
-    )
 
 
 def ari_url(cfg: config.StackConfig) -> str:
@@ -152,8 +114,8 @@ class Instance:
             "spool": self.home / "spool",
             "log": self.home / "log",
             "ctl": ctl,
-            "module": module_dir(self.stack),
-            "data": data_dir(self.stack),
+            "module": self.install.module_dir(),
+            "data": self.install.data_dir(),
         }
 
     @property
@@ -164,18 +126,21 @@ class Instance:
     def log_file(self) -> Path:
         return self.home / "log" / "messages"
 
-    def binary(self) -> str:
-        found = shutil.which(self.stack.asterisk_binary)
-        if not found:
-            raise errors.NotInstalled(
-                f"Asterisk is not installed ('{self.stack.asterisk_binary}' is not on PATH); run `make setup` "
-                "(on Debian 12 it adds the Debian 11 suites for Asterisk 16), or set stack.asterisk_binary, "
-                "or point ari.url at an Asterisk you run yourself"
-            )
-        return found
+    @functools.cached_property
+    def install(self) -> install.Install:
+        return install.resolve(self.stack)
+
+    def command(self) -> list[str]:
+        """argv that runs this instance's ``asterisk`` (through chroot for a tree of its own)."""
+        return self.install.command()
+
+    @functools.cached_property
+    def version(self) -> tuple[int, int, int] | None:
+        """The installed Asterisk's version, from ``asterisk -V``; None when it does not say."""
+        return self.install.version()
 
     async def cli(self, command: str, timeout: float = 30.0) -> proc.Result:
-        return await proc.run([self.binary(), "-C", str(self.conf), "-rx", command], timeout=timeout)
+        return await proc.run([*self.command(), "-C", str(self.conf), "-rx", command], timeout=timeout)
 
     def pid(self) -> int | None:
         pid_file = self.dirs["ctl"] / "asterisk.pid"
@@ -198,9 +163,10 @@ class Instance:
         return result.returncode == 0 and "Asterisk" in result.stdout
 
     async def start(self) -> None:
-        self.binary()
+        self.command()
+        self.install.expose(self._shared_dirs())
         if await self.is_running():
-            changed = render_config(self.cfg, self.ari_password, self.dirs)
+            changed = render_config(self.cfg, self.ari_password, self.dirs, asterisk_version=self.version)
             if changed:
                 # Templates or ivr-auth.yaml changed since the instance started.
                 logger.info("asterisk config changed (%s); reloading", ", ".join(p.name for p in changed))
@@ -216,13 +182,28 @@ class Instance:
             dirs[key].mkdir(parents=True, exist_ok=True)
         # ARI recordings (POST .../record) are written here; Asterisk does not make it.
         (dirs["spool"] / "recording").mkdir(exist_ok=True)
-        render_config(self.cfg, self.ari_password, dirs)
-        result = await proc.run([self.binary(), "-C", str(self.conf)], timeout=30)
+        render_config(self.cfg, self.ari_password, dirs, asterisk_version=self.version)
+        result = await proc.run([*self.command(), "-C", str(self.conf)], timeout=30)
         if result.returncode != 0:
             raise errors.StackError(f"Asterisk did not start: {result.output}\n{self._log_tail()}")
         await self.wait_booted(self.stack.start_timeout)
         await self.wait_ari(self.stack.start_timeout)
-        logger.info("asterisk up: SIP %s:%s, ARI %s", bind, self.stack.sip_port, ari_url(self.stack))
+        logger.info(
+            "asterisk %s up (%s): SIP %s:%s, ARI %s",
+            ".".join(map(str, self.version or ())) or "(version unknown)",
+            self.install.description,
+            bind,
+            self.stack.sip_port,
+            ari_url(self.stack),
+        )
+
+    def _shared_dirs(self) -> list[Path]:
+        """Host directories an Asterisk in a tree of its own must see: its run
+        directory, its control socket's and the prompts."""
+        dirs = self.dirs
+        for key in ("etc", "varlib", "spool", "log", "ctl"):
+            dirs[key].mkdir(parents=True, exist_ok=True)
+        return [self.home, dirs["ctl"], prompts.SHIPPED_DIR]
 
     async def wait_booted(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -271,6 +252,7 @@ class Instance:
         if _alive(pid):
             logger.warning("asterisk pid %s did not stop; killing it", pid)
             os.kill(pid, signal.SIGKILL)
+        self.install.release(self.home)
         return True
 
     def _log_tail(self, lines: int = 15) -> str:
