@@ -1,0 +1,272 @@
+"""Installed beside an operator's Asterisk: a fresh Asterisk (22 from the
+tree `make setup` builds, and the host's own, 16 on Debian 12) whose
+configuration is the one Debian's package ships in /etc/asterisk, changed
+only by the ``#include`` lines ``ivr-auth asterisk-config`` asks for, runs
+every method (dtmf, voice, inbound through Stasis and through FastAGI) with
+the project's SIPp handsets, and the doctor finds it matches.
+
+Besides the include lines, the stock files get only what any operator sets
+for an instance of their own on a shared machine (``OPERATOR_CHANGES``):
+
+- asterisk.conf: ``[directories]`` used (not the ``(!)`` template) with the
+  configuration, run, log, spool and database directories private to the test;
+- http.conf: ``bindport`` of its own (the stock ``bindaddr`` is 127.0.0.1);
+- pjsip.conf: one UDP transport on 127.0.0.1 and a port of its own (the
+  stock file has none);
+- iax.conf: a port of its own and ``bindaddr`` 127.0.0.1, because the stock
+  modules.conf autoloads chan_iax2, which binds 0.0.0.0:4569.
+
+Debian's manager.conf enables AMI on 127.0.0.1:5038; it is left alone (a
+second instance only fails to bind AMI, which ivr-auth does not use). The
+stock configuration loads every module (autoload), many of which log errors
+for their own stock files; none of them is in ivr-auth's way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ivr_auth import asterisk_config, config, connections, doctor, models, runtime, states
+from ivr_auth import store as store_mod
+from ivr_auth.store import tenants
+from ivr_auth_devkit import sipp
+from tests.e2e.conftest import Api, service_config, start_runtime
+
+pytestmark = pytest.mark.e2e
+
+PHONE = "090-1234-5678"
+TERMINAL = {s.value for s in states.TERMINAL}
+STASIS_DID = "05012345678"
+AGI_DID = "05012340000"
+ARI_PASSWORD = "operator-ari-password"
+
+
+def free_port(kind: socket.SocketKind = socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+@dataclass(frozen=True)
+class Asterisk:
+    """An installed Asterisk: in a tree of its own entered with chroot (/tmp
+    and the checkout are the same paths inside it), or the host's."""
+
+    root: Path | None = None
+
+    @property
+    def stock(self) -> Path:
+        return (self.root or Path("/")) / "etc" / "asterisk"
+
+    def argv(self) -> list[str]:
+        return ["chroot", str(self.root), "/usr/sbin/asterisk"] if self.root else ["asterisk"]
+
+    def installed(self) -> bool:
+        found = (self.root / "usr/sbin/asterisk").exists() if self.root else shutil.which("asterisk") is not None
+        return found and (self.stock / "asterisk.conf").is_file()
+
+    def version(self) -> str:
+        out = subprocess.run([*self.argv(), "-V"], capture_output=True, text=True, timeout=30).stdout
+        match = re.search(r"Asterisk (\d+\.\d+)", out)
+        assert match, out
+        return match.group(1)
+
+
+ASTERISKS = {"tree": Asterisk(Path("/var/tmp/sid")), "host": Asterisk()}
+
+
+@dataclass(frozen=True)
+class Operator:
+    asterisk: Asterisk
+    etc: Path
+    cfg: config.Config
+    sip_port: int
+
+    @property
+    def command(self) -> list[str]:
+        return [*self.asterisk.argv(), "-C", str(self.etc / "asterisk.conf")]
+
+    def cli(self, command: str, timeout: float = 30) -> str:
+        done = subprocess.run([*self.command, "-rx", command], capture_output=True, text=True, timeout=timeout)
+        return done.stdout + done.stderr
+
+
+def operator_changes(
+    stock: Path, home: Path, sip_port: int, http_port: int, iax_port: int
+) -> dict[str, list[tuple[str, str]]]:
+    """Per stock file, (old, new) text replacements: the least an operator
+    changes for a private instance. Each old text must be in the stock file
+    once; an empty one appends."""
+    directories = [("[directories](!)\n", "[directories]\n")]
+    for key, sub in (
+        ("astetcdir", "etc"),
+        ("astvarlibdir", "lib"),
+        ("astdbdir", "lib"),
+        ("astkeydir", "lib"),
+        ("astspooldir", "spool"),
+        ("astrundir", "run"),
+        ("astlogdir", "log"),
+        ("astcachedir", "cache"),
+    ):
+        default = re.search(rf"^{key} => .*$", (stock / "asterisk.conf").read_text(), re.MULTILINE)
+        assert default, f"the stock asterisk.conf has no {key}"
+        directories.append((default.group(0) + "\n", f"{key} => {home / sub}\n"))
+    return {
+        "asterisk.conf": directories,
+        "http.conf": [("\nbindaddr=127.0.0.1\n", f"\nbindaddr=127.0.0.1\nbindport={http_port}\n")],
+        "iax.conf": [("\n[general]\n", f"\n[general]\nbindport={iax_port}\nbindaddr=127.0.0.1\n")],
+        "pjsip.conf": [
+            ("", f"\n[transport-operator]\ntype = transport\nprotocol = udp\nbind = 127.0.0.1:{sip_port}\n")
+        ],
+    }
+
+
+def install(asterisk: Asterisk, home: Path, cfg: config.Config, sip_port: int, http_port: int) -> Path:
+    """The stock /etc/asterisk copied to ``home/etc``, the operator's changes
+    made, and ``ivr-auth asterisk-config``'s files installed by #include."""
+    etc = home / "etc"
+    shutil.copytree(asterisk.stock, etc)
+    changes = operator_changes(asterisk.stock, home, sip_port, http_port, free_port(socket.SOCK_DGRAM))
+    for name, replacements in changes.items():
+        path = etc / name
+        text = path.read_text()
+        for old, new in replacements:
+            if old:
+                assert text.count(old) == 1, f"{name}: the stock file no longer has {old!r} once"
+                text = text.replace(old, new)
+            else:
+                text += new
+        path.write_text(text)
+    version = asterisk_config.parse_version(asterisk.version())
+    files = asterisk_config.generate(cfg, ARI_PASSWORD, version)
+    asterisk_config.write(files, etc)
+    for f in files:
+        with (etc / f.into).open("a") as target:
+            target.write(f"\n{f.include_line}\n")
+    for sub in ("lib", "spool", "run", "log", "cache"):
+        (home / sub).mkdir()
+    return etc
+
+
+@pytest.fixture(scope="module", params=sorted(ASTERISKS))
+def operator(request: pytest.FixtureRequest, local_stack: connections.Connections) -> Iterator[Operator]:
+    asterisk = ASTERISKS[request.param]
+    if not asterisk.installed():
+        pytest.skip(f"no Asterisk {request.param} here ({' '.join(asterisk.argv())})")
+    sip_port, http_port = free_port(socket.SOCK_DGRAM), free_port()
+    cfg = service_config(
+        ari={"password": ARI_PASSWORD, "url": f"http://127.0.0.1:{http_port}/ari"},
+        agi={"listen": f"127.0.0.1:{free_port()}"},
+    ).replace(database_url=local_stack.database_url, server_secret=local_stack.server_secret)
+    home = Path(tempfile.mkdtemp(prefix="ivr-op-", dir="/tmp"))
+    found = Operator(asterisk, install(asterisk, home, cfg, sip_port, http_port), cfg, sip_port)
+    subprocess.run(found.command, check=True, timeout=30)
+    try:
+        deadline = time.monotonic() + 60
+        while "fully booted" not in found.cli("core waitfullybooted", timeout=60):
+            assert time.monotonic() < deadline, "the operator's Asterisk did not boot within 60 s"
+            time.sleep(0.2)
+        # An instance that missed its directories would use the chroot's /etc/asterisk.
+        assert f"Configuration directory:     {found.etc}" in found.cli("core show settings")
+        yield found
+    finally:
+        found.cli("core stop now")
+        deadline = time.monotonic() + 15
+        while (home / "run" / "asterisk.ctl").exists() and time.monotonic() < deadline:
+            time.sleep(0.1)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+@contextlib.asynccontextmanager
+async def controller(operator: Operator, **overrides: Any) -> AsyncIterator[runtime.Runtime]:
+    """A controller on the operator's Asterisk (and the test stack's Postgres)."""
+    cfg = operator.cfg
+    if overrides:
+        cfg = config.with_overrides(cfg, **overrides)
+    endpoints = connections.from_config(cfg)
+    rt = await start_runtime(cfg, endpoints, prefix="operator", dialer=True, fastagi=True)
+    try:
+        yield rt
+    finally:
+        await asyncio.wait_for(rt.stop(grace=5), 90)
+
+
+def handset(operator: Operator, **kwargs: Any) -> sipp.Handset:
+    return sipp.Handset(port=operator.cfg.trunk.port, host=operator.cfg.trunk.host, **kwargs)
+
+
+def caller(operator: Operator, frm: str, did: str, **kwargs: Any) -> sipp.Caller:
+    return sipp.Caller(target_port=operator.sip_port, did=did, caller=frm, **kwargs)
+
+
+async def test_the_doctor_finds_it_matches(operator: Operator) -> None:
+    async with controller(operator):
+        results = {r.check: r for r in await doctor.run(operator.cfg)}
+    for name in ("ari", "asterisk modules", "trunk trunk", "ari apps"):
+        assert results[name].status == "ok", results[name]
+    # The tests' short ring time-out earns a warning of its own.
+    assert results["sip timers"].detail.startswith("PJSIP's timer B matches"), results["sip timers"]
+    assert f"Asterisk {operator.asterisk.version()}" in results["asterisk modules"].detail
+
+
+async def test_dtmf(operator: Operator, api: Api) -> None:
+    async with controller(operator):
+        created = await api.create(PHONE)
+        async with handset(operator, keys=created["code"] + "#") as phone:
+            done = await api.wait_for(created["id"], TERMINAL)
+            result = await phone.wait()
+    assert done["status"] == "verified", done
+    assert result.ok, result.errors_log
+
+
+async def test_voice_with_answering_machine_detection(operator: Operator, api: Api) -> None:
+    # AMD runs in the operator's dialplan (ivr-auth-amd): a greeting, then a key.
+    async with controller(operator, verification={"amd": True, "voice_key_timeout_seconds": 2.0}):
+        created = await api.create(PHONE, method="voice", language="en")
+        # "Hello?" then silence: AMD's HUMAN; then the key that asks for the code.
+        async with handset(operator, keys="1", greeting_ms=500) as phone:
+            done = await api.wait_for(created["id"], TERMINAL | {"delivered"}, timeout=60)
+            result = await phone.wait()
+    assert done["status"] == "delivered", done
+    assert done["answered_by"] == "human"
+    assert result.ok, result.errors_log
+
+
+async def test_inbound_through_stasis(operator: Operator, api: Api) -> None:
+    async with controller(operator):
+        created = await api.create(PHONE, method="inbound", language="en")
+        assert created["inbound_number"] == "+815012345678"
+        async with caller(operator, "+819012345678", STASIS_DID) as phone:
+            done = await api.wait_for(created["id"], TERMINAL, timeout=30)
+            result = await phone.wait()
+    assert done["status"] == "verified", done
+    assert result.ok, result.errors_log
+
+
+async def test_inbound_through_fastagi(
+    operator: Operator, api: Api, store: store_mod.Store, tenant: tuple[models.Tenant, str]
+) -> None:
+    # The tenant publishes the number the operator's dialplan sends to ivr-auth-agi.
+    await store.tenants.update(tenant[0].name, tenants.TenantChanges(inbound_numbers=("+815012340000",)))
+    async with controller(operator):
+        created = await api.create(PHONE, method="inbound", language="en")
+        async with caller(operator, "+819012345678", AGI_DID) as phone:
+            done = await api.wait_for(created["id"], TERMINAL, timeout=30)
+            result = await phone.wait()
+    assert done["status"] == "verified", done
+    assert result.ok, result.errors_log
+    assert (await api.events(created["id"]))["events"][-1]["detail"]["source"] == "agi"
