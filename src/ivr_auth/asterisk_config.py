@@ -201,6 +201,7 @@ def trunk_section(trunk: config.TrunkConfig) -> str:
     )
     return f"""[{trunk.name}]
 type = endpoint
+transport = {trunk.pjsip_transport or f"transport-{trunk.transport}"}
 context = {INBOUND_CONTEXT}
 disallow = all
 allow = ulaw,alaw

@@ -191,6 +191,10 @@ class TrunkConfig(Section):
     host: ConfValue = "127.0.0.1"
     port: Port = 5080
     transport: Transport = "udp"
+    # The PJSIP transport (its section name in pjsip.conf) the trunk's calls
+    # leave by. Empty: "transport-udp" or "transport-tcp" after ``transport``,
+    # the names in the embedded stack and in Asterisk's sample pjsip.conf.
+    pjsip_transport: Annotated[str, _only("-_.", may_be_empty=True)] = ""
     username: ConfValue | None = None
     password: ConfValue | None = None
     # Caller ID presented on outbound calls (E.164 or national); empty: none.

@@ -117,6 +117,7 @@ def test_trunks_timers_and_inbound_come_from_the_config() -> None:
     assert section(pjsip, "carrier", "endpoint")["context"] == "ivr-auth-inbound"
     assert section(pjsip, "carrier-auth", "auth")["password"] == "trunk-pw"
     assert section(pjsip, "backup", "aor")["contact"] == "sip:192.0.2.20:5080;transport=tcp"
+    assert section(pjsip, "backup", "endpoint")["transport"] == "transport-tcp"
     system = section(asterisk_sections(found["ivr-auth-pjsip-system.conf"].text), "system", "system")
     assert (system["timer_t1"], system["timer_b"]) == ("125", "8000")
     dialplan = found["ivr-auth-extensions.conf"].text
@@ -250,3 +251,13 @@ def test_the_command_needs_the_ari_password(
 
     assert "ari.password" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def test_a_trunk_names_the_operators_own_transport() -> None:
+    """Every endpoint names its transport: the operator's, where it is called
+    otherwise than Asterisk's sample transport-udp / transport-tcp."""
+    cfg = config.from_mapping({"trunk": {"name": "carrier", "host": "192.0.2.10", "pjsip_transport": "wan.udp-1"}})
+    pjsip = asterisk_sections(files(cfg)["ivr-auth-pjsip.conf"].text)
+    assert section(pjsip, "carrier", "endpoint")["transport"] == "wan.udp-1"
+    with pytest.raises(errors.ConfigError, match="pjsip_transport"):
+        config.from_mapping({"trunk": {"pjsip_transport": "udp;x"}})

@@ -162,8 +162,8 @@ def test_rendered_files_carry_the_config(tmp_path: Path) -> None:
     assert section(pjsip, "transport-udp", "transport")["bind"] == "127.0.0.2:5071"
     trunks = asterisk_sections(rendered["ivr-auth-pjsip.conf"])
     endpoint = section(trunks, "carrier", "endpoint")
-    # No transport named: the operator's own serves the contact's protocol.
-    assert "transport" not in endpoint
+    # The transport is named (pjsip_transport, or transport-<protocol>).
+    assert endpoint["transport"] == "transport-udp"
     assert endpoint["trust_id_inbound"] == "yes"
     assert endpoint["aors"] == "carrier"
     assert section(trunks, "carrier", "aor")["contact"] == "sip:192.0.2.10:5099"
@@ -206,7 +206,7 @@ def test_tcp_trunk_renders(tmp_path: Path) -> None:
 
     pjsip = asterisk_sections(render_all(cfg, tmp_path)["ivr-auth-pjsip.conf"])
 
-    assert "transport" not in section(pjsip, "carrier", "endpoint")
+    assert section(pjsip, "carrier", "endpoint")["transport"] == "transport-tcp"
     assert "transport=tcp" in section(pjsip, "carrier", "aor")["contact"]
 
 

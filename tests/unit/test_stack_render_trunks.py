@@ -31,7 +31,8 @@ def test_every_trunk_gets_its_sections(tmp_path: Path) -> None:
 
     primary = section(pjsip, "primary", "endpoint")
     assert (primary["context"], primary["trust_id_inbound"]) == ("ivr-auth-inbound", "no")
-    assert "transport" not in primary
+    assert primary["transport"] == "transport-udp"
+    assert section(pjsip, "backup", "endpoint")["transport"] == "transport-tcp"
     assert "outbound_auth" not in primary
     assert section(pjsip, "primary", "aor")["contact"] == "sip:192.0.2.10:5085"
     assert section(pjsip, "primary", "identify") == {"type": "identify", "endpoint": "primary", "match": "192.0.2.10"}
