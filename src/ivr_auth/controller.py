@@ -100,7 +100,7 @@ class Controller:
         self._running = False
         self._started_at = presence.started_now()
         self.listening = False
-        node.stream.on_connect = self.on_ari_connect
+        node.on_connect = self.on_ari_connect
         node.dispatcher.fallback = self.on_unrouted_event
 
     # --- lifecycle ---------------------------------------------------------------------

@@ -197,6 +197,13 @@ class Metrics:
             ["node"],
             registry=self.registry,
         )
+        self.asterisk_info = Gauge(
+            f"{PREFIX}_asterisk_info",
+            "1 for the Asterisk release each ARI node runs (GET /asterisk/info when its websocket connected).",
+            ["node", "version"],
+            registry=self.registry,
+        )
+        self._asterisk_versions: dict[str, str] = {}
         for method in METHODS:
             self.requests_created.labels(method)
             self.answer_to_result.labels(method)
@@ -228,6 +235,14 @@ class Metrics:
         self.webhook_attempts.labels(result).inc()
         if seconds_since_result is not None:
             self.result_to_webhook.observe(max(seconds_since_result, 0.0))
+
+    def asterisk_release(self, node: str, version: str) -> None:
+        """The node's Asterisk is ``version`` now (an upgrade replaces the old label)."""
+        previous = self._asterisk_versions.get(node)
+        if previous is not None and previous != version:
+            self.asterisk_info.remove(node, previous)
+        self._asterisk_versions[node] = version
+        self.asterisk_info.labels(node, version).set(1)
 
     def ari_connection(self, node: str, *, up: bool, reconnect: bool = False) -> None:
         self.ari_up.labels(node).set(1 if up else 0)

@@ -14,7 +14,9 @@ import pytest
 from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
+from ivr_auth import config
 from ivr_auth_devkit import sipp
+from ivr_auth_devkit.stack import install
 from tests.e2e.conftest import Api, Starter, service_config
 
 pytestmark = pytest.mark.e2e
@@ -59,7 +61,11 @@ async def scrape(session: aiohttp.ClientSession, url: str) -> Samples:
 
 
 async def test_controller_only_process_serves_its_metrics(
-    api: Api, start_service: Starter, http_session: aiohttp.ClientSession, receiver: tuple[str, list[bytes]]
+    api: Api,
+    start_service: Starter,
+    http_session: aiohttp.ClientSession,
+    receiver: tuple[str, list[bytes]],
+    stack_config: config.Config,
 ) -> None:
     cfg = service_config(metrics={"listen": f"127.0.0.1:{free_port()}"})
     rt = await start_service(api=False, cfg=cfg)
@@ -69,6 +75,10 @@ async def test_controller_only_process_serves_its_metrics(
     before = await scrape(http_session, rt.metrics_url)
     assert before[("ivr_auth_ari_connected", (("node", node),))] == 1
     assert before[("ivr_auth_ari_reconnects_total", (("node", node),))] == 0
+    # The Asterisk the node runs, as the stack's own installation says it is.
+    ours = install.resolve(stack_config.stack).version()
+    assert ours is not None
+    assert before[("ivr_auth_asterisk_info", (("node", node), ("version", ".".join(map(str, ours)))))] == 1
     assert not any(name == "ivr_auth_database_up" for name, _ in before)
 
     url, hooks = receiver

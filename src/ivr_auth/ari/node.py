@@ -5,7 +5,9 @@ the calls in progress."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
+from collections.abc import Mapping
 
 import aiohttp
 
@@ -13,6 +15,7 @@ from ivr_auth import ari, errors, tasks
 from ivr_auth import metrics as metrics_mod
 from ivr_auth.ari import client as ari_client
 from ivr_auth.ari import events
+from ivr_auth.ari import release as release_mod
 
 logger = logging.getLogger(__name__)
 
@@ -46,12 +49,61 @@ class AriNode:
             self.client.headers,
             ",".join((app, *extra_apps)),
             self.dispatcher,
-            on_connect=on_connect,
+            on_connect=self._connected,
             on_status=self._connection_changed if metrics is not None else None,
         )
         if metrics is not None:
             metrics.ari_connection(name, up=False)
+        # Called after the release is read, each time the websocket connects
+        # (the controller resyncs its calls there).
+        self.on_connect = on_connect
+        # The node's Asterisk, read each time the websocket connects; None
+        # before, or when it does not say (then no newer feature is used).
+        self.release: release_mod.Release | None = None
         self._task: asyncio.Task[None] | None = None
+
+    async def _connected(self) -> None:
+        await self.read_release()
+        if self.on_connect is not None:
+            await self.on_connect()
+
+    async def read_release(self) -> release_mod.Release | None:
+        """Ask the node which Asterisk it runs (an Asterisk may come back
+        upgraded), log it once per change, warn past its end of life."""
+        try:
+            info = await self.client.asterisk_info()
+            found = release_mod.Release.from_info(info) if isinstance(info, Mapping) else None
+        except errors.AriError as exc:
+            logger.warning("ARI node %s: could not read its Asterisk version: %s", self.name, exc)
+            return self.release
+        if found != self.release:
+            if found is None:
+                logger.warning(
+                    "ARI node %s: its Asterisk gives no version that reads as one; newer ARI is not used", self.name
+                )
+            else:
+                logger.info(
+                    "ARI node %s runs Asterisk %s (newer ARI: %s)",
+                    self.name,
+                    found.text,
+                    ", ".join(found.features()) or "none",
+                )
+                if found.past_end_of_life(dt.date.today()):
+                    ended = found.end_of_life()
+                    logger.warning(
+                        "ARI node %s: Asterisk %d %s; run 20 or 22 LTS",
+                        self.name,
+                        found.major,
+                        f"reached its end of life in {ended:%B %Y}" if ended else "is past its end of life",
+                    )
+                if self._metrics is not None:
+                    self._metrics.asterisk_release(self.name, str(found))
+        self.release = found
+        return found
+
+    def has(self, feature: release_mod.Feature) -> bool:
+        """Whether the node's Asterisk has a newer ARI feature (False until known)."""
+        return self.release is not None and self.release.has(feature)
 
     async def start(self, timeout: float = 10.0) -> None:
         """Connect the events websocket and make sure Asterisk knows the app."""
