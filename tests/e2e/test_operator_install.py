@@ -6,13 +6,14 @@ every method (dtmf, voice, inbound through Stasis and through FastAGI) with
 the project's SIPp handsets, and the doctor finds it matches.
 
 Besides the include lines, the stock files get only what any operator sets
-for an instance of their own on a shared machine (``OPERATOR_CHANGES``):
+for an instance of their own on a shared machine (``operator_changes``):
 
 - asterisk.conf: ``[directories]`` used (not the ``(!)`` template) with the
   configuration, run, log, spool and database directories private to the test;
 - http.conf: ``bindport`` of its own (the stock ``bindaddr`` is 127.0.0.1);
 - pjsip.conf: one UDP transport on 127.0.0.1 and a port of its own (the
-  stock file has none);
+  stock file has none), named transport-udp, the name the trunks use by
+  default (trunk.pjsip_transport) and Asterisk's sample pjsip.conf uses;
 - iax.conf: a port of its own and ``bindaddr`` 127.0.0.1, because the stock
   modules.conf autoloads chan_iax2, which binds 0.0.0.0:4569.
 
@@ -39,10 +40,11 @@ from typing import Any
 
 import pytest
 
-from ivr_auth import asterisk_config, config, connections, doctor, models, runtime, states
+from ivr_auth import asterisk_config, config, connections, doctor, errors, models, prompts, runtime, states
 from ivr_auth import store as store_mod
 from ivr_auth.store import tenants
 from ivr_auth_devkit import sipp
+from ivr_auth_devkit.stack import install
 from tests.e2e.conftest import Api, service_config, start_runtime
 
 pytestmark = pytest.mark.e2e
@@ -61,44 +63,20 @@ def free_port(kind: socket.SocketKind = socket.SOCK_STREAM) -> int:
     return port
 
 
-@dataclass(frozen=True)
-class Asterisk:
-    """An installed Asterisk: in a tree of its own entered with chroot (/tmp
-    and the checkout are the same paths inside it), or the host's."""
-
-    root: Path | None = None
-
-    @property
-    def stock(self) -> Path:
-        return (self.root or Path("/")) / "etc" / "asterisk"
-
-    def argv(self) -> list[str]:
-        return ["chroot", str(self.root), "/usr/sbin/asterisk"] if self.root else ["asterisk"]
-
-    def installed(self) -> bool:
-        found = (self.root / "usr/sbin/asterisk").exists() if self.root else shutil.which("asterisk") is not None
-        return found and (self.stock / "asterisk.conf").is_file()
-
-    def version(self) -> str:
-        out = subprocess.run([*self.argv(), "-V"], capture_output=True, text=True, timeout=30).stdout
-        match = re.search(r"Asterisk (\d+\.\d+)", out)
-        assert match, out
-        return match.group(1)
-
-
-ASTERISKS = {"tree": Asterisk(Path("/var/tmp/sid")), "host": Asterisk()}
+# The Asterisk 22 tree `make setup` builds (entered with chroot), and the host's own.
+ASTERISKS = {"tree": install.DEFAULT_ROOT, "host": None}
 
 
 @dataclass(frozen=True)
 class Operator:
-    asterisk: Asterisk
+    asterisk: install.Install
     etc: Path
     cfg: config.Config
     sip_port: int
 
     @property
     def command(self) -> list[str]:
-        return [*self.asterisk.argv(), "-C", str(self.etc / "asterisk.conf")]
+        return [*self.asterisk.command(), "-C", str(self.etc / "asterisk.conf")]
 
     def cli(self, command: str, timeout: float = 30) -> str:
         done = subprocess.run([*self.command, "-rx", command], capture_output=True, text=True, timeout=timeout)
@@ -129,18 +107,17 @@ def operator_changes(
         "asterisk.conf": directories,
         "http.conf": [("\nbindaddr=127.0.0.1\n", f"\nbindaddr=127.0.0.1\nbindport={http_port}\n")],
         "iax.conf": [("\n[general]\n", f"\n[general]\nbindport={iax_port}\nbindaddr=127.0.0.1\n")],
-        "pjsip.conf": [
-            ("", f"\n[transport-operator]\ntype = transport\nprotocol = udp\nbind = 127.0.0.1:{sip_port}\n")
-        ],
+        "pjsip.conf": [("", f"\n[transport-udp]\ntype = transport\nprotocol = udp\nbind = 127.0.0.1:{sip_port}\n")],
     }
 
 
-def install(asterisk: Asterisk, home: Path, cfg: config.Config, sip_port: int, http_port: int) -> Path:
+def install_beside(asterisk: install.Install, home: Path, cfg: config.Config, sip_port: int, http_port: int) -> Path:
     """The stock /etc/asterisk copied to ``home/etc``, the operator's changes
     made, and ``ivr-auth asterisk-config``'s files installed by #include."""
     etc = home / "etc"
-    shutil.copytree(asterisk.stock, etc)
-    changes = operator_changes(asterisk.stock, home, sip_port, http_port, free_port(socket.SOCK_DGRAM))
+    stock = asterisk.outside("/etc/asterisk")
+    shutil.copytree(stock, etc)
+    changes = operator_changes(stock, home, sip_port, http_port, free_port(socket.SOCK_DGRAM))
     for name, replacements in changes.items():
         path = etc / name
         text = path.read_text()
@@ -151,8 +128,7 @@ def install(asterisk: Asterisk, home: Path, cfg: config.Config, sip_port: int, h
             else:
                 text += new
         path.write_text(text)
-    version = asterisk_config.parse_version(asterisk.version())
-    files = asterisk_config.generate(cfg, ARI_PASSWORD, version)
+    files = asterisk_config.generate(cfg, ARI_PASSWORD, asterisk.version())
     asterisk_config.write(files, etc)
     for f in files:
         with (etc / f.into).open("a") as target:
@@ -164,16 +140,22 @@ def install(asterisk: Asterisk, home: Path, cfg: config.Config, sip_port: int, h
 
 @pytest.fixture(scope="module", params=sorted(ASTERISKS))
 def operator(request: pytest.FixtureRequest, local_stack: connections.Connections) -> Iterator[Operator]:
-    asterisk = ASTERISKS[request.param]
-    if not asterisk.installed():
-        pytest.skip(f"no Asterisk {request.param} here ({' '.join(asterisk.argv())})")
+    asterisk = install.Install(config.StackConfig(), ASTERISKS[request.param])
+    try:
+        asterisk.command()
+    except errors.IvrAuthError as exc:
+        pytest.skip(f"no Asterisk ({request.param}) to install beside: {exc}")
+    if not asterisk.outside("/etc/asterisk/asterisk.conf").is_file():
+        pytest.skip(f"{asterisk.description} has no stock /etc/asterisk")
+    # A tree sees /tmp (the instance's home) and the prompts at the host's paths.
+    asterisk.expose([prompts.SHIPPED_DIR])
     sip_port, http_port = free_port(socket.SOCK_DGRAM), free_port()
     cfg = service_config(
         ari={"password": ARI_PASSWORD, "url": f"http://127.0.0.1:{http_port}/ari"},
         agi={"listen": f"127.0.0.1:{free_port()}"},
     ).replace(database_url=local_stack.database_url, server_secret=local_stack.server_secret)
     home = Path(tempfile.mkdtemp(prefix="ivr-op-", dir="/tmp"))
-    found = Operator(asterisk, install(asterisk, home, cfg, sip_port, http_port), cfg, sip_port)
+    found = Operator(asterisk, install_beside(asterisk, home, cfg, sip_port, http_port), cfg, sip_port)
     subprocess.run(found.command, check=True, timeout=30)
     try:
         deadline = time.monotonic() + 60
@@ -220,7 +202,9 @@ async def test_the_doctor_finds_it_matches(operator: Operator) -> None:
         assert results[name].status == "ok", results[name]
     # The tests' short ring time-out earns a warning of its own.
     assert results["sip timers"].detail.startswith("PJSIP's timer B matches"), results["sip timers"]
-    assert f"Asterisk {operator.asterisk.version()}" in results["asterisk modules"].detail
+    version = operator.asterisk.version()
+    assert version is not None
+    assert f"Asterisk {'.'.join(map(str, version))}" in results["asterisk modules"].detail
 
 
 async def test_dtmf(operator: Operator, api: Api) -> None:
