@@ -63,6 +63,8 @@ async def run(cfg: config.Config) -> int:
     service = runtime.Runtime(served, endpoints, name="demo", http_port=0)
     await service.start()
     assert service.http_url is not None
+    release = service.node.release if service.node is not None else None
+    say(f"Asterisk {release.text if release else '(version unknown)'} answers over ARI at {endpoints.ari_url}")
     say(f"API on {service.http_url}, controller 'demo' dialling through trunk {cfg.trunk.host}:{cfg.trunk.port}")
     ok = True
     try:

@@ -16,6 +16,7 @@ import yaml
 from ivr_auth import cli, config, connections
 from ivr_auth_devkit import cli as dev_cli
 from ivr_auth_devkit import sipp, stack
+from ivr_auth_devkit.stack import install
 from tests.conftest import settings_from_env
 
 BIN = Path(sys.executable).parent
@@ -34,12 +35,20 @@ def config_file(tmp_path: Path, stack_config: config.Config) -> Path:
 
 
 def test_stack_status(
-    local_stack: connections.Connections, config_file: Path, capsys: pytest.CaptureFixture[str]
+    local_stack: connections.Connections,
+    config_file: Path,
+    capsys: pytest.CaptureFixture[str],
+    stack_config: config.Config,
 ) -> None:
     assert dev_cli.main(["-c", str(config_file), "stack", "status"]) == 0
     out = capsys.readouterr().out
     assert "postgres  running" in out
     assert "asterisk  running" in out
+    # It says which Asterisk: by default the tree's 22 where make setup built one.
+    chosen = install.resolve(stack_config.stack)
+    version = chosen.version()
+    assert version is not None
+    assert f"Asterisk {'.'.join(map(str, version))} from {chosen.description}" in out
 
 
 def test_the_service_command_needs_its_connections(config_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -119,7 +128,10 @@ def test_config_masks_passwords(tmp_path: Path, capsys: pytest.CaptureFixture[st
 
 
 def test_demo_verifies_one_request_of_each_method(
-    local_stack: connections.Connections, config_file: Path, capsys: pytest.CaptureFixture[str]
+    local_stack: connections.Connections,
+    config_file: Path,
+    capsys: pytest.CaptureFixture[str],
+    stack_config: config.Config,
 ) -> None:
     # Nothing an earlier test left queued may be dialled into the demo's handsets.
     with psycopg.connect(local_stack.database_url, autocommit=True) as conn:
@@ -134,3 +146,7 @@ def test_demo_verifies_one_request_of_each_method(
     assert "delivered" in out
     assert "result: verified (caller_id_matched)" in out
     assert "call 050-1234-5678 from your phone" in out
+    # The demo says which Asterisk it runs on (22 by default here).
+    version = install.resolve(stack_config.stack).version()
+    assert version is not None
+    assert f"Asterisk {'.'.join(map(str, version))}" in out

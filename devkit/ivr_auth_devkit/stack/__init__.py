@@ -117,7 +117,11 @@ async def status(cfg: config.Config) -> dict[str, str]:
     else:
         running = await instance.is_running()
         sip = f"{cfg.stack.bind}:{cfg.stack.sip_port}"
+        version = ".".join(map(str, instance.version or ())) or "(version unknown)"
+        which = f"Asterisk {version} from {instance.install.description}"
         out["asterisk"] = (
-            f"running (pid {instance.pid()}), SIP {sip}, ARI {asterisk.ari_url(cfg.stack)}" if running else "stopped"
+            f"running (pid {instance.pid()}), {which}, SIP {sip}, ARI {asterisk.ari_url(cfg.stack)}"
+            if running
+            else f"stopped ({which})"
         )
     return out
