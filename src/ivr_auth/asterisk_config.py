@@ -25,6 +25,7 @@ from pathlib import Path
 import phonenumbers
 
 from ivr_auth import config, data, errors, phone, prompts, trunks
+from ivr_auth.ari import release
 
 DEFAULT_VERSION = (22,)
 INSTALL_NAME = "ivr-auth-INSTALL.txt"
@@ -171,12 +172,8 @@ def parse_version(text: str) -> tuple[int, ...]:
 def needs_websocket_client(version: Sequence[int]) -> bool:
     """From 22.3, 21.8 and 20.13 on, res_ari will not load without
     res_websocket_client; older Asterisks log an error for a line naming it."""
-    v = tuple(version) or DEFAULT_VERSION
-    if v[0] == 21:
-        return v >= (21, 8)
-    if v[0] == 20:
-        return v >= (20, 13)
-    return v >= (22, 3) or v[0] >= 23 or v == (22,)
+    named = release.Release(tuple(version) or DEFAULT_VERSION, "")
+    return named.has(release.Feature.WEBSOCKET_CLIENT_MODULE)
 
 
 def modules(version: Sequence[int] = DEFAULT_VERSION) -> list[str]:

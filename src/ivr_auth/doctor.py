@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import os
-import re
 import socket
 import time
 import urllib.parse
@@ -28,6 +28,7 @@ import aiohttp
 
 from ivr_auth import asterisk_config, config, connections, errors, ports, prompts, sip_options, trunks
 from ivr_auth.ari import client as ari_client
+from ivr_auth.ari import release
 from ivr_auth.store import database, migrate
 
 DEFAULT_TIMEOUT = 5.0
@@ -236,7 +237,20 @@ async def _ari(ari: ari_client.AriClient) -> str:
     except errors.AriError as exc:
         raise _ari_problem(exc, ari) from exc
     version = info.get("system", {}).get("version", "?")
-    return f"Asterisk {version} answers at {ari.base_url} (user {ari.username!r})"
+    answers = f"Asterisk {version} answers at {ari.base_url} (user {ari.username!r})"
+    return release_finding(release.Release.from_info(info), answers, dt.date.today())
+
+
+def release_finding(found: release.Release | None, answers: str, today: dt.date) -> str:
+    """The ARI check's line; a branch past its end of life is a warning."""
+    if found is not None and found.past_end_of_life(today):
+        ended = found.end_of_life()
+        when = f" in {ended:%B %Y}" if ended else ""
+        raise Concern(
+            f"{answers}, but Asterisk {found.major} reached its end of life{when}: "
+            "no more security fixes; run Asterisk 22 LTS (or 20) (docs/deploy.md)"
+        )
+    return answers
 
 
 def _trunk_check(ari: ari_client.AriClient, name: str) -> Check:
@@ -286,11 +300,9 @@ def endpoint_context_problem(attributes: Iterable[Mapping[str, Any]], name: str)
 
 def parse_asterisk_version(text: str) -> tuple[int, ...] | None:
     """``22.10.1+dfsg+...`` or ``16.28.0~dfsg-0+deb11u10`` as numbers; None for
-    what does not start like a version (a build from git, say)."""
-    match = re.match(r"(\d+)\.(\d+)(?:\.(\d+))?", text.strip())
-    if not match:
-        return None
-    return tuple(int(part) for part in match.groups() if part is not None)
+    what does not read as a version (a build from git, say)."""
+    found = release.Release.parse(text)
+    return found.version if found else None
 
 
 def missing_modules(found: Iterable[Mapping[str, Any]], version: tuple[int, ...] | None) -> list[str]:

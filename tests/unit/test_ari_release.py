@@ -15,11 +15,11 @@ from ivr_auth.ari.release import FEATURES, Feature, Release
         ("22.10.1+dfsg+~cs6.17.60671434-1", (22, 10, 1)),
         ("16.28.0~dfsg-0+deb11u10", (16, 28, 0)),
         ("Asterisk 20.6.0~dfsg+~cs6.13.40431414-2build5", (20, 6, 0)),
-        ("certified-20.7-cert5", (20, 7, 0)),
-        ("18.9-cert11", (18, 9, 0)),
+        ("certified-20.7-cert5", (20, 7)),
+        ("18.9-cert11", (18, 9)),
     ],
 )
-def test_versions_as_asterisk_gives_them(text: str, version: tuple[int, int, int]) -> None:
+def test_versions_as_asterisk_gives_them(text: str, version: tuple[int, ...]) -> None:
     found = Release.parse(text)
     assert found is not None
     assert found.version == version
@@ -83,3 +83,10 @@ def test_twenty_ends_in_october_2027() -> None:
     twenty = Release((20, 17, 0), "")
     assert not twenty.past_end_of_life(dt.date(2027, 10, 1))
     assert twenty.past_end_of_life(dt.date(2027, 11, 1))
+
+
+def test_a_branch_named_alone_stands_for_its_newest_release() -> None:
+    assert Release((22,), "22").has(Feature.STASIS_BROADCAST)
+    assert Release((20,), "20").has(Feature.OUTBOUND_WEBSOCKET)
+    assert not Release((20,), "20").has(Feature.STASIS_BROADCAST)
+    assert not Release((16,), "16").has(Feature.WEBSOCKET_CLIENT_MODULE)

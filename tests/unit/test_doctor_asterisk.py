@@ -3,9 +3,12 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import pytest
 
 from ivr_auth import asterisk_config, doctor
+from ivr_auth.ari import release
 
 
 def running(names: list[str], status: str = "Running") -> list[dict[str, object]]:
@@ -76,3 +79,21 @@ def test_a_trunk_without_a_context_is_a_problem() -> None:
 
     assert problem is not None
     assert "context None" in problem
+
+
+@pytest.mark.parametrize(
+    ("version", "warned"),
+    [("16.28.0~dfsg-0+deb11u10", True), ("18.26.0", True), ("20.17.0", False), ("22.10.1+dfsg", False)],
+)
+def test_an_asterisk_past_its_end_of_life_is_a_warning(version: str, warned: bool) -> None:
+    found = release.Release.parse(version)
+    today = dt.date(2026, 12, 6)
+    if warned:
+        with pytest.raises(doctor.Concern, match=r"Asterisk 1[68] reached its end of life in October 20\d\d"):
+            doctor.release_finding(found, "Asterisk answers", today)
+    else:
+        assert doctor.release_finding(found, "Asterisk answers", today) == "Asterisk answers"
+
+
+def test_a_version_that_does_not_read_as_one_is_no_warning() -> None:
+    assert doctor.release_finding(None, "Asterisk GIT-master answers", dt.date(2026, 12, 6)).endswith("answers")

@@ -135,7 +135,7 @@ class Instance:
         return self.install.command()
 
     @functools.cached_property
-    def version(self) -> tuple[int, int, int] | None:
+    def version(self) -> tuple[int, ...] | None:
         """The installed Asterisk's version, from ``asterisk -V``; None when it does not say."""
         return self.install.version()
 

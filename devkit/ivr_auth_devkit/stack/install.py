@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ivr_auth import config, errors
+from ivr_auth.ari import release
 
 # Where scripts/setup-asterisk22.sh builds the tree unless told otherwise.
 DEFAULT_ROOT = Path(os.environ.get("IVR_AUTH_ASTERISK22_ROOT", "/var/lib/ivr-auth-dev/asterisk22"))
@@ -36,15 +37,12 @@ MODULE_DIR_CANDIDATES = (
     "/usr/lib64/asterisk/modules",
 )
 DATA_DIR_CANDIDATES = ("/usr/share/asterisk", "/var/lib/asterisk")
-VERSION = re.compile(r"Asterisk (?:certified[/-])?(\d+)\.(\d+)(?:\.(\d+))?")
 
 
-def parse_version(text: str) -> tuple[int, int, int] | None:
+def parse_version(text: str) -> tuple[int, ...] | None:
     """``Asterisk 22.10.1+dfsg...`` -> (22, 10, 1); None when not a version line."""
-    match = VERSION.search(text)
-    if not match:
-        return None
-    return int(match.group(1)), int(match.group(2)), int(match.group(3) or 0)
+    found = release.Release.parse(text.removeprefix("Asterisk "))
+    return found.version if found else None
 
 
 @dataclass(frozen=True)
@@ -86,7 +84,7 @@ class Install:
         chroot = shutil.which("chroot") or "/usr/sbin/chroot"
         return [chroot, str(self.root), binary]
 
-    def version(self) -> tuple[int, int, int] | None:
+    def version(self) -> tuple[int, ...] | None:
         """The installed Asterisk's version, from ``asterisk -V``."""
         try:
             out = subprocess.run(

@@ -61,19 +61,20 @@ END_OF_LIFE: Mapping[int, dt.date] = {
 class Release:
     """An Asterisk release; ``text`` as Asterisk gave it."""
 
-    version: tuple[int, int, int]
+    # Two or three numbers as Asterisk gave them; a branch named alone,
+    # (22,), stands for its newest release (``--asterisk-version 22``).
+    version: tuple[int, ...]
     text: str
 
     @classmethod
     def parse(cls, text: str) -> Release | None:
         """``22.10.1+dfsg+~cs6...``, ``Asterisk 16.28.0~dfsg-0+deb11u10``,
-        ``certified-20.7-cert5`` -> a Release; None for what does not read
-        as one (a build from git, say)."""
+        ``certified-20.7-cert5`` -> a Release of (22, 10, 1), (16, 28, 0),
+        (20, 7); None for what does not read as one (a build from git, say)."""
         match = VERSION.search(text.strip())
         if not match:
             return None
-        major, minor, patch = int(match.group(1)), int(match.group(2)), int(match.group(3) or 0)
-        return cls((major, minor, patch), text.strip())
+        return cls(tuple(int(part) for part in match.groups() if part is not None), text.strip())
 
     @classmethod
     def from_info(cls, info: Mapping[str, Any]) -> Release | None:
@@ -93,7 +94,7 @@ class Release:
         firsts = FEATURES[feature]
         for major, minor in firsts:
             if self.major == major:
-                return self.version[1] >= minor
+                return len(self.version) == 1 or self.version[1] >= minor
         return self.major > max(major for major, _ in firsts)
 
     def features(self) -> list[Feature]:
