@@ -93,14 +93,16 @@ async def call(node: ari_node.AriNode, cfg: config.Config, e164: str, options: P
             hung_up = True
             collector = None
         end = await session.finish() or {}
+        # A callee's BYE may come as cause 0 (Asterisk 22, and 16 at times): normal clearing.
+        cause, cause_txt = causes.recorded_hangup(end, answered=True)
         return ProbeResult(
             number=e164,
             channel_id=session.channel_id,
             outcome=causes.Outcome.ANSWERED,
             digits=collector.value if collector else "",
             entry_ended=collector.ended.value if collector and collector.ended else "hangup",
-            cause=int(end["cause"]) if "cause" in end else None,
-            cause_txt=str(end.get("cause_txt", "")),
+            cause=cause,
+            cause_txt=cause_txt,
             hung_up_by_callee=hung_up,
             setup_seconds=round(setup_seconds, 3),
             duration_seconds=time.monotonic() - started,

@@ -308,7 +308,10 @@ async def test_the_installed_wheel_runs_the_service_and_plays_its_prompts(
     lines = {line.split(":", 1)[0].split(None, 1)[1]: line for line in doctor.stdout.splitlines() if ":" in line}
     assert lines["prompts"].startswith("ok "), doctor.stdout
     assert lines["database"].startswith("ok "), doctor.stdout
-    assert lines["ari"].startswith("ok "), doctor.stdout
+    # ok, or the end-of-life warning on an Asterisk older than 20 (make test-e2e-host on Debian 12).
+    assert lines["ari"].startswith("ok ") or (
+        lines["ari"].startswith("WARN ") and "reached its end of life" in lines["ari"]
+    ), doctor.stdout
 
     tenant = await asyncio.to_thread(service.run, "tenant", "create", f"wheel-{uuid.uuid4().hex[:12]}")
     assert tenant.returncode == 0, tenant.stderr
