@@ -68,6 +68,16 @@ def settings_from_env(environ: Mapping[str, str]) -> dict[str, object]:
     return settings
 
 
+def with_test_asterisk(cfg: config.Config, environ: Mapping[str, str]) -> config.Config:
+    """``cfg`` (the demo's, say) on the Asterisk the IVR_AUTH_TEST_* choices name."""
+    stack_keys = {
+        key: environ[variable]
+        for variable, (section, key) in TEST_ENV.items()
+        if section == "stack" and environ.get(variable)
+    }
+    return config.with_overrides(cfg, stack=stack_keys) if stack_keys else cfg
+
+
 @pytest.fixture(scope="session")
 def stack_config() -> config.Config:
     return config.from_mapping(settings_from_env(os.environ))

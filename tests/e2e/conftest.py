@@ -7,9 +7,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import os
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -18,7 +23,7 @@ import pytest
 
 from ivr_auth import config, connections, models, runtime
 from ivr_auth_devkit import stack
-from tests.conftest import TEST_SETTINGS
+from tests.conftest import ROOT, settings_from_env
 
 FAST: dict[str, Any] = {
     "verification": {
@@ -42,7 +47,7 @@ FAST: dict[str, Any] = {
 def service_config(**overrides: Any) -> config.Config:
     """The test settings with FAST and ``overrides`` merged in, section by
     section; a list (``trunks``) replaces what was there."""
-    settings = copy.deepcopy(TEST_SETTINGS)
+    settings = copy.deepcopy(settings_from_env(os.environ))
     for source in (FAST, overrides):
         for section, values in source.items():
             if isinstance(values, list):
@@ -176,3 +181,33 @@ async def extra_asterisk(
         yield cfg, endpoints
     finally:
         await stack.down(cfg)
+
+
+@dataclass(frozen=True)
+class Installed:
+    venv: Path
+    site_packages: Path
+
+    @property
+    def command(self) -> Path:
+        return self.venv / "bin" / "ivr-auth"
+
+
+@pytest.fixture(scope="session")
+def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
+    """The wheel built, checked and installed once per session (about 15 s, most
+    of it pip installing the dependencies from its cache)."""
+    work = tmp_path_factory.mktemp("installed-wheel")
+    started = time.monotonic()
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "check-wheel.py"), "--keep", str(work)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    print(f"wheel built, checked and installed in {time.monotonic() - started:.1f}s")
+    venv = work / "venv"
+    (site_packages,) = (venv / "lib").glob("python3*/site-packages")
+    assert not (site_packages / "ivr_auth_devkit").exists()
+    return Installed(venv, site_packages)

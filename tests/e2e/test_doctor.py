@@ -5,6 +5,7 @@ doctor's SIP OPTIONS only where a test starts a SIPp that does."""
 from __future__ import annotations
 
 import copy
+import os
 import shutil
 import socket
 import urllib.parse
@@ -20,14 +21,14 @@ import yaml
 from ivr_auth import cli, config, connections, doctor, prompts
 from ivr_auth_devkit import sipp, stack
 from ivr_auth_devkit.stack import install
-from tests.conftest import TEST_SETTINGS
+from tests.conftest import settings_from_env
 from tests.e2e.conftest import Starter
 
 pytestmark = pytest.mark.e2e
 
 
 def settings_with(**overrides: Any) -> config.Config:
-    settings = copy.deepcopy(TEST_SETTINGS)
+    settings = copy.deepcopy(settings_from_env(os.environ))
     for section, values in overrides.items():
         if isinstance(values, dict):
             current = settings.setdefault(section, {})
@@ -190,8 +191,8 @@ def test_the_command(
     monkeypatch.setenv("IVR_AUTH_DATABASE_URL", local_stack.database_url)
     monkeypatch.setenv("IVR_AUTH_SERVER_SECRET", local_stack.server_secret)
     path = tmp_path / "ivr-auth.yaml"
-    settings = copy.deepcopy(TEST_SETTINGS)
-    settings["stack"] = {**TEST_SETTINGS["stack"], "run_dir": str(stack_config.run_dir)}  # type: ignore[dict-item]
+    settings = copy.deepcopy(settings_from_env(os.environ))
+    settings["stack"] = {**settings["stack"], "run_dir": str(stack_config.run_dir)}  # type: ignore[dict-item]
     settings["ari"] = {"app": "ivr-auth-test", "url": local_stack.ari_url, "password": "wrong-password"}
     path.write_text(yaml.safe_dump(settings))
     assert cli.main(["-c", str(path), "doctor", "--max-clock-skew", "0.000000001"]) == 1

@@ -9,6 +9,7 @@ the suite."""
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 import socket
 from collections.abc import AsyncIterator, Iterator
@@ -21,7 +22,7 @@ import pytest
 from ivr_auth import causes, config, connections, ports, probe
 from ivr_auth.ari import node as ari_node
 from ivr_auth_devkit import sipp, sipp_scenarios
-from tests.conftest import stack_for_session
+from tests.conftest import stack_for_session, with_test_asterisk
 
 pytestmark = pytest.mark.e2e
 
@@ -33,7 +34,7 @@ MEDIA_PORTS = range(6000, 7000, 10)
 
 @pytest.fixture(scope="session")
 def demo_config() -> config.Config:
-    return config.load(DEMO_CONFIG, environ={})
+    return with_test_asterisk(config.load(DEMO_CONFIG, environ={}), os.environ)
 
 
 @pytest.fixture(scope="session")

@@ -17,7 +17,6 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -33,7 +32,7 @@ from ivr_auth import connections
 from ivr_auth.ari import client as ari_client
 from ivr_auth_devkit import sipp, stack
 from tests.conftest import ROOT, TEST_SETTINGS
-from tests.e2e.conftest import FAST
+from tests.e2e.conftest import FAST, Installed
 
 pytestmark = pytest.mark.e2e
 
@@ -41,36 +40,6 @@ PHONE = "090-1234-5678"
 APP = "ivr-auth-wheel"
 OBSERVER_APP = "ivr-auth-wheel-observer"
 STOP_TIMEOUT = 30.0
-
-
-@dataclass(frozen=True)
-class Installed:
-    venv: Path
-    site_packages: Path
-
-    @property
-    def command(self) -> Path:
-        return self.venv / "bin" / "ivr-auth"
-
-
-@pytest.fixture(scope="session")
-def installed(tmp_path_factory: pytest.TempPathFactory) -> Installed:
-    """The wheel built, checked and installed once per session (about 15 s, most
-    of it pip installing the dependencies from its cache)."""
-    work = tmp_path_factory.mktemp("installed-wheel")
-    started = time.monotonic()
-    done = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "check-wheel.py"), "--keep", str(work)],
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    print(f"wheel built, checked and installed in {time.monotonic() - started:.1f}s")
-    venv = work / "venv"
-    (site_packages,) = (venv / "lib").glob("python3*/site-packages")
-    assert not (site_packages / "ivr_auth_devkit").exists()
-    return Installed(venv, site_packages)
 
 
 def free_port() -> int:

@@ -17,7 +17,7 @@ import yaml
 from ivr_auth import config, connections, states
 from ivr_auth_devkit import sipp, stack
 from ivr_auth_devkit.stack import asterisk, postgres, secrets
-from tests.conftest import TEST_SETTINGS
+from tests.conftest import settings_from_env
 from tests.e2e.conftest import FAST, Api, Starter, service_config
 
 pytestmark = pytest.mark.e2e
@@ -118,7 +118,7 @@ async def test_controller_killed_with_twenty_calls_in_progress(
 ) -> None:
     # The controller as its own process, as in production, so that it can be
     # killed for real (SIGKILL: no drain, no hangups, leases left to run out).
-    settings: dict[str, Any] = copy.deepcopy(TEST_SETTINGS)
+    settings: dict[str, Any] = copy.deepcopy(settings_from_env(os.environ))
     settings.pop("base_dir")
     for section, values in FAST.items():
         settings.setdefault(section, {}).update(values)
