@@ -277,18 +277,40 @@ def _trunk_check(ari: ari_client.AriClient, name: str) -> Check:
             if exc.status == 401 or isinstance(exc, errors.AriUnavailable):
                 raise _ari_problem(exc, ari) from exc
             return f"PJSIP endpoint {name} exists (state {state}; its context could not be read: {exc})"
-        problem = endpoint_context_problem([a for a in settings or [] if isinstance(a, dict)], name)
+        attributes = [a for a in settings or [] if isinstance(a, dict)]
+        problem = endpoint_context_problem(attributes, name)
         if problem:
             raise Problem(problem)
-        return f"PJSIP endpoint {name} exists (state {state}), its calls enter {INBOUND_CONTEXT}"
+        transport = endpoint_attribute(attributes, "transport")
+        if transport:
+            # An endpoint naming a transport Asterisk does not have sends nothing.
+            try:
+                await ari.request(
+                    "GET", f"asterisk/config/dynamic/res_pjsip/transport/{urllib.parse.quote(transport, safe='')}"
+                )
+            except errors.AriError as exc:
+                if exc.status != 404:
+                    raise _ari_problem(exc, ari) from exc
+                raise Problem(
+                    f"trunk endpoint {name} sends through PJSIP transport {transport!r}, which this Asterisk does "
+                    f"not have: set the trunk's pjsip_transport to one of the transports in your pjsip.conf "
+                    "(then `ivr-auth asterisk-config` again), or add that transport"
+                ) from exc
+        via = f", through transport {transport}" if transport else ""
+        return f"PJSIP endpoint {name} exists (state {state}), its calls enter {INBOUND_CONTEXT}{via}"
 
     return check
+
+
+def endpoint_attribute(attributes: Iterable[Mapping[str, Any]], key: str) -> str:
+    """One setting of an object as ARI's dynamic config lists it ("" when unset)."""
+    return {str(a.get("attribute")): str(a.get("value")) for a in attributes}.get(key, "")
 
 
 def endpoint_context_problem(attributes: Iterable[Mapping[str, Any]], name: str) -> str | None:
     """Whether calls from a trunk's endpoint, as ARI's dynamic config lists
     it, enter ivr-auth's inbound context."""
-    context = {str(a.get("attribute")): str(a.get("value")) for a in attributes}.get("context")
+    context = endpoint_attribute(attributes, "context") or None
     if context == INBOUND_CONTEXT:
         return None
     return (

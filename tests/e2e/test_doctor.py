@@ -94,7 +94,7 @@ async def test_all_ok_on_the_healthy_stack(
     assert results["ari"].status == ("warn" if version < (20,) else "ok"), results["ari"].detail
     # The stack's Asterisk runs the include files an operator installs.
     assert results["asterisk modules"].detail.startswith("every module ivr-auth uses is loaded")
-    assert results["trunk trunk"].detail.endswith("its calls enter ivr-auth-inbound")
+    assert results["trunk trunk"].detail.endswith("its calls enter ivr-auth-inbound, through transport transport-udp")
     assert "127.0.0.1:5082 (udp) answered a SIP OPTIONS with 200 OK" in results["trunk trunk sip"].detail
     # No controller runs here: a warning, which does not fail the run.
     assert results["ari apps"].status == "warn"
@@ -145,6 +145,25 @@ async def test_missing_trunk_endpoint(local_stack: connections.Connections, trun
     # Nothing listens on 5084 either.
     assert set(problems) == {"trunk no-such-trunk", "trunk no-such-trunk sip"}
     assert "trunk endpoint no-such-trunk missing" in problems["trunk no-such-trunk"]
+
+
+async def test_a_trunk_sending_through_a_transport_asterisk_lacks(
+    local_stack: connections.Connections, stack_config: config.Config, trunk_answers: None
+) -> None:
+    """An operator's transport called otherwise than the endpoint says: the
+    running Asterisk's endpoint names a transport it does not have."""
+    instance = stack.asterisk.Instance
+    lacking = config.with_overrides(stack_config, trunk={"pjsip_transport": "wan-udp"})
+    try:
+        await instance(lacking, lacking.run_dir, local_stack.ari_password).start()
+        problems = failures(await results_of(settings_with(trunk={"pjsip_transport": "wan-udp"})))
+    finally:
+        await instance(stack_config, stack_config.run_dir, local_stack.ari_password).start()
+    assert set(problems) == {"trunk trunk"}
+    assert "PJSIP transport 'wan-udp', which this Asterisk does not have" in problems["trunk trunk"]
+    assert "pjsip_transport" in problems["trunk trunk"]
+    # Back as it was, the check passes and names the transport.
+    assert (await results_of(settings_with()))["trunk trunk"].detail.endswith("through transport transport-udp")
 
 
 async def test_missing_prompt(
