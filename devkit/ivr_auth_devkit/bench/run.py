@@ -431,7 +431,14 @@ async def ramp(
 async def main(quick: bool) -> dict[str, Any]:
     OUT_DIR.mkdir(parents=True, exist_ok=True)
     config_file = OUT_DIR / "ivr-auth-bench.yaml"
-    config_file.write_text(yaml.safe_dump(SETTINGS))
+    settings: dict[str, Any] = {
+        key: dict(value) if isinstance(value, dict) else value for key, value in SETTINGS.items()
+    }
+    # Which Asterisk to measure: the stack's default (22, from the tree make
+    # setup builds on Debian 12), or IVR_AUTH_BENCH_ASTERISK_ROOT ("host": 16 there).
+    if root := os.environ.get("IVR_AUTH_BENCH_ASTERISK_ROOT"):
+        settings["stack"]["asterisk_root"] = root
+    config_file.write_text(yaml.safe_dump(settings))
     cfg = config.load(config_file, environ={})
     plan = steps_plan(quick)
     seconds = QUICK_STEP_SECONDS if quick else STEP_SECONDS
