@@ -189,9 +189,12 @@ class Bench:
 
     async def start_service(self, name: str) -> None:
         log = (OUT_DIR / f"{name}.log").open("wb")
+        # The service reads the stack's connections from the environment, as
+        # `ivr-auth-dev` gives them (it never looks for the dev stack itself).
+        env = {**os.environ, **stack.environment(stack.endpoints(self.cfg))}
         self.procs[name] = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "ivr_auth.cli", "-c", str(self.config_file), "--log-level", "warning", name,
-            stdout=log, stderr=asyncio.subprocess.STDOUT,
+            stdout=log, stderr=asyncio.subprocess.STDOUT, env=env,
         )  # fmt: skip
         log.close()
 
