@@ -57,24 +57,24 @@ TEST_ENV = {
 }
 
 
+def _env_choices(environ: Mapping[str, str]) -> list[tuple[str, str, str]]:
+    """(section, key, value) for each IVR_AUTH_TEST_* variable set in ``environ``."""
+    return [(section, key, environ[variable]) for variable, (section, key) in TEST_ENV.items() if environ.get(variable)]
+
+
 def settings_from_env(environ: Mapping[str, str]) -> dict[str, object]:
     """TEST_SETTINGS with the IVR_AUTH_TEST_* choices of ``environ`` applied."""
     settings: dict[str, Any] = {
         key: dict(value) if isinstance(value, dict) else value for key, value in TEST_SETTINGS.items()
     }
-    for variable, (section, key) in TEST_ENV.items():
-        if environ.get(variable):
-            settings.setdefault(section, {})[key] = environ[variable]
+    for section, key, value in _env_choices(environ):
+        settings.setdefault(section, {})[key] = value
     return settings
 
 
 def with_test_asterisk(cfg: config.Config, environ: Mapping[str, str]) -> config.Config:
     """``cfg`` (the demo's, say) on the Asterisk the IVR_AUTH_TEST_* choices name."""
-    stack_keys = {
-        key: environ[variable]
-        for variable, (section, key) in TEST_ENV.items()
-        if section == "stack" and environ.get(variable)
-    }
+    stack_keys = {key: value for section, key, value in _env_choices(environ) if section == "stack"}
     return config.with_overrides(cfg, stack=stack_keys) if stack_keys else cfg
 
 

@@ -177,9 +177,7 @@ class Instance:
         ports.require_free(bind, self.stack.sip_port, "udp", "stack.sip_port", "Asterisk (SIP over UDP)", wait=5)
         ports.require_free(bind, self.stack.sip_port, "tcp", "stack.sip_port", "Asterisk (SIP over TCP)", wait=5)
         ports.require_free(bind, self.stack.ari_port, "tcp", "stack.ari_port", "Asterisk (ARI / HTTP)", wait=5)
-        dirs = self.dirs
-        for key in ("varlib", "spool", "log", "ctl"):
-            dirs[key].mkdir(parents=True, exist_ok=True)
+        dirs = self.dirs  # made by _shared_dirs above
         # ARI recordings (POST .../record) are written here; Asterisk does not make it.
         (dirs["spool"] / "recording").mkdir(exist_ok=True)
         render_config(self.cfg, self.ari_password, dirs, asterisk_version=self.version)
