@@ -26,6 +26,9 @@ QUERIES = sql.load("verifications.sql")
 # The channels notify_queue and notify_cancel send on.
 QUEUE_CHANNEL = "ivr_auth_queue"
 CANCEL_CHANNEL = "ivr_auth_cancel"
+# Every change of a request's status is announced here, the request's id as
+# the payload (the API's long-poll GET waits on it).
+STATUS_CHANNEL = "ivr_auth_status"
 
 
 @dataclasses.dataclass(frozen=True)
