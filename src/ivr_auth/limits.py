@@ -1,6 +1,8 @@
 """Abuse protection for new requests: where a tenant may call, and how
-often. Pure decisions; the store supplies the counts (under a per-tenant
-lock, so that concurrent requests cannot slip past a limit together).
+often. Where a tenant may call is decided here; how often is counted and
+decided by the store in the statement that inserts the request (against
+per-tenant counters, locked for that one statement, so that concurrent
+requests cannot slip past a limit together), and worded here.
 
 Wrong codes are limited per request (``max_code_attempts``), not per
 number: otherwise anyone could lock the real owner out by failing on
@@ -12,7 +14,6 @@ which is why it is off unless an operator turns it on.
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import math
 
 from ivr_auth import config, errors, models, phone
@@ -103,19 +104,6 @@ class Policy:
         )
 
 
-@dataclasses.dataclass(frozen=True)
-class Counts:
-    """What the store counted for one new request, at ``now``."""
-
-    now: dt.datetime
-    last_minute: int
-    oldest_last_minute: dt.datetime | None
-    to_phone: int
-    oldest_to_phone: dt.datetime | None
-    last_failure: dt.datetime | None
-    calls_today: int
-
-
 def check_destination(policy: Policy, e164: str) -> None:
     """Refuse line types not called, denied ranges always, and what the
     tenant does not allow. The line type comes first, so that a premium-rate
@@ -140,42 +128,31 @@ def check_destination(policy: Policy, e164: str) -> None:
         raise DestinationNotAllowed("prefix_not_allowed", "phone: the number is outside this tenant's allowed prefixes")
 
 
-def check_counts(policy: Policy, counts: Counts, method: str) -> None:
-    """Raise ``RateLimited`` (with the wait) when a new request would break a limit."""
-    now = counts.now
-    if counts.last_minute >= policy.requests_per_minute:
-        raise RateLimited(
-            "requests_per_minute",
-            f"more than {policy.requests_per_minute} requests in a minute; slow down",
-            _until(counts.oldest_last_minute, 60, now),
+# The limits the store checks for a new request (its limit_check), by the
+# name it reports the one a request is over with.
+COUNTED = ("requests_per_minute", "sends_per_phone", "failure_cooldown", "daily_call_budget")
+
+
+def refused(policy: Policy, reason: str, retry_after: float | None, count: int | None) -> RateLimited:
+    """The error for a request the store found over the limit ``reason``
+    (one of ``COUNTED``), ``count`` the figure that tripped it, with the
+    seconds until a request may pass (``retry_after``)."""
+    wait = None if retry_after is None else max(retry_after, 0.0)
+    if reason == "requests_per_minute":
+        message = f"more than {policy.requests_per_minute} requests in a minute; slow down"
+    elif reason == "sends_per_phone":
+        message = (
+            f"this number was called {count} times in the last"
+            f" {policy.sends_per_phone_window_seconds} s (limit {policy.sends_per_phone})"
         )
-    if method not in CALLING_METHODS:
-        return
-    if counts.to_phone >= policy.sends_per_phone:
-        raise RateLimited(
-            "sends_per_phone",
-            f"this number was called {counts.to_phone} times in the last"
-            f" {policy.sends_per_phone_window_seconds} s (limit {policy.sends_per_phone})",
-            _until(counts.oldest_to_phone, policy.sends_per_phone_window_seconds, now),
-        )
-    if policy.failure_cooldown_seconds and counts.last_failure is not None:
-        wait = _until(counts.last_failure, policy.failure_cooldown_seconds, now)
-        if wait > 0:
-            raise RateLimited("failure_cooldown", "a request to this number failed just now; try again later", wait)
-    if policy.daily_call_budget and counts.calls_today >= policy.daily_call_budget:
-        midnight = (now + dt.timedelta(days=1)).replace(hour=0, minute=0, second=0, microsecond=0)
-        raise RateLimited(
-            "daily_call_budget",
-            f"today's call budget of {policy.daily_call_budget} is used up (resets at 00:00 UTC)",
-            (midnight - now).total_seconds(),
-        )
+    elif reason == "failure_cooldown":
+        message = "a request to this number failed just now; try again later"
+    elif reason == "daily_call_budget":
+        message = f"today's call budget of {policy.daily_call_budget} is used up (resets at 00:00 UTC)"
+    else:
+        raise ValueError(f"unknown limit {reason!r}")
+    return RateLimited(reason, message, wait if wait is not None else 1.0)
 
 
 def _listed(names: tuple[str, ...]) -> str:
     return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
-
-
-def _until(since: dt.datetime | None, window: float, now: dt.datetime) -> float:
-    if since is None:
-        return 1.0
-    return max((since + dt.timedelta(seconds=window) - now).total_seconds(), 0.0)

@@ -291,9 +291,15 @@ async def test_the_database_keeps_no_empty_list_of_line_types(me: tuple[models.T
 async def created_id(client: Client, db: Conn, key: str, phone: str) -> uuid.UUID:
     status, body, _ = await create(client, key, phone)
     assert status == 201, body
-    # A minute old: out of the way of requests_per_minute, inside the number's window.
+    # A minute old: out of the way of requests_per_minute (its counter too),
+    # inside the number's window.
     await db.execute(
         "UPDATE verifications SET created_at = created_at - interval '61 seconds' WHERE id = %s", [body["id"]]
+    )
+    await db.execute(
+        "UPDATE tenant_counters SET minute_counts = array_fill(0, ARRAY[60])"
+        " FROM verifications v WHERE v.id = %s AND tenant_counters.tenant_id = v.tenant_id",
+        [body["id"]],
     )
     return uuid.UUID(body["id"])
 
@@ -350,6 +356,120 @@ async def test_open_requests_count_against_the_number_before_their_call(
     await cancel_all(db, tenant.id)
 
     assert status == 429, body
+
+
+# --- the counters the limits read (tenant_counters) --------------------------------------------
+
+
+async def counters(db: Conn, tenant_id: uuid.UUID) -> dict[str, Any]:
+    """The tenant's counters beside a recount from the tables they stand for."""
+    cur = await db.execute(
+        """SELECT c.queued_calls, c.day_calls, c.day = (now() AT TIME ZONE 'UTC')::date AS today,
+            (SELECT count(*) FROM verifications v WHERE v.tenant_id = c.tenant_id AND v.status = 'queued'
+               AND v.method IN ('dtmf', 'voice')) AS queued_recount,
+            (SELECT count(*) FROM call_attempts a JOIN verifications v ON v.id = a.verification_id
+              WHERE v.tenant_id = c.tenant_id AND v.method IN ('dtmf', 'voice')
+                AND a.started_at >= date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC') AS day_recount
+        FROM tenant_counters c WHERE c.tenant_id = %s""",
+        [tenant_id],
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    return row
+
+
+async def test_the_daily_call_budget_counts_calls_placed_and_to_come_and_gives_back(
+    client: Client, me: tuple[models.Tenant, str], store: store_mod.Store, db: Conn
+) -> None:
+    tenant, key = me
+    await store.controls.set_limits(tenant.name, controls.LimitChanges(daily_call_budget=3))
+    first = await created_id(client, db, key, "090-8888-0001")
+    second = await created_id(client, db, key, "090-8888-0002")
+    channel = await place_call(store, db, tenant.id, first)  # one placed, one to come
+    third = await created_id(client, db, key, "090-8888-0003")  # 3: the budget is used up
+
+    status, body, headers = await create(client, key, "090-8888-0004")
+    used_up = await counters(db, tenant.id)
+    # A queued request canceled gives its call back.
+    await store.verifications.cancel(tenant.id, third)
+    after_cancel, _, _ = await create(client, key, "090-8888-0005")
+    # A call never placed is not counted, but its request is queued again: its call is still to come.
+    await store.verifications.requeue_unplaced(first, channel, "test", 0.0)
+    after_unplaced, _, _ = await create(client, key, "090-8888-0006")
+    await store.verifications.cancel(tenant.id, first)
+    again, _, _ = await create(client, key, "090-8888-0007")
+    final = await counters(db, tenant.id)
+    await cancel_all(db, tenant.id)
+
+    assert status == 429, body
+    assert body["error"]["message"] == "today's call budget of 3 is used up (resets at 00:00 UTC)"
+    assert 1 <= int(headers["Retry-After"]) <= 86400
+    assert (used_up["queued_calls"], used_up["day_calls"]) == (2, 1)
+    assert (after_cancel, after_unplaced, again) == (201, 429, 201)
+    assert second is not None
+    assert (final["queued_calls"], final["day_calls"]) == (final["queued_recount"], final["day_recount"]) == (3, 0)
+
+
+async def test_concurrent_creates_cannot_pass_the_budget_or_the_minute_together(
+    client: Client, me: tuple[models.Tenant, str], store: store_mod.Store, db: Conn
+) -> None:
+    tenant, key = me
+    await store.controls.set_limits(tenant.name, controls.LimitChanges(daily_call_budget=4))
+    budget = await asyncio.gather(*(create(client, key, f"090-8888-11{n:02}") for n in range(10)))
+    await cancel_all(db, tenant.id)
+    await store.controls.set_limits(tenant.name, controls.LimitChanges(daily_call_budget=0))
+    # Two of the minute's 6 are left.
+    minute = await asyncio.gather(*(create(client, key, f"090-8888-12{n:02}") for n in range(10)))
+    await cancel_all(db, tenant.id)
+
+    assert sorted(status for status, _, _ in budget) == [201] * 4 + [429] * 6
+    assert sorted(status for status, _, _ in minute) == [201] * 2 + [429] * 8
+    assert {body["error"]["message"] for status, body, _ in minute if status == 429} == {
+        "more than 6 requests in a minute; slow down"
+    }
+
+
+async def test_the_minute_moves_on(client: Client, me: tuple[models.Tenant, str], db: Conn) -> None:
+    tenant, key = me
+    for n in range(6):
+        assert (await create(client, key, f"090-8888-13{n:02}"))[0] == 201
+    await cancel_all(db, tenant.id)
+    full, _, headers = await create(client, key, "090-8888-1399")
+    # The ring's seconds 61 s older: those creates left the minute.
+    await db.execute(
+        "UPDATE tenant_counters SET minute_seconds = (SELECT array_agg(s - 61) FROM unnest(minute_seconds) s)"
+        " WHERE tenant_id = %s",
+        [tenant.id],
+    )
+    moved_on, _, _ = await create(client, key, "090-8888-1399")
+    await cancel_all(db, tenant.id)
+
+    assert full == 429
+    assert 1 <= int(headers["Retry-After"]) <= 60
+    assert moved_on == 201
+
+
+async def test_the_failure_cooldown_only_when_turned_on(
+    client: Client, me: tuple[models.Tenant, str], store: store_mod.Store, db: Conn
+) -> None:
+    tenant, key = me
+    failed = await created_id(client, db, key, "090-8888-1400")
+    await db.execute(
+        "UPDATE verifications SET status = 'failed', finished_at = now() - interval '10 seconds' WHERE id = %s",
+        [failed],
+    )
+    off, _, _ = await create(client, key, "090-8888-1400")
+    await cancel_all(db, tenant.id)
+    await store.controls.set_limits(tenant.name, controls.LimitChanges(failure_cooldown_seconds=60))
+    cooling, body, headers = await create(client, key, "090-8888-1400")
+    other, _, _ = await create(client, key, "090-8888-1401")
+    await db.execute("UPDATE verifications SET finished_at = now() - interval '61 seconds' WHERE id = %s", [failed])
+    cooled, _, _ = await create(client, key, "090-8888-1400")
+    await cancel_all(db, tenant.id)
+
+    assert (off, cooling, other, cooled) == (201, 429, 201, 201)
+    assert body["error"]["message"] == "a request to this number failed just now; try again later"
+    assert 49 <= int(headers["Retry-After"]) <= 51
 
 
 async def test_limits_back_to_default(store: store_mod.Store, me: tuple[models.Tenant, str]) -> None:

@@ -13,15 +13,6 @@ from ivr_auth import config, errors, limits, models, phone
 NOW = dt.datetime(2026, 11, 23, 10, 0, 0, tzinfo=dt.UTC)
 TENANT = models.Tenant(id=uuid.uuid4(), name="t", caller_id=None, default_language=None, created_at=NOW)
 POLICY = limits.Policy.for_tenant(config.Config(), TENANT)
-QUIET = limits.Counts(
-    now=NOW,
-    last_minute=0,
-    oldest_last_minute=None,
-    to_phone=0,
-    oldest_to_phone=None,
-    last_failure=None,
-    calls_today=0,
-)
 
 
 def test_policy_defaults_come_from_the_config() -> None:
@@ -174,55 +165,29 @@ def test_line_type_refusals_belong_to_the_project_root() -> None:
 # --- counts ---------------------------------------------------------------------------------
 
 
-def test_quiet_tenant_passes() -> None:
-    limits.check_counts(POLICY, QUIET, "dtmf")
+# (The counting and the decision are the store's: tests/integration/test_limits.py.)
 
 
-def test_requests_per_minute_trips_at_the_limit_and_says_when_to_retry() -> None:
-    counts = dataclasses.replace(QUIET, last_minute=60, oldest_last_minute=NOW - dt.timedelta(seconds=45))
+def test_each_limit_the_store_reports_is_worded_with_the_policy_and_its_wait() -> None:
+    policy = dataclasses.replace(POLICY, daily_call_budget=10, failure_cooldown_seconds=60)
+    worded = {reason: limits.refused(policy, reason, 15.0, 5) for reason in limits.COUNTED}
 
-    with pytest.raises(limits.RateLimited) as info:
-        limits.check_counts(POLICY, counts, "inbound")
-    assert info.value.reason == "requests_per_minute"
-    assert info.value.retry_after == pytest.approx(15)
-    assert info.value.retry_after_header == "15"
-    assert info.value.status == 429
-
-    limits.check_counts(POLICY, dataclasses.replace(counts, last_minute=59), "dtmf")
-
-
-def test_sends_per_phone() -> None:
-    counts = dataclasses.replace(QUIET, to_phone=5, oldest_to_phone=NOW - dt.timedelta(seconds=100))
-
-    with pytest.raises(limits.RateLimited) as info:
-        limits.check_counts(POLICY, counts, "voice")
-    assert info.value.reason == "sends_per_phone"
-    assert info.value.retry_after == pytest.approx(500)
-    # Inbound requests call nobody: the number is not "sent" anything.
-    limits.check_counts(POLICY, counts, "inbound")
+    assert worded["requests_per_minute"].args[0] == "more than 60 requests in a minute; slow down"
+    assert worded["sends_per_phone"].args[0] == "this number was called 5 times in the last 600 s (limit 5)"
+    assert worded["failure_cooldown"].args[0] == "a request to this number failed just now; try again later"
+    assert worded["daily_call_budget"].args[0] == "today's call budget of 10 is used up (resets at 00:00 UTC)"
+    for reason, error in worded.items():
+        assert (error.reason, error.status, error.code, error.retry_after_header) == (reason, 429, "rate_limited", "15")
 
 
-def test_failure_cooldown_only_when_turned_on() -> None:
-    counts = dataclasses.replace(QUIET, last_failure=NOW - dt.timedelta(seconds=10))
-    limits.check_counts(POLICY, counts, "dtmf")
-
-    cooling = dataclasses.replace(POLICY, failure_cooldown_seconds=60)
-    with pytest.raises(limits.RateLimited) as info:
-        limits.check_counts(cooling, counts, "dtmf")
-    assert info.value.reason == "failure_cooldown"
-    assert info.value.retry_after == pytest.approx(50)
-
-    limits.check_counts(cooling, dataclasses.replace(counts, last_failure=NOW - dt.timedelta(seconds=61)), "dtmf")
+def test_a_wait_below_zero_or_missing_still_says_when() -> None:
+    assert limits.refused(POLICY, "requests_per_minute", -0.3, 60).retry_after_header == "1"
+    assert limits.refused(POLICY, "requests_per_minute", None, 60).retry_after_header == "1"
 
 
-def test_daily_call_budget_resets_at_utc_midnight() -> None:
-    budget = dataclasses.replace(POLICY, daily_call_budget=10)
-
-    limits.check_counts(budget, dataclasses.replace(QUIET, calls_today=9), "dtmf")
-    with pytest.raises(limits.RateLimited) as info:
-        limits.check_counts(budget, dataclasses.replace(QUIET, calls_today=10), "dtmf")
-    assert info.value.reason == "daily_call_budget"
-    assert info.value.retry_after == pytest.approx(14 * 3600)
+def test_an_unknown_limit_is_a_bug_not_a_refusal() -> None:
+    with pytest.raises(ValueError, match="unknown limit 'calls_per_hour'"):
+        limits.refused(POLICY, "calls_per_hour", 1.0, 1)
 
 
 def test_retry_after_is_at_least_a_second() -> None:

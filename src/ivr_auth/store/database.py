@@ -118,7 +118,15 @@ class Database:
         """``timeout``: how long a statement may wait for a pooled connection."""
         self.url = url
         self._pool: AsyncConnectionPool[psycopg.AsyncConnection[Any]] = AsyncConnectionPool(
-            url, min_size=min_size, max_size=max_size, timeout=timeout, open=False, name=name
+            url,
+            min_size=min_size,
+            max_size=max_size,
+            timeout=timeout,
+            open=False,
+            name=name,
+            # A single statement commits by itself: no BEGIN/COMMIT round
+            # trips around it. Several that must be atomic use transaction().
+            kwargs={"autocommit": True, **_application_name(url, name)},
         )
         self._checking: asyncio.Task[None] | None = None
 
@@ -136,8 +144,8 @@ class Database:
 
     @contextlib.asynccontextmanager
     async def connection(self) -> AsyncIterator[Connection]:
-        """A pooled connection; what it ran is committed when the block ends
-        without an error, else rolled back."""
+        """A pooled connection in autocommit: each statement commits by itself
+        (``transaction()`` for several that must be atomic)."""
         try:
             async with self._pool.connection() as conn:
                 conn.row_factory = dict_row
@@ -218,6 +226,14 @@ async def clock(conn: Connection) -> float:
     row = await conn.one(QUERIES["clock"])
     assert row is not None
     return float(row["epoch"])
+
+
+def _application_name(url: str, name: str | None) -> dict[str, str]:
+    """The pool's name as Postgres's application_name (pg_stat_activity,
+    pg_stat_statements by process), unless the URL gives one."""
+    if not name or "application_name" in psycopg.conninfo.conninfo_to_dict(url):
+        return {}
+    return {"application_name": f"ivr-auth {name}"}
 
 
 def _nothing() -> None:

@@ -73,6 +73,22 @@ class Event:
         return cls(row["id"], row["at"], row["type"], row["from_status"], row["to_status"], row["detail"])
 
 
+def _limit_params(policy: limits.Policy | None) -> dict[str, Any]:
+    """insert_verification's limit parameters: ``checked`` false without a policy."""
+    if policy is None:
+        return dict.fromkeys(
+            ("requests_per_minute", "sends_per_phone", "phone_window", "failure_cooldown", "daily_call_budget"), 0
+        ) | {"checked": False}
+    return {
+        "checked": True,
+        "requests_per_minute": policy.requests_per_minute,
+        "sends_per_phone": policy.sends_per_phone,
+        "phone_window": policy.sends_per_phone_window_seconds,
+        "failure_cooldown": policy.failure_cooldown_seconds,
+        "daily_call_budget": policy.daily_call_budget,
+    }
+
+
 class Verifications:
     def __init__(self, db: database.Database, keys: crypto.Keys) -> None:
         self._db = db
@@ -106,44 +122,36 @@ class Verifications:
             "inbound_number": new.inbound_number,
             "ask_code": new.ask_code,
         }
-        async with self._db.transaction() as conn:
-            existing = None
-            if new.idempotency_key is not None:
-                existing = await conn.one(
-                    QUERIES["verification_by_idempotency_key"],
-                    {"tenant_id": new.tenant_id, "idempotency_key": new.idempotency_key},
-                )
-            if existing is None and policy is not None:
-                await conn.execute(QUERIES["lock_tenant_creates"], {"tenant_id": new.tenant_id})
-                limits.check_counts(policy, await self._limit_counts(conn, new, policy), new.method)
-            row = None
-            if existing is None:
-                row = await conn.one(QUERIES["insert_verification"], params)
-            if row is not None:
-                await conn.execute(QUERIES["notify_queue"])
-                return Created(models.Verification.from_row(row), new.code, created=True)
-            if existing is None:
-                existing = await conn.one(
-                    QUERIES["verification_by_idempotency_key"],
-                    {"tenant_id": new.tenant_id, "idempotency_key": new.idempotency_key},
-                )
-        if existing is None:  # the other insert rolled back meanwhile
+        params.update(_limit_params(policy))
+        if new.idempotency_key is not None:
+            existing = await self._by_idempotency_key(new)
+            if existing is not None:
+                return self._replayed(existing, new)
+        row = await self._db.one(QUERIES["insert_verification"], params)
+        assert row is not None
+        if row["refused_reason"] is not None:
+            assert policy is not None
+            raise limits.refused(policy, row["refused_reason"], row["refused_retry_after"], row["refused_count"])
+        if row["id"] is not None:
+            return Created(models.Verification.from_row(row), new.code, created=True)
+        # Another create with this Idempotency-Key got in first, meanwhile.
+        existing = await self._by_idempotency_key(new)
+        if existing is None:  # and rolled back
             raise errors.Conflict("a request with this Idempotency-Key is being processed; retry")
-        first = models.Verification.from_row(existing)
+        return self._replayed(existing, new)
+
+    async def _by_idempotency_key(self, new: NewVerification) -> database.Row | None:
+        return await self._db.one(
+            QUERIES["verification_by_idempotency_key"],
+            {"tenant_id": new.tenant_id, "idempotency_key": new.idempotency_key},
+        )
+
+    def _replayed(self, row: database.Row, new: NewVerification) -> Created:
+        first = models.Verification.from_row(row)
         if first.request_hash != new.request_hash:
             raise errors.IdempotencyMismatch()
         code = self._keys.open_code(first.id, first.code_sealed) if first.code_sealed else None
         return Created(first, code, created=False)
-
-    async def _limit_counts(
-        self, conn: database.Connection, new: NewVerification, policy: limits.Policy
-    ) -> limits.Counts:
-        row = await conn.one(
-            QUERIES["limit_counts"],
-            {"tenant_id": new.tenant_id, "phone": new.phone, "phone_window": policy.sends_per_phone_window_seconds},
-        )
-        assert row is not None
-        return limits.Counts(**row)
 
     async def get(self, tenant_id: uuid.UUID, verification_id: uuid.UUID) -> models.Verification:
         row = await self._db.one(QUERIES["verification_for_tenant"], {"id": verification_id, "tenant_id": tenant_id})

@@ -3,18 +3,29 @@
 -- API and FastAGI. Parameters are %(name)s (a literal percent is %%).
 
 -- name: insert_verification
--- Returns nothing when the tenant already used this Idempotency-Key.
-WITH inserted AS (
+-- One statement, in autocommit: the limits checked against the tenant's
+-- counters (limit_check, when %(checked)s), the row inserted when none is
+-- over, its first event, and the dialers woken. Returns one row: the
+-- request (id NULL when refused, or when the tenant already used this
+-- Idempotency-Key) and the limit it is over, if any (refused_*). The
+-- counters row stays locked only until this statement commits.
+WITH refusal AS MATERIALIZED (
+    SELECT * FROM limit_check(
+        %(tenant_id)s, %(phone)s, %(method)s IN ('dtmf', 'voice'), %(requests_per_minute)s, %(sends_per_phone)s,
+        %(phone_window)s, %(failure_cooldown)s, %(daily_call_budget)s)
+    WHERE %(checked)s::boolean
+), inserted AS (
     INSERT INTO verifications (
         id, tenant_id, method, phone, line_type, code_hash, code_sealed, code_length, language,
         reference, callback_url, status, max_code_attempts, max_call_attempts,
         idempotency_key, request_hash, expires_at, inbound_number, ask_code
-    ) VALUES (
+    )
+    SELECT
         %(id)s, %(tenant_id)s, %(method)s, %(phone)s, %(line_type)s, %(code_hash)s, %(code_sealed)s,
         %(code_length)s, %(language)s, %(reference)s, %(callback_url)s, 'queued', %(max_code_attempts)s,
         %(max_call_attempts)s, %(idempotency_key)s, %(request_hash)s,
         now() + make_interval(secs => %(ttl_seconds)s), %(inbound_number)s, %(ask_code)s
-    )
+    WHERE NOT EXISTS (SELECT 1 FROM refusal WHERE reason IS NOT NULL)
     ON CONFLICT (tenant_id, idempotency_key) DO NOTHING
     RETURNING *
 ), event AS (
@@ -22,44 +33,14 @@ WITH inserted AS (
     SELECT id, 'status', status, jsonb_build_object('method', method, 'ttl_seconds', %(ttl_seconds)s::int)
     FROM inserted
 )
-SELECT * FROM inserted;
+SELECT i.*, r.reason AS refused_reason, r.retry_after AS refused_retry_after, r.n AS refused_count,
+    CASE WHEN i.id IS NOT NULL THEN pg_notify('ivr_auth_queue', '') END AS notified
+FROM (VALUES (1)) one (x)
+LEFT JOIN refusal r ON true
+LEFT JOIN inserted i ON true;
 
 -- name: verification_by_idempotency_key
 SELECT * FROM verifications WHERE tenant_id = %(tenant_id)s AND idempotency_key = %(idempotency_key)s;
-
--- name: lock_tenant_creates
--- Serialises one tenant's creates for the rest of the transaction, so that
--- the limits counted next cannot be passed by two requests at once.
-SELECT pg_advisory_xact_lock(hashtextextended('ivr-auth-create:' || %(tenant_id)s::text, 0));
-
--- name: limit_counts
-SELECT
-    now() AS now,
-    (SELECT count(*) FROM verifications
-      WHERE tenant_id = %(tenant_id)s AND created_at > now() - interval '60 seconds') AS last_minute,
-    (SELECT min(created_at) FROM verifications
-      WHERE tenant_id = %(tenant_id)s AND created_at > now() - interval '60 seconds') AS oldest_last_minute,
-    -- requests that called the number, or still may: not those ended before
-    -- any call (canceled or expired while queued). A call that failed on its
-    -- trunk gives its attempt back (call_attempts) but keeps its call_attempts row.
-    (SELECT count(*) FROM verifications v
-      WHERE tenant_id = %(tenant_id)s AND phone = %(phone)s AND method IN ('dtmf', 'voice')
-        AND created_at > now() - make_interval(secs => %(phone_window)s)
-        AND (status IN ('queued', 'calling', 'in_call', 'delivered') OR call_attempts > 0
-             OR EXISTS (SELECT 1 FROM call_attempts c WHERE c.verification_id = v.id))) AS to_phone,
-    (SELECT min(created_at) FROM verifications v
-      WHERE tenant_id = %(tenant_id)s AND phone = %(phone)s AND method IN ('dtmf', 'voice')
-        AND created_at > now() - make_interval(secs => %(phone_window)s)
-        AND (status IN ('queued', 'calling', 'in_call', 'delivered') OR call_attempts > 0
-             OR EXISTS (SELECT 1 FROM call_attempts c WHERE c.verification_id = v.id))) AS oldest_to_phone,
-    (SELECT max(finished_at) FROM verifications
-      WHERE tenant_id = %(tenant_id)s AND phone = %(phone)s AND status = 'failed') AS last_failure,
-    -- calls placed today, and those still to come for open requests
-    (SELECT count(*) FROM call_attempts c JOIN verifications v ON v.id = c.verification_id
-      WHERE v.tenant_id = %(tenant_id)s AND v.method IN ('dtmf', 'voice')
-        AND c.started_at >= date_trunc('day', now() AT TIME ZONE 'UTC') AT TIME ZONE 'UTC')
-    + (SELECT count(*) FROM verifications
-      WHERE tenant_id = %(tenant_id)s AND method IN ('dtmf', 'voice') AND status = 'queued') AS calls_today;
 
 -- name: verification_for_tenant
 SELECT * FROM verifications WHERE id = %(id)s AND tenant_id = %(tenant_id)s;
