@@ -18,6 +18,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from ivr_auth import errors
+from ivr_auth.ari import client as ari_client
 from ivr_auth.store import gauges
 
 logger = logging.getLogger(__name__)
@@ -135,6 +136,18 @@ class _Database(Collector):
         return iter(families(self.snapshot))
 
 
+class _AriRequests(Collector):
+    """The process's ARI REST requests, counted where they are made (ari/client.py)."""
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily(
+            f"{PREFIX}_ari_requests", "ARI REST requests made by this process, by HTTP method.", labels=["method"]
+        )
+        for method, n in sorted(ari_client.REQUESTS.items()):
+            family.add_metric([method], n)
+        yield family
+
+
 class Metrics:
     """One per process, built by the composition root and injected."""
 
@@ -211,6 +224,7 @@ class Metrics:
             self.accept_to_invite.labels(method)
         for result in WEBHOOK_RESULTS:
             self.webhook_attempts.labels(result)
+        self.registry.register(_AriRequests())
         if figures is not None:
             self.registry.register(self._database)
 

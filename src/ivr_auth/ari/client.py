@@ -13,6 +13,7 @@ import base64
 import json as jsonlib
 import logging
 import re
+from collections import Counter
 from collections.abc import Mapping
 from typing import Any
 
@@ -23,6 +24,12 @@ from ivr_auth import errors
 logger = logging.getLogger(__name__)
 
 JsonObject = dict[str, Any]
+
+# ARI REST requests made by this process, by HTTP method: exposed as the
+# counter ivr_auth_ari_requests_total by metrics.Metrics. Kept per process
+# rather than per client because a process's clients (one per node) are made
+# where no Metrics is at hand, and a process-wide total is what is scraped.
+REQUESTS: Counter[str] = Counter()
 
 
 def authorization(username: str, password: str) -> str:
@@ -64,6 +71,7 @@ class AriClient:
     ) -> Any:
         url = f"{self.base_url}/{path.lstrip('/')}"
         query = {k: _param(v) for k, v in (params or {}).items()}
+        REQUESTS[method] += 1
         try:
             async with self._session.request(
                 method, url, params=query, json=json, headers=self._headers, timeout=self._timeout
