@@ -143,6 +143,11 @@ class Cluster:
             "logging_collector = off\n"
             "log_min_messages = warning\n"
         )
+        # The bench counts statements per call with pg_stat_statements: a
+        # hash per statement, loaded where the server has it (contrib is in
+        # Debian's server package); CREATE EXTENSION is left to who reads it.
+        if (find_bin_dir(self.cfg).parent / "lib" / "pg_stat_statements.so").exists():
+            settings += "shared_preload_libraries = 'pg_stat_statements'\n"
         path = self.data_dir / "ivr-auth.conf"
         path.write_text(settings)
         if self.as_root:
