@@ -181,6 +181,11 @@ class AriConfig(Section):
 
 class HttpConfig(Section):
     listen: HostPort = "127.0.0.1:8080"
+    # Long-poll GETs (``?wait=``) waiting at once in one API process; more are 503.
+    max_waiters: Annotated[int, pydantic.Field(ge=1)] = 10000
+    # How long an API key, once found, is trusted without asking Postgres
+    # (a revocation ends it at once, by NOTIFY); 0: every request asks.
+    api_key_cache_seconds: pydantic.NonNegativeFloat = 30.0
 
 
 class TrunkConfig(Section):
