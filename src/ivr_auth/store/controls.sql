@@ -2,6 +2,8 @@
 -- limits, API keys, the operator's event log, retention purges and prefix alarms.
 
 -- name: update_tenant_limits
+-- NOTIFY: the API's key cache keeps the tenant's limits (tenants.TENANTS_CHANNEL).
+WITH updated AS (
 UPDATE tenants SET
     allowed_countries = coalesce(%(allowed_countries)s::text[], allowed_countries),
     allowed_prefixes = coalesce(%(allowed_prefixes)s::text[], allowed_prefixes),
@@ -22,15 +24,21 @@ UPDATE tenants SET
     retention_days = CASE WHEN %(set_retention_days)s::boolean THEN %(retention_days)s::int
                           ELSE retention_days END
 WHERE id = %(id)s
-RETURNING *;
+RETURNING *
+)
+SELECT updated.* FROM updated, pg_notify('ivr_auth_tenants', updated.id::text);
 
 -- name: api_keys_for
 SELECT prefix, created_at, revoked_at FROM api_keys WHERE tenant_id = %(tenant_id)s ORDER BY created_at;
 
 -- name: revoke_api_key
-UPDATE api_keys SET revoked_at = now()
-WHERE tenant_id = %(tenant_id)s AND prefix = %(prefix)s AND revoked_at IS NULL
-RETURNING prefix;
+-- NOTIFY: the API's key cache may hold the key (tenants.TENANTS_CHANNEL).
+WITH revoked AS (
+    UPDATE api_keys SET revoked_at = now()
+    WHERE tenant_id = %(tenant_id)s AND prefix = %(prefix)s AND revoked_at IS NULL
+    RETURNING prefix, tenant_id
+)
+SELECT revoked.prefix FROM revoked, pg_notify('ivr_auth_tenants', revoked.tenant_id::text);
 
 -- name: log_tenant_event
 INSERT INTO tenant_events (tenant_id, type, detail) VALUES (%(tenant_id)s, %(type)s, %(detail)s::jsonb);

@@ -11,6 +11,9 @@ from ivr_auth import crypto, errors, models
 from ivr_auth.store import database, sql
 
 QUERIES = sql.load("tenants.sql")
+# Every statement that changes a tenant's row or its API keys announces it
+# here, the tenant's id as the payload (the API drops its cached keys).
+TENANTS_CHANNEL = "ivr_auth_tenants"
 
 
 @dataclasses.dataclass(frozen=True)
