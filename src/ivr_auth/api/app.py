@@ -1,14 +1,17 @@
 """The side-API application: routes, the middleware that turns every
 failure into the contract's JSON error body, and the runner whose
 connections do the same for what never reaches the application (requests
-aiohttp's HTTP parser refuses). Stateless: everything it needs is injected
-through ``make_app``."""
+aiohttp's HTTP parser refuses). Everything it needs is injected through
+``make_app``; what it keeps itself is per process and only a shortcut: the
+API key cache and the long-poll GETs waiting, both told of changes by one
+LISTEN connection (``listener``) that starts and stops with the
+application."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from typing import Any
 
 from aiohttp import hdrs, http_exceptions, web, web_protocol, web_request
@@ -16,7 +19,7 @@ from aiohttp import hdrs, http_exceptions, web, web_protocol, web_request
 from ivr_auth import config, errors
 from ivr_auth import metrics as metrics_mod
 from ivr_auth import store as store_mod
-from ivr_auth.api import handlers, openapi, schemas, usage
+from ivr_auth.api import handlers, key_cache, listener, openapi, schemas, usage, waiters
 from ivr_auth.dashboard import routes as dashboard
 
 logger = logging.getLogger(__name__)
@@ -61,6 +64,12 @@ def make_app(
     app[handlers.CHECKS] = dict(checks)
     app[handlers.READY_TIMEOUT] = ready_timeout
     app[handlers.METRICS] = metrics if metrics is not None else metrics_mod.Metrics(store.gauges)
+    app[handlers.WAITERS] = waiters.Waiters(cfg.http.max_waiters)
+    app[handlers.KEY_CACHE] = key_cache.KeyCache(cfg.http.api_key_cache_seconds)
+    app[handlers.LISTENER] = listener.Listener(store.db, app[handlers.WAITERS], app[handlers.KEY_CACHE])
+    app.cleanup_ctx.append(_listening)
+    # Before aiohttp waits for the handlers still running: the long polls among them answer now.
+    app.on_shutdown.append(_end_waits)
     app.router.add_get("/healthz", handlers.healthz)
     app.router.add_get("/readyz", handlers.readyz)
     app.router.add_post("/v1/verifications", handlers.create_verification)
@@ -73,6 +82,15 @@ def make_app(
     app.router.add_get("/metrics", handlers.metrics)
     dashboard.setup(app, cfg, store)
     return app
+
+
+async def _listening(app: web.Application) -> AsyncIterator[None]:
+    async with app[handlers.LISTENER].running():
+        yield
+
+
+async def _end_waits(app: web.Application) -> None:
+    app[handlers.WAITERS].close()
 
 
 @web.middleware
@@ -147,7 +165,21 @@ class _Connection(web_protocol.RequestHandler):
     """aiohttp's HTTP/1 connection, but the errors it answers itself (a
     request its parser refused, an exception that escaped the application)
     are answered with the JSON error body; a refused request is logged as one
-    line, not as a traceback at ERROR."""
+    line, not as a traceback at ERROR. It also tells a long-poll GET when its
+    client goes (``waiters.Watched``): aiohttp does not cancel handlers."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._lost_callbacks: set[Callable[[], None]] = set()
+
+    def when_lost(self, callback: Callable[[], None]) -> Callable[[], None]:
+        self._lost_callbacks.add(callback)
+        return lambda: self._lost_callbacks.discard(callback)
+
+    def connection_lost(self, exc: BaseException | None) -> None:
+        super().connection_lost(exc)
+        for callback in list(self._lost_callbacks):
+            callback()
 
     def handle_error(
         self,

@@ -20,7 +20,7 @@ from aiohttp import hdrs, web
 from ivr_auth import config, crypto, errors, inbound_match, limits, models, phone
 from ivr_auth import metrics as metrics_mod
 from ivr_auth import store as store_mod
-from ivr_auth.api import schemas
+from ivr_auth.api import key_cache, listener, schemas, waiters
 from ivr_auth.store import verifications
 
 logger = logging.getLogger(__name__)
@@ -36,6 +36,9 @@ STORE = web.AppKey("store", store_mod.Store)
 CHECKS: web.AppKey[Mapping[str, Check]] = web.AppKey("checks")
 READY_TIMEOUT = web.AppKey("ready_timeout", float)
 METRICS = web.AppKey("metrics", metrics_mod.Metrics)
+WAITERS = web.AppKey("waiters", waiters.Waiters)
+KEY_CACHE = web.AppKey("key_cache", key_cache.KeyCache)
+LISTENER = web.AppKey("listener", listener.Listener)
 
 IDEMPOTENCY_KEY = "Idempotency-Key"
 # Responses may carry a code: no proxy or browser should keep them.
@@ -80,7 +83,7 @@ def authenticated(handler: TenantHandler) -> Handler:
 
 async def _tenant(request: web.Request) -> models.Tenant:
     key = schemas.parse_bearer(request.headers.getall(hdrs.AUTHORIZATION, []))
-    tenant = await request.app[STORE].tenants.for_key(key) if key is not None else None
+    tenant = await _tenant_for_key(request.app, key) if key is not None else None
     if tenant is None:
         # One answer for missing, malformed and unknown keys: nothing to probe.
         raise schemas.ApiError(
@@ -89,6 +92,22 @@ async def _tenant(request: web.Request) -> models.Tenant:
             "a valid API key is required: Authorization: Bearer <api key>",
             headers={hdrs.WWW_AUTHENTICATE: "Bearer"},
         )
+    return tenant
+
+
+async def _tenant_for_key(app: web.Application, key: str) -> models.Tenant | None:
+    """From the key cache when it has the key, else from Postgres (and kept)."""
+    cache = app[KEY_CACHE]
+    store = app[STORE]
+    if not cache.enabled:
+        return await store.tenants.for_key(key)
+    key_hash = store.keys.api_key_hash(key)
+    tenant = cache.get(key_hash)
+    if tenant is None:
+        generation = cache.generation
+        tenant = await store.tenants.for_key(key)
+        if tenant is not None:
+            cache.put(key_hash, tenant, generation)
     return tenant
 
 
@@ -227,7 +246,25 @@ def _public(
 
 @authenticated
 async def get_verification(request: web.Request, tenant: models.Tenant) -> web.StreamResponse:
-    verification = await request.app[STORE].verifications.get(tenant.id, _verification_id(request))
+    """With ``?wait=S``: once the status differs from the one it has now, or
+    after S seconds, or at once when it is terminal (``waiters``)."""
+    wait = schemas.parse_wait(request.query.getall("wait", []))
+    verification_id = _verification_id(request)
+    store = request.app[STORE]
+    if wait is None:
+        verification = await store.verifications.get(tenant.id, verification_id)
+    else:
+        read = functools.partial(store.verifications.get, tenant.id, verification_id)
+        try:
+            verification = await request.app[WAITERS].wait_for_change(verification_id, read, wait, request=request)
+        except waiters.TooManyWaiters as exc:
+            logger.warning("refused a long poll: %s", exc)
+            raise schemas.ApiError(
+                503,
+                "unavailable",
+                "too many requests are waiting for a result; retry later, or without wait",
+                headers={hdrs.RETRY_AFTER: "1"},
+            ) from exc
     return json_response(_public(verification, request.app[CONFIG]))
 
 

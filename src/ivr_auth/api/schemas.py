@@ -8,7 +8,9 @@ never repeat a code or a key back: they end up in clients' logs.
 from __future__ import annotations
 
 import dataclasses
+import decimal
 import json
+import re
 import unicodedata
 import urllib.parse
 import uuid
@@ -30,6 +32,11 @@ JSON_CHARSET = "utf-8"
 # Longer than any key we issue; keeps junk headers away from the hashing.
 MAX_API_KEY_LENGTH = 256
 MAX_FIELD_NAME_ECHO = 64
+# GET /v1/verifications/{id}?wait=S: 0 < S <= MAX_WAIT_SECONDS, written as
+# a JSON number is (1, 2.5, 1e1), at most MAX_WAIT_CHARS characters.
+MAX_WAIT_SECONDS = 60
+MAX_WAIT_CHARS = 32
+_NUMBER = re.compile(r"(0|[1-9][0-9]*)(\.[0-9]+)?([eE][-+]?[0-9]+)?", re.ASCII)
 
 CREATE_FIELDS = (
     "phone",
@@ -311,6 +318,24 @@ def parse_idempotency_key(values: list[str]) -> str | None:
             f"Idempotency-Key: expected 1-{MAX_IDEMPOTENCY_KEY_LENGTH} printable ASCII characters",
         )
     return value
+
+
+def parse_wait(values: list[str]) -> float | None:
+    """The ``wait`` query parameter (all its occurrences): absent, or seconds
+    above 0 and at most ``MAX_WAIT_SECONDS``."""
+    if not values:
+        return None
+    if len(values) > 1:
+        raise ApiError(400, "invalid_field", "wait: send the parameter once")
+    (text,) = values
+    expected = f"expected seconds, more than 0 and at most {MAX_WAIT_SECONDS} (such as 30 or 2.5)"
+    if len(text) > MAX_WAIT_CHARS or not _NUMBER.fullmatch(text):
+        raise ApiError(400, "invalid_field", f"wait: {expected}")
+    # Decimal: exact, so that 60.0000000000000001 is over the limit, and 1e999999999 is no trouble.
+    seconds = decimal.Decimal(text)
+    if not 0 < seconds <= MAX_WAIT_SECONDS:
+        raise ApiError(400, "invalid_field", f"wait: {expected}; got {text}")
+    return float(seconds)
 
 
 def check_json_content_type(values: list[str]) -> None:
