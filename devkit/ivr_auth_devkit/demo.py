@@ -30,6 +30,8 @@ from ivr_auth_devkit import sipp, stack
 
 TERMINAL = {s.value for s in states.TERMINAL}
 NUMBER = "090-1234-5678"
+# Each GET waits this long for the next change of status (GET ...?wait=).
+WAIT_SECONDS = 30
 # The published number the demo tenant's users call, unless inbound.numbers sets one.
 PUBLISHED = "050-1234-5678"
 
@@ -145,16 +147,21 @@ class _Demo:
         return created, started
 
     async def _follow(self, verification_id: str, started: float, until: set[str]) -> dict[str, Any]:
+        """As a web backend waits for the result without polling: each GET
+        with ``wait`` answers when the status changes (docs/api.md)."""
         last = None
+        params: dict[str, str] = {}
         while True:
-            async with self.http.get(f"{self.base}/v1/verifications/{verification_id}") as resp:
+            async with self.http.get(f"{self.base}/v1/verifications/{verification_id}", params=params) as resp:
                 state: dict[str, Any] = await resp.json()
+            if resp.status != 200:
+                raise errors.IvrAuthError(f"GET failed: HTTP {resp.status} {state}")
             if state["status"] != last:
                 last = state["status"]
                 self.say(f"  {time.monotonic() - started:6.2f}s  {last}")
             if state["status"] in until:
                 return state
-            await asyncio.sleep(0.05)
+            params = {"wait": str(WAIT_SECONDS)}
 
     async def _summary(self, state: dict[str, Any], wanted: str) -> bool:
         # The phone may hang up a moment before the controller writes how the call ended.
