@@ -127,6 +127,8 @@ class Waiters:
                     remaining = deadline - loop.time()
                     if remaining <= 0:
                         break
+                    if request is not None and _gone(request):
+                        return current  # gone before it was watched
                     listening = self._listening
                     # Without notifications, the row is read each tick; without
                     # word of the client's going, its transport is looked at.
