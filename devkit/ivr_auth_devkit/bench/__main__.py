@@ -8,12 +8,13 @@ import logging
 import os
 import signal
 import sys
+from typing import Any
 
 from ivr_auth import config, logs
 from ivr_auth_devkit.bench import report, run
 
 
-async def _main(quick: bool) -> dict[str, object]:
+async def _main(quick: bool) -> dict[str, Any]:
     task = asyncio.current_task()
     assert task is not None
     # SIGTERM stops everything as Ctrl-C does: the task is cancelled and unwinds.
@@ -32,7 +33,10 @@ def main() -> int:
         print("bench: interrupted; everything it started is stopped", file=sys.stderr)
         return 130
     paths = report.write(result, run.OUT_DIR)
-    print(json.dumps({k: result[k] for k in ("ivr_auth", "baseline", "ratio_to_baseline")}, indent=2))
+    shown = {k: result[k] for k in ("ivr_auth", "baseline", "ratio_to_baseline")}
+    # The summary without its long parts (report.json has them).
+    shown["summary"] = {k: v for k, v in result["summary"].items() if k not in ("steady", "steady_full_tables")}
+    print(json.dumps(shown, indent=2, ensure_ascii=False))
     print("bench: wrote " + ", ".join(str(p.relative_to(run.ROOT)) for p in paths), file=sys.stderr)
     return 0
 

@@ -1,6 +1,8 @@
 """What the bench watches from outside the service: every Asterisk event on
 a subscribeAll ARI websocket (keys heard, the dialplan baseline's results,
-channels alive), and the webhooks the service sends."""
+channels alive), the webhooks the service sends, what Postgres was asked
+(pg_stat_statements, pg_stat_database) and the ARI requests the service's
+processes count on their /metrics."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import re
 import time
 from collections import defaultdict
 from collections.abc import Callable
@@ -16,6 +19,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import aiohttp
+import psycopg
 from aiohttp import web
 
 from ivr_auth import signature
@@ -136,3 +140,96 @@ class WebhookReceiver:
         event = json.loads(body)
         self.received.setdefault(str(event["id"]), (str(event["status"]), now))
         return web.Response(status=204)
+
+
+# The bench's own statements name pg_stat_*: left out of the counts.
+STATEMENTS = """
+SELECT query, calls FROM pg_stat_statements
+WHERE dbid = (SELECT oid FROM pg_database WHERE datname = current_database()) AND query NOT LIKE '%pg_stat%'
+ORDER BY calls DESC
+"""
+TRANSACTIONS = "SELECT xact_commit + xact_rollback FROM pg_stat_database WHERE datname = current_database()"
+TOP_STATEMENTS = 15
+
+
+@dataclass
+class DatabaseCounters:
+    """What every client asked the bench's Postgres, through a connection
+    of the bench's own: top-level statements (BEGIN and COMMIT included) and
+    transactions. The bench's few readings are transactions too (about 3 a
+    window, left in)."""
+
+    conn: psycopg.AsyncConnection[Any]
+    # False where the server has no pg_stat_statements loaded
+    statements_on: bool = False
+
+    @classmethod
+    async def connect(cls, url: str) -> DatabaseCounters:
+        conn = await psycopg.AsyncConnection.connect(url, autocommit=True)
+        counters = cls(conn)
+        try:
+            await conn.execute("CREATE EXTENSION IF NOT EXISTS pg_stat_statements")
+            await conn.execute("SELECT count(*) FROM pg_stat_statements")
+            counters.statements_on = True
+        except psycopg.Error as exc:
+            logger.warning("bench: no statement counts (pg_stat_statements): %s", exc)
+        return counters
+
+    async def close(self) -> None:
+        await self.conn.close()
+
+    async def requests_today(self) -> int:
+        cur = await self.conn.execute("SELECT count(*) FROM verifications WHERE created_at >= now() - interval '1 day'")
+        row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+    async def transactions(self) -> int:
+        cur = await self.conn.execute(TRANSACTIONS)
+        row = await cur.fetchone()
+        return int(row[0]) if row else 0
+
+    async def reset_statements(self) -> None:
+        if self.statements_on:
+            await self.conn.execute("SELECT pg_stat_statements_reset()")
+
+    async def statements(self) -> tuple[int | None, list[dict[str, Any]]]:
+        """Statements since the reset, and the most called."""
+        if not self.statements_on:
+            return None, []
+        cur = await self.conn.execute(STATEMENTS)
+        rows = await cur.fetchall()
+        top = [{"query": " ".join(str(q).split())[:200], "calls": int(n)} for q, n in rows[:TOP_STATEMENTS]]
+        return sum(int(n) for _, n in rows), top
+
+
+ARI_REQUESTS = re.compile(r'^ivr_auth_ari_requests_total\{method="(\w+)"\} (\S+)$', re.MULTILINE)
+
+
+async def ari_requests(
+    session: aiohttp.ClientSession, metrics_urls: dict[str, str]
+) -> dict[str, dict[str, int]] | None:
+    """Each process's ARI requests so far by HTTP method, from its /metrics;
+    None when one of them does not count them."""
+    out: dict[str, dict[str, int]] = {}
+    for name, url in metrics_urls.items():
+        try:
+            async with session.get(url) as resp:
+                text = await resp.text()
+        except aiohttp.ClientError as exc:
+            logger.warning("bench: %s: %s", url, exc)
+            return None
+        if "ivr_auth_ari_requests_total" not in text:
+            return None
+        out[name] = {method: int(float(n)) for method, n in ARI_REQUESTS.findall(text)}
+    return out
+
+
+def difference(
+    after: dict[str, dict[str, int]] | None, before: dict[str, dict[str, int]] | None
+) -> dict[str, dict[str, int]] | None:
+    if after is None or before is None:
+        return None
+    return {
+        name: {method: n - before.get(name, {}).get(method, 0) for method, n in by.items()}
+        for name, by in after.items()
+    }

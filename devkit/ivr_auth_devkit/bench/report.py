@@ -16,7 +16,7 @@ LATENCIES = {
     "api_accept": "API accept (POST → 201, client side)",
     "request_to_call": "request sent → its call created in Asterisk (ARI ChannelCreated)",
     "accept_to_invite": "accepted → INVITE received by SIPp (its -trace_msg clock)",
-    "last_key_to_visible": "last key heard by Asterisk (ARI) → result visible to GET (25 ms polls)",
+    "last_key_to_visible": "last key heard by Asterisk (ARI) → result visible to the client's GET",
     "terminal_to_webhook": "terminal state (finished_at) → webhook received",
 }
 BASELINE_LATENCIES = {
@@ -100,7 +100,8 @@ class Step:
         if not self.offer_seconds or MACHINE not in cpu:
             return None
         if name == "others":
-            named = sum(sec for key, sec in cpu.items() if key != MACHINE)
+            # A backend's share ("postgres:api") is inside "postgres" already.
+            named = sum(sec for key, sec in cpu.items() if key != MACHINE and ":" not in key)
             return round(max(cpu[MACHINE] - named, 0.0) / self.offer_seconds, 2)
         return round(cpu[name] / self.offer_seconds, 2) if name in cpu else None
 
@@ -142,6 +143,133 @@ def capacity(steps: Sequence[Step], bound: str = "") -> dict[str, Any]:
     }
 
 
+# What "own CPU" adds up: the service's two processes and the Postgres
+# backends serving their connections (bench.run's cpu(): found by the client
+# port each backend's title names). Postgres's own background processes
+# (checkpointer, WAL writer, autovacuum) are left out: they are in
+# "postgres" with everything else, shown beside.
+OWN_CPU = ("api", "controller", "postgres:api", "postgres:controller")
+# issue 17's targets: figure -> (comparison, bound).
+TARGETS: dict[str, tuple[str, float]] = {
+    "own_cpu_ms_per_verified_call": ("<=", 15.0),
+    "cpu_growth_ratio": ("<=", 1.1),
+    "ratio_vs_baseline": (">=", 0.75),
+    "last_key_to_visible_p99_ms": ("<=", 20.0),
+    "terminal_to_webhook_p99_ms": ("<=", 100.0),
+}
+
+
+@dataclass
+class Window:
+    """A steady step at a fixed rate well below saturation, accounted from
+    its first request to its last webhook: CPU by process, and what the
+    database and ARI were asked meanwhile (None: not measured)."""
+
+    rate: float
+    seconds: float
+    requests: int
+    verified: int
+    passed: bool
+    # requests in the day's tables when the step began
+    rows_before: int
+    cpu_seconds: dict[str, float]
+    # pg_stat_statements calls (top-level statements, BEGIN/COMMIT included) and
+    # pg_stat_database transactions committed or rolled back, every client's
+    statements: int | None = None
+    transactions: int | None = None
+    # the most called statements: {"query": ..., "calls": ...}
+    top_statements: list[dict[str, Any]] = field(default_factory=list)
+    # process -> HTTP method -> ARI requests (its /metrics' ivr_auth_ari_requests_total)
+    ari_requests: dict[str, dict[str, int]] | None = None
+    latencies: dict[str, list[float]] = field(default_factory=dict)
+
+    def per_call(self, value: float | None, scale: float = 1.0) -> float | None:
+        return None if value is None or not self.verified else round(value * scale / self.verified, 2)
+
+    @property
+    def own_cpu_ms(self) -> float | None:
+        return self.per_call(sum(self.cpu_seconds.get(name, 0.0) for name in OWN_CPU), 1000)
+
+    def figures(self) -> dict[str, Any]:
+        ari = self.ari_requests
+        return {
+            "rate": self.rate,
+            "seconds": self.seconds,
+            "requests": self.requests,
+            "verified": self.verified,
+            "passed": self.passed,
+            "rows_before": self.rows_before,
+            "own_cpu_ms_per_verified_call": self.own_cpu_ms,
+            "cpu_ms_per_verified_call": {
+                name: self.per_call(sec, 1000) for name, sec in sorted(self.cpu_seconds.items()) if name != MACHINE
+            },
+            "db_statements_per_verified_call": self.per_call(self.statements),
+            "db_transactions_per_verified_call": self.per_call(self.transactions),
+            "ari_requests_per_verified_call": None
+            if ari is None
+            else {
+                proc: {"total": self.per_call(sum(by.values())), **{m: self.per_call(n) for m, n in sorted(by.items())}}
+                for proc, by in sorted(ari.items())
+            },
+            "latency": {name: summary(values) for name, values in sorted(self.latencies.items())},
+            "top_statements": [
+                {**row, "per_verified_call": self.per_call(row["calls"])} for row in self.top_statements
+            ],
+        }
+
+
+def verdict(value: float | None, comparison: str, bound: float) -> str:
+    if value is None:
+        return "not measured"
+    met = value <= bound if comparison == "<=" else value >= bound
+    return "met" if met else "missed"
+
+
+def p99_ms(window: Window | None, name: str) -> float | None:
+    if window is None:
+        return None
+    found = percentile(window.latencies.get(name, []), 99)
+    return None if found is None else round(found * 1000, 1)
+
+
+def summarize(
+    empty: Window | None, full: Window | None, ours: dict[str, Any], baseline: dict[str, Any]
+) -> dict[str, Any]:
+    """issue 17's figures: own CPU, latencies and round trips per call from
+    the steady step on near-empty tables; growth from the same step with the
+    day's volume in them; the rate against the dialplan baseline from the ramps."""
+    own = empty.own_cpu_ms if empty else None
+    own_full = full.own_cpu_ms if full else None
+    growth = round(own_full / own, 2) if own and own_full is not None else None
+    mine, theirs = ours.get("max_sustained_rate"), baseline.get("max_sustained_rate")
+    ratio = round(mine / theirs, 2) if mine is not None and theirs else None
+    figures = {
+        "own_cpu_ms_per_verified_call": own,
+        "cpu_growth_ratio": growth,
+        "ratio_vs_baseline": ratio,
+        "last_key_to_visible_p99_ms": p99_ms(empty, "last_key_to_visible"),
+        "terminal_to_webhook_p99_ms": p99_ms(empty, "terminal_to_webhook"),
+    }
+    latency = empty.figures()["latency"] if empty else {}
+    return {
+        **figures,
+        "own_cpu_ms_per_verified_call_full_tables": own_full,
+        # a ratio against a baseline whose ramp never failed is an upper bound
+        "baseline_ceiling_reached": baseline.get("ceiling_reached"),
+        "db_statements_per_verified_call": empty.figures()["db_statements_per_verified_call"] if empty else None,
+        "db_transactions_per_verified_call": empty.figures()["db_transactions_per_verified_call"] if empty else None,
+        "ari_requests_per_verified_call": empty.figures()["ari_requests_per_verified_call"] if empty else None,
+        "last_key_to_visible_ms": latency.get("last_key_to_visible"),
+        "terminal_to_webhook_ms": latency.get("terminal_to_webhook"),
+        "targets": {
+            name: {"value": figures[name], "target": f"{op} {bound:g}", "verdict": verdict(figures[name], op, bound)}
+            for name, (op, bound) in TARGETS.items()
+        },
+        "steady": empty.figures() if empty else None,
+        "steady_full_tables": full.figures() if full else None,
+    }
+
+
 def _per_verified(steps: Sequence[Step], names: Sequence[str]) -> dict[str, float | None]:
     verified = sum(s.verified for s in steps)
     return {
@@ -151,8 +279,15 @@ def _per_verified(steps: Sequence[Step], names: Sequence[str]) -> dict[str, floa
 
 
 def build(
-    meta: dict[str, Any], ours: Sequence[Step], baseline: Sequence[Step], bounds: dict[str, str] | None = None
+    meta: dict[str, Any],
+    ours: Sequence[Step],
+    baseline: Sequence[Step],
+    bounds: dict[str, str] | None = None,
+    steady: Sequence[Window | None] = (None, None),
+    extra: Sequence[Step] = (),
 ) -> dict[str, Any]:
+    """``steady``: the steady step on near-empty tables, and with the day's
+    volume; ``extra``: steps listed with the rest but outside either ramp."""
     bounds = bounds or {}
     mine, base = capacity(ours, bounds.get("ivr-auth", "")), capacity(baseline, bounds.get("baseline", ""))
 
@@ -166,6 +301,7 @@ def build(
     names = sorted({name for s in ours for name in s.cpu_seconds} - {MACHINE})
     return {
         **meta,
+        "summary": summarize(steady[0], steady[1], mine, base),
         "ivr_auth": {
             **mine,
             "cpu_seconds_per_verified_call": _per_verified(ours_good, names),
@@ -184,7 +320,7 @@ def build(
             # A ratio against a baseline that never failed is an upper bound.
             "baseline_ceiling_reached": base["ceiling_reached"],
         },
-        "steps": [s.as_dict() for s in (*ours, *baseline)],
+        "steps": [s.as_dict() for s in (*ours, *extra, *baseline)],
     }
 
 
@@ -219,6 +355,7 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         f"{report['machine']}. {report['note']}",
         "",
+        *summary_markdown(report.get("summary")),
         "| | ivr-auth | dialplan baseline | ratio |",
         "|---|---|---|---|",
         f"| highest sustained rate (verifications/s, step passed) | {_bounded(ours, 'max_sustained_rate')} "
@@ -239,7 +376,7 @@ def markdown(report: dict[str, Any]) -> str:
                 f"| {prefix}{label} | {s['n']} | {_cell(s['p50_ms'])} | {_cell(s['p95_ms'])} | {_cell(s['p99_ms'])} |"
             )
     lines += ["", "| CPU seconds per verified call (steps that passed) | ivr-auth | baseline |", "|---|---|---|"]
-    for name in ("controller", "api", "asterisk", "postgres", *LOAD_GENERATOR):
+    for name in ("controller", "api", "asterisk", "postgres", "postgres:controller", "postgres:api", *LOAD_GENERATOR):
         mine = ours["cpu_seconds_per_verified_call"].get(name)
         theirs = base["cpu_seconds_per_verified_call"].get(name)
         label = f"{name} (load generator)" if name in LOAD_GENERATOR else name
@@ -266,6 +403,42 @@ def markdown(report: dict[str, Any]) -> str:
     if report.get("limits"):
         lines += ["", "Limits of the bench stack (not of the system under test): " + report["limits"]]
     return "\n".join(lines) + "\n"
+
+
+TARGET_LABELS = {
+    "own_cpu_ms_per_verified_call": "own CPU per verified call, ms (API + controller + their Postgres backends)",
+    "cpu_growth_ratio": "own CPU with the day's volume in the tables ÷ with them near empty",
+    "ratio_vs_baseline": "highest sustained rate ÷ the dialplan baseline's",
+    "last_key_to_visible_p99_ms": "last key → result visible to the client, p99 ms",
+    "terminal_to_webhook_p99_ms": "terminal state → webhook received, p99 ms",
+}
+
+
+def summary_markdown(found: dict[str, Any] | None) -> list[str]:
+    """The summary's targets and per-call figures, as report.md's first table."""
+    if not found:
+        return []
+    steady, full = found.get("steady") or {}, found.get("steady_full_tables") or {}
+    lines = ["## Summary (issue 17's targets)", "", "| figure | value | target | |", "|---|---|---|---|"]
+    for name, target in found["targets"].items():
+        lines.append(
+            f"| {TARGET_LABELS.get(name, name)} | {_cell(target['value'])} | {target['target']} | {target['verdict']} |"
+        )
+    ari = found.get("ari_requests_per_verified_call") or {}
+    ari_text = "; ".join(f"{proc} {by.get('total')}" for proc, by in ari.items()) or "-"
+    lines += [
+        "",
+        f"Per verified call at a steady {_cell(steady.get('rate'))}/s for {_cell(steady.get('seconds'))} s "
+        f"({_cell(steady.get('verified'))} verified of {_cell(steady.get('requests'))}, "
+        f"{_cell(steady.get('rows_before'))} requests already in the day's tables): "
+        f"database statements {_cell(found.get('db_statements_per_verified_call'))}, "
+        f"transactions {_cell(found.get('db_transactions_per_verified_call'))}, ARI requests {ari_text}. "
+        f"With {_cell(full.get('rows_before'))} requests already in the tables: own CPU "
+        f"{_cell(found.get('own_cpu_ms_per_verified_call_full_tables'))} ms, database statements "
+        f"{_cell(full.get('db_statements_per_verified_call'))}.",
+        "",
+    ]
+    return lines
 
 
 def plot(report: dict[str, Any], path: Path) -> None:

@@ -14,6 +14,8 @@ import logging
 import os
 import platform
 import random
+import re
+import shutil
 import sys
 import time
 from collections import Counter
@@ -29,7 +31,7 @@ from ivr_auth import config, connections, errors, phone, states
 from ivr_auth import store as store_mod
 from ivr_auth.ari import client as ari_client
 from ivr_auth_devkit import sipp_load, stack
-from ivr_auth_devkit.bench import observe, report
+from ivr_auth_devkit.bench import observe, prefill, report
 from ivr_auth_devkit.stack import asterisk, install, postgres, secrets
 
 logger = logging.getLogger(__name__)
@@ -38,9 +40,12 @@ logger = logging.getLogger(__name__)
 ROOT = Path(__file__).resolve().parents[3]
 OUT_DIR = ROOT / ".run" / "bench"
 HTTP = "127.0.0.1:8094"
+# The controller's own /metrics (its ARI requests).
+CONTROLLER_METRICS = "127.0.0.1:8096"
 SETTINGS: dict[str, Any] = {
     "ari": {"app": "ivr-auth-bench"},
     "http": {"listen": HTTP},
+    "metrics": {"listen": CONTROLLER_METRICS},
     # The pacer must not be what limits: SIPp answers everything.
     "trunk": {"port": 5084, "max_channels": 2000, "calls_per_second": 200},
     "inbound": {"app": "ivr-auth-bench-inbound"},
@@ -73,6 +78,21 @@ MAX_CALLS = int((SETTINGS["stack"]["rtp_end"] - SETTINGS["stack"]["rtp_start"] +
 # Each flow's ramp stops when the next step would end past this (seconds
 # from the flow's first step): the whole run stays under 10 minutes.
 FLOW_BUDGET_SECONDS = 260.0
+# The steady step issue 17's per-call figures come from: a rate well below
+# where the ramp fails (16/s and more on this 2-core machine), held as long
+# as a ramp step, once on the tables as the ramp left them and once more
+# with PREFILL requests of today written into them first.
+STEADY_RATE, STEADY_SECONDS = 8.0, 20.0
+QUICK_STEADY_RATE, QUICK_STEADY_SECONDS = 4.0, 5.0
+PREFILL = 200_000
+QUICK_PREFILL = 20_000
+# Postgres backends report their transactions within this long once idle
+# (PGSTAT_IDLE_INTERVAL, 10 s); the idle service's own are sampled this long.
+STATS_IDLE_SECONDS = 10.5
+IDLE_SAMPLE_SECONDS = 5.0
+# The simulated web backend waits for each change of a request's status
+# with GET ...?wait=LONG_POLL_SECONDS, where the API offers it.
+LONG_POLL_SECONDS = 30
 CODE_LENGTH = 6
 # One request in WRONG_EVERY keys a wrong code (max_code_attempts 1): it must end "failed".
 WRONG_EVERY = 10
@@ -105,7 +125,8 @@ def steps_plan(quick: bool) -> list[tuple[float, int]]:
 
 
 def plan_requests(flow_index: int, plan: list[tuple[float, int]], rng: random.Random) -> list[list[Request]]:
-    flow = "ivr-auth" if flow_index == 1 else "baseline"
+    """Flow 2 is the dialplan baseline; the others, ivr-auth's (each its own numbers)."""
+    flow = "baseline" if flow_index == 2 else "ivr-auth"
     out = []
     for step, (_, count) in enumerate(plan):
         batch = []
@@ -161,6 +182,43 @@ def open_files(pid: int | None) -> tuple[int, int | None]:
     return used, None
 
 
+def client_ports(pid: int, server_port: int) -> set[int]:
+    """The local ports of ``pid``'s TCP connections to ``server_port``."""
+    try:
+        inodes = {
+            link[len("socket:[") : -1]
+            for fd in Path(f"/proc/{pid}/fd").iterdir()
+            if (link := _readlink(fd)).startswith("socket:[")
+        }
+        tables = [Path(f"/proc/{pid}/net/{table}").read_text() for table in ("tcp", "tcp6")]
+    except OSError:
+        return set()
+    ports = set()
+    for line in (line for table in tables for line in table.splitlines()[1:]):
+        fields = line.split()
+        if len(fields) > 9 and fields[9] in inodes and int(fields[2].rsplit(":", 1)[1], 16) == server_port:
+            ports.add(int(fields[1].rsplit(":", 1)[1], 16))
+    return ports
+
+
+def _readlink(path: Path) -> str:
+    try:
+        return os.readlink(path)
+    except OSError:
+        return ""
+
+
+def backend_port(pid: int) -> int | None:
+    """The client port a Postgres backend serves, from its process title
+    ("postgres: user db 127.0.0.1(43122) idle")."""
+    try:
+        title = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:
+        return None
+    found = re.search(r"\((\d+)\)", title)
+    return int(found.group(1)) if found else None
+
+
 def children(pid: int) -> list[int]:
     out = []
     for entry in Path("/proc").iterdir():
@@ -184,6 +242,9 @@ class Bench:
         self.fd_limit: int | None = None
         # Requests still running when their step was judged.
         self.stragglers: list[asyncio.Task[None]] = []
+        # False once the API answered a GET ?wait= at once without a change:
+        # it has no long poll, and the backend polls instead.
+        self.long_poll = True
 
     # --- processes ------------------------------------------------------------------
 
@@ -220,7 +281,16 @@ class Bench:
         pid_file = cluster.data_dir / "postmaster.pid"
         if pid_file.exists():
             master = int(pid_file.read_text().split()[0])
-            out["postgres"] = [master, *children(master)]
+            backends = children(master)
+            out["postgres"] = [master, *backends]
+            # The backends serving each service process: those whose client
+            # port is one of the process's connections to Postgres. A
+            # backend that ends between two readings takes its CPU with it;
+            # the pools keep theirs open for the bench's length.
+            by_port = {port: pid for pid in backends if (port := backend_port(pid)) is not None}
+            for name, proc in self.procs.items():
+                ports = client_ports(proc.pid, self.cfg.stack.postgres_port)
+                out[f"postgres:{name}"] = [by_port[port] for port in ports if port in by_port]
         return out
 
     def cpu(self) -> dict[str, float]:
@@ -252,6 +322,19 @@ class Bench:
         r.id = created["id"]
         wake = self.wake[uuid_hex(r.id)] = asyncio.Event()
         deadline = time.monotonic() + 120
+        status = created["status"]
+        while self.long_poll and time.monotonic() < deadline:
+            asked = time.monotonic()
+            url = f"http://{HTTP}/v1/verifications/{r.id}"
+            async with http.get(url, params={"wait": str(LONG_POLL_SECONDS)}, headers=headers) as resp:
+                state = await resp.json()
+            if resp.status == 200 and state["status"] in TERMINAL:
+                self.seen(r, state)
+                return
+            if resp.status != 200 or (state["status"] == status and time.monotonic() - asked < LONG_POLL_SECONDS / 2):
+                self.long_poll = False
+            else:
+                status = state["status"]
         fast = False
         while time.monotonic() < deadline:
             if not fast:
@@ -263,13 +346,18 @@ class Bench:
             async with http.get(f"http://{HTTP}/v1/verifications/{r.id}", headers=headers) as resp:
                 state = await resp.json()
             if state["status"] in TERMINAL:
-                r.visible = time.time()
-                r.status = state["status"]
-                r.finished = dt.datetime.fromisoformat(state["finished_at"]).timestamp()
+                self.seen(r, state)
                 return
             if fast:
                 await asyncio.sleep(0.025)
         r.status = "timeout"
+
+    @staticmethod
+    def seen(r: Request, state: dict[str, Any]) -> None:
+        """The client sees the request's result."""
+        r.visible = time.time()
+        r.status = state["status"]
+        r.finished = dt.datetime.fromisoformat(state["finished_at"]).timestamp()
 
     async def baseline(self, ari: ari_client.AriClient, watch: observe.AriObserver, r: Request, n: int) -> None:
         r.id = r.channel = f"bench-baseline-{r.step}-{n}"
@@ -340,6 +428,68 @@ class Bench:
             verified=sum(ended[id(r)] == "verified" for r in batch),
         )
 
+    async def steady(
+        self,
+        rate: float,
+        seconds: float,
+        batch: list[Request],
+        send: Any,
+        watch: observe.AriObserver,
+        http: aiohttp.ClientSession,
+        db: observe.DatabaseCounters,
+        hooks: observe.WebhookReceiver,
+    ) -> tuple[report.Step, report.Window]:
+        """One step at ``rate``, accounted from its first request to its last
+        webhook (5 s at most after the step): CPU of each process, the
+        statements and transactions Postgres ran, the ARI requests made."""
+        metrics = {"controller": f"http://{CONTROLLER_METRICS}/metrics", "api": f"http://{HTTP}/metrics"}
+        rows_before = await db.requests_today()
+        # A backend reports its transactions to pg_stat_database at the end of
+        # one at most once a second, and an idle one within STATS_IDLE_SECONDS:
+        # the ramp's are let in before the window opens.
+        await asyncio.sleep(STATS_IDLE_SECONDS)
+        # The API's /metrics asks Postgres too: read before the reset and after the counts.
+        ari_before = await observe.ari_requests(http, metrics)
+        transactions_before = await db.transactions()
+        await db.reset_statements()
+        before = self.cpu()
+        done = await self.step(rate, seconds, batch, send, watch)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and any(r.id not in hooks.received for r in batch if r.id):
+            await asyncio.sleep(0.05)
+        after = self.cpu()
+        statements, top = await db.statements()
+        closed = time.monotonic()
+        # The window's last transactions reported, then the idle service's
+        # own (its pollers) over the wait taken off again.
+        await asyncio.sleep(STATS_IDLE_SECONDS)
+        transactions_after = await db.transactions()
+        waited = time.monotonic() - closed
+        await asyncio.sleep(IDLE_SAMPLE_SECONDS)
+        idle_rate = (await db.transactions() - transactions_after) / IDLE_SAMPLE_SECONDS
+        transactions = round(transactions_after - transactions_before - idle_rate * waited)
+        ari = observe.difference(await observe.ari_requests(http, metrics), ari_before)
+        window = report.Window(
+            rate=rate,
+            seconds=seconds,
+            requests=done.requests,
+            verified=done.verified,
+            passed=done.passed,
+            rows_before=rows_before,
+            cpu_seconds={name: round(after[name] - before.get(name, 0.0), 3) for name in after},
+            statements=statements,
+            transactions=transactions,
+            top_statements=top,
+            ari_requests=ari,
+        )
+        print(
+            f"bench: steady {rate:g}/s on {rows_before} requests of today: own CPU {window.own_cpu_ms} ms "
+            f"per verified call, {window.per_call(statements)} statements, {window.per_call(transactions)} "
+            f"transactions; {'pass' if done.passed else 'FAIL: ' + '; '.join(done.failures)}",
+            file=sys.stderr,
+        )
+        return done, window
+
     async def settle(
         self, http: aiohttp.ClientSession, key: str, requests: list[Request], watch: observe.AriObserver
     ) -> None:
@@ -391,6 +541,13 @@ def latencies(
 
 @contextlib.asynccontextmanager
 async def bench_stack(cfg: config.Config) -> AsyncIterator[connections.Connections]:
+    """The bench's stack, on a database made anew: an earlier run's rows
+    would be in the "near empty" tables, and its webhooks still due
+    (signed with that run's tenant's secret) reach this run's receiver."""
+    cluster = postgres.Cluster(cfg.stack, cfg.run_dir, secrets.load_or_create(cfg.run_dir).postgres_password)
+    if await cluster.is_running():
+        await cluster.stop()
+    shutil.rmtree(cluster.data_dir, ignore_errors=True)
     try:
         yield await stack.up(cfg)
     finally:
@@ -447,17 +604,24 @@ async def main(quick: bool) -> dict[str, Any]:
     seconds = QUICK_STEP_SECONDS if quick else STEP_SECONDS
     rng = random.Random(7)
     ours_batches, base_batches = plan_requests(1, plan, rng), plan_requests(2, plan, rng)
+    steady_rate, steady_seconds = (QUICK_STEADY_RATE, QUICK_STEADY_SECONDS) if quick else (STEADY_RATE, STEADY_SECONDS)
+    steady_plan = [(steady_rate, round(steady_rate * steady_seconds))]
+    steady_batches = [plan_requests(3, steady_plan, rng)[0], plan_requests(4, steady_plan, rng)[0]]
+    prefill_count = QUICK_PREFILL if quick else PREFILL
     bench = Bench(cfg, config_file, quick)
-    total_calls = sum(len(b) for b in (*ours_batches, *base_batches))
+    total_calls = sum(len(b) for b in (*ours_batches, *steady_batches, *base_batches))
     print(
         f"bench: up to {len(plan)} steps of {seconds:g} s a flow, at most {total_calls} calls; stack in {cfg.run_dir}",
         file=sys.stderr,
     )
-    async with bench_stack(cfg) as endpoints, aiohttp.ClientSession() as http:
+    # Every request's client waits on a connection of its own (long polls).
+    connector = aiohttp.TCPConnector(limit=MAX_CALLS)
+    async with bench_stack(cfg) as endpoints, aiohttp.ClientSession(connector=connector) as http:
         async with store_mod.Store.from_url(endpoints.database_url, endpoints.server_secret, max_size=2) as store:
             tenant, key = await store.tenants.create(f"bench-{int(time.time())}")
             secret = await store.tenants.webhook_secret(tenant.id)
         assert secret is not None
+        db = await observe.DatabaseCounters.connect(endpoints.database_url)
         hooks = observe.WebhookReceiver(secret)
         watch = observe.AriObserver(http, endpoints.ari_url, endpoints.ari_username, endpoints.ari_password)
 
@@ -470,7 +634,7 @@ async def main(quick: bool) -> dict[str, Any]:
             port=cfg.trunk.port,
             host=cfg.trunk.host,
             media_port=7000,
-            rows=rows([*ours_batches, *base_batches]),
+            rows=rows([*ours_batches, *steady_batches, *base_batches]),
             calls=total_calls,
             timeout=1200,
             trace=True,
@@ -478,6 +642,8 @@ async def main(quick: bool) -> dict[str, Any]:
         ari = ari_client.AriClient(http, endpoints.ari_url, endpoints.ari_username, endpoints.ari_password)
         ours_steps: list[report.Step] = []
         base_steps: list[report.Step] = []
+        steady: list[tuple[report.Step, report.Window]] = []
+        prefilled: dict[str, float] = {}
         bounds: dict[str, str] = {}
         try:
             await hooks.start()
@@ -504,6 +670,18 @@ async def main(quick: bool) -> dict[str, Any]:
 
             ours_steps, bounds["ivr-auth"] = await ramp(bench, plan, ours_batches, send_ours, watch, seconds)
             await bench.settle(http, key, [r for b in ours_batches for r in b], watch)
+            # The ramp warmed the service up; the steady step on the tables as
+            # it left them, then with a day's volume written in first.
+            steady.append(
+                await bench.steady(steady_rate, steady_seconds, steady_batches[0], send_ours, watch, http, db, hooks)
+            )
+            await bench.settle(http, key, steady_batches[0], watch)
+            prefilled = await prefill.prefill_day(db.conn, str(tenant.id), prefill_count)
+            print(f"bench: prefilled today's tables: {prefilled}", file=sys.stderr)
+            steady.append(
+                await bench.steady(steady_rate, steady_seconds, steady_batches[1], send_ours, watch, http, db, hooks)
+            )
+            await bench.settle(http, key, steady_batches[1], watch)
             base_steps, bounds["baseline"] = await ramp(bench, plan, base_batches, send_base, watch, seconds)
             await bench.settle(http, key, [], watch)
             await asyncio.sleep(1)  # the last webhooks
@@ -513,12 +691,19 @@ async def main(quick: bool) -> dict[str, Any]:
             await bench.stop_services()
             await watch.stop()
             await hooks.stop()
+            await db.close()
     invites: dict[str, float] = {}
     for number, at in phones.invites:
         invites.setdefault(number, at.timestamp())
     for results, batches in ((ours_steps, ours_batches), (base_steps, base_batches)):
         for step_result, batch in zip(results, batches, strict=False):
             step_result.latencies.update(latencies(batch, invites, watch, hooks.received))
+    for (step_result, window), batch, label in zip(
+        steady, steady_batches, ("steady", "steady, prefilled"), strict=False
+    ):
+        step_result.latencies.update(latencies(batch, invites, watch, hooks.received))
+        step_result.flow = f"ivr-auth {label}"
+        window.latencies = step_result.latencies
     rtp = SETTINGS["stack"]
     meta = {
         "date": dt.date.today().isoformat(),
@@ -531,8 +716,15 @@ async def main(quick: bool) -> dict[str, Any]:
             f"for {seconds:g} s, then waits at most {DRAIN_SECONDS:g} s for its requests to end; it passes when "
             f"every request is in its correct state by then, the p95 of request → call is at most "
             f"{report.MAX_CALL_DELAY_P95:g} s and the bench sent at least {report.MIN_ACHIEVED_SHARE:.0%} of the "
-            f"rate. The ramp of each flow stops at its first failing step. Bad webhook signatures: "
-            f"{hooks.bad_signatures}."
+            f"rate. The ramp of each flow stops at its first failing step. Then ivr-auth again at a steady "
+            f"{steady_rate:g}/s for {steady_seconds:g} s (the summary's per-call figures), and once more after "
+            f"{prefill_count} ended requests of today were written into the tables. The simulated web backend "
+            + (
+                f"waits for each status change with GET ?wait={LONG_POLL_SECONDS}"
+                if bench.long_poll
+                else "polls GET every 2 s until the keys are heard, then every 25 ms (the API has no ?wait=)"
+            )
+            + f". Bad webhook signatures: {hooks.bad_signatures}."
         ),
         "limits": (
             f"RTP {rtp['rtp_start']}-{rtp['rtp_end']} (2 ports a call: the ramp stops before a step of more than "
@@ -544,8 +736,12 @@ async def main(quick: bool) -> dict[str, Any]:
         "quick": quick,
         "step_seconds": seconds,
         "plan": [{"rate": rate, "requests": count} for rate, count in plan],
+        "prefill": prefilled,
+        "client_wait": f"GET ?wait={LONG_POLL_SECONDS}" if bench.long_poll else "polls",
+        "bad_webhook_signatures": hooks.bad_signatures,
     }
-    return report.build(meta, ours_steps, base_steps, bounds)
+    windows = [window for _, window in steady] + [None] * (2 - len(steady))
+    return report.build(meta, ours_steps, base_steps, bounds, windows, extra=[s for s, _ in steady])
 
 
 async def wait_ready(http: aiohttp.ClientSession) -> None:
