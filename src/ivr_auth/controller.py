@@ -49,7 +49,7 @@ from ivr_auth.flows import FlowContext
 from ivr_auth.flows import dtmf as dtmf_flow
 from ivr_auth.flows import inbound as inbound_flow
 from ivr_auth.flows import voice as voice_flow
-from ivr_auth.store import controls, verifications
+from ivr_auth.store import controls, outbox, verifications
 from ivr_auth.store import dashboard as board
 
 logger = logging.getLogger(__name__)
@@ -98,6 +98,10 @@ class Controller:
         self._tasks: list[asyncio.Task[None]] = []
         self._claiming = False
         self._running = False
+        # The last claim took all the room there was (or there was none).
+        self._short_of_room = False
+        # Told when a webhook was written (the process's sender wakes).
+        self.on_webhook: Callable[[], None] = _nothing
         self._started_at = presence.started_now()
         self.listening = False
         node.on_connect = self.on_ari_connect
@@ -199,6 +203,9 @@ class Controller:
         could be started now."""
         now = time.monotonic()
         room = self.trunks.capacity(now)
+        # Whether work may be waiting for room: then a call's end, which frees
+        # some, wakes the dialer; else it need not (new work is announced).
+        self._short_of_room = True
         if room <= 0:
             wait = self.trunks.wait_time(now)
             if wait is not None:  # None: every trunk is full; a call's end wakes us
@@ -216,6 +223,7 @@ class Controller:
                 await self.store.verifications.requeue_unplaced(verification.id, channel_id, "no trunk free", 0.0)
                 continue
             self._start_call(verification, trunk)
+        self._short_of_room = len(claimed) == room
         return len(claimed) == room
 
     def _start_call(self, verification: models.Verification, trunk: config.TrunkConfig) -> None:
@@ -244,7 +252,8 @@ class Controller:
             self._channels.pop(verification.id, None)
             if ctx.trunk is not None:
                 self.trunks.release(ctx.trunk.name)
-            self._wake.set()  # capacity freed
+            if self._short_of_room:
+                self._wake.set()  # room freed for what may be waiting
 
     def _trunk_failed(self, name: str) -> float:
         """Mark the trunk down; the seconds until a trunk is up (0.0: another is now)."""
@@ -393,7 +402,8 @@ class Controller:
         backoff = 0.5
         while True:
             try:
-                async with self.store.db.listen([verifications.QUEUE_CHANNEL, verifications.CANCEL_CHANNEL]) as notes:
+                channels = [verifications.QUEUE_CHANNEL, verifications.CANCEL_CHANNEL, outbox.WEBHOOK_CHANNEL]
+                async with self.store.db.listen(channels) as notes:
                     self.listening = True
                     backoff = 0.5
                     self._wake.set()  # anything queued while we were not listening
@@ -412,6 +422,9 @@ class Controller:
     async def _on_notify(self, channel: str, payload: str) -> None:
         if channel == verifications.QUEUE_CHANNEL:
             self._wake.set()
+            return
+        if channel == outbox.WEBHOOK_CHANNEL:
+            self.on_webhook()
             return
         if channel == verifications.CANCEL_CHANNEL:
             with contextlib.suppress(ValueError):
@@ -474,6 +487,10 @@ class Controller:
                 if node_lost:
                     event[callsession.NODE_LOST] = True
                 await self.node.dispatcher(event)
+
+
+def _nothing() -> None:
+    return None
 
 
 async def _cancel_all(tasks: list[asyncio.Task[None]], timeout: float = 10.0) -> None:

@@ -100,6 +100,8 @@ class Runtime:
             # Every controller process sends webhooks too (claims are SKIP LOCKED).
             self.webhooks = webhooks.Sender(self.cfg, self.store.outbox, self.session, self.metrics)
             self.webhooks.start()
+            if self.controller is not None:
+                self.controller.on_webhook = self.webhooks.wake
         if self.with_agi:
             self.agi = agi.AgiServer(self.cfg, self.store)
             await self.agi.start()

@@ -546,6 +546,52 @@ async def test_transition_records_the_call(store: Store, me: models.Tenant) -> N
     assert hung_up.channel_id == "chan-1"
 
 
+async def test_the_call_is_answered_and_ended_in_the_transitions_statement(
+    store: Store, db: Conn, me: models.Tenant
+) -> None:
+    v = await create(store, me, method="dtmf")
+    (claimed,) = (await claim_mine(store, [v], "controller-a")).values()
+    tenant = await store.calls.start(claimed, controller="controller-a", node="n", trunk="t", channel_id="chan-2")
+    assert tenant is not None
+    assert tenant.id == me.id
+    assert (await row(db, v.id))["channel_id"] == "chan-2"
+
+    await store.verifications.transition(v.id, [S.CALLING], S.IN_CALL, answered_call="chan-2")
+    answered = await store.calls.for_request(v.id)
+    ended = verifications.CallEnd("chan-2", "verified", 16, "Normal Clearing")
+    done = await store.verifications.transition(v.id, [S.IN_CALL], S.VERIFIED, ended_call=ended)
+    # The end of a call is recorded even when the request had moved on; the first end stands.
+    late = verifications.CallEnd("chan-2", "hung_up", 31, "Normal, unspecified")
+    assert await store.verifications.transition(v.id, [S.IN_CALL], S.FAILED, ended_call=late) is None
+    (call,) = await store.calls.for_request(v.id)
+
+    assert answered[0].answered_at is not None
+    assert answered[0].ended_at is None
+    assert done is not None
+    assert done.status is S.VERIFIED
+    assert (call.outcome, call.cause, call.cause_txt) == ("verified", 16, "Normal Clearing")
+    assert call.answered_at == answered[0].answered_at
+
+
+async def test_every_status_change_is_announced_with_the_request_id(
+    store: Store, me: models.Tenant, local_stack: connections.Connections
+) -> None:
+    v = await create(store, me, method="dtmf")
+    heard: list[str] = []
+    async with await psycopg.AsyncConnection.connect(local_stack.database_url, autocommit=True) as listener:
+        await listener.execute(f"LISTEN {verifications.STATUS_CHANNEL}")
+        await claim_mine(store, [v], "controller-a")
+        await store.verifications.heartbeat("controller-a", [v.id], 60)  # no status change
+        await store.verifications.transition(v.id, [S.CALLING], S.IN_CALL)
+        await store.verifications.cancel(me.id, v.id)
+        async for note in listener.notifies(timeout=2.0):
+            heard.append(note.payload)
+            if len(heard) == 3:
+                break
+
+    assert heard == [str(v.id)] * 3
+
+
 # --- leases and orphans ------------------------------------------------------------------------
 
 

@@ -15,6 +15,7 @@ from ivr_auth import callsession, causes, config, errors, models, phone, prompts
 from ivr_auth import metrics as metrics_mod
 from ivr_auth import store as store_mod
 from ivr_auth.ari import node as ari_node
+from ivr_auth.store.verifications import CallEnd
 
 logger = logging.getLogger(__name__)
 
@@ -71,12 +72,12 @@ async def dial(
     unanswered call is settled (back to the queue or terminal, by its cause;
     failed over to another trunk when its own failed) and None returned."""
     trunk = ctx.outbound_trunk
-    tenant = await ctx.store.tenants.get(v.tenant_id)
-    pooled = await ctx.store.tenants.next_pool_caller_id(tenant.id) if tenant.caller_id_pool else None
-    await ctx.store.verifications.set_channel(v.id, session.channel_id)
-    await ctx.store.calls.start(
+    tenant = await ctx.store.calls.start(
         v, controller=ctx.controller, node=ctx.node.name, trunk=trunk.name, channel_id=session.channel_id
     )
+    if tenant is None:
+        raise errors.NotFound(f"tenant {v.tenant_id} of request {v.id} is gone")
+    pooled = await ctx.store.tenants.next_pool_caller_id(tenant.id) if tenant.caller_id_pool else None
     ring_timeout = ctx.cfg.verification.ring_timeout_seconds
     try:
         await session.originate(
@@ -119,7 +120,6 @@ async def dial(
     if unanswered is not None:
         await settle_unanswered(ctx, v, session, unanswered, started)
         return None
-    await ctx.store.calls.answer(session.channel_id)
     return tenant
 
 
@@ -179,7 +179,6 @@ async def settle_unanswered(
         detail["sip_status"] = unanswered.tech_cause
     if retry_at is not None:
         detail["retry_at"] = retry_at.isoformat()
-    await ctx.store.calls.end(session.channel_id, outcome.value, unanswered.cause, unanswered.cause_txt)
     await ctx.store.verifications.transition(
         v.id,
         [S.CALLING],
@@ -189,6 +188,7 @@ async def settle_unanswered(
         cause_txt=unanswered.cause_txt,
         next_attempt_at=retry_at,
         detail=detail,
+        ended_call=CallEnd(session.channel_id, outcome.value, unanswered.cause, unanswered.cause_txt),
     )
 
 
@@ -225,7 +225,6 @@ async def _trunk_failure(
             extra=log,
         )
         return
-    await ctx.store.calls.end(channel_id, causes.Outcome.TRUNK_FAILED.value, unanswered.cause, unanswered.cause_txt)
     await ctx.store.verifications.transition(
         v.id,
         [S.CALLING],
@@ -235,6 +234,7 @@ async def _trunk_failure(
         cause_txt=unanswered.cause_txt,
         detail={"trunk": trunk, "trunk_failures": failures},
         uncounted=True,
+        ended_call=CallEnd(channel_id, causes.Outcome.TRUNK_FAILED.value, unanswered.cause, unanswered.cause_txt),
     )
     logger.warning(
         "trunk %s failed (cause %s); request unreachable after %d trunk failure(s)",

@@ -43,7 +43,7 @@ async def run(ctx: FlowContext, verification: models.Verification) -> None:
         answered_at = time.monotonic()
         setup = round(answered_at - started, 3)
         in_call = await ctx.store.verifications.transition(
-            v.id, [S.CALLING], S.IN_CALL, detail={"setup_seconds": setup}
+            v.id, [S.CALLING], S.IN_CALL, detail={"setup_seconds": setup}, answered_call=session.channel_id
         )
         if in_call is None:
             logger.info("request settled before answer; hanging up", extra=log)

@@ -54,6 +54,8 @@ async def run(ctx: FlowContext, verification: models.Verification) -> None:
         answered_by = "unknown"
         detail: dict[str, object] = {"setup_seconds": round(answered_at - started, 3)}
         if cfg.amd:
+            # Answered now; the request is in the call once a person is heard.
+            await ctx.store.calls.answer(session.channel_id)
             status, amd_cause = await session.detect_machine(AMD_CONTEXT, cfg.amd_timeout_seconds)
             answered_by = ANSWERED_BY.get(status, "unknown")
             detail["amd"] = {"status": status, "cause": amd_cause}
@@ -61,7 +63,12 @@ async def run(ctx: FlowContext, verification: models.Verification) -> None:
                 await _machine(ctx, v, session, started, detail)
                 return
         in_call = await ctx.store.verifications.transition(
-            v.id, [S.CALLING], S.IN_CALL, detail=detail, answered_by=answered_by
+            v.id,
+            [S.CALLING],
+            S.IN_CALL,
+            detail=detail,
+            answered_by=answered_by,
+            answered_call=None if cfg.amd else session.channel_id,
         )
         if in_call is None:
             logger.info("request settled before answer; hanging up", extra=log)

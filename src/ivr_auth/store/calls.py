@@ -38,12 +38,15 @@ class Calls:
 
     async def start(
         self, verification: models.Verification, *, controller: str, node: str, trunk: str, channel_id: str
-    ) -> None:
-        """The request's current attempt (``call_attempts``) is on the phone."""
-        await self._db.one(
+    ) -> models.Tenant | None:
+        """The request's current attempt (``call_attempts``) is on the phone
+        through ``channel_id``, which a request being called keeps; returns
+        its tenant (None: deleted meanwhile)."""
+        row = await self._db.one(
             QUERIES["start_call_attempt"],
             {
                 "id": verification.id,
+                "tenant_id": verification.tenant_id,
                 "attempt": verification.call_attempts,
                 "controller": controller,
                 "node": node,
@@ -51,6 +54,7 @@ class Calls:
                 "channel_id": channel_id,
             },
         )
+        return models.Tenant.from_row(row) if row else None
 
     async def answer(self, channel_id: str) -> None:
         await self._db.one(QUERIES["answer_call_attempt"], {"channel_id": channel_id})

@@ -2,8 +2,16 @@
 -- (ivr_auth/store/calls.py).
 
 -- name: start_call_attempt
-INSERT INTO call_attempts (verification_id, attempt, controller, node, trunk, channel_id)
-VALUES (%(id)s, %(attempt)s, %(controller)s, %(node)s, %(trunk)s, %(channel_id)s);
+-- The call's row, the request's channel id (while it is being called), and
+-- the tenant the call is placed for, in one statement.
+WITH attempt AS (
+    INSERT INTO call_attempts (verification_id, attempt, controller, node, trunk, channel_id)
+    VALUES (%(id)s, %(attempt)s, %(controller)s, %(node)s, %(trunk)s, %(channel_id)s)
+), channel AS (
+    UPDATE verifications SET channel_id = %(channel_id)s, updated_at = now()
+    WHERE id = %(id)s AND status = 'calling'
+)
+SELECT t.* FROM tenants t WHERE t.id = %(tenant_id)s;
 
 -- name: answer_call_attempt
 UPDATE call_attempts SET answered_at = clock_timestamp() WHERE channel_id = %(channel_id)s;

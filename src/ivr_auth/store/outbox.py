@@ -1,9 +1,12 @@
 """The webhook outbox in Postgres.
 
 A request that reaches a terminal status (or ``delivered``) and has a
-``callback_url`` gets one delivery row, written by ``enqueue`` in the same
-transaction as the state change: no state change without its webhook, and
-no webhook for a change that rolled back. The row keeps the exact body, and
+``callback_url`` gets one delivery row, written with the state change: no
+state change without its webhook, and no webhook for a change that rolled
+back. A terminal status's row is written by the statement that settles the
+request, without its body, which the first sender renders from the
+request (it no longer changes) and keeps; ``delivered``'s by ``enqueue``,
+rendered at once, in the change's transaction. The row keeps the exact body, and
 its id is the event id a receiver de-duplicates on (delivery is at least
 once). Senders claim due rows with ``SKIP LOCKED`` and push them out of
 reach for the length of one attempt, so several processes can send.
@@ -21,6 +24,8 @@ from ivr_auth import crypto, models, states
 from ivr_auth.store import database, sql
 
 QUERIES = sql.load("outbox.sql")
+# A webhook row written is announced here: the senders wake.
+WEBHOOK_CHANNEL = "ivr_auth_webhooks"
 EVENT_STATUSES = states.TERMINAL | {states.Status.DELIVERED}
 
 
@@ -106,7 +111,21 @@ class Outbox:
         self._keys = keys
 
     async def claim(self, limit: int, hold_seconds: float) -> list[Delivery]:
+        """Due deliveries, each with its body: one written without it (a
+        terminal status's) is rendered from its request, which no longer
+        changes, as it would have been then; ``record`` keeps it."""
         rows = await self._db.all(QUERIES["claim_webhooks"], {"limit": limit, "hold_seconds": hold_seconds})
+        unrendered = [r["verification_id"] for r in rows if r["body"] is None]
+        if unrendered:
+            requests = {
+                r["id"]: models.Verification.from_row(r)
+                for r in await self._db.all(QUERIES["requests_to_render"], {"ids": unrendered})
+            }
+            for row in rows:
+                if row["body"] is None:
+                    row["body"] = event_body(
+                        requests[row["verification_id"]], row["id"], row["event_type"], row["created_at"]
+                    )
         return [Delivery.from_row(r) for r in rows]
 
     def secret(self, delivery: Delivery) -> str | None:
@@ -125,19 +144,19 @@ class Outbox:
         next_attempt_at: dt.datetime | None,
     ) -> None:
         """One attempt's result; ``next_attempt_at`` None (and not delivered): give up."""
-        async with self._db.transaction() as conn:
-            await conn.execute(
-                QUERIES["record_webhook_attempt"],
-                {
-                    "id": delivery.id,
-                    "status_code": status_code,
-                    "error": error,
-                    "duration_ms": duration_ms,
-                    "delivered": delivered,
-                    "give_up": not delivered and next_attempt_at is None,
-                    "next_attempt_at": next_attempt_at,
-                },
-            )
+        await self._db.one(
+            QUERIES["record_webhook_attempt"],
+            {
+                "id": delivery.id,
+                "status_code": status_code,
+                "error": error,
+                "duration_ms": duration_ms,
+                "delivered": delivered,
+                "give_up": not delivered and next_attempt_at is None,
+                "next_attempt_at": next_attempt_at,
+                "body": delivery.body,
+            },
+        )
 
     async def for_request(self, verification_id: uuid.UUID) -> list[DeliveryLog]:
         """The request's deliveries, each with its attempts (for the events log)."""

@@ -22,12 +22,19 @@ WITH picked AS (
 )
 SELECT held.*, t.webhook_secret_sealed FROM held JOIN tenants t ON t.id = held.tenant_id;
 
+-- name: requests_to_render
+-- The requests whose webhooks were written without their body (a terminal
+-- status's, by the statement that settled it): the sender renders them.
+SELECT * FROM verifications WHERE id = ANY(%(ids)s::uuid[]);
+
 -- name: record_webhook_attempt
 WITH updated AS (
     UPDATE webhook_deliveries SET
         attempts = attempts + 1,
         last_status_code = %(status_code)s,
         last_error = %(error)s,
+        -- the body rendered by its first sender stays, for every attempt
+        body = coalesce(body, %(body)s::text),
         delivered_at = CASE WHEN %(delivered)s::boolean THEN now() ELSE NULL END,
         gave_up_at = CASE WHEN %(give_up)s::boolean THEN now() ELSE NULL END,
         next_attempt_at = coalesce(%(next_attempt_at)s::timestamptz, next_attempt_at)

@@ -23,7 +23,8 @@ from ivr_auth import crypto, errors, limits, models, reasons, states
 from ivr_auth.store import database, outbox, sql
 
 QUERIES = sql.load("verifications.sql")
-# The channels notify_queue and notify_cancel send on.
+# New work is announced here (the dialers wake), and requests settled while
+# their call goes on here (its controller hangs up).
 QUEUE_CHANNEL = "ivr_auth_queue"
 CANCEL_CHANNEL = "ivr_auth_cancel"
 # Every change of a request's status is announced here, the request's id as
@@ -48,6 +49,16 @@ class NewVerification:
     request_hash: bytes | None
     inbound_number: str | None = None
     ask_code: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class CallEnd:
+    """How a call ended, recorded on its call_attempts row (the first end recorded stands)."""
+
+    channel_id: str
+    outcome: str
+    cause: int | None
+    cause_txt: str | None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -167,7 +178,7 @@ class Verifications:
         current = await self.get(tenant_id, verification_id)
         if current.status not in states.CANCELABLE:
             raise errors.Conflict(f"the request is {current.status.value} and can no longer be canceled")
-        async with self._db.transaction() as conn:
+        async with self._db.connection() as conn:
             canceled = await self._transition(
                 conn,
                 verification_id,
@@ -176,9 +187,8 @@ class Verifications:
                 reason=reasons.Reason.CANCELED,
                 detail={"by": "api"},
                 release=True,
+                notify_cancel=True,
             )
-            if canceled is not None:
-                await conn.execute(QUERIES["notify_cancel"], {"id": str(verification_id)})
         if canceled is None:
             settled = await self.get(tenant_id, verification_id)
             raise errors.Conflict(f"the request is {settled.status.value} and can no longer be canceled")
@@ -221,14 +231,20 @@ class Verifications:
         reason: reasons.Reason,
         source: str,
     ) -> models.Verification:
+        # Settled on the web page while the phone is still ringing or in the
+        # call: that call has nothing left to do, hang it up.
+        hang_up = current.status in states.IN_PROGRESS | {states.Status.DELIVERED} and source == "api"
         settled = await self._transition(
-            conn, current.id, [current.status.value], to_status, reason=reason, detail={"source": source}, release=True
+            conn,
+            current.id,
+            [current.status.value],
+            to_status,
+            reason=reason,
+            detail={"source": source},
+            release=True,
+            notify_cancel=hang_up,
         )
         assert settled is not None  # the row is locked FOR UPDATE in this transaction
-        if current.status in states.IN_PROGRESS | {states.Status.DELIVERED} and source == "api":
-            # Settled on the web page while the phone is still ringing or in
-            # the call: that call has nothing left to do, hang it up.
-            await conn.execute(QUERIES["notify_cancel"], {"id": str(current.id)})
         return settled
 
     async def events(self, verification_id: uuid.UUID) -> list[Event]:
@@ -259,15 +275,22 @@ class Verifications:
         detail: Mapping[str, Any] | None = None,
         answered_by: str | None = None,
         uncounted: bool = False,
+        answered_call: str | None = None,
+        ended_call: CallEnd | None = None,
     ) -> models.Verification | None:
         """Guarded state change; None when the request was no longer in any of
         ``from_statuses`` (canceled or settled meanwhile). Leaving the call
         states (settled, requeued, read out) releases the controller's lease.
         ``uncounted``: the call that ends here (one that failed on its trunk)
-        gives its attempt back."""
+        gives its attempt back. ``answered_call``, ``ended_call``: the call
+        (channel id) answered, or ended, recorded in the same statement (the
+        end whether or not the request moved)."""
         release = to_status in states.TERMINAL or to_status in (states.Status.QUEUED, states.Status.DELIVERED)
-        async with self._db.transaction() as conn:
-            changed = await self._transition(
+        # One statement in autocommit, unless its webhook is rendered now
+        # (delivered): then with the row it reports, in one transaction.
+        eager = to_status in outbox.EVENT_STATUSES and to_status not in states.TERMINAL
+        async with self._db.transaction() if eager else self._db.connection() as conn:
+            return await self._transition(
                 conn,
                 verification_id,
                 [s.value for s in from_statuses],
@@ -281,10 +304,10 @@ class Verifications:
                 release=release,
                 answered_by=answered_by,
                 uncounted=uncounted,
+                answered_call=answered_call,
+                ended_call=ended_call,
+                notify_queue=to_status is states.Status.QUEUED,
             )
-            if changed is not None and to_status is states.Status.QUEUED:
-                await conn.execute(QUERIES["notify_queue"])
-        return changed
 
     async def _transition(
         self,
@@ -302,7 +325,13 @@ class Verifications:
         release: bool = False,
         answered_by: str | None = None,
         uncounted: bool = False,
+        answered_call: str | None = None,
+        ended_call: CallEnd | None = None,
+        notify_queue: bool = False,
+        notify_cancel: bool = False,
     ) -> models.Verification | None:
+        """The transition statement on ``conn``; a status whose webhook is
+        rendered now (delivered) needs ``conn`` in a transaction."""
         event_detail = dict(detail or {})
         for key, value in (("reason", reason.value if reason else None), ("cause", cause), ("cause_txt", cause_txt)):
             if value is not None:
@@ -323,13 +352,23 @@ class Verifications:
                 "detail": json.dumps(event_detail, default=str),
                 "answered_by": answered_by,
                 "uncounted": uncounted,
+                "answer_channel": answered_call,
+                "end_channel": ended_call.channel_id if ended_call else None,
+                "end_outcome": ended_call.outcome if ended_call else None,
+                "end_cause": ended_call.cause if ended_call else None,
+                "end_cause_txt": ended_call.cause_txt if ended_call else None,
+                # A terminal status's webhook: in this statement, rendered by its sender.
+                "webhook": to_status in states.TERMINAL,
+                "notify_queue": notify_queue,
+                "notify_cancel": notify_cancel,
             },
         )
         if row is None:
             return None
         changed = models.Verification.from_row(row)
-        # The webhook, if any, is part of the same transaction.
-        await outbox.enqueue(conn, changed)
+        if to_status not in states.TERMINAL:
+            # The webhook, if any (delivered), rendered now, in the same transaction.
+            await outbox.enqueue(conn, changed)
         return changed
 
     # --- inbound calls ---------------------------------------------------------------
@@ -394,20 +433,17 @@ class Verifications:
         detail: dict[str, Any] = {"reason": "trunk_failover", "trunk": trunk, "cause": cause, "cause_txt": cause_txt}
         if delay > 0:
             detail.update(reason="trunk_down", retry_in_seconds=round(delay, 3))
-        async with self._db.transaction() as conn:
-            row = await conn.one(
-                QUERIES["requeue_failover"],
-                {
-                    "id": verification_id,
-                    "channel_id": channel_id,
-                    "cause": cause,
-                    "cause_txt": cause_txt,
-                    "delay": delay,
-                    "detail": json.dumps(detail),
-                },
-            )
-            if row is not None:
-                await conn.execute(QUERIES["notify_queue"])
+        row = await self._db.one(
+            QUERIES["requeue_failover"],
+            {
+                "id": verification_id,
+                "channel_id": channel_id,
+                "cause": cause,
+                "cause_txt": cause_txt,
+                "delay": delay,
+                "detail": json.dumps(detail),
+            },
+        )
         return row is not None
 
     async def heartbeat(self, owner: str, ids: list[uuid.UUID], lease_seconds: float) -> None:
@@ -447,9 +483,8 @@ class Verifications:
             next_attempt_at=next_attempt_at,
             detail=detail,
             release=True,
+            notify_queue=to_status is states.Status.QUEUED,
         )
-        if to_status is states.Status.QUEUED:
-            await conn.execute(QUERIES["notify_queue"])
 
     async def log_event(self, verification_id: uuid.UUID, kind: str, detail: Mapping[str, Any]) -> None:
         await self._db.one(
@@ -474,6 +509,3 @@ class Verifications:
 
     async def set_answered_by(self, verification_id: uuid.UUID, answered_by: str) -> None:
         await self._db.one(QUERIES["set_answered_by"], {"id": verification_id, "answered_by": answered_by})
-
-    async def set_channel(self, verification_id: uuid.UUID, channel_id: str) -> None:
-        await self._db.one(QUERIES["set_channel"], {"id": verification_id, "channel_id": channel_id})

@@ -57,7 +57,10 @@ SELECT * FROM verifications WHERE id = %(id)s FOR UPDATE;
 -- name: transition
 -- Moves a request from one of from_statuses to to_status and logs the event,
 -- in one statement. No row: the request was not in any of from_statuses
--- (canceled, expired or settled by someone else meanwhile).
+-- (canceled, expired or settled by someone else meanwhile). In the same
+-- statement, when asked: the call answered (answer_channel) or ended
+-- (end_channel: whether or not the request moved), a terminal status's
+-- webhook row (its body rendered by the sender), and the NOTIFYs.
 WITH old AS (
     SELECT id, status FROM verifications
     WHERE id = %(id)s AND status = ANY(%(from_statuses)s::text[])
@@ -86,14 +89,24 @@ WITH old AS (
 ), event AS (
     INSERT INTO verification_events (verification_id, type, from_status, to_status, detail)
     SELECT id, 'status', old_status, status, %(detail)s::jsonb FROM updated
+), answered AS (
+    UPDATE call_attempts SET answered_at = clock_timestamp()
+    WHERE %(answer_channel)s::text IS NOT NULL AND channel_id = %(answer_channel)s::text
+), ended AS (
+    UPDATE call_attempts SET ended_at = clock_timestamp(), outcome = %(end_outcome)s::text,
+        cause = %(end_cause)s::int, cause_txt = %(end_cause_txt)s::text
+    WHERE %(end_channel)s::text IS NOT NULL AND channel_id = %(end_channel)s::text AND ended_at IS NULL
+), hook AS (
+    INSERT INTO webhook_deliveries (id, verification_id, tenant_id, url, event_type, body)
+    SELECT gen_random_uuid(), id, tenant_id, callback_url, 'verification.' || status, NULL FROM updated
+    WHERE %(webhook)s::boolean AND callback_url IS NOT NULL
+    RETURNING id
 )
-SELECT * FROM updated;
-
--- name: notify_queue
-SELECT pg_notify('ivr_auth_queue', '');
-
--- name: notify_cancel
-SELECT pg_notify('ivr_auth_cancel', %(id)s::text);
+SELECT u.*,
+    CASE WHEN EXISTS (SELECT 1 FROM hook) THEN pg_notify('ivr_auth_webhooks', '') END AS webhook_notified,
+    CASE WHEN %(notify_queue)s::boolean THEN pg_notify('ivr_auth_queue', '') END AS queue_notified,
+    CASE WHEN %(notify_cancel)s::boolean THEN pg_notify('ivr_auth_cancel', u.id::text) END AS cancel_notified
+FROM updated u;
 
 -- name: claim
 -- Takes up to %(limit)s due requests for this controller; SKIP LOCKED lets
@@ -165,10 +178,6 @@ VALUES (%(id)s, %(type)s, %(detail)s::jsonb);
 -- name: events_for
 SELECT id, at, type, from_status, to_status, detail FROM verification_events
 WHERE verification_id = %(id)s ORDER BY id;
-
--- name: set_channel
-UPDATE verifications SET channel_id = %(channel_id)s, updated_at = now()
-WHERE id = %(id)s AND status = 'calling';
 
 -- name: set_answered_by
 UPDATE verifications SET answered_by = %(answered_by)s, updated_at = now() WHERE id = %(id)s;
@@ -242,4 +251,4 @@ WITH updated AS (
         cause_txt = %(cause_txt)s
     WHERE channel_id = %(channel_id)s AND ended_at IS NULL
 )
-SELECT * FROM updated;
+SELECT *, pg_notify('ivr_auth_queue', '') AS notified FROM updated;
