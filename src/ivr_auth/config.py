@@ -292,8 +292,10 @@ class WebhooksConfig(Section):
     backoff_max_seconds: float = 900.0
     # ... until an event is this old; then it is given up (and logged so).
     max_age_seconds: Seconds = 86400.0
-    # How often the outbox is looked at, and how many POSTs run at once.
-    poll_interval_seconds: Seconds = 0.5
+    # A webhook written wakes the senders at once (NOTIFY); the outbox is
+    # also looked at this often, for retries come due and a NOTIFY missed.
+    # And how many POSTs run at once.
+    poll_interval_seconds: Seconds = 1.0
     concurrency: Annotated[int, pydantic.Field(ge=1, le=1000)] = 10
     # Let callback URLs reach loopback, private, link-local and other
     # non-public addresses. Off: a tenant's callback_url must not become a way

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from ivr_auth import errors, states
-from ivr_auth.store import migrate, sql, verifications
+from ivr_auth.store import migrate, outbox, sql, verifications
 
 STORE = Path(sql.__file__).parent
 SQL_FILES = sorted(p.name for p in STORE.glob("*.sql"))
@@ -136,6 +136,11 @@ def test_every_query_is_run_by_the_module_that_loads_it() -> None:
             assert f'"{name}"' in source, f"{found and found.group(1)}: {name} is never run"
 
 
-def test_the_notify_channels_are_those_the_controllers_listen_to() -> None:
-    assert f"pg_notify('{verifications.QUEUE_CHANNEL}'," in verifications.QUERIES["notify_queue"]
-    assert f"pg_notify('{verifications.CANCEL_CHANNEL}'," in verifications.QUERIES["notify_cancel"]
+def test_the_notify_channels_are_those_the_listeners_listen_to() -> None:
+    queries = verifications.QUERIES
+    for name in ("insert_verification", "transition", "requeue_failover"):
+        assert f"pg_notify('{verifications.QUEUE_CHANNEL}'," in queries[name], name
+    assert f"pg_notify('{verifications.CANCEL_CHANNEL}'," in queries["transition"]
+    assert f"pg_notify('{outbox.WEBHOOK_CHANNEL}'," in queries["transition"]
+    trigger = (STORE / "migrations" / "0011_status_notify_lazy_webhooks.sql").read_text(encoding="utf-8")
+    assert f"pg_notify('{verifications.STATUS_CHANNEL}'," in trigger

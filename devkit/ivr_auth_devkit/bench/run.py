@@ -50,7 +50,7 @@ SETTINGS: dict[str, Any] = {
     "trunk": {"port": 5084, "max_channels": 2000, "calls_per_second": 200},
     "inbound": {"app": "ivr-auth-bench-inbound"},
     "agi": {"listen": "127.0.0.1:45774"},
-    "webhooks": {"allow_private_networks": True, "poll_interval_seconds": 0.2},
+    "webhooks": {"allow_private_networks": True},
     "limits": {"requests_per_minute": 1_000_000, "sends_per_phone": 1000, "prefix_alarm_min_calls": 1_000_000},
     "stack": {
         "run_dir": str(ROOT / ".run" / "bench-stack"),

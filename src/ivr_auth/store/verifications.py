@@ -450,12 +450,17 @@ class Verifications:
         if ids:
             await self._db.one(QUERIES["heartbeat"], {"owner": owner, "ids": ids, "lease_seconds": lease_seconds})
 
-    async def expire_queued(self) -> int:
-        async with self._db.transaction() as conn:
-            rows = await conn.all(QUERIES["expire_queued"])
-            for row in rows:
-                await outbox.enqueue(conn, models.Verification.from_row(row))
-        return len(rows)
+    async def expire_queued(self, *, batch: int = 500) -> int:
+        """Expire what ran out, ``batch`` at a time until none is left; the count."""
+        total = 0
+        while True:
+            async with self._db.transaction() as conn:
+                rows = await conn.all(QUERIES["expire_queued"], {"limit": batch})
+                for row in rows:
+                    await outbox.enqueue(conn, models.Verification.from_row(row))
+            total += len(rows)
+            if len(rows) < batch:
+                return total
 
     @contextlib.asynccontextmanager
     async def orphans(self) -> AsyncIterator[tuple[list[models.Verification], database.Connection]]:

@@ -142,10 +142,12 @@ WHERE id = ANY(%(ids)s::uuid[]) AND lease_owner = %(owner)s AND status IN ('call
 
 -- name: expire_queued
 -- Requests nobody is calling whose time ran out: still queued (or, for
--- inbound, still waiting for the call), or read out and never checked.
+-- inbound, still waiting for the call), or read out and never checked. At
+-- most %(limit)s at a time: each fires the counters' row triggers.
 WITH old AS (
     SELECT id, status FROM verifications
     WHERE status IN ('queued', 'delivered') AND expires_at <= now()
+    LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
 ), updated AS (
     UPDATE verifications v SET status = 'expired', reason = 'expired', updated_at = now(), finished_at = now(),
