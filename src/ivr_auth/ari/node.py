@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import time
 from collections.abc import Mapping
 
 import aiohttp
@@ -18,6 +19,9 @@ from ivr_auth.ari import events
 from ivr_auth.ari import release as release_mod
 
 logger = logging.getLogger(__name__)
+# How long Asterisk's word that our app is registered on our connected
+# websocket is taken before an originate (one GET a second, not one a call).
+APP_CONFIRMED_SECONDS = 1.0
 
 
 class AriNode:
@@ -57,6 +61,8 @@ class AriNode:
         # Called after the release is read, each time the websocket connects
         # (the controller resyncs its calls there).
         self.on_connect = on_connect
+        # (websocket connection number, second) of the last confirmation.
+        self._app_confirmed: tuple[int, float] | None = None
         # The node's Asterisk, read each time the websocket connects; None
         # before, or when it does not say (then no newer feature is used).
         self.release: release_mod.Release | None = None
@@ -114,11 +120,24 @@ class AriNode:
 
     async def require_app(self) -> None:
         """Originating into an app without a connected websocket returns 200 and
-        loses the call on answer, so check before every originate."""
-        if not self.stream.connected or await self.client.application(self.app) is None:
-            raise errors.AppNotRegistered(
-                f"Stasis app {self.app!r} has no connected events websocket on ARI node {self.name!r}"
-            )
+        loses the call on answer, so check before every originate: our
+        websocket is connected, and Asterisk confirmed the app on it within
+        the last ``APP_CONFIRMED_SECONDS`` (one GET a second at most, not one
+        a call; a new connection is confirmed anew)."""
+        if not self.stream.connected:
+            raise self._not_registered()
+        now = time.monotonic()
+        if self._app_confirmed == (self.stream.connects, now // APP_CONFIRMED_SECONDS):
+            return
+        if await self.client.application(self.app) is None:
+            self._app_confirmed = None
+            raise self._not_registered()
+        self._app_confirmed = (self.stream.connects, now // APP_CONFIRMED_SECONDS)
+
+    def _not_registered(self) -> errors.AppNotRegistered:
+        return errors.AppNotRegistered(
+            f"Stasis app {self.app!r} has no connected events websocket on ARI node {self.name!r}"
+        )
 
     def _connection_changed(self, up: bool) -> None:
         if self._metrics is not None:
