@@ -20,7 +20,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from ivr_auth import config, models
+from ivr_auth import config, models, states
 from ivr_auth import store as store_mod
 from ivr_auth.api import app as api_app
 from ivr_auth.api import handlers, listener
@@ -130,6 +130,45 @@ async def test_a_wait_answers_when_the_store_cancels_the_request(
     body = await response.json()
     assert (body["status"], body["reason"]) == ("canceled", "canceled")
     assert time.monotonic() - started < LONG_WAIT
+
+
+async def test_until_end_answers_at_the_end_not_on_the_way(
+    client: Client, app: web.Application, store: store_mod.Store, tenant: tuple[models.Tenant, str]
+) -> None:
+    tenant_row, key = tenant
+    verification_id = await _create(client, key)
+    vid = uuid.UUID(verification_id)
+    get = asyncio.create_task(
+        client.get(
+            f"/v1/verifications/{verification_id}",
+            params={"wait": f"{LONG_WAIT:g}", "until": "end"},
+            headers=bearer(key),
+        )
+    )
+    await _waiting(app, 1)
+
+    # Through the store, whose statements announce each status.
+    await store.db.one("UPDATE verifications SET status = 'calling' WHERE id = %(id)s", {"id": vid})
+    await store.verifications.transition(vid, [states.Status.CALLING], states.Status.IN_CALL)
+    await asyncio.sleep(0.2)
+    on_the_way = get.done()
+    await store.verifications.cancel(tenant_row.id, vid)
+    response = await get
+
+    assert not on_the_way
+    assert response.status == 200
+    assert (await response.json())["status"] == "canceled"
+
+
+@pytest.mark.parametrize("query", ["until=end", "wait=1&until=ended", "wait=1&until=end&until=change"])
+async def test_a_bad_until_is_refused_naming_it(client: Client, tenant: tuple[models.Tenant, str], query: str) -> None:
+    verification_id = await _create(client, tenant[1])
+
+    response = await client.get(f"/v1/verifications/{verification_id}?{query}", headers=bearer(tenant[1]))
+
+    assert response.status == 400
+    error = (await response.json())["error"]
+    assert (error["code"], error["message"].split(":")[0]) == ("invalid_field", "until")
 
 
 async def test_a_notification_without_a_change_keeps_waiting(

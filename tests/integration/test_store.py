@@ -589,7 +589,7 @@ async def test_every_status_change_is_announced_with_the_request_id(
             if len(heard) == 3:
                 break
 
-    assert heard == [str(v.id)] * 3
+    assert heard == [f"{v.id} calling", f"{v.id} in_call", f"{v.id} canceled"]
 
 
 # --- leases and orphans ------------------------------------------------------------------------

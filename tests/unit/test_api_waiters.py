@@ -105,6 +105,39 @@ async def test_a_notification_without_a_change_keeps_waiting() -> None:
     assert len(waiting) == 0
 
 
+async def test_until_end_reads_only_when_an_end_is_announced() -> None:
+    waiting, row, vid = _listening(), Row(), uuid.UUID(int=1)
+    task = asyncio.create_task(waiting.wait_for_change(vid, row.read, 30, until_end=True))
+    await _registered(waiting, 1)
+
+    for status in (states.Status.CALLING, states.Status.IN_CALL):
+        row.status = status
+        waiting.notify(f"{vid} {status.value}")  # on the way: no read
+    await asyncio.sleep(0.05)
+    assert not task.done()
+    assert row.reads == 1
+    row.status = states.Status.VERIFIED
+    waiting.notify(f"{vid} verified")
+
+    assert (await task).status is states.Status.VERIFIED
+    assert row.reads == 2
+
+
+async def test_until_end_still_reads_on_a_bare_notification() -> None:
+    waiting, row, vid = _listening(), Row(), uuid.UUID(int=1)
+    task = asyncio.create_task(waiting.wait_for_change(vid, row.read, 30, until_end=True))
+    await _registered(waiting, 1)
+
+    row.status = states.Status.CALLING
+    waiting.notify(str(vid))  # no status given: read, and wait on (not ended)
+    await asyncio.sleep(0.05)
+    assert (not task.done(), row.reads) == (True, 2)
+    row.status = states.Status.NO_ANSWER
+    waiting.notify(str(vid))
+
+    assert (await task).status is states.Status.NO_ANSWER
+
+
 async def test_the_wait_runs_out_with_a_fresh_read() -> None:
     waiting, row = _listening(), Row()
 

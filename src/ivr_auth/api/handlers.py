@@ -246,9 +246,11 @@ def _public(
 
 @authenticated
 async def get_verification(request: web.Request, tenant: models.Tenant) -> web.StreamResponse:
-    """With ``?wait=S``: once the status differs from the one it has now, or
-    after S seconds, or at once when it is terminal (``waiters``)."""
+    """With ``?wait=S``: once the status differs from the one it has now (or,
+    with ``until=end``, once the request has ended), or after S seconds, or
+    at once when it is terminal (``waiters``)."""
     wait = schemas.parse_wait(request.query.getall("wait", []))
+    until_end = schemas.parse_until(request.query.getall("until", []), wait) == "end"
     verification_id = _verification_id(request)
     store = request.app[STORE]
     if wait is None:
@@ -256,7 +258,9 @@ async def get_verification(request: web.Request, tenant: models.Tenant) -> web.S
     else:
         read = functools.partial(store.verifications.get, tenant.id, verification_id)
         try:
-            verification = await request.app[WAITERS].wait_for_change(verification_id, read, wait, request=request)
+            verification = await request.app[WAITERS].wait_for_change(
+                verification_id, read, wait, request=request, until_end=until_end
+            )
         except waiters.TooManyWaiters as exc:
             logger.warning("refused a long poll: %s", exc)
             raise schemas.ApiError(

@@ -338,6 +338,23 @@ def parse_wait(values: list[str]) -> float | None:
     return float(seconds)
 
 
+# GET /v1/verifications/{id}?wait=S&until=U: what the wait is for.
+UNTIL_VALUES = ("change", "end")
+
+
+def parse_until(values: list[str], wait: float | None) -> str:
+    """The ``until`` query parameter: ``change`` (the default: the next change
+    of status) or ``end`` (the request's end, through any statuses on the
+    way); only with ``wait``."""
+    if not values:
+        return "change"
+    if wait is None:
+        raise ApiError(400, "invalid_field", "until: only with wait")
+    if len(values) > 1 or values[0] not in UNTIL_VALUES:
+        raise ApiError(400, "invalid_field", "until: expected change or end, once")
+    return values[0]
+
+
 def check_json_content_type(values: list[str]) -> None:
     """The ``Content-Type`` of a request body (all its occurrences): one
     ``application/json``, with no charset or ``charset=utf-8``, in any case.

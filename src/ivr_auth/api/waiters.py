@@ -18,13 +18,15 @@ from typing import Protocol, runtime_checkable
 
 from aiohttp import web
 
-from ivr_auth import errors, models
+from ivr_auth import errors, models, states
 
 logger = logging.getLogger(__name__)
 
 # How often a waiter reads the row while notifications cannot reach it, and
 # how often it looks at its client's connection where no server tells it.
 FALLBACK_SECONDS = 1.0
+# The statuses a request ends in, as announced.
+_ENDED = frozenset(s.value for s in states.TERMINAL)
 
 Read = Callable[[], Awaitable[models.Verification]]
 
@@ -42,12 +44,17 @@ class Watched(Protocol):
 
 
 class _Waiter:
-    __slots__ = ("_event",)
+    __slots__ = ("_event", "_until_end")
 
-    def __init__(self) -> None:
+    def __init__(self, *, until_end: bool = False) -> None:
         self._event = asyncio.Event()
+        # Waiting for the request's end: a status on the way needs no read.
+        self._until_end = until_end
 
-    def wake(self) -> None:
+    def wake(self, status: str | None = None) -> None:
+        """``status``: the one announced (None: read the row anyway)."""
+        if status is not None and self._until_end and status not in _ENDED:
+            return
         self._event.set()
 
     async def sleep(self, seconds: float) -> bool:
@@ -83,14 +90,16 @@ class Waiters:
         return self._listening
 
     def notify(self, payload: str) -> None:
-        """A status change was announced (the payload: the request's id)."""
+        """A status change was announced (the payload: the request's id, and
+        after a space its new status)."""
+        request_id, _, status = payload.partition(" ")
         try:
-            verification_id = uuid.UUID(payload)
+            verification_id = uuid.UUID(request_id)
         except ValueError:
             logger.warning("ignored a status notification that is no id: %.40r", payload)
             return
         for waiter in self._by_id.get(verification_id, ()):
-            waiter.wake()
+            waiter.wake(status or None)
 
     def set_listening(self, listening: bool) -> None:
         """Every waiter reads its row again: changes made while the connection
@@ -104,18 +113,25 @@ class Waiters:
         self._wake_all()
 
     async def wait_for_change(
-        self, verification_id: uuid.UUID, read: Read, seconds: float, *, request: web.BaseRequest | None = None
+        self,
+        verification_id: uuid.UUID,
+        read: Read,
+        seconds: float,
+        *,
+        request: web.BaseRequest | None = None,
+        until_end: bool = False,
     ) -> models.Verification:
         """The request as ``read`` returns it, once its status differs from
-        the first read's, or after ``seconds``, or at once when it is
-        terminal; returns early when the client of ``request`` goes (the
-        last read) or the process stops (a read then).
+        the first read's (``until_end``: once it is terminal), or after
+        ``seconds``, or at once when it is terminal; returns early when the
+        client of ``request`` goes (the last read) or the process stops (a
+        read then).
 
         The waiter is registered before the first read: a change committed
         after that read is announced to it."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + seconds
-        with self._registered(verification_id) as waiter:
+        with self._registered(verification_id, until_end) as waiter:
             connection = request.protocol if request is not None else None
             watched = isinstance(connection, Watched)
             forget = connection.when_lost(waiter.wake) if isinstance(connection, Watched) else _nothing
@@ -140,7 +156,7 @@ class Waiters:
                         break
                     if woken or not listening:
                         current = await read()
-                        if current.status != first.status:
+                        if current.terminal or (current.status != first.status and not until_end):
                             return current
                 # Expired or stopping: the request as it is now.
                 return await read()
@@ -148,10 +164,10 @@ class Waiters:
                 forget()
 
     @contextlib.contextmanager
-    def _registered(self, verification_id: uuid.UUID) -> Iterator[_Waiter]:
+    def _registered(self, verification_id: uuid.UUID, until_end: bool) -> Iterator[_Waiter]:
         if self._count >= self._max:
             raise TooManyWaiters(f"{self._max} requests are waiting already (http.max_waiters)")
-        waiter = _Waiter()
+        waiter = _Waiter(until_end=until_end)
         self._by_id.setdefault(verification_id, set()).add(waiter)
         self._count += 1
         try:

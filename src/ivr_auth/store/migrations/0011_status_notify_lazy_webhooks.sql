@@ -2,9 +2,9 @@
 -- rendered by their sender.
 --
 -- Every change of a request's status is announced on the NOTIFY channel
--- ivr_auth_status (payload: the request's id) by the row trigger that
--- already counts it, whichever statement made it: the API's long-poll GET
--- waits on it.
+-- ivr_auth_status (payload: the request's id, a space, its new status) by
+-- the row trigger that already counts it, whichever statement made it: the
+-- API's long-poll GET waits on it.
 --
 -- A terminal status's webhook row is written by the statement that settles
 -- the request, without its body (NULL); the sender renders it from the
@@ -20,7 +20,7 @@ BEGIN
         WHERE tenant_id = NEW.tenant_id;
     END IF;
     PERFORM metric_add('request_transitions', ARRAY[NEW.method, NEW.status], 1);
-    PERFORM pg_notify('ivr_auth_status', NEW.id::text);
+    PERFORM pg_notify('ivr_auth_status', NEW.id::text || ' ' || NEW.status);
     RETURN NULL;
 END
 $$;
