@@ -73,6 +73,10 @@ class Step:
     # process name -> CPU seconds used during the step
     cpu_seconds: dict[str, float] = field(default_factory=dict)
     verified: int = 0
+    # the offer after its warm-up (the calls at once levelled off): its
+    # length and the CPU used in it, where asked for (the steady step)
+    steady_seconds: float = 0.0
+    steady_cpu_seconds: dict[str, float] = field(default_factory=dict)
 
     @property
     def failures(self) -> list[str]:
@@ -163,7 +167,11 @@ TARGETS: dict[str, tuple[str, float]] = {
 class Window:
     """A steady step at a fixed rate well below saturation, accounted from
     its first request to its last webhook: CPU by process, and what the
-    database and ARI were asked meanwhile (None: not measured)."""
+    database and ARI were asked meanwhile (None: not measured). The CPU
+    per call is the steady part's (``steady_cpu_seconds`` over
+    ``steady_verified``, the verified calls the rate makes in it) where
+    measured: the step's start and drain run fewer calls than the rate does,
+    over which the processes' own background would be spread."""
 
     rate: float
     seconds: float
@@ -182,13 +190,24 @@ class Window:
     # process -> HTTP method -> ARI requests (its /metrics' ivr_auth_ari_requests_total)
     ari_requests: dict[str, dict[str, int]] | None = None
     latencies: dict[str, list[float]] = field(default_factory=dict)
+    steady_cpu_seconds: dict[str, float] = field(default_factory=dict)
+    steady_verified: float = 0.0
 
     def per_call(self, value: float | None, scale: float = 1.0) -> float | None:
         return None if value is None or not self.verified else round(value * scale / self.verified, 2)
 
+    def cpu_ms_per_call(self, seconds: float) -> float | None:
+        if self.steady_cpu_seconds:
+            return round(seconds * 1000 / self.steady_verified, 2) if self.steady_verified else None
+        return self.per_call(seconds, 1000)
+
+    @property
+    def cpu(self) -> dict[str, float]:
+        return self.steady_cpu_seconds or self.cpu_seconds
+
     @property
     def own_cpu_ms(self) -> float | None:
-        return self.per_call(sum(self.cpu_seconds.get(name, 0.0) for name in OWN_CPU), 1000)
+        return self.cpu_ms_per_call(sum(self.cpu.get(name, 0.0) for name in OWN_CPU))
 
     def figures(self) -> dict[str, Any]:
         ari = self.ari_requests
@@ -201,7 +220,7 @@ class Window:
             "rows_before": self.rows_before,
             "own_cpu_ms_per_verified_call": self.own_cpu_ms,
             "cpu_ms_per_verified_call": {
-                name: self.per_call(sec, 1000) for name, sec in sorted(self.cpu_seconds.items()) if name != MACHINE
+                name: self.cpu_ms_per_call(sec) for name, sec in sorted(self.cpu.items()) if name != MACHINE
             },
             "db_statements_per_verified_call": self.per_call(self.statements),
             "db_transactions_per_verified_call": self.per_call(self.transactions),
