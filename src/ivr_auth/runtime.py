@@ -102,6 +102,8 @@ class Runtime:
             self.webhooks.start()
             if self.controller is not None:
                 self.controller.on_webhook = self.webhooks.wake
+            # The webhooks of the changes this process makes go out from here at once.
+            self.store.verifications.hand_webhooks_to(self.webhooks.take, self.webhooks.hold_seconds)
         if self.with_agi:
             self.agi = agi.AgiServer(self.cfg, self.store)
             await self.agi.start()

@@ -60,6 +60,8 @@ class Sender:
         self.metrics = metrics or metrics_mod.Metrics(None)
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        # Webhooks handed over by this process's own state changes, being sent.
+        self._handed: set[asyncio.Task[None]] = set()
 
     def start(self) -> None:
         if self._task is None:
@@ -68,9 +70,27 @@ class Sender:
     async def stop(self) -> None:
         await tasks.cancel(self._task)
         self._task = None
+        # Cut off mid-attempt, a handed-over webhook is due again once its hold runs out.
+        for task in list(self._handed):
+            await tasks.cancel(task)
 
     def wake(self) -> None:
         self._wake.set()
+
+    @property
+    def hold_seconds(self) -> float:
+        """How long a delivery is out of other senders' reach for one attempt."""
+        return self.cfg.timeout_seconds + 5
+
+    def take(self, delivery: outbox_mod.Delivery) -> bool:
+        """Send a webhook this process just wrote (held for it), now; False
+        when ``concurrency`` of them are being sent already."""
+        if self._task is None or len(self._handed) >= self.cfg.concurrency:
+            return False
+        task = asyncio.create_task(self._send_handed(delivery), name=f"webhook-{delivery.id}")
+        self._handed.add(task)
+        task.add_done_callback(self._handed.discard)
+        return True
 
     async def _run(self) -> None:
         while True:
@@ -84,10 +104,16 @@ class Sender:
                     await asyncio.wait_for(self._wake.wait(), self.cfg.poll_interval_seconds)
                 self._wake.clear()
 
+    async def _send_handed(self, delivery: outbox_mod.Delivery) -> None:
+        try:
+            await self._send(delivery)
+        except Exception as exc:  # the database may be down: the row is due again after its hold
+            tasks.reraise_cancellation(exc)
+            logger.warning("webhook %s not recorded: %s", delivery.id, exc)
+
     async def send_due(self) -> int:
         """Claim what is due (up to ``concurrency``), send it, record each result."""
-        hold = self.cfg.timeout_seconds + 5
-        due = await self.outbox.claim(self.cfg.concurrency, hold)
+        due = await self.outbox.claim(self.cfg.concurrency, self.hold_seconds)
         if due:
             await asyncio.gather(*(self._send(d) for d in due))
         return len(due)

@@ -5,6 +5,7 @@ given up, and logged."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import time
 import uuid
@@ -17,7 +18,7 @@ import psycopg
 import pytest
 from aiohttp import web
 
-from ivr_auth import config, models, signature, states, webhooks
+from ivr_auth import config, connections, models, signature, states, webhooks
 from ivr_auth import store as store_mod
 from ivr_auth.store import outbox as outbox_mod
 from ivr_auth.store import verifications
@@ -144,6 +145,47 @@ async def test_terminal_change_writes_one_delivery(store: store_mod.Store, me: m
     assert body["event"]["id"] == str(row["id"])
     assert body["event"]["type"] == "verification.canceled"
     assert "code" not in body
+
+
+async def test_a_change_made_here_hands_its_webhook_to_this_process_s_sender(
+    local_stack: connections.Connections, me: models.Tenant, db: Conn
+) -> None:
+    handed: list[outbox_mod.Delivery] = []
+
+    def take(delivery: outbox_mod.Delivery) -> bool:
+        handed.append(delivery)
+        return True
+
+    async with store_mod.Store.from_url(local_stack.database_url, local_stack.server_secret) as own:
+        own.verifications.hand_webhooks_to(take, 15.0)
+        v = await request_with_hook(own, me, "https://backend.example/hook")
+        await own.verifications.transition(v.id, [S.QUEUED], S.IN_CALL)
+        done = await own.verifications.transition(v.id, [S.IN_CALL], S.FAILED)
+        (row,) = await deliveries(db, v.id)
+        # A sender elsewhere does not see it while it is held.
+        claimed = [d for d in await own.outbox.claim(1000, 5.0) if d.verification_id == v.id]
+
+    assert done is not None
+    (delivery,) = handed
+    assert (delivery.id, delivery.event_type, delivery.url) == (row["id"], "verification.failed", row["url"])
+    assert delivery.webhook_secret_sealed is not None
+    body = json.loads(delivery.body)
+    assert (body["id"], body["status"], body["event"]["id"]) == (str(v.id), "failed", str(row["id"]))
+    assert row["next_attempt_at"] > row["created_at"] + dt.timedelta(seconds=14)
+    assert claimed == []
+
+
+async def test_a_webhook_this_process_cannot_send_now_goes_to_every_sender(
+    local_stack: connections.Connections, me: models.Tenant, db: Conn
+) -> None:
+    async with store_mod.Store.from_url(local_stack.database_url, local_stack.server_secret) as own:
+        own.verifications.hand_webhooks_to(lambda d: False, 15.0)
+        v = await request_with_hook(own, me, "https://backend.example/hook")
+        await own.verifications.transition(v.id, [S.QUEUED], S.EXPIRED)
+        claimed = [d for d in await own.outbox.claim(1000, 5.0) if d.verification_id == v.id]
+
+    (delivery,) = claimed
+    assert json.loads(delivery.body)["status"] == "expired"
 
 
 async def test_no_delivery_without_a_url_or_for_a_passing_state(

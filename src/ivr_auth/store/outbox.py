@@ -103,6 +103,12 @@ async def enqueue(conn: database.Connection, verification: models.Verification) 
     return event_id
 
 
+async def release(conn: database.Connection, delivery_id: uuid.UUID) -> None:
+    """A webhook held for the process that made it, which cannot send it
+    now: due at once, for any sender (who are woken)."""
+    await conn.one(QUERIES["release_webhook"], {"id": delivery_id})
+
+
 class Outbox:
     """The senders' side: claim, record each attempt, and read the log."""
 

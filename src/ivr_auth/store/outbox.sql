@@ -22,6 +22,16 @@ WITH picked AS (
 )
 SELECT held.*, t.webhook_secret_sealed FROM held JOIN tenants t ON t.id = held.tenant_id;
 
+-- name: release_webhook
+-- A webhook held for its maker that it could not send now: due at once,
+-- for any sender.
+WITH released AS (
+    UPDATE webhook_deliveries SET next_attempt_at = now()
+    WHERE id = %(id)s AND attempts = 0 AND delivered_at IS NULL AND gave_up_at IS NULL
+    RETURNING id
+)
+SELECT pg_notify('ivr_auth_webhooks', '') FROM released;
+
 -- name: requests_to_render
 -- The requests whose webhooks were written without their body (a terminal
 -- status's, by the statement that settled it): the sender renders them.

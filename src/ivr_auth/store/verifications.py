@@ -16,7 +16,7 @@ import dataclasses
 import datetime as dt
 import json
 import uuid
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from typing import Any
 
 from ivr_auth import crypto, errors, limits, models, reasons, states
@@ -100,10 +100,26 @@ def _limit_params(policy: limits.Policy | None) -> dict[str, Any]:
     }
 
 
+# Takes a terminal status's webhook to send now; False: it cannot now.
+WebhookSink = Callable[[outbox.Delivery], bool]
+
+
 class Verifications:
     def __init__(self, db: database.Database, keys: crypto.Keys) -> None:
         self._db = db
         self._keys = keys
+        self._webhook_sink: WebhookSink | None = None
+        self._webhook_hold: float | None = None
+
+    def hand_webhooks_to(self, sink: WebhookSink, hold_seconds: float) -> None:
+        """A terminal status this process sets (in a statement of its own)
+        has its webhook handed to ``sink`` at once, rendered from the row
+        just written, and held from other senders for ``hold_seconds`` (the
+        length of one attempt): no claim, no read, no wake-up. A sink that
+        refuses releases it to every sender; a process that dies holding it
+        leaves it due once the hold runs out."""
+        self._webhook_sink = sink
+        self._webhook_hold = hold_seconds
 
     # --- the API's side ----------------------------------------------------------------
 
@@ -307,6 +323,8 @@ class Verifications:
                 answered_call=answered_call,
                 ended_call=ended_call,
                 notify_queue=to_status is states.Status.QUEUED,
+                # Committed with this one statement: its webhook may go now.
+                hold_webhook=not eager,
             )
 
     async def _transition(
@@ -329,9 +347,13 @@ class Verifications:
         ended_call: CallEnd | None = None,
         notify_queue: bool = False,
         notify_cancel: bool = False,
+        hold_webhook: bool = False,
     ) -> models.Verification | None:
         """The transition statement on ``conn``; a status whose webhook is
-        rendered now (delivered) needs ``conn`` in a transaction."""
+        rendered now (delivered) needs ``conn`` in a transaction.
+        ``hold_webhook``: the statement commits by itself (autocommit), so its
+        webhook may be handed to this process's sender, if it has one."""
+        hold = self._webhook_hold if hold_webhook and self._webhook_sink is not None else None
         event_detail = dict(detail or {})
         for key, value in (("reason", reason.value if reason else None), ("cause", cause), ("cause_txt", cause_txt)):
             if value is not None:
@@ -361,15 +383,35 @@ class Verifications:
                 "webhook": to_status in states.TERMINAL,
                 "notify_queue": notify_queue,
                 "notify_cancel": notify_cancel,
+                "hold_seconds": hold,
             },
         )
         if row is None:
             return None
         changed = models.Verification.from_row(row)
+        if hold is not None and row["webhook_id"] is not None:
+            await self._hand_over(conn, changed, row)
         if to_status not in states.TERMINAL:
             # The webhook, if any (delivered), rendered now, in the same transaction.
             await outbox.enqueue(conn, changed)
         return changed
+
+    async def _hand_over(self, conn: database.Connection, changed: models.Verification, row: database.Row) -> None:
+        assert self._webhook_sink is not None
+        sealed = row["webhook_secret_sealed"]
+        delivery = outbox.Delivery(
+            id=row["webhook_id"],
+            verification_id=changed.id,
+            tenant_id=changed.tenant_id,
+            url=row["webhook_url"],
+            event_type=row["webhook_event_type"],
+            body=outbox.event_body(changed, row["webhook_id"], row["webhook_event_type"], row["webhook_created_at"]),
+            created_at=row["webhook_created_at"],
+            attempts=0,
+            webhook_secret_sealed=bytes(sealed) if sealed is not None else None,
+        )
+        if not self._webhook_sink(delivery):
+            await outbox.release(conn, delivery.id)
 
     # --- inbound calls ---------------------------------------------------------------
 

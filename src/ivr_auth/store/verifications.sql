@@ -97,16 +97,26 @@ WITH old AS (
         cause = %(end_cause)s::int, cause_txt = %(end_cause_txt)s::text
     WHERE %(end_channel)s::text IS NOT NULL AND channel_id = %(end_channel)s::text AND ended_at IS NULL
 ), hook AS (
-    INSERT INTO webhook_deliveries (id, verification_id, tenant_id, url, event_type, body)
-    SELECT gen_random_uuid(), id, tenant_id, callback_url, 'verification.' || status, NULL FROM updated
+    -- Held (hold_seconds, not NULL) for the process that made the change,
+    -- which sends it at once; else due now, for any sender (NOTIFY).
+    INSERT INTO webhook_deliveries (id, verification_id, tenant_id, url, event_type, body, next_attempt_at)
+    SELECT gen_random_uuid(), id, tenant_id, callback_url, 'verification.' || status, NULL,
+        now() + make_interval(secs => coalesce(%(hold_seconds)s::float8, 0))
+    FROM updated
     WHERE %(webhook)s::boolean AND callback_url IS NOT NULL
-    RETURNING id
+    RETURNING id, created_at, event_type, url
 )
 SELECT u.*,
-    CASE WHEN EXISTS (SELECT 1 FROM hook) THEN pg_notify('ivr_auth_webhooks', '') END AS webhook_notified,
+    h.id AS webhook_id, h.created_at AS webhook_created_at, h.event_type AS webhook_event_type,
+    h.url AS webhook_url,
+    CASE WHEN h.id IS NOT NULL AND %(hold_seconds)s::float8 IS NOT NULL
+         THEN (SELECT t.webhook_secret_sealed FROM tenants t WHERE t.id = u.tenant_id) END AS webhook_secret_sealed,
+    CASE WHEN h.id IS NOT NULL AND %(hold_seconds)s::float8 IS NULL
+         THEN pg_notify('ivr_auth_webhooks', '') END AS webhook_notified,
     CASE WHEN %(notify_queue)s::boolean THEN pg_notify('ivr_auth_queue', '') END AS queue_notified,
     CASE WHEN %(notify_cancel)s::boolean THEN pg_notify('ivr_auth_cancel', u.id::text) END AS cancel_notified
-FROM updated u;
+FROM updated u
+LEFT JOIN hook h ON true;
 
 -- name: claim
 -- Takes up to %(limit)s due requests for this controller; SKIP LOCKED lets
