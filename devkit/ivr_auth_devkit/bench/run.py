@@ -742,10 +742,11 @@ async def main(quick: bool) -> dict[str, Any]:
             f"every request is in its correct state by then, the p95 of request → call is at most "
             f"{report.MAX_CALL_DELAY_P95:g} s and the bench sent at least {report.MIN_ACHIEVED_SHARE:.0%} of the "
             f"rate. The ramp of each flow stops at its first failing step. Then ivr-auth again at a steady "
-            f"{steady_rate:g}/s for {steady_seconds:g} s (the summary's per-call figures), and once more after "
+            f"{steady_rate:g}/s for {steady_seconds:g} s (the summary's per-call figures: the CPU of the offer after "
+            f"its first {min(STEADY_WARMUP_SECONDS, steady_seconds / 2):g} s), and once more after "
             f"{prefill_count} ended requests of today were written into the tables. The simulated web backend "
             + (
-                f"waits for each status change with GET ?wait={LONG_POLL_SECONDS}"
+                f"waits for each request's end with GET ?wait={LONG_POLL_SECONDS}&until=end"
                 if bench.long_poll
                 else "polls GET every 2 s until the keys are heard, then every 25 ms (the API has no ?wait=)"
             )
