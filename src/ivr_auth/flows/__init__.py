@@ -301,7 +301,9 @@ async def guarded(
     try:
         yield call
     except callsession.HungUp as gone:
+        ended = CallEnd(call.channel_id, "hung_up", gone.cause, gone.cause_txt)
         if call.request is not None:
+            # The call's end in the same statement, whether or not the request moves.
             await ctx.store.verifications.transition(
                 call.request,
                 endings.hung_up_from,
@@ -309,8 +311,10 @@ async def guarded(
                 reason=endings.hung_up_reason,
                 cause=gone.cause,
                 cause_txt=gone.cause_txt,
+                ended_call=ended,
             )
-        await ctx.store.calls.end(call.channel_id, "hung_up", gone.cause, gone.cause_txt)
+        else:
+            await ctx.store.calls.end(ended.channel_id, ended.outcome, ended.cause, ended.cause_txt)
         logger.info("%s hung up", endings.party, extra=log)
     except errors.AriUnavailable as exc:
         logger.warning("%s call lost with its node: %s", endings.flow, exc, extra=log)
