@@ -15,6 +15,7 @@ from ivr_auth import callsession, errors, flows, reasons, states
 from ivr_auth import store as store_mod
 from ivr_auth.ari import node as ari_node
 from ivr_auth.flows import FlowContext
+from ivr_auth.store.verifications import CallEnd
 
 S = states.Status
 REQUEST = uuid.UUID("6f1c1c1e-8d5e-4a43-9c36-0d7a3a1b2c3d")
@@ -84,15 +85,20 @@ async def run(recorder: Recorder, failure: BaseException | None, request: uuid.U
 async def test_a_hangup_settles_the_request_hung_up_with_its_cause(recorder: Recorder) -> None:
     await run(recorder, callsession.HungUp(16, "Normal Clearing"))
 
+    # The call's end is recorded by the same statement that settles the request.
     assert recorder.done == [
         (
             "transition",
             REQUEST,
             (S.IN_CALL,),
             S.HUNG_UP,
-            {"reason": reasons.Reason.CALLEE_HUNG_UP, "cause": 16, "cause_txt": "Normal Clearing"},
+            {
+                "reason": reasons.Reason.CALLEE_HUNG_UP,
+                "cause": 16,
+                "cause_txt": "Normal Clearing",
+                "ended_call": CallEnd(CHANNEL, "hung_up", 16, "Normal Clearing"),
+            },
         ),
-        ("end", CHANNEL, "hung_up", 16, "Normal Clearing"),
         ("close",),
     ]
 
@@ -164,7 +170,7 @@ async def test_a_request_taken_during_the_call_is_tracked_until_it_ends(recorder
         call.take(REQUEST)
         raise callsession.HungUp(16, "Normal Clearing")
 
-    assert [step[0] for step in recorder.done] == ["track", "transition", "end", "track", "close"]
+    assert [step[0] for step in recorder.done] == ["track", "transition", "track", "close"]
     assert recorder.done[0] == ("track", REQUEST, CHANNEL)
     assert recorder.done[-2] == ("track", REQUEST, None)
 
