@@ -2,9 +2,11 @@
 ``ChannelDestroyed.cause``), and on Asterisk 22 the SIP response behind
 them (``tech_cause``), mapped to the outcomes ivr-auth records.
 
-SIP responses reach us already mapped by Asterisk (RFC 3398): 486 Busy Here
-is 17, 408 is 18, 480 is 19, 603 Decline is 21, 404 is 1, 503 is 34, 500 is
-38, 504 is 102.
+SIP responses reach us already mapped by Asterisk (chan_pjsip's
+hangup_sip2cause, after RFC 3398): 486 Busy Here is 17, 408 is 18, 480 is
+19, 603 Decline is 21, 404 is 1, 500 is 38, 501 is 29, 502 is 27, 503 is 34,
+504 is 102, 505 is 127, any other 5xx 34. A Q.850 ``Reason`` header on the
+response (RFC 3326) takes the place of that mapping.
 """
 
 from __future__ import annotations
@@ -70,15 +72,30 @@ def retryable(outcome: Outcome) -> bool:
 
 # The trunk (or the carrier behind it) failed, not the callee: 503 Service
 # Unavailable (34), 500 Server Internal Error (38), 41 / 42 (temporary
-# failure, switching equipment congestion), 504 Server Time-out (102). Busy
-# (17), no answer (18, 19), declined (21) and unallocated number (1) say
-# something about the callee and would fail on any trunk.
-TRUNK_FAILURE_CAUSES = frozenset({34, 38, 41, 42, 102})
+# failure, switching equipment congestion), 504 Server Time-out (102), 502
+# Bad Gateway (27). Busy (17), no answer (18, 19), declined (21) and
+# unallocated number (1) say something about the callee and would fail on
+# any trunk.
+#
+# 27 (destination out of order) alone is ambiguous: PJSIP gives it to a 502
+# and to nothing else, but a carrier may also pass on the PSTN's own cause 27
+# (the callee's line or exchange is out of order) in a Reason header, on any
+# final response. Where Asterisk reports the SIP status (tech_cause, 22 on)
+# the status decides. Without it (16, 20) 27 counts as the trunk's failure:
+# a carrier's broken gateway then fails over like its 503 does, rather than
+# ending every request on that trunk as unreachable at once; a callee's
+# dead line costs its request a call on each trunk (up to
+# ``states.trunk_failure_limit``) and still ends it unreachable
+# (trunk_unavailable), later.
+TRUNK_FAILURE_CAUSES = frozenset({27, 34, 38, 41, 42, 102})
 
 # SIP final responses (ARI's ``tech_cause``, Asterisk 22 on), read before the
 # cause where listed. The cause cannot tell a trunk refusing our credentials
 # (401, 407) from a callee declining (603): Asterisk maps all three to 21.
-# 408 and 480 are refined like causes 18 and 19 (``unanswered_end``).
+# 408 and 480 are refined like causes 18 and 19 (``unanswered_end``). A 5xx
+# is the server's failure to handle a good request (RFC 3261 21.5), so the
+# trunk's: listed are those Asterisk gives a cause of their own (the rest
+# arrive as 34, a trunk failure already).
 SIP_OUTCOMES: dict[int, Outcome] = {
     401: Outcome.TRUNK_FAILED,
     403: Outcome.REJECTED,
@@ -90,8 +107,11 @@ SIP_OUTCOMES: dict[int, Outcome] = {
     484: Outcome.UNREACHABLE,
     486: Outcome.BUSY,
     500: Outcome.TRUNK_FAILED,
+    501: Outcome.TRUNK_FAILED,
+    502: Outcome.TRUNK_FAILED,
     503: Outcome.TRUNK_FAILED,
     504: Outcome.TRUNK_FAILED,
+    505: Outcome.TRUNK_FAILED,
     600: Outcome.BUSY,
     603: Outcome.REJECTED,
     604: Outcome.UNREACHABLE,

@@ -117,7 +117,12 @@ def test_with_a_sip_status_a_trunk_time_out_is_a_408(
         (21, 603, False),  # the callee declined
         (21, 403, False),
         (34, 599, True),  # a status not in the table: its cause decides
-        (27, 502, False),
+        (27, 502, True),  # Bad Gateway: the carrier's gateway failed
+        (29, 501, True),  # Not Implemented: a 5xx is the server's failure
+        (127, 505, True),
+        (27, None, True),  # Asterisk 16 / 20: 27 is a 502 unless a Reason header said so
+        (27, 404, False),  # a Reason header's 27 on a 404: the status decides
+        (27, 480, False),
         (19, 480, False),
     ],
 )
@@ -158,6 +163,7 @@ def end(
         (34, False, 0.1, Out.TRUNK_FAILED),  # 503
         (38, False, 0.1, Out.TRUNK_FAILED),  # 500
         (102, False, 0.1, Out.TRUNK_FAILED),  # 504
+        (27, False, 0.1, Out.TRUNK_FAILED),  # 502 (or a Reason header's 27: see TRUNK_FAILURE_CAUSES)
         (34, True, 3.0, Out.TRUNK_FAILED),
         (16, False, 3.0, Out.NO_ANSWER),  # cleared before answer, no reason given
         (16, True, 3.0, Out.NO_ANSWER),
@@ -207,9 +213,13 @@ def test_our_ring_timer_is_no_answer_rung_or_not(rang: bool, seconds: float) -> 
         (34, 503, False, 0.2, Out.TRUNK_FAILED),
         (38, 500, False, 0.2, Out.TRUNK_FAILED),
         (102, 504, False, 0.2, Out.TRUNK_FAILED),
+        (27, 502, False, 0.2, Out.TRUNK_FAILED),
+        (27, 502, True, 3.0, Out.TRUNK_FAILED),
+        (29, 501, False, 0.2, Out.TRUNK_FAILED),
         (19, 486, False, 0.2, Out.BUSY),  # the status wins where the two disagree
+        (27, 404, False, 0.2, Out.UNREACHABLE),  # a carrier's Reason: Q.850;cause=27 on a 404
+        (27, 480, False, 0.2, Out.CALLEE_UNAVAILABLE),
         # Not in the table: the cause decides.
-        (27, 502, False, 0.2, Out.UNREACHABLE),
         (34, 599, False, 0.2, Out.TRUNK_FAILED),
         (127, 487, False, 0.2, Out.UNREACHABLE),
         (19, 499, False, 0.2, Out.CALLEE_UNAVAILABLE),
@@ -223,6 +233,8 @@ def test_an_unanswered_end_from_its_sip_status(
 
 def test_every_sip_status_read_is_a_final_failure_response() -> None:
     assert all(400 <= status < 700 for status in causes.SIP_OUTCOMES)
+    # A 5xx is the server's (the trunk's) failure, never the callee's.
+    assert all(outcome is Out.TRUNK_FAILED for status, outcome in causes.SIP_OUTCOMES.items() if status // 100 == 5)
     read_as_no_answer = {status for status, outcome in causes.SIP_OUTCOMES.items() if outcome is Out.NO_ANSWER}
     assert causes.CALLEE_UNAVAILABLE_RESPONSES.issubset(read_as_no_answer)
     assert Out.ANSWERED not in causes.SIP_OUTCOMES.values()
