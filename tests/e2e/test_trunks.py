@@ -1,5 +1,5 @@
 """Several outbound trunks on one node, with real Asterisk, SIPp and Postgres:
-a trunk answering 503 is failed over at once (the attempt uncounted),
+a trunk answering 503 (or 502) is failed over at once (the attempt uncounted),
 skipped while it is down and tried again after trunk_retry_seconds; a
 per-trunk calls-per-second cap spaces the originates; a tenant's caller-ID
 pool is presented in turn. A lone trunk that fails makes its requests wait
@@ -151,6 +151,27 @@ async def test_failover_skip_retry_and_a_cps_cap(
     backup_starts = [c["started_at"] for c in found if c["trunk"] == "backup"]
     assert len(backup_starts) == 5
     assert min_gap(backup_starts) >= 1 / BACKUP_CPS - TOLERANCE, backup_starts
+    assert primary_result.ok, primary_result.errors_log or primary_result.output
+    assert backup_result.ok, backup_result.errors_log or backup_result.output
+
+
+async def test_a_trunk_answering_502_is_failed_over_like_503(
+    api: Api, node: tuple[config.Config, connections.Connections], local_stack: connections.Connections
+) -> None:
+    # A carrier's broken gateway: Asterisk reports cause 27 (and, on 22,
+    # tech_cause 502), which is the trunk's failure, not the callee's.
+    rejecting = sipp.Handset(port=PRIMARY_PORT, scenario="uas-reject-502.xml", calls=1, media_port=6010, timeout=60)
+    answering = sipp.Handset(port=BACKUP_PORT, keys=CODE + "#", calls=1, media_port=6020, timeout=60)
+    async with rejecting, answering:
+        created = await api.create("+819011110101", code=CODE)
+        done = await api.wait_for(created["id"], FINAL)
+        primary_result = await rejecting.wait()
+        backup_result = await answering.wait()
+
+    assert (done["status"], done["call_attempts"]) == ("verified", 1), done
+    found = await ended_calls(local_stack.database_url, [created["id"]], 2)
+    assert of(found, created) == [(1, "primary", "trunk_failed"), (1, "backup", "verified")]
+    assert found[0]["cause"] == 27, found
     assert primary_result.ok, primary_result.errors_log or primary_result.output
     assert backup_result.ok, backup_result.errors_log or backup_result.output
 
