@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 from ivr_auth import ari, causes, digit_collector, errors
@@ -72,8 +72,32 @@ class CollectOptions:
     clear_key: str | None = "*"
 
 
+class Sessions:
+    """The calls in progress on one node, by channel id: those a reconnect
+    reconciles with Asterisk (``reconcile``)."""
+
+    def __init__(self) -> None:
+        self._by_channel: dict[str, CallSession] = {}
+
+    def _add(self, session: CallSession) -> None:
+        self._by_channel[session.channel_id] = session
+
+    def _discard(self, session: CallSession) -> None:
+        if self._by_channel.get(session.channel_id) is session:
+            del self._by_channel[session.channel_id]
+
+    def __len__(self) -> int:
+        return len(self._by_channel)
+
+    def __iter__(self) -> Iterator[CallSession]:
+        return iter(list(self._by_channel.values()))
+
+    def __contains__(self, channel_id: object) -> bool:
+        return channel_id in self._by_channel
+
+
 class CallSession:
-    def __init__(self, node: ari_node.AriNode, channel_id: str) -> None:
+    def __init__(self, node: ari_node.AriNode, channel_id: str, sessions: Sessions | None = None) -> None:
         self.node = node
         self.channel_id = channel_id
         self._queue = node.dispatcher.subscribe(channel_id)
@@ -83,9 +107,28 @@ class CallSession:
         # After an entry that ended on its last digit, callers often still
         # press "#": that key closes the entry before, not the next one.
         self._stray_terminator_until = 0.0
+        # What the call waits to hear of, for a reconnect to check with
+        # Asterisk: the events sent while the websocket was down are lost.
+        self.awaiting_answer = False
+        self.playbacks: set[str] = set()
+        self._sessions: Sessions | None = None
+        if sessions is not None:
+            self.join(sessions)
+
+    def join(self, sessions: Sessions) -> None:
+        """Be one of ``sessions`` until closed."""
+        self._sessions = sessions
+        sessions._add(self)
+
+    def tell(self, event: ari.Event) -> None:
+        """Hand the call an event as if Asterisk had sent it (one made up
+        after a reconnect, ``causes.MADE_UP``)."""
+        self._queue.put_nowait(event)
 
     def close(self) -> None:
         self.node.dispatcher.unsubscribe(self.channel_id)
+        if self._sessions is not None:
+            self._sessions._discard(self)
 
     async def originate(
         self,
@@ -110,6 +153,13 @@ class CallSession:
 
     async def wait_answer(self, ring_timeout: float) -> Unanswered | None:
         """None once the callee answered (the channel entered Stasis)."""
+        self.awaiting_answer = True
+        try:
+            return await self._wait_answer(ring_timeout)
+        finally:
+            self.awaiting_answer = False
+
+    async def _wait_answer(self, ring_timeout: float) -> Unanswered | None:
         started = time.monotonic()
         deadline = started + ring_timeout
         rang = False
@@ -215,12 +265,15 @@ class CallSession:
             return
         playback_id = self._next_playback_id()
         await self._start_playback(media, playback_id, lang)
-        while True:
-            event = await self._next_event(None)
-            if event is None:
-                continue
-            if event.get("type") == "PlaybackFinished" and event.get("playback", {}).get("id") == playback_id:
-                return
+        try:
+            while True:
+                event = await self._next_event(None)
+                if event is None:
+                    continue
+                if event.get("type") == "PlaybackFinished" and event.get("playback", {}).get("id") == playback_id:
+                    return
+        finally:
+            self.playbacks.discard(playback_id)
 
     async def collect(self, media: list[str], options: CollectOptions, *, lang: str) -> digit_collector.DigitCollector:
         """Play ``media`` and collect keys; the first key stops the prompt. The
@@ -237,6 +290,16 @@ class CallSession:
         if media:
             playback_id = self._next_playback_id()
             await self._start_playback(media, playback_id, lang)
+        try:
+            await self._collect(collector, playback_id, options)
+        finally:
+            if playback_id is not None:
+                self.playbacks.discard(playback_id)
+        return collector
+
+    async def _collect(
+        self, collector: digit_collector.DigitCollector, playback_id: str | None, options: CollectOptions
+    ) -> None:
         await self._keep_media_flowing()
         playing = playback_id is not None
         while not collector.done:
@@ -259,10 +322,14 @@ class CallSession:
                     continue
                 if playing and playback_id is not None:
                     playing = False
+                    self.playbacks.discard(playback_id)
                     await self.node.client.stop_playback(playback_id)
                 collector.feed(digit, now)
-            elif kind == "PlaybackFinished" and event.get("playback", {}).get("id") == playback_id:
+            elif kind == "PlaybackFinished" and playing and event.get("playback", {}).get("id") == playback_id:
+                # Once only: a made-up one (after a reconnect) may meet the real one.
                 playing = False
+                if playback_id is not None:
+                    self.playbacks.discard(playback_id)
                 collector.restart(now)
         if collector.ended is digit_collector.Ended.MAX_DIGITS and options.terminator:
             self._stray_terminator_until = time.monotonic() + options.inter_digit_timeout
@@ -271,7 +338,6 @@ class CallSession:
         if playing and playback_id is not None:
             # Entry ended before the prompt did (max digits keyed in a burst).
             await self.node.client.stop_playback(playback_id)
-        return collector
 
     async def hangup(self, reason: str = "normal") -> None:
         with contextlib.suppress(errors.AriError):
@@ -324,6 +390,8 @@ class CallSession:
             if exc.status == 404:  # the channel is already gone
                 raise await self._hung_up(None) from exc
             raise
+        # Waited on from now (not before: a reconnect would find it not yet there, and take it for finished).
+        self.playbacks.add(playback_id)
 
     async def _next_event(self, timeout: float | None) -> ari.Event | None:
         """The next event, or None on timeout; raises HungUp when the channel goes."""

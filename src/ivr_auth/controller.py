@@ -20,6 +20,7 @@ import asyncio
 import contextlib
 import dataclasses
 import datetime as dt
+import functools
 import logging
 import os
 import socket
@@ -38,6 +39,7 @@ from ivr_auth import (
     presence,
     prompts,
     reasons,
+    reconcile,
     states,
     tasks,
     trunks,
@@ -437,19 +439,34 @@ class Controller:
     # --- websocket reconnect -----------------------------------------------------------------
 
     async def on_ari_connect(self) -> None:
-        """Events sent while the websocket was down are lost: a call whose
-        channel vanished meanwhile (outbound or inbound) is told so, so that
-        its task ends."""
-        waiting = self.node.dispatcher.channels()
-        if not waiting:
-            return
+        """Events sent while the websocket was down are lost. Before the new
+        socket's events are read, each call in progress is brought up to date
+        with Asterisk: a call whose channel vanished meanwhile (outbound or
+        inbound) is told so, so that its task ends; one that missed its
+        answer or a prompt's end is told of it. Then the channels of calls
+        settled while the node was lost, and any of ours left in our app that
+        no call follows, are hung up (``reconcile``)."""
         try:
-            live = {c["id"] for c in await self.node.client.channels()}
+            done = await self._reconciler.after_reconnect(self._tell_gone)
         except errors.AriError as exc:
             logger.warning("could not list channels after reconnect: %s", exc)
             return
-        gone = [c for c in waiting if c not in live]
-        await self._tell_gone(gone, "channel gone while the events websocket was down")
+        except Exception as exc:
+            # The events must be read whatever happened here.
+            tasks.reraise_cancellation(exc)
+            logger.exception("reconciling the calls after reconnect failed")
+            return
+        self.metrics.reconciled(self.node.name, done.told, gone=done.gone, orphans=len(done.hung_up))
+        if done.gone or done.told or done.hung_up:
+            logger.warning(
+                "after reconnect to node %s: %d call(s) found gone, %d told what they missed (%s),"
+                " %d orphaned channel(s) hung up",
+                self.node.name,
+                done.gone,
+                sum(done.told.values()),
+                ", ".join(f"{kind} {n}" for kind, n in sorted(done.told.items())) or "nothing",
+                len(done.hung_up),
+            )
 
     async def _node_watch_loop(self) -> None:
         """A node whose websocket stays down is taken for lost, with its calls.
@@ -472,6 +489,8 @@ class Controller:
                     now - down_since,
                     len(waiting),
                 )
+                # Hung up if the node comes back with them (a partition): settled now, once.
+                self._reconciler.node_lost(waiting)
                 await self._tell_gone(waiting, f"node {self.node.name} lost", node_lost=True)
 
     async def _tell_gone(self, channel_ids: list[str], why: str, *, node_lost: bool = False) -> None:
@@ -487,6 +506,10 @@ class Controller:
                 if node_lost:
                     event[callsession.NODE_LOST] = True
                 await self.node.dispatcher(event)
+
+    @functools.cached_property
+    def _reconciler(self) -> reconcile.Reconciler:
+        return reconcile.Reconciler(self.node, self._ctx.sessions)
 
 
 def _nothing() -> None:

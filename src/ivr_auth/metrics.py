@@ -10,6 +10,7 @@ from the code; nodes and trunks from the operator's config."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Iterator, Mapping
 
@@ -217,6 +218,13 @@ class Metrics:
             registry=self.registry,
         )
         self._asterisk_versions: dict[str, str] = {}
+        self.inbound_claims = Counter(
+            f"{PREFIX}_inbound_claims",
+            "Inbound calls StasisBroadcast offered this controller that it claimed, by node and result"
+            " (won; lost: another controller won, or the offer was over).",
+            ["node", "result"],
+            registry=self.registry,
+        )
         for method in METHODS:
             self.requests_created.labels(method)
             self.answer_to_result.labels(method)
@@ -264,6 +272,9 @@ class Metrics:
         if reconnect:
             reconnects.inc()
 
+    def inbound_claim(self, node: str, *, won: bool) -> None:
+        self.inbound_claims.labels(node, "won" if won else "lost").inc()
+
     async def exposition(self) -> bytes:
         """The text format; never raises for a database that cannot answer."""
         async with self._lock:
@@ -278,3 +289,30 @@ class Metrics:
         except (errors.StoreError, TimeoutError) as exc:
             logger.warning("metrics: could not read Postgres: %s", exc)
             return None
+
+    @functools.cached_property
+    def ari_missed_events(self) -> Counter:
+        return Counter(
+            f"{PREFIX}_ari_missed_events",
+            "Events calls in progress missed while the node's events websocket was down, made up after the"
+            " reconnect from what ARI said, by node and type (ChannelDestroyed: the channel was gone).",
+            ["node", "event"],
+            registry=self.registry,
+        )
+
+    @functools.cached_property
+    def orphan_channels(self) -> Counter:
+        return Counter(
+            f"{PREFIX}_orphan_channels_hung_up",
+            "Channels of ours hung up after a reconnect because no call followed them any more (those of calls"
+            " settled while their node was lost), by node.",
+            ["node"],
+            registry=self.registry,
+        )
+
+    def reconciled(self, node: str, told: Mapping[str, int], *, gone: int, orphans: int) -> None:
+        """One reconnect's work (``reconcile``): the events made up, by type, and the orphans hung up."""
+        events = self.ari_missed_events
+        for kind, n in {**told, "ChannelDestroyed": gone}.items():
+            events.labels(node, kind).inc(n)
+        self.orphan_channels.labels(node).inc(orphans)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import logging
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -51,6 +52,9 @@ class FlowContext:
     trunk_failed: Callable[[str], float | None] = field(default=_no_trunk_health)
     # This process's metrics (the latency histograms); None: not measured.
     metrics: metrics_mod.Metrics | None = None
+    # The node's calls in progress, for the controller to reconcile after a
+    # reconnect; shared by every call's copy of the context.
+    sessions: callsession.Sessions = field(default_factory=callsession.Sessions)
 
     @property
     def outbound_trunk(self) -> config.TrunkConfig:
@@ -62,6 +66,15 @@ def channel_id_for(verification: models.Verification) -> str:
     that failed over to another trunk did not count as an attempt)."""
     base = f"ivrauth-{verification.id.hex}-{verification.call_attempts}"
     return f"{base}-{verification.trunk_failovers}" if verification.trunk_failovers else base
+
+
+# ``channel_id_for``'s form, and the answering-machine snoop on such a call.
+_OUR_CHANNEL = re.compile(r"ivrauth-[0-9a-f]{32}-[0-9]+(-[0-9]+)?(-amd)?")
+
+
+def is_our_channel(channel_id: str) -> bool:
+    """Whether a channel is one that ivr-auth placed (an inbound call's is Asterisk's)."""
+    return _OUR_CHANNEL.fullmatch(channel_id) is not None
 
 
 async def dial(

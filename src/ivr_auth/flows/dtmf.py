@@ -35,7 +35,7 @@ async def run(ctx: FlowContext, verification: models.Verification) -> None:
     v = verification
     channel_id = flows.channel_id_for(v)
     log = {"verification_id": str(v.id), "channel_id": channel_id, "node": ctx.node.name}
-    session = callsession.CallSession(ctx.node, channel_id)
+    session = callsession.CallSession(ctx.node, channel_id, ctx.sessions)
     started = time.monotonic()
     async with flows.guarded(ctx, session, ENDINGS, log, v.id):
         if await flows.dial(ctx, v, session, started) is None:

@@ -59,6 +59,7 @@ async def run(ctx: FlowContext, session: callsession.CallSession, event: ari.Eve
     channel_id, did, caller = call_details(event)
     trunk = arrival_trunk(event, [t.name for t in ctx.cfg.outbound_trunks])
     log = {"channel_id": channel_id, "node": ctx.node.name}
+    session.join(ctx.sessions)
     # No request of its own until it takes one that wants the code keyed.
     async with flows.guarded(ctx, session, ENDINGS, log) as call:
         await session.follow(str(event.get("application") or ctx.cfg.inbound.app))

@@ -44,7 +44,7 @@ async def run(ctx: FlowContext, verification: models.Verification) -> None:
     cfg = ctx.cfg.verification
     channel_id = flows.channel_id_for(v)
     log = {"verification_id": str(v.id), "channel_id": channel_id, "node": ctx.node.name}
-    session = callsession.CallSession(ctx.node, channel_id)
+    session = callsession.CallSession(ctx.node, channel_id, ctx.sessions)
     started = time.monotonic()
     async with flows.guarded(ctx, session, ENDINGS, log, v.id):
         tenant = await flows.dial(ctx, v, session, started)
