@@ -51,13 +51,17 @@ from ivr_auth.flows import FlowContext
 from ivr_auth.flows import dtmf as dtmf_flow
 from ivr_auth.flows import inbound as inbound_flow
 from ivr_auth.flows import voice as voice_flow
-from ivr_auth.store import controls, outbox, verifications
+from ivr_auth.store import controls, outbox, trunk_state, verifications
 from ivr_auth.store import dashboard as board
 
 logger = logging.getLogger(__name__)
 
 FlowRunner = Callable[[FlowContext, models.Verification], Awaitable[None]]
 FLOWS: dict[str, FlowRunner] = {"dtmf": dtmf_flow.run, "voice": voice_flow.run}
+# Due work waiting for a shared trunk's token is looked at again after at
+# least this long; trunks' shared down marks are read at least this often.
+MIN_PACED_WAIT = 0.02
+TRUNK_SYNC_SECONDS = 5.0
 
 
 def default_name() -> str:
@@ -105,6 +109,9 @@ class Controller:
         # Told when a webhook was written (the process's sender wakes).
         self.on_webhook: Callable[[], None] = _nothing
         self._started_at = presence.started_now()
+        # Trunks marked down elsewhere (NOTIFY); tasks telling others of ours.
+        self._trunks_changed = asyncio.Event()
+        self._sharing: set[asyncio.Task[None]] = set()
         self.listening = False
         node.on_connect = self.on_ari_connect
         node.dispatcher.fallback = self.on_unrouted_event
@@ -122,6 +129,7 @@ class Controller:
             (self._listen_loop(), "listener"),
             (self._housekeeping_loop(), "housekeeping"),
             (self._node_watch_loop(), "node-watch"),
+            (self._trunk_sync_loop(), "trunk-sync"),
             (presence.run(self.store.dashboard, self.report), "presence"),
         ):
             self._tasks.append(asyncio.create_task(coro, name=f"{self.name}-{name}"))
@@ -201,10 +209,12 @@ class Controller:
 
     async def _dial_once(self) -> bool:
         """Claim what the trunks can take now (free channels, calls-per-second
-        tokens) and start those calls; True if the queue may hold more that
-        could be started now."""
+        tokens: this controller's, and the trunks' shared ones in the claim)
+        and start those calls; True if the queue may hold more that could be
+        started now."""
         now = time.monotonic()
-        room = self.trunks.capacity(now)
+        offers = self.trunks.offers(now)
+        room = sum(offer.room for offer in offers)
         # Whether work may be waiting for room: then a call's end, which frees
         # some, wakes the dialer; else it need not (new work is announced).
         self._short_of_room = True
@@ -215,16 +225,19 @@ class Controller:
             return False
         if not self.node.stream.connected:
             return False  # never originate into an app without its websocket
-        claimed = await self.store.verifications.claim(self.name, self.node.name, room, self.cfg.dialer.lease_seconds)
+        claimed, waiting = await self.store.verifications.claim(
+            self.name, self.node.name, offers, self.cfg.dialer.lease_seconds
+        )
+        now = time.monotonic()
         for verification in claimed:
-            trunk = self.trunks.acquire(time.monotonic())
-            if trunk is None:
-                # A trunk went down while we were claiming and the others
-                # cannot take this one now: it waits in the queue, uncounted.
-                channel_id = flows.channel_id_for(verification)
-                await self.store.verifications.requeue_unplaced(verification.id, channel_id, "no trunk free", 0.0)
-                continue
-            self._start_call(verification, trunk)
+            self._start_call(verification, self.trunks.take(verification.trunk or offers[0].name, now))
+        if waiting:
+            # Due work the trunks could not take now, for other controllers'
+            # calls on them: look again when a token is due (or, their
+            # channels full, at the latest when the poll comes round).
+            wait = max(MIN_PACED_WAIT, min(1.0 / offer.rate for offer in offers))
+            asyncio.get_running_loop().call_later(wait, self._wake.set)
+            return False
         self._short_of_room = len(claimed) == room
         return len(claimed) == room
 
@@ -258,12 +271,54 @@ class Controller:
                 self._wake.set()  # room freed for what may be waiting
 
     def _trunk_failed(self, name: str) -> float:
-        """Mark the trunk down; the seconds until a trunk is up (0.0: another is now)."""
+        """Mark the trunk down (here, and for every controller through
+        Postgres); the seconds until a trunk is up (0.0: another is now)."""
         now = time.monotonic()
         self.trunks.failed(name, now)
         retry = self.trunks.retry_seconds
         logger.warning("trunk %s failed; skipping it for %.0fs where another is up", name, retry, extra={"trunk": name})
+        task = asyncio.create_task(self._share_trunk_down(name, retry), name=f"{self.name}-trunk-down")
+        self._sharing.add(task)
+        task.add_done_callback(self._sharing.discard)
         return self.trunks.until_up(now)
+
+    async def _share_trunk_down(self, name: str, seconds: float) -> None:
+        try:
+            burst = self.trunks[name].bucket.burst
+            await self.store.trunk_state.mark_down(name, seconds, self.name, burst)
+        except errors.StoreError as exc:
+            tasks.reraise_cancellation(exc)
+            logger.warning("could not tell the other controllers trunk %s is down: %s", name, exc)
+
+    async def _trunk_sync_loop(self) -> None:
+        """Which trunks the other controllers found down: read now and then,
+        and whenever one is marked (NOTIFY), so that a trunk down for one is
+        down for all, also for a controller that started after it failed."""
+        while True:
+            await self.sync_trunks()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._trunks_changed.wait(), TRUNK_SYNC_SECONDS)
+            self._trunks_changed.clear()
+
+    async def sync_trunks(self) -> None:
+        try:
+            down = await self.store.trunk_state.down()
+        except errors.StoreError as exc:
+            tasks.reraise_cancellation(exc)
+            logger.debug("could not read the trunks' shared state: %s", exc)
+            return
+        now = time.monotonic()
+        for mark in down:
+            was_up = mark.trunk in self.trunks.names and self.trunks[mark.trunk].up(now)
+            self.trunks.down_for(mark.trunk, now, mark.seconds)
+            if was_up:
+                logger.warning(
+                    "trunk %s marked down by %s; skipping it for %.0fs where another is up",
+                    mark.trunk,
+                    mark.by,
+                    mark.seconds,
+                    extra={"trunk": mark.trunk},
+                )
 
     # --- inbound calls -------------------------------------------------------------------
 
@@ -404,7 +459,12 @@ class Controller:
         backoff = 0.5
         while True:
             try:
-                channels = [verifications.QUEUE_CHANNEL, verifications.CANCEL_CHANNEL, outbox.WEBHOOK_CHANNEL]
+                channels = [
+                    verifications.QUEUE_CHANNEL,
+                    verifications.CANCEL_CHANNEL,
+                    outbox.WEBHOOK_CHANNEL,
+                    trunk_state.CHANNEL,
+                ]
                 async with self.store.db.listen(channels) as notes:
                     self.listening = True
                     backoff = 0.5
@@ -427,6 +487,9 @@ class Controller:
             return
         if channel == outbox.WEBHOOK_CHANNEL:
             self.on_webhook()
+            return
+        if channel == trunk_state.CHANNEL:
+            self._trunks_changed.set()
             return
         if channel == verifications.CANCEL_CHANNEL:
             with contextlib.suppress(ValueError):

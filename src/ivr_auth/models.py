@@ -93,6 +93,8 @@ class Verification:
     delivered_at: dt.datetime | None = None
     # Calls that failed on their trunk and went to another, uncounted.
     trunk_failovers: int = 0
+    # The trunk the last claim gave the request's call (None: never claimed).
+    trunk: str | None = None
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Verification:

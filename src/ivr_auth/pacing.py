@@ -34,6 +34,12 @@ class TokenBucket:
             raise ValueError("not enough tokens")
         self.tokens -= count
 
+    def spend(self, now: float) -> None:
+        """One token spent that was granted elsewhere (a shared bucket): none
+        are owed when this one is empty."""
+        self._refill(now)
+        self.tokens = max(0.0, self.tokens - 1)
+
     def wait_time(self, now: float) -> float:
         """Seconds until one token is available."""
         self._refill(now)

@@ -17,8 +17,15 @@ passes the time (monotonic seconds).
   failed on a trunk waits, uncounted, until a trunk is up (``until_up``),
   and ends after ``states.trunk_failure_limit`` such calls.
 
-One ``Trunks`` per controller: each node learns its trunks' health from its
-own calls.
+Several controllers may dial through one trunk: its limits hold across all
+of them. Each controller's ``Trunks`` says what it could start now
+(``offers``); the claim (``claim_paced`` in Postgres) takes the trunk's
+shared tokens and counts its calls in progress by whoever placed them, and
+gives each request claimed its trunk (``take``). A trunk failing for one
+controller is marked down in Postgres and every controller hears of it
+(``down_for``). This ``Trunks`` is the controller's own view: its calls,
+its tokens (never more than the shared ones), the trunks' health as last
+heard.
 """
 
 from __future__ import annotations
@@ -28,6 +35,29 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ivr_auth import config, pacing
+
+# A trunk's bucket holds this many seconds' worth of calls (at least one): so
+# that no second sees more than ``calls_per_second`` new calls (carriers
+# count by the second; a bucket a second deep would let twice that through
+# after a quiet spell), and a fast trunk still takes a few calls a claim.
+BURST_SECONDS = 0.05
+
+
+def burst_for(calls_per_second: float) -> float:
+    return max(1.0, math.floor(calls_per_second * BURST_SECONDS))
+
+
+@dataclass(frozen=True)
+class Offer:
+    """What a controller could start on one trunk now, for the claim:
+    ``rank`` lower first (equal ranks take turns, the first listed first)."""
+
+    name: str
+    rank: int
+    room: int
+    rate: float
+    burst: float
+    max_channels: int
 
 
 @dataclass
@@ -55,7 +85,7 @@ class Trunks:
             raise ValueError("retry_seconds must be positive")
         self.retry_seconds = retry_seconds
         self._trunks = [
-            Trunk(cfg, pacing.TokenBucket(rate=cfg.calls_per_second, burst=max(1.0, cfg.calls_per_second)), index)
+            Trunk(cfg, pacing.TokenBucket(rate=cfg.calls_per_second, burst=burst_for(cfg.calls_per_second)), index)
             for index, cfg in enumerate(trunks)
         ]
         self._by_name = {t.cfg.name: t for t in self._trunks}
@@ -89,6 +119,37 @@ class Trunks:
         eligible, _ = self._eligible(now)
         return sum(self._room(t, now) for t in eligible)
 
+    def offers(self, now: float) -> list[Offer]:
+        """The trunks calls may take now with room on them, best first: by
+        priority, those of one priority from the one whose turn it is (when
+        every trunk is down: the one whose cooldown ends first, then the next)."""
+        eligible, all_down = self._eligible(now)
+        if all_down:
+            ranked = list(enumerate(eligible))
+        else:
+            ranked = []
+            for priority in sorted({t.cfg.priority for t in eligible}):
+                group = [t for t in self._trunks if t.cfg.priority == priority]
+                start = self._turn.get(priority, 0)
+                turns = [group[(start + step) % len(group)] for step in range(len(group))]
+                ranked += [(priority, t) for t in turns if t in eligible]
+        return [
+            Offer(t.cfg.name, rank, room, t.cfg.calls_per_second, t.bucket.burst, t.cfg.max_channels)
+            for rank, t in ranked
+            if (room := self._room(t, now)) > 0
+        ]
+
+    def take(self, name: str, now: float) -> config.TrunkConfig:
+        """A call claimed for this trunk (by ``claim_paced``) starts: its
+        channel and token are taken here too, and the next of its priority
+        has the next turn."""
+        trunk = self._by_name[name]
+        trunk.bucket.spend(now)
+        trunk.channels += 1
+        group = [t for t in self._trunks if t.cfg.priority == trunk.cfg.priority]
+        self._turn[trunk.cfg.priority] = (group.index(trunk) + 1) % len(group)
+        return trunk.cfg
+
     def acquire(self, now: float) -> config.TrunkConfig | None:
         """Take a channel and a token on the trunk the next call should use;
         None when no trunk can take a call now."""
@@ -120,6 +181,15 @@ class Trunks:
     def failed(self, name: str, now: float) -> None:
         """A call on this trunk failed on the trunk's side: skip it for a while."""
         self._by_name[name].down_until = now + self.retry_seconds
+
+    def down_for(self, name: str, now: float, seconds: float) -> None:
+        """Another controller found this trunk failing: skip it for ``seconds``
+        (a later end already known stays)."""
+        trunk = self._by_name.get(name)
+        if trunk is None or seconds <= 0:
+            return
+        until = now + seconds
+        trunk.down_until = until if trunk.down_until is None else max(trunk.down_until, until)
 
     def until_up(self, now: float) -> float:
         """Seconds until some trunk is up: 0.0 when one is now."""

@@ -20,7 +20,7 @@ import pytest
 from psycopg import conninfo
 from psycopg import sql as pgsql
 
-from ivr_auth import connections, crypto, errors, models, reasons, states
+from ivr_auth import connections, crypto, errors, models, reasons, states, trunks
 from ivr_auth import store as store_mod
 from ivr_auth.store import database, migrate, verifications
 
@@ -132,20 +132,25 @@ async def claim_rounds(
     return got
 
 
+def room(count: int, trunk: str = "test-trunk") -> list[trunks.Offer]:
+    """Room for ``count`` calls on a trunk whose shared limits never bind."""
+    return [trunks.Offer(trunk, 0, count, rate=1e6, burst=1e6, max_channels=1_000_000)]
+
+
 async def claim_mine(
     store: Store, wanted: Iterable[models.Verification], owner: str, *, lease_seconds: float = 60.0
 ) -> dict[uuid.UUID, models.Verification]:
     ids = {v.id for v in wanted}
 
     async def one() -> list[list[models.Verification]]:
-        return [await store.verifications.claim(owner, "test-node", len(ids) + 50, lease_seconds)]
+        return [(await store.verifications.claim(owner, "test-node", room(len(ids) + 50), lease_seconds))[0]]
 
     return {v.id: v for _, v in await claim_rounds(store, ids, one)}
 
 
 async def claimable(store: Store, verification_id: uuid.UUID) -> bool:
     """Whether a claim takes this request now (and if so, it stays claimed)."""
-    claimed = await store.verifications.claim(f"{ME}-probe", "test-node", 1000, 60.0)
+    claimed, _ = await store.verifications.claim(f"{ME}-probe", "test-node", room(1000), 60.0)
     await put_back(store, [v for v in claimed if v.id != verification_id])
     return any(v.id == verification_id for v in claimed)
 
@@ -409,7 +414,7 @@ async def test_claim_marks_calling_and_takes_a_lease(store: Store, me: models.Te
     assert claimed.code_sealed is not None
     events = await store.verifications.events(v.id)
     assert status_events(events) == [(None, "queued"), ("queued", "calling")]
-    assert events[-1].detail == {"attempt": 1, "controller": "controller-a", "node": "test-node"}
+    assert events[-1].detail == {"attempt": 1, "controller": "controller-a", "node": "test-node", "trunk": "test-trunk"}
     assert not await claimable(store, v.id)
 
 
@@ -421,7 +426,7 @@ async def test_claim_takes_no_inbound_requests(store: Store, me: models.Tenant) 
 
 
 async def test_claim_with_no_room_takes_nothing(store: Store) -> None:
-    assert await store.verifications.claim("controller-a", "test-node", 0, 30) == []
+    assert await store.verifications.claim("controller-a", "test-node", [], 30) == ([], 0)
 
 
 async def test_concurrent_claimers_never_share_a_request(store: Store, db: Conn, me: models.Tenant) -> None:
@@ -430,7 +435,10 @@ async def test_concurrent_claimers_never_share_a_request(store: Store, db: Conn,
 
     async def claimers() -> list[list[models.Verification]]:
         return list(
-            await asyncio.gather(*(store.verifications.claim(f"claimer-{i}", "test-node", 3, 60) for i in range(12)))
+            claimed
+            for claimed, _ in await asyncio.gather(
+                *(store.verifications.claim(f"claimer-{i}", "test-node", room(3), 60) for i in range(12))
+            )
         )
 
     got = await claim_rounds(store, ids, claimers)

@@ -47,11 +47,69 @@ def test_a_trunk_out_of_channels_overflows_to_the_next_priority() -> None:
 def test_calls_per_second_is_per_trunk() -> None:
     pool = trunks.Trunks([trunk("slow", 1, cps=1), trunk("fast", 2, cps=2)], retry_seconds=30)
 
-    assert pool.capacity(0.0) == 3
-    assert picks(pool, 0.0, 4) == ["slow", "fast", "fast", None]
+    assert pool.capacity(0.0) == 2
+    assert picks(pool, 0.0, 3) == ["slow", "fast", None]
     assert pool.wait_time(0.0) == pytest.approx(0.5)
     assert picks(pool, 0.5, 2) == ["fast", None]
     assert picks(pool, 1.0, 3) == ["slow", "fast", None]
+
+
+@pytest.mark.parametrize("cps", [1.0, 2.0, 5.0, 10.0, 30.0, 200.0])
+def test_no_second_sees_more_than_calls_per_second_after_a_quiet_spell(cps: float) -> None:
+    """Carriers count new calls by the second: a bucket a second deep would
+    let twice the rate through in the first second after a pause."""
+    pool = trunks.Trunks([trunk("only", cps=cps, channels=100_000)], retry_seconds=30)
+    starts: list[float] = []
+    now = 100.0  # long idle: the bucket is as full as it gets
+    while now < 103.0:
+        while pool.acquire(now) is not None:
+            starts.append(now)
+        now += 0.001
+    worst = max(sum(1 for t in starts if s <= t < s + 1.0) for s in starts)
+    assert worst <= cps * 1.05 + 1e-9
+
+
+def test_offers_rank_priorities_and_take_turns_within_one() -> None:
+    pool = trunks.Trunks(
+        [trunk("a", 1, cps=5, channels=2), trunk("b", 1, cps=5, channels=2), trunk("z", 2)], retry_seconds=30
+    )
+
+    assert [(o.name, o.rank, o.room) for o in pool.offers(0.0)] == [("a", 1, 1), ("b", 1, 1), ("z", 2, 5)]
+    first = pool.offers(0.0)[0]
+    assert (first.rate, first.burst, first.max_channels) == (5.0, 1.0, 2)
+
+    # The claim gave the call to a: b has the next turn, and a has spent its token.
+    assert pool.take("a", 0.0).name == "a"
+    assert [o.name for o in pool.offers(0.0)] == ["b", "z"]
+    assert [o.name for o in pool.offers(0.2)] == ["b", "a", "z"]
+
+
+def test_offers_when_every_trunk_is_down_go_by_the_cooldown_ending_first() -> None:
+    pool = trunks.Trunks([trunk("primary", 1), trunk("backup", 2)], retry_seconds=30)
+    pool.failed("backup", 0.0)
+    pool.failed("primary", 5.0)
+
+    assert [(o.name, o.rank) for o in pool.offers(6.0)] == [("backup", 0), ("primary", 1)]
+
+
+def test_take_never_owes_tokens_granted_by_the_shared_bucket() -> None:
+    pool = trunks.Trunks([trunk("only", cps=1)], retry_seconds=30)
+    pool.take("only", 0.0)
+    pool.take("only", 0.0)  # granted elsewhere: this controller's bucket just stays empty
+
+    assert pool["only"].channels == 2
+    assert pool.wait_time(0.0) == pytest.approx(1.0)
+
+
+def test_a_trunk_marked_down_elsewhere_is_skipped_here_too() -> None:
+    pool = trunks.Trunks([trunk("primary", 1), trunk("backup", 2)], retry_seconds=30)
+    pool.down_for("primary", 10.0, 20.0)
+    pool.down_for("primary", 10.0, 5.0)  # a shorter mark does not shorten it
+    pool.down_for("unknown", 10.0, 5.0)  # another node's trunk: nothing here
+
+    assert pool.down(29.0) == ["primary"]
+    assert [o.name for o in pool.offers(29.0)] == ["backup"]
+    assert pool.down(30.0) == []
 
 
 def test_a_failed_trunk_is_skipped_then_retried_after_the_cooldown() -> None:
@@ -127,7 +185,7 @@ def test_the_wait_counts_a_cooldown_ending() -> None:
 
 
 def test_release_never_goes_below_zero() -> None:
-    pool = trunks.Trunks([trunk("a")], retry_seconds=1)
+    pool = trunks.Trunks([trunk("a", cps=1000)], retry_seconds=1)
 
     pool.release("a")
 
@@ -141,7 +199,7 @@ def test_from_config_without_trunks_uses_the_single_trunk() -> None:
     pool = trunks.Trunks.from_config(cfg)
 
     assert pool.names == ["carrier"]
-    assert pool.capacity(0.0) == 2
+    assert pool.capacity(0.0) == 1  # a bucket one call deep at 2 a second
     assert pool.retry_seconds == 30.0
 
 

@@ -16,6 +16,7 @@ from ivr_auth.store import (
     operators,
     outbox,
     tenants,
+    trunk_state,
     usage,
     verifications,
 )
@@ -38,6 +39,7 @@ class Store:
         self.dashboard = dashboard.Dashboard(db)
         self.gauges = gauges.Gauges(db)
         self.usage = usage.Reports(db)
+        self.trunk_state = trunk_state.TrunkStates(db)
 
     @classmethod
     def from_url(

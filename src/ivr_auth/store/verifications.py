@@ -16,10 +16,10 @@ import dataclasses
 import datetime as dt
 import json
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
-from ivr_auth import crypto, errors, limits, models, reasons, states
+from ivr_auth import crypto, errors, limits, models, reasons, states, trunks
 from ivr_auth.store import database, outbox, sql
 
 QUERIES = sql.load("verifications.sql")
@@ -269,13 +269,30 @@ class Verifications:
 
     # --- the queue (controller side) ---------------------------------------------------
 
-    async def claim(self, owner: str, node: str, limit: int, lease_seconds: float) -> list[models.Verification]:
-        if limit <= 0:
-            return []
+    async def claim(
+        self, owner: str, node: str, offers: Sequence[trunks.Offer], lease_seconds: float
+    ) -> tuple[list[models.Verification], int]:
+        """The due requests the trunks ``offers`` can take now (claimed, each
+        with its ``trunk``), and how many more are due that none could take."""
+        if not offers:
+            return [], 0
         rows = await self._db.all(
-            QUERIES["claim"], {"owner": owner, "node": node, "limit": limit, "lease_seconds": lease_seconds}
+            QUERIES["claim"],
+            {
+                "owner": owner,
+                "node": node,
+                "lease_seconds": lease_seconds,
+                "trunks": [o.name for o in offers],
+                "ranks": [o.rank for o in offers],
+                "rooms": [o.room for o in offers],
+                "rates": [o.rate for o in offers],
+                "bursts": [o.burst for o in offers],
+                "max_channels": [o.max_channels for o in offers],
+            },
         )
-        return [models.Verification.from_row(r) for r in rows]
+        found = [models.Verification.from_row(r) for r in rows]
+        claimed = [v for v in found if v.status is states.Status.CALLING]
+        return claimed, len(found) - len(claimed)
 
     async def transition(
         self,

@@ -119,32 +119,14 @@ FROM updated u
 LEFT JOIN hook h ON true;
 
 -- name: claim
--- Takes up to %(limit)s due requests for this controller; SKIP LOCKED lets
--- several controllers claim from one queue without waiting on each other.
-WITH picked AS (
-    SELECT id FROM verifications
-    WHERE status = 'queued' AND next_attempt_at <= now() AND expires_at > now()
-      AND method IN ('dtmf', 'voice')
-    ORDER BY next_attempt_at, created_at
-    LIMIT %(limit)s
-    FOR UPDATE SKIP LOCKED
-), updated AS (
-    UPDATE verifications v SET
-        status = 'calling',
-        updated_at = now(),
-        call_attempts = v.call_attempts + 1,
-        lease_owner = %(owner)s,
-        lease_expires_at = now() + make_interval(secs => %(lease_seconds)s),
-        node = %(node)s
-    FROM picked WHERE v.id = picked.id
-    RETURNING v.*
-), event AS (
-    INSERT INTO verification_events (verification_id, type, from_status, to_status, detail)
-    SELECT id, 'status', 'queued', 'calling',
-           jsonb_build_object('attempt', call_attempts, 'controller', %(owner)s::text, 'node', %(node)s::text)
-    FROM updated
-)
-SELECT * FROM updated;
+-- Takes the due requests the trunks offered can take now, each with its
+-- trunk (claim_paced, migration 13: the trunks' shared tokens and calls in
+-- progress), then lists those due that had to wait (status still queued).
+-- SKIP LOCKED lets several controllers claim from one queue without
+-- waiting on each other.
+SELECT * FROM claim_paced(
+    %(owner)s, %(node)s, %(lease_seconds)s, %(trunks)s::text[], %(ranks)s::int[], %(rooms)s::int[],
+    %(rates)s::float8[], %(bursts)s::float8[], %(max_channels)s::int[]);
 
 -- name: heartbeat
 UPDATE verifications SET lease_expires_at = now() + make_interval(secs => %(lease_seconds)s)
