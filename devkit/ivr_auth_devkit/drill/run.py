@@ -1,0 +1,616 @@
+"""``make drill``: the failure drills, on a stack of their own (Postgres and
+Asterisk from the dev kit's stack, own ports and run directory), with the
+API and two controllers as processes of their own, SIPp as the phones
+(handsets keying codes, callers calling the inbound number) and requests
+through the public HTTP API. Each drill offers load, injects its fault,
+lets everything settle and is judged from the database and from what the
+trunk received (docs/drills.md). Everything started is stopped at the end,
+also on Ctrl-C or an error."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import logging
+import os
+import random
+import signal
+import sys
+import time
+from collections import Counter, defaultdict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import psycopg
+import yaml
+
+from ivr_auth import config, connections, errors
+from ivr_auth import store as store_mod
+from ivr_auth.ari import client as ari_client
+from ivr_auth_devkit import sipp_load, stack
+from ivr_auth_devkit.bench import run as bench_run
+from ivr_auth_devkit.drill import measure, proxy, report
+from ivr_auth_devkit.stack import asterisk, install, postgres, secrets
+
+logger = logging.getLogger(__name__)
+
+# The checkout (devkit/ivr_auth_devkit/drill/run.py is three levels below it).
+ROOT = Path(__file__).resolve().parents[3]
+OUT_DIR = ROOT / ".run" / "drill"
+HTTP = "127.0.0.1:8098"
+# The controllers reach ARI through this relay (the websocket drill cuts it).
+ARI_PROXY_PORT = 58119
+# Each controller's name and its own /metrics; the second is started last,
+# so before inbound slots it is the one the shared inbound app follows.
+CONTROLLERS = {"c1": "127.0.0.1:8101", "c2": "127.0.0.1:8102"}
+# The trunk's cap in new calls per second, for both controllers together.
+CPS_CAP = 10
+INBOUND_NUMBER = "050-1234-9999"
+CALLER_PORTS = ((5098, 7200), (5099, 7210))
+HANDSET_MEDIA_PORT = 7100
+LEASE_SECONDS = 8
+SETTINGS: dict[str, Any] = {
+    "ari": {"app": "ivr-auth-drill"},
+    "http": {"listen": HTTP},
+    "trunk": {"port": 5088, "max_channels": 200, "calls_per_second": CPS_CAP},
+    "inbound": {"numbers": [INBOUND_NUMBER], "app": "ivr-auth-drill-inbound"},
+    # Two controllers on one host: FastAGI would want one port for both.
+    "agi": {"listen": ""},
+    "webhooks": {"allow_private_networks": True},
+    "limits": {"requests_per_minute": 1_000_000, "sends_per_phone": 1000, "prefix_alarm_min_calls": 1_000_000},
+    # A dead controller's calls are settled within LEASE_SECONDS (default 30:
+    # the kill drill would take a minute); the rest as shipped.
+    "dialer": {"lease_seconds": LEASE_SECONDS, "reaper_interval_seconds": 1, "shutdown_grace_seconds": 5},
+    "verification": {"retry_delay_seconds": 2},
+    "stack": {
+        "postgres_port": 55462,
+        "sip_port": 5078,
+        "ari_port": 58118,
+        "rtp_start": 39000,
+        "rtp_end": 39999,
+    },
+}
+# Which Asterisk (DRILL_ASTERISK): the stack's default, 22 (the tree make
+# setup builds on Debian 12), and the host's own (16.28 there).
+ASTERISKS = {"22": "auto", "host": "host"}
+# Every request lives this long (the API's least): a request nobody served
+# has expired by the end of its drill's settle time.
+TTL_SECONDS = 30
+# After its last request was created, a drill waits for every request to end
+# at most this long: its TTL, then a lease and the reaper's passes.
+SETTLE_SECONDS = TTL_SECONDS + LEASE_SECONDS + 5
+# The load of a fault drill: OFFER_RATE new dtmf requests a second for
+# OFFER_SECONDS, the fault FAULT_AFTER seconds in; INBOUND callers before the
+# fault (some mid-call when it comes) and as many after it.
+OFFER_RATE, OFFER_SECONDS, FAULT_AFTER = 3.0, 12.0, 4.0
+INBOUND = 4
+CALLER_RATE = 2.0
+# The pacing drill: this many requests at once, for the two controllers.
+BURST = 60
+WS_DROP_SECONDS = 5.0
+CODE_LENGTH = 4
+WAIT_MS, GAP_MS = 1500, 300
+DRILLS = ("kill-controller", "restart-asterisk", "restart-postgres", "drop-websocket", "trunk-cps")
+
+
+@dataclass
+class Req:
+    method: str
+    phone: str
+    code: str = ""
+    id: str = ""
+    refused: str = ""
+
+
+@dataclass
+class Fault:
+    """When the fault began and ended (Unix time); ``controller``: only the
+    calls of this controller were hit."""
+
+    began: float
+    ended: float
+    controller: str | None = None
+
+
+@dataclass
+class Drill:
+    name: str
+    index: int
+    requests: list[Req] = field(default_factory=list)
+    fault: Fault | None = None
+    invites: list[measure.Invite] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def reference(self) -> str:
+        return f"drill:{self.name}"
+
+    def number(self, kind: int, i: int) -> str:
+        """Outbound callee (kind 1, E.164) or inbound caller (kind 2, national)."""
+        return f"+8190{self.index}{kind}{i:06d}" if kind == 1 else f"090{self.index}{kind}{i:06d}"
+
+
+class TracingHandsets(sipp_load.LoadHandsets):
+    """The load handsets, keeping every INVITE dialog the trunk received."""
+
+    dialogs: list[measure.Invite]
+
+    def _result(self, returncode: int, output: str) -> Any:
+        self.dialogs = []
+        if self._dir is not None and (log := self._dir / "messages.log").exists():
+            self.dialogs = measure.received_invites(log.read_text(errors="replace"))
+        return super()._result(returncode, output)
+
+
+class Services:
+    """The API and the controllers, each its own process (SIGKILL is real)."""
+
+    def __init__(self, cfg: config.Config, config_file: Path, endpoints: connections.Connections, out: Path) -> None:
+        self.cfg = cfg
+        self.config_file = config_file
+        self.endpoints = endpoints
+        self.out = out
+        self.procs: dict[str, asyncio.subprocess.Process] = {}
+
+    async def start(self, name: str) -> None:
+        env = {**os.environ, **stack.environment(self.endpoints)}
+        command = "api"
+        if name in CONTROLLERS:
+            command = "controller"
+            env.update(
+                IVR_AUTH_DIALER_NAME=name,
+                IVR_AUTH_METRICS_LISTEN=CONTROLLERS[name],
+                IVR_AUTH_ARI_URL=f"http://127.0.0.1:{ARI_PROXY_PORT}/ari",
+            )
+        with (self.out / f"{name}.log").open("ab") as log:
+            self.procs[name] = await asyncio.create_subprocess_exec(
+                sys.executable, "-m", "ivr_auth.cli", "-c", str(self.config_file), "--log-level", "info", command,
+                stdout=log, stderr=asyncio.subprocess.STDOUT, env=env,
+            )  # fmt: skip
+
+    async def kill(self, name: str) -> None:
+        proc = self.procs[name]
+        proc.send_signal(signal.SIGKILL)
+        await proc.wait()
+
+    async def stop_all(self) -> None:
+        for proc in self.procs.values():
+            if proc.returncode is None:
+                proc.terminate()
+        for proc in self.procs.values():
+            try:
+                await asyncio.wait_for(proc.wait(), 20)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+
+
+class Run:
+    """The drills on one Asterisk."""
+
+    def __init__(
+        self,
+        cfg: config.Config,
+        endpoints: connections.Connections,
+        services: Services,
+        http: aiohttp.ClientSession,
+        key: str,
+        out: Path,
+        version: str,
+    ) -> None:
+        self.cfg = cfg
+        self.endpoints = endpoints
+        self.services = services
+        self.http = http
+        self.headers = {"Authorization": f"Bearer {key}"}
+        self.out = out
+        self.version = version
+        self.rng = random.Random(18)
+        self.proxy = proxy.AriProxy("127.0.0.1", ARI_PROXY_PORT, cfg.stack.bind, cfg.stack.ari_port)
+        self.ari = ari_client.AriClient(http, endpoints.ari_url, endpoints.ari_username, endpoints.ari_password)
+
+    # --- readiness -------------------------------------------------------------------
+
+    async def wait_ready(self, timeout: float = 60) -> None:
+        """The API answers, and every controller's app is registered in Asterisk."""
+        deadline = time.monotonic() + timeout
+        missing: list[str] = ["api"]
+        while time.monotonic() < deadline:
+            missing = []
+            with contextlib.suppress(aiohttp.ClientError):
+                async with self.http.get(f"http://{HTTP}/readyz") as resp:
+                    if resp.status != 200:
+                        missing.append("api")
+            for name, proc in self.services.procs.items():
+                if name in CONTROLLERS and proc.returncode is None:
+                    with contextlib.suppress(errors.AriError):
+                        if await self.ari.application(f"{self.cfg.ari.app}-{name}") is None:
+                            missing.append(name)
+            if not missing:
+                return
+            await asyncio.sleep(0.3)
+        raise RuntimeError(f"not ready within {timeout:.0f} s: {', '.join(missing)}; logs in {self.out}")
+
+    async def start_controller(self, name: str) -> None:
+        await self.services.start(name)
+        await self.wait_ready()
+
+    # --- requests --------------------------------------------------------------------
+
+    async def create(self, drill: Drill, r: Req) -> None:
+        body: dict[str, Any] = {
+            "phone": r.phone,
+            "method": r.method,
+            "language": "en",
+            "reference": drill.reference,
+            "ttl_seconds": TTL_SECONDS,
+        }
+        if r.method == "dtmf":
+            body["code"] = r.code
+        drill.requests.append(r)
+        try:
+            async with self.http.post(f"http://{HTTP}/v1/verifications", json=body, headers=self.headers) as resp:
+                created = await resp.json(content_type=None)
+        except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
+            r.refused = type(exc).__name__
+            return
+        if resp.status == 201:
+            r.id = created["id"]
+        else:
+            r.refused = f"HTTP {resp.status}"
+
+    def outbound(self, drill: Drill, count: int) -> list[Req]:
+        return [
+            Req("dtmf", drill.number(1, i), "".join(self.rng.choice("0123456789") for _ in range(CODE_LENGTH)))
+            for i in range(count)
+        ]
+
+    async def offer(self, drill: Drill, batch: list[Req], rate: float) -> None:
+        start = time.monotonic()
+        tasks = []
+        for n, r in enumerate(batch):
+            await asyncio.sleep(max(start + n / rate - time.monotonic(), 0))
+            tasks.append(asyncio.create_task(self.create(drill, r)))
+        await asyncio.gather(*tasks)
+
+    async def callers(self, drill: Drill, first: int, ports: tuple[int, int]) -> sipp_load.LoadCallers | None:
+        """INBOUND inbound requests, then their callers calling in (CALLER_RATE a second)."""
+        batch = [Req("inbound", drill.number(2, first + i)) for i in range(INBOUND)]
+        await asyncio.gather(*(self.create(drill, r) for r in batch))
+        accepted = [r for r in batch if r.id]
+        if not accepted:
+            return None
+        did = INBOUND_NUMBER.replace("-", "")
+        callers = sipp_load.LoadCallers(
+            target_port=self.cfg.stack.sip_port,
+            calls_from=[(r.phone, did) for r in accepted],
+            rate=CALLER_RATE,
+            port=ports[0],
+            media_port=ports[1],
+            timeout=SETTLE_SECONDS + 30,
+        )
+        await callers.start()
+        return callers
+
+    async def settle(self, drill: Drill) -> None:
+        """Until every accepted request has ended, SETTLE_SECONDS at most."""
+        deadline = time.monotonic() + SETTLE_SECONDS
+        ids = [r.id for r in drill.requests if r.id]
+        while time.monotonic() < deadline:
+            try:
+                async with await psycopg.AsyncConnection.connect(self.endpoints.database_url, autocommit=True) as db:
+                    cur = await db.execute(
+                        "SELECT count(*) FROM verifications WHERE id = ANY(%s::uuid[]) AND status = ANY(%s)",
+                        (ids, sorted(measure.OPEN)),
+                    )
+                    row = await cur.fetchone()
+                if row is not None and row[0] == 0:
+                    return
+            except psycopg.OperationalError:
+                pass
+            await asyncio.sleep(1.0)
+
+    # --- a drill ---------------------------------------------------------------------
+
+    async def fault_drill(self, drill: Drill, fault: Callable[[], Awaitable[Fault]]) -> report.Result:
+        count = round(OFFER_RATE * OFFER_SECONDS)
+        batch = self.outbound(drill, count)
+        handsets = self.handsets(batch)
+        await handsets.start()
+        first_callers: sipp_load.LoadCallers | None = None
+        second_callers: sipp_load.LoadCallers | None = None
+        try:
+            offering = asyncio.create_task(self.offer(drill, batch, OFFER_RATE))
+            await asyncio.sleep(FAULT_AFTER - INBOUND / CALLER_RATE)
+            first_callers = await self.callers(drill, 0, CALLER_PORTS[0])
+            await asyncio.sleep(INBOUND / CALLER_RATE)
+            drill.fault = await fault()
+            await offering
+            second_callers = await self.callers(drill, INBOUND, CALLER_PORTS[1])
+            await self.settle(drill)
+        finally:
+            for callers in (first_callers, second_callers):
+                if callers is not None:
+                    await callers.stop()
+                    with contextlib.suppress(errors.IvrAuthError):
+                        await callers.wait(10)
+            await handsets.stop()
+            with contextlib.suppress(errors.IvrAuthError):
+                await handsets.wait(30)
+        drill.invites = handsets.dialogs
+        return await self.judge(drill, recovers=True)
+
+    def handsets(self, batch: list[Req]) -> TracingHandsets:
+        rows = [sipp_load.HandsetRow(r.phone, r.code, wait_ms=WAIT_MS, gap_ms=GAP_MS) for r in batch]
+        handsets = TracingHandsets(
+            port=self.cfg.trunk.port,
+            host=self.cfg.trunk.host,
+            media_port=HANDSET_MEDIA_PORT,
+            rows=rows,
+            calls=4 * len(rows) + 10,
+            timeout=300,
+            trace=True,
+        )
+        handsets.dialogs = []
+        return handsets
+
+    async def kill_controller(self) -> report.Result:
+        drill = Drill("kill-controller", 1)
+
+        async def fault() -> Fault:
+            at = time.time()
+            await self.services.kill("c2")
+            return Fault(at, time.time(), controller="c2")
+
+        try:
+            return await self.fault_drill(drill, fault)
+        finally:
+            await self.start_controller("c2")
+
+    async def restart_asterisk(self) -> report.Result:
+        drill = Drill("restart-asterisk", 2)
+        instance = asterisk.Instance(self.cfg, self.cfg.run_dir, self.endpoints.ari_password)
+
+        async def fault() -> Fault:
+            at = time.time()
+            await instance.stop()
+            await instance.start()
+            ended = time.time()
+            drill.notes.append(f"Asterisk down and back in {ended - at:.1f} s")
+            return Fault(at, ended)
+
+        return await self.fault_drill(drill, fault)
+
+    async def restart_postgres(self) -> report.Result:
+        drill = Drill("restart-postgres", 3)
+        cluster = postgres.Cluster(
+            self.cfg.stack, self.cfg.run_dir, secrets.load_or_create(self.cfg.run_dir).postgres_password
+        )
+
+        async def fault() -> Fault:
+            at = time.time()
+            await cluster.stop()
+            await cluster.start()
+            ended = time.time()
+            drill.notes.append(f"Postgres down and back in {ended - at:.1f} s")
+            return Fault(at, ended)
+
+        return await self.fault_drill(drill, fault)
+
+    async def drop_websocket(self) -> report.Result:
+        drill = Drill("drop-websocket", 4)
+
+        async def fault() -> Fault:
+            at = time.time()
+            cut = self.proxy.drop_events(WS_DROP_SECONDS)
+            await asyncio.sleep(WS_DROP_SECONDS)
+            drill.notes.append(
+                f"{cut} events websocket(s) cut, {self.proxy.refused} reconnect(s) refused for {WS_DROP_SECONDS:g} s"
+            )
+            return Fault(at, time.time())
+
+        return await self.fault_drill(drill, fault)
+
+    async def trunk_cps(self) -> report.Result:
+        drill = Drill("trunk-cps", 5)
+        batch = self.outbound(drill, BURST)
+        handsets = self.handsets(batch)
+        await handsets.start()
+        try:
+            await asyncio.gather(*(self.create(drill, r) for r in batch))
+            await self.settle(drill)
+        finally:
+            await handsets.stop()
+            with contextlib.suppress(errors.IvrAuthError):
+                await handsets.wait(30)
+        drill.invites = handsets.dialogs
+        drill.notes.append(f"{BURST} requests at once for two controllers on one trunk capped at {CPS_CAP} calls/s")
+        return await self.judge(drill, recovers=False)
+
+    # --- the verdict -----------------------------------------------------------------
+
+    async def judge(self, drill: Drill, *, recovers: bool) -> report.Result:
+        rows, attempts = await records(self.endpoints.database_url, drill.reference)
+        by_number: dict[str, int] = Counter(i.number for i in drill.invites)
+        times = [i.at for i in drill.invites]
+        result = report.Result(
+            drill=drill.name,
+            asterisk=self.version,
+            requests=sum(bool(r.id) for r in drill.requests),
+            refused=sum(bool(r.refused) for r in drill.requests),
+            invites=len(drill.invites),
+            cps_max=measure.max_in_window(times),
+            cps_mean=measure.mean_rate(times),
+            cap=CPS_CAP,
+            recovers=recovers,
+            notes=list(drill.notes),
+        )
+        fault = drill.fault
+        window = (fault.began, fault.ended) if fault else None
+        settled: list[measure.Settled] = []
+        outcomes: Counter[str] = Counter()
+        for r in drill.requests:
+            if not r.id:
+                continue
+            row = rows.get(r.id)
+            calls = attempts.get(r.id, [])
+            touched = False
+            if window is not None and fault is not None:
+                touched = any(
+                    measure.overlaps(a.started, a.end, window)
+                    for a, controller in calls
+                    if fault.controller in (None, controller)
+                )
+                if r.method == "inbound" and row is not None and row.created < fault.began:
+                    touched = touched or row.finished is None or row.finished >= fault.began
+            status = row.status if row else None
+            ending = measure.Ending(status, touched)
+            outcomes[f"{status or 'absent'}{'' if not touched else ' (hit)'}"] += 1
+            if measure.is_lost(ending):
+                result.lost += 1
+                result.notes.append(f"lost: {r.method} {r.id} {status or 'absent'} ({row.reason if row else ''})")
+            if measure.is_stuck(ending):
+                result.stuck += 1
+                result.notes.append(f"stuck: {r.method} {r.id} still {status}")
+            if r.method == "dtmf" and row is not None:
+                why = measure.dialled_twice([a for a, _ in calls], by_number.get(row.phone, 0), row.max_call_attempts)
+                if why:
+                    result.dialled_twice += 1
+                    result.notes.append(f"dialled twice: {r.id}: {'; '.join(why)}")
+            last_call = max((a.started for a, _ in calls), default=None)
+            settled.append(measure.Settled(row.finished if row else None, status, touched, last_call))
+        result.outcomes = dict(outcomes)
+        if recovers and fault is not None:
+            result.recover_seconds = measure.time_to_recover(fault.began, settled)
+        return result
+
+
+@dataclass(frozen=True)
+class Row:
+    phone: str
+    status: str
+    reason: str | None
+    max_call_attempts: int
+    created: float
+    finished: float | None
+
+
+async def records(
+    database_url: str, reference: str
+) -> tuple[dict[str, Row], dict[str, list[tuple[measure.Attempt, str]]]]:
+    """A drill's requests, and the calls of each with the controller that made it."""
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as db:
+        cur = await db.execute(
+            "SELECT id::text, phone, status, reason, max_call_attempts, extract(epoch FROM created_at)::float8, "
+            "extract(epoch FROM finished_at)::float8 FROM verifications WHERE reference = %s",
+            (reference,),
+        )
+        rows = {r[0]: Row(*r[1:]) for r in await cur.fetchall()}
+        cur = await db.execute(
+            "SELECT a.verification_id::text, a.attempt, a.channel_id, extract(epoch FROM a.started_at)::float8, "
+            "extract(epoch FROM a.ended_at)::float8, extract(epoch FROM a.answered_at)::float8, a.outcome, "
+            "a.controller FROM call_attempts a JOIN verifications v ON v.id = a.verification_id "
+            "WHERE v.reference = %s ORDER BY a.started_at",
+            (reference,),
+        )
+        calls = await cur.fetchall()
+        # When a reaper settled a request whose controller was gone.
+        cur = await db.execute(
+            "SELECT e.verification_id::text, extract(epoch FROM e.at)::float8 FROM verification_events e "
+            "JOIN verifications v ON v.id = e.verification_id "
+            "WHERE v.reference = %s AND e.detail ? 'lost_controller' ORDER BY e.at",
+            (reference,),
+        )
+        reaped: dict[str, list[float]] = defaultdict(list)
+        for vid, at in await cur.fetchall():
+            reaped[vid].append(at)
+    attempts: dict[str, list[tuple[measure.Attempt, str]]] = defaultdict(list)
+    for vid, number, channel, started, ended, answered, outcome, controller in calls:
+        settled_at = None
+        if ended is None:
+            settled_at = next((at for at in reaped.get(vid, []) if at >= started), None)
+        attempts[vid].append(
+            (measure.Attempt(number, channel, started, ended, answered, outcome, settled_at), controller)
+        )
+    return rows, attempts
+
+
+def settings_for(which: str) -> dict[str, Any]:
+    settings: dict[str, Any] = {k: dict(v) if isinstance(v, dict) else v for k, v in SETTINGS.items()}
+    settings["stack"]["asterisk_root"] = ASTERISKS[which]
+    settings["stack"]["run_dir"] = str(ROOT / ".run" / f"drill-stack-{which}")
+    return settings
+
+
+async def run_on(which: str, only: tuple[str, ...]) -> list[report.Result]:
+    """Every drill in ``only`` on one Asterisk; a drill that raised is a
+    failed result, and the next one still runs."""
+    out = OUT_DIR / which
+    out.mkdir(parents=True, exist_ok=True)
+    config_file = out / "ivr-auth-drill.yaml"
+    config_file.write_text(yaml.safe_dump(settings_for(which)))
+    cfg = config.load(config_file, environ={})
+    found = install.resolve(cfg.stack).version()
+    version = ".".join(map(str, found)) if found else which
+    print(f"drill: Asterisk {version} ({which}); stack in {cfg.run_dir}", file=sys.stderr)
+    results: list[report.Result] = []
+    # A database made anew, as the bench's: the drills count what is in it.
+    async with bench_run.bench_stack(cfg) as endpoints, aiohttp.ClientSession() as http:
+        async with store_mod.Store.from_url(endpoints.database_url, endpoints.server_secret, max_size=2) as store:
+            _, key = await store.tenants.create(f"drill-{int(time.time())}")
+        services = Services(cfg, config_file, endpoints, out)
+        drill_run = Run(cfg, endpoints, services, http, key, out, version)
+        await drill_run.proxy.start()
+        try:
+            await services.start("api")
+            await drill_run.start_controller("c1")
+            await drill_run.start_controller("c2")
+            plan: dict[str, Callable[[], Awaitable[report.Result]]] = {
+                "kill-controller": drill_run.kill_controller,
+                "restart-asterisk": drill_run.restart_asterisk,
+                "restart-postgres": drill_run.restart_postgres,
+                "drop-websocket": drill_run.drop_websocket,
+                "trunk-cps": drill_run.trunk_cps,
+            }
+            for name in only:
+                began = time.monotonic()
+                try:
+                    result = await plan[name]()
+                except Exception as exc:
+                    logger.exception("drill %s failed to run", name)
+                    result = report.Result(
+                        drill=name, asterisk=version, cap=CPS_CAP, error=f"{type(exc).__name__}: {exc}"
+                    )
+                results.append(result)
+                verdict = "pass" if result.passed else "FAIL: " + "; ".join(result.failures())
+                print(f"drill: {version} {name}: {time.monotonic() - began:.0f} s, {verdict}", file=sys.stderr)
+                with contextlib.suppress(Exception):
+                    await drill_run.wait_ready(30)
+        finally:
+            await services.stop_all()
+            await drill_run.proxy.stop()
+    return results
+
+
+async def main(which: str, only: tuple[str, ...] = DRILLS) -> tuple[list[report.Result], dict[str, Any]]:
+    OUT_DIR.mkdir(parents=True, exist_ok=True)
+    chosen = ("22", "host") if which == "both" else (which,)
+    results: list[report.Result] = []
+    for one in chosen:
+        results += await run_on(one, only)
+    meta = {
+        "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+        "machine": f"{os.cpu_count()} cores",
+        "asterisks": list(chosen),
+        "cap_calls_per_second": CPS_CAP,
+        "ttl_seconds": TTL_SECONDS,
+        "settle_seconds": SETTLE_SECONDS,
+        "lease_seconds": LEASE_SECONDS,
+        "load": f"{OFFER_RATE:g} dtmf requests/s for {OFFER_SECONDS:g} s, the fault {FAULT_AFTER:g} s in; "
+        f"{INBOUND} inbound callers before it and {INBOUND} after",
+    }
+    return results, meta
