@@ -9,13 +9,15 @@
 #   make prompts  render the call prompts (src/ivr_auth/data/prompts/) from their manifest.yaml
 #   make bench  capacity and latency on a stack of its own, beside a dialplan-only baseline
 #               (.run/bench/report.{json,md}, latency.png; BENCH_QUICK=1 for two short steps)
+#   make drill  the failure drills on a stack of their own, on Asterisk 22 then the host's
+#               (.run/drill/report.{json,md}; DRILL_ASTERISK=22|host|both, DRILL_ONLY=drill,...)
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup system venv demo run test test-e2e-host test-unit lint check-wheel prompts bench stack-up stack-down stack-status clean
+.PHONY: setup system venv demo run test test-e2e-host test-unit lint check-wheel prompts bench drill stack-up stack-down stack-status clean
 
 setup: system venv
 
@@ -77,6 +79,12 @@ prompts: venv
 # Loads both cores for a few minutes: run it alone (the suite's timings would suffer).
 bench: setup
 	@$(PY) -m ivr_auth_devkit.bench
+
+# A controller killed, Asterisk and Postgres restarted, the events websocket dropped, two
+# controllers on one capped trunk; fails when a request is lost or stuck, dialled twice, or
+# the trunk's cap is exceeded (docs/drills.md). About 3 minutes per Asterisk when all pass.
+drill: setup
+	@$(PY) -m ivr_auth_devkit.drill
 
 stack-up: setup
 	@$(VENV)/bin/ivr-auth-dev stack up
