@@ -44,7 +44,7 @@ BURST_SECONDS = 0.05
 
 
 def burst_for(calls_per_second: float) -> float:
-    return max(1.0, math.floor(calls_per_second * BURST_SECONDS))
+    return float(max(1, math.floor(calls_per_second * BURST_SECONDS)))
 
 
 @dataclass(frozen=True)
@@ -134,7 +134,7 @@ class Trunks:
                 turns = [group[(start + step) % len(group)] for step in range(len(group))]
                 ranked += [(priority, t) for t in turns if t in eligible]
         return [
-            Offer(t.cfg.name, rank, room, t.cfg.calls_per_second, t.bucket.burst, t.cfg.max_channels)
+            Offer(t.cfg.name, rank, room, float(t.cfg.calls_per_second), float(t.bucket.burst), t.cfg.max_channels)
             for rank, t in ranked
             if (room := self._room(t, now)) > 0
         ]
