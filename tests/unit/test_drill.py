@@ -205,3 +205,15 @@ def test_the_report_files(tmp_path: Path) -> None:
     md = paths[1].read_text()
     assert "| 22.10.1 | kill-controller | 44 |" in md
     assert "**1 lost**" in md
+
+
+def test_an_open_request_is_overdue_past_its_expiry_or_the_longest_call() -> None:
+    def overdue(status: str, now: float) -> bool:
+        return measure.overdue(status, now, expires_at=130.0, since=100.0, longest_call=47.0, grace=13.0)
+
+    assert not overdue("queued", 143.0)
+    assert overdue("queued", 143.5)
+    # In a call: from when its last call began, whatever its expiry.
+    assert not overdue("in_call", 160.0)
+    assert overdue("in_call", 160.5)
+    assert overdue("calling", 161.0)

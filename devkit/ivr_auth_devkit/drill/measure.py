@@ -148,6 +148,17 @@ class Ending:
     expected: str = "verified"
 
 
+def overdue(status: str, now: float, expires_at: float, since: float, *, longest_call: float, grace: float) -> bool:
+    """An open request past the longest it may stay so: queued past its
+    expiry, or in a call (``since``: when its last call began, or it last
+    changed) for longer than the longest call; each with ``grace`` more (the
+    reaper's pass, a dead controller's lease). Every open request overdue:
+    the drill's wait is over, and they are stuck."""
+    if status == states.Status.QUEUED.value:
+        return now > expires_at + grace
+    return now > since + longest_call + grace
+
+
 def is_stuck(e: Ending) -> bool:
     """Still queued or in a call after the drill's settle time."""
     return e.status in OPEN

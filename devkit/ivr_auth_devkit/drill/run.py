@@ -53,6 +53,21 @@ INBOUND_NUMBER = "050-1234-9999"
 CALLER_PORTS = ((5098, 7200), (5099, 7210))
 HANDSET_MEDIA_PORT = 7100
 LEASE_SECONDS = 8
+# Every request lives this long (the API's least): a request nobody served
+# has expired by the end of its drill's settle time.
+TTL_SECONDS = 30
+# The longest a drill's call may last, from the settings below: ringing, the
+# greeting, one round of the prompt with the first key's and every next key's
+# timeout, the result and goodbye (the prompts are under 5 s each).
+RING_SECONDS, FIRST_KEY_SECONDS, NEXT_KEY_SECONDS = 10, 5, 3
+CODE_LENGTH = 4
+LONGEST_CALL = RING_SECONDS + 5 + (5 + FIRST_KEY_SECONDS + CODE_LENGTH * NEXT_KEY_SECONDS) + 5 + 5
+# On top of that: a dead controller's lease, the reaper's pass, a margin.
+GRACE_SECONDS = LEASE_SECONDS + 5
+# After its last request was created, a drill waits for its requests to end
+# until each has or is overdue (stuck), and this long at most: a request
+# dialled just before it expires, for the longest call, and the grace.
+SETTLE_SECONDS = TTL_SECONDS + LONGEST_CALL + GRACE_SECONDS
 SETTINGS: dict[str, Any] = {
     "ari": {"app": "ivr-auth-drill"},
     "http": {"listen": HTTP},
@@ -65,7 +80,16 @@ SETTINGS: dict[str, Any] = {
     # A dead controller's calls are settled within LEASE_SECONDS (default 30:
     # the kill drill would take a minute); the rest as shipped.
     "dialer": {"lease_seconds": LEASE_SECONDS, "reaper_interval_seconds": 1, "shutdown_grace_seconds": 5},
-    "verification": {"retry_delay_seconds": 2},
+    # Calls bounded in time (LONGEST_CALL): a call whose keys were lost ends
+    # failed after one round instead of three, the code's one attempt.
+    "verification": {
+        "retry_delay_seconds": 2,
+        "ring_timeout_seconds": RING_SECONDS,
+        "first_digit_timeout_seconds": FIRST_KEY_SECONDS,
+        "inter_digit_timeout_seconds": NEXT_KEY_SECONDS,
+        "no_input_retries": 0,
+        "max_code_attempts": 1,
+    },
     "stack": {
         "postgres_port": 55462,
         "sip_port": 5078,
@@ -77,12 +101,6 @@ SETTINGS: dict[str, Any] = {
 # Which Asterisk (DRILL_ASTERISK): the stack's default, 22 (the tree make
 # setup builds on Debian 12), and the host's own (16.28 there).
 ASTERISKS = {"22": "auto", "host": "host"}
-# Every request lives this long (the API's least): a request nobody served
-# has expired by the end of its drill's settle time.
-TTL_SECONDS = 30
-# After its last request was created, a drill waits for every request to end
-# at most this long: its TTL, then a lease and the reaper's passes.
-SETTLE_SECONDS = TTL_SECONDS + LEASE_SECONDS + 5
 # The load of a fault drill: OFFER_RATE new dtmf requests a second for
 # OFFER_SECONDS, the fault FAULT_AFTER seconds in; INBOUND callers before the
 # fault (some mid-call when it comes) and as many after it.
@@ -92,7 +110,6 @@ CALLER_RATE = 2.0
 # The pacing drill: this many requests at once, for the two controllers.
 BURST = 60
 WS_DROP_SECONDS = 5.0
-CODE_LENGTH = 4
 WAIT_MS, GAP_MS = 1500, 300
 DRILLS = ("kill-controller", "restart-asterisk", "restart-postgres", "drop-websocket", "trunk-cps")
 
@@ -277,11 +294,14 @@ class Run:
             tasks.append(asyncio.create_task(self.create(drill, r)))
         await asyncio.gather(*tasks)
 
-    async def callers(self, drill: Drill, first: int, ports: tuple[int, int]) -> sipp_load.LoadCallers | None:
-        """INBOUND inbound requests, then their callers calling in (CALLER_RATE a second)."""
+    async def callers(
+        self, drill: Drill, first: int, ports: tuple[int, int], again: list[Req] | None = None
+    ) -> sipp_load.LoadCallers | None:
+        """INBOUND inbound requests, then their callers calling in
+        (CALLER_RATE a second), after those of ``again`` (requests made before)."""
         batch = [Req("inbound", drill.number(2, first + i)) for i in range(INBOUND)]
         await asyncio.gather(*(self.create(drill, r) for r in batch))
-        accepted = [r for r in batch if r.id]
+        accepted = [*(again or []), *(r for r in batch if r.id)]
         if not accepted:
             return None
         did = INBOUND_NUMBER.replace("-", "")
@@ -296,22 +316,37 @@ class Run:
         await callers.start()
         return callers
 
+    async def open_requests(self, ids: list[str]) -> list[tuple[str, str, float, float]] | None:
+        """(id, status, expires_at, since) of each request in ``ids`` still
+        open, ``since`` when its last call began or it last changed; None
+        while the database does not answer."""
+        try:
+            async with await psycopg.AsyncConnection.connect(self.endpoints.database_url, autocommit=True) as db:
+                cur = await db.execute(
+                    "SELECT v.id::text, v.status, extract(epoch FROM v.expires_at)::float8, extract(epoch FROM "
+                    "greatest(v.updated_at, (SELECT max(a.started_at) FROM call_attempts a "
+                    "WHERE a.verification_id = v.id)))::float8 "
+                    "FROM verifications v WHERE v.id = ANY(%s::uuid[]) AND v.status = ANY(%s)",
+                    (ids, sorted(measure.OPEN)),
+                )
+                return [(str(i), str(s), float(e), float(t)) for i, s, e, t in await cur.fetchall()]
+        except psycopg.OperationalError:
+            return None
+
     async def settle(self, drill: Drill) -> None:
-        """Until every accepted request has ended, SETTLE_SECONDS at most."""
+        """Until every accepted request has ended or is overdue (stuck), and
+        SETTLE_SECONDS at most."""
         deadline = time.monotonic() + SETTLE_SECONDS
         ids = [r.id for r in drill.requests if r.id]
         while time.monotonic() < deadline:
-            try:
-                async with await psycopg.AsyncConnection.connect(self.endpoints.database_url, autocommit=True) as db:
-                    cur = await db.execute(
-                        "SELECT count(*) FROM verifications WHERE id = ANY(%s::uuid[]) AND status = ANY(%s)",
-                        (ids, sorted(measure.OPEN)),
-                    )
-                    row = await cur.fetchone()
-                if row is not None and row[0] == 0:
+            found = await self.open_requests(ids)
+            if found is not None:
+                now = time.time()
+                if all(
+                    measure.overdue(status, now, expires, since, longest_call=LONGEST_CALL, grace=GRACE_SECONDS)
+                    for _, status, expires, since in found
+                ):
                     return
-            except psycopg.OperationalError:
-                pass
             await asyncio.sleep(1.0)
 
     # --- a drill ---------------------------------------------------------------------
@@ -330,7 +365,12 @@ class Run:
             await asyncio.sleep(INBOUND / CALLER_RATE)
             drill.fault = await fault()
             await offering
-            second_callers = await self.callers(drill, INBOUND, CALLER_PORTS[1])
+            # A caller whose call the fault cut before it was taken calls again, as a person would.
+            first = [r.id for r in drill.requests if r.method == "inbound" and r.id]
+            again = [r for r in drill.requests if r.id in {i for i, s, *_ in await self.open_requests(first) or []}]
+            if again:
+                drill.notes.append(f"{len(again)} caller(s) whose call the fault cut called again")
+            second_callers = await self.callers(drill, INBOUND, CALLER_PORTS[1], again)
             await self.settle(drill)
         finally:
             for callers in (first_callers, second_callers):
