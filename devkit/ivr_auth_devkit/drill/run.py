@@ -110,6 +110,10 @@ CALLER_RATE = 2.0
 # The pacing drill: this many requests at once, for the two controllers.
 BURST = 60
 WS_DROP_SECONDS = 5.0
+# How long Asterisk and Postgres stay down (the stack's own stop and start
+# take well under 2 s; a real restart, with a bigger database or a node
+# booting, takes longer).
+ASTERISK_DOWN_SECONDS, POSTGRES_DOWN_SECONDS = 3.0, 5.0
 WAIT_MS, GAP_MS = 1500, 300
 DRILLS = ("kill-controller", "restart-asterisk", "restart-postgres", "drop-websocket", "trunk-cps")
 
@@ -418,6 +422,7 @@ class Run:
         async def fault() -> Fault:
             at = time.time()
             await instance.stop()
+            await asyncio.sleep(ASTERISK_DOWN_SECONDS)
             await instance.start()
             ended = time.time()
             drill.notes.append(f"Asterisk down and back in {ended - at:.1f} s")
@@ -434,6 +439,7 @@ class Run:
         async def fault() -> Fault:
             at = time.time()
             await cluster.stop()
+            await asyncio.sleep(POSTGRES_DOWN_SECONDS)
             await cluster.start()
             ended = time.time()
             drill.notes.append(f"Postgres down and back in {ended - at:.1f} s")
@@ -493,6 +499,7 @@ class Run:
         window = (fault.began, fault.ended) if fault else None
         settled: list[measure.Settled] = []
         outcomes: Counter[str] = Counter()
+        hit: Counter[str] = Counter()
         for r in drill.requests:
             if not r.id:
                 continue
@@ -510,6 +517,8 @@ class Run:
             status = row.status if row else None
             ending = measure.Ending(status, touched)
             outcomes[f"{status or 'absent'}{'' if not touched else ' (hit)'}"] += 1
+            if touched:
+                hit[status or "absent"] += 1
             if measure.is_lost(ending):
                 result.lost += 1
                 result.notes.append(f"lost: {r.method} {r.id} {status or 'absent'} ({row.reason if row else ''})")
@@ -524,6 +533,10 @@ class Run:
             last_call = max((a.started for a, _ in calls), default=None)
             settled.append(measure.Settled(row.finished if row else None, status, touched, last_call))
         result.outcomes = dict(outcomes)
+        if hit:
+            spoilt = sum(n for status, n in hit.items() if status != "verified")
+            detail = ", ".join(f"{status} {n}" for status, n in sorted(hit.items()))
+            result.notes.append(f"hit by the fault: {sum(hit.values())} ({detail}); {spoilt} not verified")
         if recovers and fault is not None:
             result.recover_seconds = measure.time_to_recover(fault.began, settled)
         return result
@@ -651,6 +664,7 @@ async def main(which: str, only: tuple[str, ...] = DRILLS) -> tuple[list[report.
         "settle_seconds": SETTLE_SECONDS,
         "lease_seconds": LEASE_SECONDS,
         "load": f"{OFFER_RATE:g} dtmf requests/s for {OFFER_SECONDS:g} s, the fault {FAULT_AFTER:g} s in; "
-        f"{INBOUND} inbound callers before it and {INBOUND} after",
+        f"{INBOUND} inbound callers before it and {INBOUND} after; Asterisk down {ASTERISK_DOWN_SECONDS:g} s, "
+        f"Postgres {POSTGRES_DOWN_SECONDS:g} s, the events websocket {WS_DROP_SECONDS:g} s",
     }
     return results, meta
