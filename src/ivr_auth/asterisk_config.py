@@ -183,13 +183,38 @@ def modules(version: Sequence[int] = DEFAULT_VERSION) -> list[str]:
     return loaded
 
 
+def _identification(trunk: config.TrunkConfig) -> tuple[str, str]:
+    """What tells this trunk's inbound calls from others': the identify
+    section's match line, and lines for the endpoint (an ACL)."""
+    host = f"[{trunk.host}]" if ":" in trunk.host else trunk.host
+    if trunk.identify == "ip_port":
+        return f"match = {host}:{trunk.port}", ""
+    if trunk.identify == "header":
+        # An identify's match and match_header are either-or: anyone who
+        # sends the header would be this trunk, so the endpoint admits its
+        # host's address only (anything else gets 403). Header before ip:
+        # else the ip identify of another trunk (or of one of the operator's
+        # own endpoints) on that address takes the call first.
+        acl = (
+            "; Identified by a header: the type = global section of pjsip.conf needs\n"
+            "; header before ip in endpoint_identifier_order (Asterisk's default is\n"
+            "; ip,username,anonymous; header,ip,username,anonymous will do).\n"
+            f"deny = 0.0.0.0/0.0.0.0\ndeny = ::/0\npermit = {trunk.host}\n"
+        )
+        return f"match_header = {trunk.identify_header}", acl
+    return f"match = {trunk.host}", ""
+
+
 def trunk_section(trunk: config.TrunkConfig) -> str:
     """pjsip.conf sections for one trunk: endpoint, aor, identify (by the
-    host's address) and, with credentials, auth. Every value in them was
-    checked for ';' and line breaks when the config was validated."""
+    host's address, its address and port, or a header: ``identify``) and,
+    with credentials, auth. Every value in them was checked for ';' and
+    line breaks when the config was validated."""
     # ";" starts a comment in Asterisk config files; "\\;" is a literal one.
     contact_params = "\\;transport=tcp" if trunk.transport == "tcp" else ""
     auth_ref = f"outbound_auth = {trunk.name}-auth" if trunk.username else ""
+    match, acl = _identification(trunk)
+    host = f"[{trunk.host}]" if ":" in trunk.host else trunk.host
     auth = (
         f"\n[{trunk.name}-auth]\ntype = auth\nauth_type = userpass\n"
         f"username = {trunk.username}\npassword = {trunk.password}\n"
@@ -210,16 +235,16 @@ rewrite_contact = yes
 trust_id_inbound = {"yes" if trunk.trusted else "no"}
 send_pai = no
 aors = {trunk.name}
-{auth_ref}
+{acl}{auth_ref}
 
 [{trunk.name}]
 type = aor
-contact = sip:{trunk.host}:{trunk.port}{contact_params}
+contact = sip:{host}:{trunk.port}{contact_params}
 
 [{trunk.name}]
 type = identify
 endpoint = {trunk.name}
-match = {trunk.host}
+{match}
 {auth}"""
 
 

@@ -36,6 +36,7 @@ DEFAULT_FILE = "ivr-auth.yaml"
 Language = Literal["ja", "en"]
 NumberFormat = Literal["e164", "e164_no_plus", "national"]
 Transport = Literal["udp", "tcp"]
+TrunkIdentify = Literal["ip", "ip_port", "header"]
 LogFormat = Literal["auto", "json", "text"]
 LANGUAGES: tuple[Language, ...] = typing.get_args(Language)
 LOG_FORMATS: tuple[LogFormat, ...] = typing.get_args(LogFormat)
@@ -88,6 +89,14 @@ def _host_port(value: str) -> str:
     return value
 
 
+def _is_ip(value: str) -> bool:
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
 def _comma_separated(value: Any) -> Any:
     # How the environment gives a list; a file may write one so too.
     return tuple(v.strip() for v in value.split(",") if v.strip()) if isinstance(value, str) else value
@@ -103,6 +112,26 @@ HostPort = Annotated[str, pydantic.AfterValidator(_host_port)]
 # "" turns it off.
 OptionalHostPort = Annotated[str, pydantic.AfterValidator(lambda v: v and _host_port(v))]
 AppName = Annotated[str, _only("-_.")]
+# RFC 3261's token characters, which a header name is made of.
+_TOKEN_EXTRA = "-.!%*_+`'~"
+
+
+def _sip_header(value: str) -> str:
+    """``Name: value`` for PJSIP's match_header, as Asterisk 16 and 22 both
+    read it: a header name, and a value compared exactly (22 would take
+    ``/.../`` as a regular expression, 16 literally: refused)."""
+    name, sep, wanted = value.partition(":")
+    wanted = wanted.strip()
+    if not sep or not name or not all(c.isascii() and (c.isalnum() or c in _TOKEN_EXTRA) for c in name):
+        raise ValueError(f"expected 'Name: value' with a SIP header name such as X-Trunk, got {value!r}")
+    if not wanted or not all(c.isprintable() and c not in ";," for c in wanted):
+        raise ValueError("the header's value must be printable, without ';' or ',', and not empty")
+    if len(wanted) > 1 and wanted[0] == wanted[-1] == "/":
+        raise ValueError("a value in /.../ is a regular expression to Asterisk 22 and a literal to 16: not taken")
+    return f"{name}: {wanted}"
+
+
+SipHeader = Annotated[str, pydantic.AfterValidator(lambda v: v and _sip_header(v))]
 TrunkName = Annotated[
     str,
     _only("-_"),
@@ -211,6 +240,16 @@ class TrunkConfig(Section):
     dial_prefix: Annotated[str, _only("*#+", letters=False, may_be_empty=True)] = ""
     # Trust P-Asserted-Identity from this trunk for inbound caller ID.
     trusted: bool = False
+    # How Asterisk tells this trunk's inbound calls from others' (its identify
+    # section): "ip", by the host's address, from any port; "ip_port", by
+    # host:port (the carrier sends from the port it listens on; udp only, a
+    # TCP connection comes from any port), for trunks sharing a host;
+    # "header", by ``identify_header``, from the host's address only (host an
+    # IP address: the endpoint's ACL admits no other).
+    identify: TrunkIdentify = "ip"
+    # For identify "header": "Name: value", a SIP header the carrier puts on
+    # this trunk's calls and its exact value (e.g. "X-Trunk: carrier-b").
+    identify_header: SipHeader = ""
     # Pacing: calls in progress at once, and new calls per second, on this trunk.
     max_channels: Annotated[int, pydantic.Field(ge=1)] = 30
     calls_per_second: pydantic.PositiveFloat = 5.0
@@ -221,6 +260,16 @@ class TrunkConfig(Section):
     def _credentials(self) -> Self:
         if bool(self.username) != bool(self.password):
             raise _Invalid(("username", "password"), "set both or neither")
+        return self
+
+    @pydantic.model_validator(mode="after")
+    def _identification(self) -> Self:
+        if (self.identify == "header") != bool(self.identify_header):
+            raise _Invalid("identify_header", 'set it with identify: "header", and only then')
+        if self.identify == "ip_port" and self.transport != "udp":
+            raise _Invalid("identify", "ip_port needs transport udp: a TCP connection comes from any port")
+        if self.identify == "header" and not _is_ip(self.host):
+            raise _Invalid("host", "identify header needs an IP address here: only it may send the header")
         return self
 
 

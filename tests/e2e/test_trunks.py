@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import datetime as dt
 import itertools
 import re
 import socket
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -316,3 +318,82 @@ async def test_a_lone_trunk_answering_503_makes_the_request_unreachable_uncounte
 
     await assert_trunk_unavailable(api, local_stack.database_url, created, done, {34, 38})
     assert result.ok, result.errors_log or result.output
+
+
+# --- which trunk an inbound call came from ---------------------------------------------------
+
+HEADER = "X-Trunk: carrier-c"
+# Two trunks on one host told apart by port, a third on it by a header.
+IDENTIFIED_TRUNKS = [
+    {"name": "carrier-a", "host": "127.0.0.1", "port": PRIMARY_PORT, "identify": "ip_port"},
+    {"name": "carrier-b", "host": "127.0.0.1", "port": BACKUP_PORT, "identify": "ip_port"},
+    {"name": "carrier-c", "host": "127.0.0.1", "port": 5087, "identify": "header", "identify_header": HEADER},
+]
+INBOUND_DID = "05012345678"
+
+
+@dataclasses.dataclass
+class HeaderCaller(sipp.Caller):
+    """A caller whose INVITE carries one more header."""
+
+    header: str = ""
+
+    def _scenario(self, pcap: Path) -> str:
+        text = super()._scenario(pcap)
+        return text.replace("Max-Forwards: 70\n", f"{self.header}\nMax-Forwards: 70\n", 1) if self.header else text
+
+
+async def test_inbound_calls_are_told_apart_by_port_and_by_header(
+    api: Api, local_stack: connections.Connections
+) -> None:
+    # (the trunk the call must be put down to, its source port, its extra header)
+    sources = [
+        ("carrier-a", PRIMARY_PORT, ""),
+        ("carrier-b", BACKUP_PORT, ""),
+        # The header, from any port of the host; it wins over a port's match.
+        ("carrier-c", 5088, HEADER),
+        ("carrier-c", PRIMARY_PORT, HEADER),
+    ]
+    async with extra_asterisk(local_stack, ".run/test-stack-trunks", PORTS, trunks=IDENTIFIED_TRUNKS) as (cfg, eps):
+        rt = await start_runtime(cfg, eps, prefix="test-trunks")
+        try:
+            # Each from a registered phone of its own, whose pending request it verifies.
+            created = [await api.create(f"090-1234-{i:04d}", method="inbound", language="en") for i in (1, 2, 3, 4)]
+            for i, (_, port, header) in enumerate(sources, start=1):
+                phone = HeaderCaller(
+                    target_port=PORTS["sip_port"], did=INBOUND_DID, caller=f"0901234{i:04d}", port=port, header=header
+                )
+                async with phone:
+                    result = await phone.wait()
+                assert result.ok, result.errors_log or result.output
+            done = [await api.wait_for(c["id"], FINAL) for c in created]
+            # The header from another address, and a port no trunk is on: refused.
+            log = cfg.run_dir / "asterisk" / "log" / "messages"
+            log_start = log.stat().st_size
+            refused = []
+            for host, port, header in (("127.0.0.2", 5087, HEADER), ("127.0.0.1", 5090, "")):
+                phone = HeaderCaller(
+                    target_port=PORTS["sip_port"],
+                    did=INBOUND_DID,
+                    caller="09012349999",
+                    host=host,
+                    port=port,
+                    header=header,
+                    expect="reject",
+                )
+                async with phone:
+                    refused.append((await phone.wait()).final_status)
+            logged = log.read_bytes()[log_start:].decode(errors="replace")
+        finally:
+            await asyncio.wait_for(rt.stop(grace=5), 60)
+
+    assert [d["status"] for d in done] == ["verified"] * 4, done
+    found = await calls(local_stack.database_url, [c["id"] for c in created])
+    by_request = {c["id"]: c["trunk"] for c in found}
+    assert [by_request[c["id"]] for c in created] == [trunk for trunk, _, _ in sources], found
+    # Refused, the header's trunk by its ACL, the other for want of an
+    # endpoint: Asterisk may answer both with 401 (so that a prober cannot
+    # tell them apart), its log can.
+    assert all(status in (401, 403) for status in refused), refused
+    assert re.search(r"failed for '127\.0\.0\.2:5087'.* - Not match Endpoint ACL", logged), logged
+    assert re.search(r"failed for '127\.0\.0\.1:5090'.* - No matching endpoint found", logged), logged

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ivr_auth import asterisk_config, cli, config, errors
+from ivr_auth import asterisk_config, cli, config, data, errors
 from tests.unit.test_stack_render import asterisk_sections, section
 
 # Where Debian's asterisk packages keep the stock configuration (the host's
@@ -261,3 +261,47 @@ def test_a_trunk_names_the_operators_own_transport() -> None:
     assert section(pjsip, "carrier", "endpoint")["transport"] == "wan.udp-1"
     with pytest.raises(errors.ConfigError, match="pjsip_transport"):
         config.from_mapping({"trunk": {"pjsip_transport": "udp;x"}})
+
+
+def identification(trunk: dict[str, object]) -> tuple[dict[str, str], dict[str, str], list[str]]:
+    """The trunk's identify and endpoint sections, and the endpoint's ACL
+    lines in their order (a later matching rule wins)."""
+    cfg = config.from_mapping({"trunk": {"name": "carrier", "host": "192.0.2.10", **trunk}})
+    text = files(cfg)["ivr-auth-pjsip.conf"].text
+    pjsip = asterisk_sections(text)
+    acl = re.findall(r"^((?:deny|permit) = .*)$", text, re.MULTILINE)
+    return section(pjsip, "carrier", "identify"), section(pjsip, "carrier", "endpoint"), acl
+
+
+def test_a_trunk_is_identified_by_its_hosts_address_by_default() -> None:
+    identify, _, acl = identification({})
+    assert identify == {"type": "identify", "endpoint": "carrier", "match": "192.0.2.10"}
+    assert acl == []
+
+
+def test_a_trunk_identified_by_ip_port_matches_its_port_only() -> None:
+    identify, _, acl = identification({"port": 5062, "identify": "ip_port"})
+    assert identify["match"] == "192.0.2.10:5062"
+    assert acl == []
+    identify, _, _ = identification({"host": "2001:db8::10", "identify": "ip_port"})
+    assert identify["match"] == "[2001:db8::10]:5080"
+
+
+def test_a_trunk_identified_by_a_header_admits_its_host_only() -> None:
+    identify, endpoint, acl = identification({"identify": "header", "identify_header": "X-Trunk: carrier-b"})
+    assert identify == {"type": "identify", "endpoint": "carrier", "match_header": "X-Trunk: carrier-b"}
+    # Anyone could send the header: the endpoint refuses every address but the host's.
+    assert acl == ["deny = 0.0.0.0/0.0.0.0", "deny = ::/0", "permit = 192.0.2.10"]
+    assert endpoint["context"] == "ivr-auth-inbound"
+
+
+def test_the_embedded_stack_runs_the_header_identifier_before_ip() -> None:
+    stack_pjsip = asterisk_sections((data.ASTERISK_DIR / "pjsip.conf").read_text())
+    order = section(stack_pjsip, "global", "global")["endpoint_identifier_order"].split(",")
+    assert order.index("header") < order.index("ip")
+
+
+def test_an_ipv6_trunk_has_its_contact_in_brackets() -> None:
+    cfg = config.from_mapping({"trunk": {"name": "carrier", "host": "2001:db8::10", "port": 5062}})
+    pjsip = asterisk_sections(files(cfg)["ivr-auth-pjsip.conf"].text)
+    assert section(pjsip, "carrier", "aor")["contact"] == "sip:[2001:db8::10]:5062"

@@ -144,3 +144,57 @@ def test_with_overrides_builds_trunks_from_mappings() -> None:
     assert [t.name for t in cfg.outbound_trunks] == ["primary", "backup"]
     with pytest.raises(errors.ConfigError, match=r"^trunks\[0\]\.port"):
         config.with_overrides(config.Config(), trunks=[{"name": "x", "port": 0}])
+
+
+# --- how inbound calls are told to be a trunk's ----------------------------------------
+
+
+def test_trunks_are_identified_by_ip_unless_told() -> None:
+    cfg = config.from_mapping({"trunks": TWO})
+
+    assert [(t.identify, t.identify_header) for t in cfg.outbound_trunks] == [("ip", ""), ("ip", "")]
+
+
+def test_two_trunks_on_one_host_by_port_or_by_header() -> None:
+    cfg = config.from_mapping(
+        {
+            "trunks": [
+                {"name": "a", "host": "192.0.2.10", "port": 5060, "identify": "ip_port"},
+                {"name": "b", "host": "192.0.2.10", "port": 5062, "identify": "ip_port"},
+                {"name": "c", "host": "192.0.2.10", "identify": "header", "identify_header": "X-Trunk:   carrier-c "},
+            ]
+        }
+    )
+
+    assert [(t.identify, t.identify_header) for t in cfg.outbound_trunks] == [
+        ("ip_port", ""),
+        ("ip_port", ""),
+        ("header", "X-Trunk: carrier-c"),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ({"identify": "port"}, "trunks[1].identify: 'port' is not one of ip, ip_port, header"),
+        ({"identify": "header"}, 'trunks[1].identify_header: set it with identify: "header", and only then'),
+        ({"identify_header": "X-Trunk: b"}, "trunks[1].identify_header: set it with identify"),
+        ({"identify": "ip_port", "transport": "tcp"}, "trunks[1].identify: ip_port needs transport udp"),
+        (
+            {"identify": "header", "identify_header": "X-Trunk: b", "host": "sip.example.net"},
+            "trunks[1].host: identify header needs an IP address",
+        ),
+        ({"identify": "header", "identify_header": "X-Trunk"}, "trunks[1].identify_header: expected 'Name: value'"),
+        ({"identify": "header", "identify_header": "X Trunk: b"}, "trunks[1].identify_header: expected 'Name: value'"),
+        ({"identify": "header", "identify_header": ": b"}, "trunks[1].identify_header: expected 'Name: value'"),
+        ({"identify": "header", "identify_header": "X-Trunk: "}, "trunks[1].identify_header: the header's value"),
+        ({"identify": "header", "identify_header": "X-Trunk: a,b"}, "trunks[1].identify_header: the header's value"),
+        ({"identify": "header", "identify_header": "X-Trunk: a;b"}, "trunks[1].identify_header: the header's value"),
+        ({"identify": "header", "identify_header": "X-Trunk: a\nb"}, "trunks[1].identify_header: the header's value"),
+        ({"identify": "header", "identify_header": "X-Trunk: /b.*/"}, "trunks[1].identify_header: a value in /.../"),
+    ],
+)
+def test_a_bad_identification_is_named(entry: dict[str, Any], message: str) -> None:
+    raw = {"trunks": [TWO[0], {**TWO[1], **entry}]}
+
+    assert error_for(raw).startswith(message)
