@@ -4,25 +4,33 @@ Postgres restarts under it, and a burst of requests gets an answer each."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
+import dataclasses
 import os
 import sys
+import uuid
 from collections import Counter
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 import yaml
 
-from ivr_auth import config, connections, states
+from ivr_auth import config, connections, errors, runtime, states
+from ivr_auth.ari import client as ari_client
 from ivr_auth_devkit import sipp, stack
 from ivr_auth_devkit.stack import asterisk, postgres, secrets
 from tests.conftest import settings_from_env
-from tests.e2e.conftest import FAST, Api, Starter, service_config
+from tests.e2e.conftest import FAST, Api, Starter, service_config, start_runtime
+from tests.support import ari_cut
 
 pytestmark = pytest.mark.e2e
 
 TERMINAL = {s.value for s in states.TERMINAL}
+SETTLED = TERMINAL | {"delivered"}
 
 
 def handset(**kwargs: object) -> sipp.Handset:
@@ -167,3 +175,148 @@ async def test_controller_killed_with_twenty_calls_in_progress(
         log = await api.events(c["id"])
         (call,) = log["calls"]
         assert call["answered_at"] is not None
+
+
+# --- lost events: a websocket outage, a returning node --------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def controller_behind(
+    cut: ari_cut.AriCut, local_stack: connections.Connections, cfg: config.Config
+) -> AsyncIterator[runtime.Runtime]:
+    """A controller whose ARI (REST and events) goes through ``cut``."""
+    endpoints = dataclasses.replace(local_stack, ari_url=cut.url(local_stack.ari_url))
+    rt = await start_runtime(cfg, endpoints, prefix="test-cut")
+    try:
+        yield rt
+    finally:
+        await asyncio.wait_for(rt.stop(grace=5), 60)
+
+
+async def wait_until(check: Callable[[], Awaitable[bool]], timeout: float, what: str) -> float:
+    """Poll ``check`` until true; the loop's time then."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not await check():
+        assert loop.time() < deadline, f"not {what} within {timeout}s"
+        await asyncio.sleep(0.05)
+    return loop.time()
+
+
+async def exists(client: ari_client.AriClient, path: str) -> bool:
+    try:
+        await client.request("GET", path)
+    except errors.AriError as exc:
+        if exc.status == 404:
+            return False
+        raise
+    return True
+
+
+def channel_of(created: dict[str, Any]) -> str:
+    return f"ivrauth-{uuid.UUID(created['id']).hex}-1"
+
+
+async def test_a_prompt_that_ends_while_the_events_websocket_is_down_does_not_stall_its_call(
+    api: Api, local_stack: connections.Connections, http_session: aiohttp.ClientSession
+) -> None:
+    """The code's read-out ends during a websocket outage of some 5 s: its
+    PlaybackFinished is lost, and the call (which waits for it without a
+    timer) is told of it on the reconnect and goes on to deliver the code."""
+    direct = ari_client.AriClient(http_session, local_stack.ari_url, local_stack.ari_username, local_stack.ari_password)
+    # An outage, not a lost node: shorter than node_lost_seconds.
+    cfg = service_config(verification={"voice_key_timeout_seconds": 2.0}, dialer={"node_lost_seconds": 30})
+    async with ari_cut.relay(local_stack.ari_url) as cut, controller_behind(cut, local_stack, cfg) as rt:
+        assert rt.node is not None
+        created = await api.create("090-1234-5678", method="voice", language="en", code="4321")
+        # The read-out is the call's second prompt (after "press a key").
+        readout = f"{channel_of(created)}-p2"
+        async with handset(keys="1") as phone:
+            await wait_until(lambda: exists(direct, f"playbacks/{readout}"), 30, "reading out")
+            connects = rt.node.stream.connects
+            cut.cut_events()
+            cut_at = asyncio.get_running_loop().time()
+            await wait_until(lambda: _not(exists(direct, f"playbacks/{readout}")), 30, "done reading out")
+            await asyncio.sleep(max(0.5, 5.0 - (asyncio.get_running_loop().time() - cut_at)))
+            assert not rt.node.stream.connected
+            assert (await api.get(created["id"]))["status"] == "in_call"
+            cut.restore()
+
+            async def reconnected() -> bool:
+                return rt.node is not None and rt.node.stream.connects > connects and rt.node.stream.connected
+
+            back_at = await wait_until(reconnected, 30, "reconnected")
+            delivered = await api.wait_for(created["id"], SETTLED, timeout=10)
+            delivered_at = asyncio.get_running_loop().time()
+            result = await phone.wait()
+    assert delivered["status"] == "delivered", delivered
+    # Promptly: no timer of the call's had to run out (it has none for a prompt).
+    assert delivered_at - back_at < 2.0, delivered_at - back_at
+    assert result.ok, result.errors_log
+    assert rt.metrics is not None
+    missed = {"node": rt.node.name, "event": "PlaybackFinished"}
+    assert (rt.metrics.registry.get_sample_value("ivr_auth_ari_missed_events_total", missed) or 0) >= 1
+    status, body = await api.call("POST", f"/v1/verifications/{created['id']}/check", {"code": "4321"})
+    assert status == 200, body
+    assert body["verification"]["status"] == "verified"
+
+
+async def _not(found: Awaitable[bool]) -> bool:
+    return not await found
+
+
+async def test_a_node_back_from_a_partition_has_its_calls_hung_up_and_settled_once(
+    api: Api, local_stack: connections.Connections, http_session: aiohttp.ClientSession
+) -> None:
+    """Cut off (REST and events) for longer than node_lost_seconds with
+    calls in conversation: they are settled as lost with the node. When it
+    comes back its channels are still up (the callees never hung up); they
+    are hung up, and nothing is settled a second time."""
+    direct = ari_client.AriClient(http_session, local_stack.ari_url, local_stack.ari_username, local_stack.ari_password)
+    cfg = service_config()
+    lost_after = cfg.dialer.node_lost_seconds
+    async with ari_cut.relay(local_stack.ari_url) as cut, controller_behind(cut, local_stack, cfg) as rt:
+        assert rt.node is not None
+        assert rt.controller is not None
+        # The callees answer and key nothing: the calls stay in conversation.
+        async with handset(keys="", calls=2, timeout=90) as phone:
+            created = [await api.create(f"+81906667{i:04d}") for i in range(2)]
+            for c in created:
+                await api.wait_for(c["id"], {"in_call"}, timeout=30)
+            connects = rt.node.stream.connects
+            cut.partition()
+            done = [await api.wait_for(c["id"], TERMINAL, timeout=lost_after + 10) for c in created]
+            channels = [channel_of(c) for c in created]
+            # Still up on the node: nobody could hang them up.
+            assert [await exists(direct, f"channels/{c}") for c in channels] == [True, True]
+            await asyncio.sleep(1.0)
+            cut.restore()
+
+            async def reconnected() -> bool:
+                return rt.node is not None and rt.node.stream.connects > connects and rt.node.stream.connected
+
+            await wait_until(reconnected, 30, "reconnected")
+
+            async def all_gone() -> bool:
+                return not any([await exists(direct, f"channels/{c}") for c in channels])
+
+            await wait_until(all_gone, 10, "the returning node's channels hung up")
+            result = await phone.wait()
+            # Time for a second settlement, were there one.
+            await asyncio.sleep(2.0)
+            after = [await api.get(c["id"]) for c in created]
+            logs = [await api.events(c["id"]) for c in created]
+    assert result.ok, result.errors_log
+    assert [(d["status"], d["reason"]) for d in done] == [("error", "node_lost")] * 2, done
+    # Nothing moved since: no second settlement.
+    assert [(a["status"], a["reason"], a["updated_at"]) for a in after] == [
+        (d["status"], d["reason"], d["updated_at"]) for d in done
+    ]
+    for log in logs:
+        terminal = [e for e in log["events"] if e["type"] == "status" and e["to_status"] in TERMINAL]
+        assert len(terminal) == 1, log["events"]
+        (call,) = log["calls"]
+        assert call["outcome"] == "error"
+    assert rt.metrics is not None
+    orphans = rt.metrics.registry.get_sample_value("ivr_auth_orphan_channels_hung_up_total", {"node": rt.node.name})
+    assert orphans == 2

@@ -40,7 +40,9 @@ def call_details(event: ari.Event) -> tuple[str, str, str]:
 
 def arrival_trunk(event: ari.Event, trunks: list[str]) -> str:
     """Which of ``trunks`` an inbound call came from: the PJSIP endpoint in
-    its channel name (``PJSIP/backup-0000000a``); the first when none is."""
+    its channel name (``PJSIP/backup-0000000a``), the one whose identify
+    matched the INVITE (a trunk's ``identify``: address, address and port,
+    or header); the first when none is."""
     name = str((event.get("channel") or {}).get("name") or "")
     endpoint = name.removeprefix("PJSIP/").rpartition("-")[0] if name.startswith("PJSIP/") else ""
     return endpoint if endpoint in trunks else trunks[0]
