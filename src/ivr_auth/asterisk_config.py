@@ -25,7 +25,7 @@ from pathlib import Path
 import phonenumbers
 
 from ivr_auth import config, data, errors, phone, prompts, trunks
-from ivr_auth.ari import release
+from ivr_auth.ari import release, slots
 
 DEFAULT_VERSION = (22,)
 INSTALL_NAME = "ivr-auth-INSTALL.txt"
@@ -122,10 +122,13 @@ MODULES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ),
     (
         "dialplan applications of ivr-auth-extensions.conf (AMD, FastAGI and its prompts)",
-        ("app_amd.so", "app_playback.so", "app_read.so", "res_speech.so", "res_agi.so"),
+        ("app_amd.so", "app_playback.so", "app_read.so", "res_speech.so", "res_agi.so", "func_module.so"),
     ),
 )
 WEBSOCKET_CLIENT = "res_websocket_client.so"
+# Offers an inbound call to every controller at once (ivr-auth-inbound falls
+# back to trying them in turn without it), from 20.17, 22.7 and 23.1 on.
+STASIS_BROADCAST = ("res_stasis_broadcast.so", "app_stasis_broadcast.so")
 
 
 @dataclass(frozen=True)
@@ -176,10 +179,18 @@ def needs_websocket_client(version: Sequence[int]) -> bool:
     return named.has(release.Feature.WEBSOCKET_CLIENT_MODULE)
 
 
+def has_stasis_broadcast(version: Sequence[int]) -> bool:
+    named = release.Release(tuple(version) or DEFAULT_VERSION, "")
+    return named.has(release.Feature.STASIS_BROADCAST)
+
+
 def modules(version: Sequence[int] = DEFAULT_VERSION) -> list[str]:
     loaded = [name for _, names in MODULES for name in names]
     if needs_websocket_client(version):
         loaded.insert(loaded.index("res_ari.so"), WEBSOCKET_CLIENT)
+    if has_stasis_broadcast(version):
+        after = loaded.index("app_stasis.so") + 1
+        loaded[after:after] = STASIS_BROADCAST
     return loaded
 
 
@@ -276,6 +287,9 @@ def values(cfg: config.Config, ari_password: str) -> dict[str, str]:
         **trunks.sip_timers(cfg.dialer.trunk_timeout_seconds),
         "trunks_section": "\n".join(trunk_section(trunk) for trunk in cfg.outbound_trunks),
         "inbound_app": cfg.inbound.app,
+        "inbound_slots": str(cfg.inbound.slots),
+        "inbound_app_filter": slots.filter_regex(cfg.inbound.app),
+        "inbound_broadcast_timeout_ms": str(cfg.inbound.broadcast_timeout_ms),
         # An IPv6 address in a URL keeps its brackets.
         "agi_host": f"[{agi_host}]" if ":" in agi_host else agi_host,
         "agi_port": str(agi_port),
@@ -296,7 +310,8 @@ def _modules_text(version: Sequence[int]) -> str:
         "; Keep your own noload lines from unloading any of them.",
         f"; Written for Asterisk {written}: from 22.3, 21.8 and 20.13 on, res_ari needs",
         f"; {WEBSOCKET_CLIENT}, which older versions do not have (regenerate",
-        "; with --asterisk-version after an upgrade).",
+        "; with --asterisk-version after an upgrade). From 23.1, 22.7 and 20.17 on,",
+        "; StasisBroadcast offers inbound calls to every controller at once.",
         "[modules](+)",
     ]
     wanted = set(modules(version))
@@ -306,6 +321,8 @@ def _modules_text(version: Sequence[int]) -> str:
             if name == "res_ari.so" and WEBSOCKET_CLIENT in wanted:
                 lines.append(f"load = {WEBSOCKET_CLIENT}")
             lines.append(f"load = {name}")
+            if name == "app_stasis.so":
+                lines += [f"load = {extra}" for extra in STASIS_BROADCAST if extra in wanted]
     return "\n".join(lines) + "\n"
 
 

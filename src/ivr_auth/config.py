@@ -315,12 +315,25 @@ class InboundConfig(Section):
     # Numbers (DIDs) callers dial for method "inbound", as E.164 or national;
     # a tenant may have numbers of its own (``ivr-auth tenant set``).
     numbers: ListOf[str] = ()
-    # Stasis app the stack's inbound context hands calls to. One controller
-    # at a time serves it (the newest websocket takes it over).
+    # The inbound context hands calls to the Stasis apps <app>-1 ... <app>-<slots>:
+    # each controller holds one slot on its node (the lowest free one, or
+    # ``slot``), so every controller alive takes inbound calls. More
+    # controllers on one node than slots: the extra ones dial but take none.
     app: AppName = "ivr-auth-inbound"
+    slots: Annotated[int, pydantic.Field(ge=1, le=99)] = 8
+    slot: Annotated[int, pydantic.Field(ge=1, le=99)] | None = None
+    # How long StasisBroadcast offers a call to the slots before the dialplan
+    # tries them one by one (Asterisk 20.17, 22.7, 23.1 and later).
+    broadcast_timeout_ms: Annotated[int, pydantic.Field(ge=0, le=60000)] = 1000
     # DIDs the stack's dialplan sends to the FastAGI example context instead
     # of Stasis (a stand-in for an operator's own dialplan).
     agi_numbers: ListOf[str] = ()
+
+    @pydantic.model_validator(mode="after")
+    def _slot_in_range(self) -> Self:
+        if self.slot is not None and self.slot > self.slots:
+            raise _Invalid("slot", "must be at most inbound.slots")
+        return self
 
 
 class AgiConfig(Section):

@@ -323,9 +323,13 @@ class Controller:
     # --- inbound calls -------------------------------------------------------------------
 
     async def on_unrouted_event(self, event: ari.Event) -> None:
-        """A call entering the inbound app from the dialplan: not one we
-        placed, so no call routes its events yet."""
-        if event.get("type") != "StasisStart" or event.get("application") not in self.node.extra_apps:
+        """A call entering our inbound slot from the dialplan: not one we
+        placed, so no call routes its events yet. Where StasisBroadcast
+        offers it first (``CallBroadcast``), we claim it, and it enters."""
+        if event.get("type") == "CallBroadcast":
+            await self._claim_inbound(event)
+            return
+        if event.get("type") != "StasisStart" or not self.node.is_inbound_app(event.get("application")):
             return
         channel_id = str((event.get("channel") or {}).get("id", ""))
         if not channel_id or channel_id in self.node.dispatcher:
@@ -335,6 +339,22 @@ class Controller:
         task = asyncio.create_task(inbound_flow.run(self._ctx, session, event), name=f"inbound-{channel_id}")
         self._inbound.add(task)
         task.add_done_callback(self._inbound_done)
+
+    async def _claim_inbound(self, event: ari.Event) -> None:
+        """Claim a broadcast inbound call for our slot, unless draining. A
+        lost claim is the normal case with several controllers: another
+        won, or the offer ended (timed out, the caller hung up)."""
+        app = self.node.inbound_app
+        channel_id = str((event.get("channel") or {}).get("id", ""))
+        if not self._claiming or app is None or not channel_id:
+            return
+        try:
+            won = await self.node.client.claim(channel_id, app)
+        except errors.AriError as exc:
+            logger.warning("claim of inbound channel %s failed: %s", channel_id, exc)
+            return
+        self.metrics.inbound_claim(self.node.name, won=won)
+        logger.debug("inbound channel %s %s by %s", channel_id, "claimed" if won else "taken elsewhere", app)
 
     def _inbound_done(self, task: asyncio.Task[None]) -> None:
         self._inbound.discard(task)

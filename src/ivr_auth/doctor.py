@@ -28,7 +28,7 @@ import aiohttp
 
 from ivr_auth import asterisk_config, config, connections, errors, ports, prompts, sip_options, trunks
 from ivr_auth.ari import client as ari_client
-from ivr_auth.ari import release
+from ivr_auth.ari import release, slots
 from ivr_auth.store import database, migrate
 
 DEFAULT_TIMEOUT = 5.0
@@ -360,27 +360,37 @@ def app_finding(
 ) -> tuple[Status, str]:
     """What the Stasis apps registered on an Asterisk say about the
     controllers connected to it. A controller registers ``<ari.app>-<name>``
-    and the inbound app; none connected is a warning, as the doctor is often
-    run before they are started."""
+    and holds an inbound slot ``<inbound.app>-<n>``; none connected is a
+    warning, as the doctor is often run before they are started."""
     names = set(registered)
+    held = sorted(slots.taken(inbound_app, names))
+    held_apps = [slots.app(inbound_app, n) for n in held]
     prefix = f"{ari_app}-"
-    controllers = sorted(n for n in names if n.startswith(prefix) and n != inbound_app)
-    inbound = inbound_app in names
+    controllers = sorted(
+        n for n in names if n.startswith(prefix) and n != inbound_app and slots.slot_of(inbound_app, n) is None
+    )
     if controllers:
         listed = ", ".join(controllers)
-        if inbound_needed and not inbound:
+        if inbound_needed and not held:
             return "fail", (
-                f"controllers are connected to ARI node {node} ({listed}) but the inbound app {inbound_app} "
-                "is not registered: calls to inbound.numbers find no one; give every controller the same inbound.app"
+                f"controllers are connected to ARI node {node} ({listed}) but none holds an inbound slot "
+                f"{inbound_app}-<n>: calls to inbound.numbers find no one; give every controller the same inbound.app"
             )
-        served = f"; inbound app {inbound_app} registered" if inbound else ""
-        return "ok", f"{len(controllers)} controller(s) connected to ARI node {node} ({listed}){served}"
-    if inbound:
+        found = f"{len(controllers)} controller(s) connected to ARI node {node} ({listed})"
+        if held:
+            found += f"; inbound slots held: {', '.join(held_apps)}"
+        if inbound_needed and len(held) < len(controllers):
+            return "warn", (
+                f"{found}: {len(controllers) - len(held)} controller(s) take no inbound call (all inbound.slots "
+                "held, or still connecting); raise inbound.slots and regenerate the dialplan"
+            )
+        return "ok", found
+    if held:
         return "warn", (
-            f"no app {prefix}* on ARI node {node}, yet {inbound_app} is registered: a controller with another "
-            "ari.app is connected; does this config's ari.app match the controllers'?"
+            f"no app {prefix}* on ARI node {node}, yet inbound slots are held ({', '.join(held_apps)}): a controller "
+            "with another ari.app is connected; does this config's ari.app match the controllers'?"
         )
-    expected = f"apps {prefix}*, {inbound_app}" if inbound_needed else f"apps {prefix}*"
+    expected = f"apps {prefix}*, {inbound_app}-<n>" if inbound_needed else f"apps {prefix}*"
     return "warn", (
         f"no controller is connected to ARI node {node}: {expected} not registered "
         "(is `ivr-auth run` or `ivr-auth controller` running?)"

@@ -78,8 +78,11 @@ class Runtime:
             # would take over the first one's calls.
             f"{self.cfg.ari.app}-{self.name}",
             name=self.cfg.ari.node or urllib.parse.urlsplit(self.endpoints.ari_url).netloc,
-            # Inbound calls come in through the dialplan into one shared app.
-            extra_apps=(self.cfg.inbound.app,) if self.with_dialer else (),
+            # Inbound calls come in through the dialplan into one of the
+            # inbound slots, each held by one controller.
+            inbound_app=self.cfg.inbound.app if self.with_dialer else None,
+            inbound_slots=self.cfg.inbound.slots,
+            inbound_slot=self.cfg.inbound.slot,
             # An API-only process never connects the websocket: no gauge of it.
             metrics=self.metrics if self.with_dialer else None,
         )

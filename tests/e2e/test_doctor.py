@@ -101,7 +101,7 @@ async def test_all_ok_on_the_healthy_stack(
     assert results["ari apps"].detail.startswith(
         f"no controller is connected to ARI node {local_stack.ari_url.split('/')[2]}"
     )
-    assert "apps ivr-auth-test-*, ivr-auth-test-inbound not registered" in results["ari apps"].detail
+    assert "apps ivr-auth-test-*, ivr-auth-test-inbound-<n> not registered" in results["ari apps"].detail
 
 
 async def test_a_running_controller_is_seen(
@@ -111,7 +111,7 @@ async def test_a_running_controller_is_seen(
     results = await results_of(stack_config)
     assert results["ari apps"].status == "ok"
     assert f"ivr-auth-test-{rt.name}" in results["ari apps"].detail
-    assert "inbound app ivr-auth-test-inbound registered" in results["ari apps"].detail
+    assert "inbound slots held: ivr-auth-test-inbound-1" in results["ari apps"].detail
 
 
 async def test_an_unreachable_trunk(local_stack: connections.Connections) -> None:

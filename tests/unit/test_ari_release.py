@@ -53,10 +53,18 @@ def test_from_asterisk_info() -> None:
         ((20, 14, 0), Feature.REST_OVER_WEBSOCKET, True),
         ((20, 15, 0), Feature.OUTBOUND_WEBSOCKET, True),
         ((22, 4, 1), Feature.OUTBOUND_WEBSOCKET, False),
-        # Only 22.10 and later: no 20.x carries them.
-        ((20, 99, 0), Feature.STASIS_BROADCAST, False),
-        ((22, 9, 0), Feature.STASIS_BROADCAST, False),
+        # StasisBroadcast came in 20.17.0, 22.7.0 and 23.1.0 (the module's <since>).
+        ((20, 16, 0), Feature.STASIS_BROADCAST, False),
+        ((20, 17, 0), Feature.STASIS_BROADCAST, True),
+        ((21, 99, 0), Feature.STASIS_BROADCAST, False),
+        ((22, 6, 0), Feature.STASIS_BROADCAST, False),
+        ((22, 7, 0), Feature.STASIS_BROADCAST, True),
         ((22, 10, 1), Feature.STASIS_BROADCAST, True),
+        ((23, 0, 0), Feature.STASIS_BROADCAST, False),
+        ((23, 1, 0), Feature.STASIS_BROADCAST, True),
+        ((24, 0, 0), Feature.STASIS_BROADCAST, True),
+        # Variables on events: only 22.10 and later.
+        ((20, 99, 0), Feature.VARIABLES_ON_EVENTS, False),
         ((22, 10, 1), Feature.VARIABLES_ON_EVENTS, True),
         ((24, 0, 0), Feature.VARIABLES_ON_EVENTS, True),
     ],
@@ -88,5 +96,6 @@ def test_twenty_ends_in_october_2027() -> None:
 def test_a_branch_named_alone_stands_for_its_newest_release() -> None:
     assert Release((22,), "22").has(Feature.STASIS_BROADCAST)
     assert Release((20,), "20").has(Feature.OUTBOUND_WEBSOCKET)
-    assert not Release((20,), "20").has(Feature.STASIS_BROADCAST)
+    assert Release((20,), "20").has(Feature.STASIS_BROADCAST)
+    assert not Release((20,), "20").has(Feature.VARIABLES_ON_EVENTS)
     assert not Release((16,), "16").has(Feature.WEBSOCKET_CLIENT_MODULE)

@@ -121,7 +121,8 @@ def test_trunks_timers_and_inbound_come_from_the_config() -> None:
     system = section(asterisk_sections(found["ivr-auth-pjsip-system.conf"].text), "system", "system")
     assert (system["timer_t1"], system["timer_b"]) == ("125", "8000")
     dialplan = found["ivr-auth-extensions.conf"].text
-    assert "Stasis(ivr-auth-in,${EXTEN})" in dialplan
+    assert "StasisBroadcast(1000,^ivr-auth-in-[0-9]+$,${EXTEN})" in dialplan
+    assert "Stasis(ivr-auth-in-${IVRAUTH_SLOT},${EXTEN})" in dialplan
     assert "exten => 05012340000,1,Goto(ivr-auth-agi,${EXTEN},1)" in dialplan
     assert "{{" not in "".join(f.text for f in found.values())
 
@@ -155,6 +156,31 @@ def test_res_websocket_client_is_loaded_only_where_res_ari_needs_it(version: tup
     assert ("load = res_websocket_client.so" in text) is needed
     assert asterisk_config.needs_websocket_client(version) is needed
     assert ("res_websocket_client.so" in asterisk_config.modules(version)) is needed
+
+
+@pytest.mark.parametrize(
+    ("version", "has"),
+    [
+        ((16, 28), False),
+        ((20, 16), False),
+        ((20, 17), True),
+        ((21, 8), False),
+        ((22, 6), False),
+        ((22, 7), True),
+        ((22,), True),
+        ((23, 0), False),
+        ((23, 1), True),
+    ],
+)
+def test_stasis_broadcast_is_loaded_where_asterisk_has_it(version: tuple[int, ...], has: bool) -> None:
+    text = files(version=version)["ivr-auth-modules.conf"].text
+    loads = re.findall(r"^load = (\S+)$", text, re.MULTILINE)
+
+    assert ("load = app_stasis_broadcast.so" in text) is has
+    assert ("res_stasis_broadcast.so" in asterisk_config.modules(version)) is has
+    assert loads == asterisk_config.modules(version)
+    # IFMODULE(), with which the one dialplan asks whether StasisBroadcast is there.
+    assert "func_module.so" in loads
 
 
 def test_the_default_version_is_22() -> None:

@@ -123,7 +123,7 @@ def test_no_controller_connected_is_a_warning_in_plain_words() -> None:
     status, detail = doctor.app_finding([], inbound_needed=True, **APPS)
     assert status == "warn"
     assert detail == (
-        "no controller is connected to ARI node pbx1:8088: apps ivr-auth-*, ivr-auth-inbound not registered "
+        "no controller is connected to ARI node pbx1:8088: apps ivr-auth-*, ivr-auth-inbound-<n> not registered "
         "(is `ivr-auth run` or `ivr-auth controller` running?)"
     )
     status, detail = doctor.app_finding(["someone-else"], inbound_needed=False, **APPS)
@@ -131,27 +131,38 @@ def test_no_controller_connected_is_a_warning_in_plain_words() -> None:
     assert "apps ivr-auth-* not registered" in detail
 
 
-def test_the_inbound_app_is_not_taken_for_a_controller() -> None:
-    # "ivr-auth-inbound" starts with "ivr-auth-" too.
-    status, detail = doctor.app_finding(["ivr-auth-inbound"], inbound_needed=True, **APPS)
+def test_the_inbound_slots_are_not_taken_for_controllers() -> None:
+    # "ivr-auth-inbound-1" starts with "ivr-auth-" too.
+    status, detail = doctor.app_finding(["ivr-auth-inbound-1"], inbound_needed=True, **APPS)
     assert status == "warn"
     assert "another ari.app" in detail
 
 
 def test_connected_controllers() -> None:
     status, detail = doctor.app_finding(
-        ["ivr-auth-host-1", "ivr-auth-host-2", "ivr-auth-inbound"], inbound_needed=True, **APPS
+        ["ivr-auth-host-1", "ivr-auth-host-2", "ivr-auth-inbound-1", "ivr-auth-inbound-2"], inbound_needed=True, **APPS
     )
     assert status == "ok"
-    assert "2 controller(s)" in detail
-    assert "ivr-auth-host-1, ivr-auth-host-2" in detail
+    assert detail == (
+        "2 controller(s) connected to ARI node pbx1:8088 (ivr-auth-host-1, ivr-auth-host-2);"
+        " inbound slots held: ivr-auth-inbound-1, ivr-auth-inbound-2"
+    )
     assert doctor.app_finding(["ivr-auth-host-1"], inbound_needed=False, **APPS)[0] == "ok"
 
 
-def test_controllers_without_the_inbound_app_fail_only_when_inbound_numbers_are_set() -> None:
-    status, detail = doctor.app_finding(["ivr-auth-host-1"], inbound_needed=True, **APPS)
+def test_controllers_without_an_inbound_slot_fail_only_when_inbound_numbers_are_set() -> None:
+    status, detail = doctor.app_finding(["ivr-auth-host-1", "ivr-auth-inbound"], inbound_needed=True, **APPS)
     assert status == "fail"
-    assert "inbound app ivr-auth-inbound is not registered" in detail
+    assert "none holds an inbound slot ivr-auth-inbound-<n>" in detail
+
+
+def test_a_controller_without_a_slot_is_a_warning() -> None:
+    status, detail = doctor.app_finding(
+        ["ivr-auth-host-1", "ivr-auth-host-2", "ivr-auth-inbound-1"], inbound_needed=True, **APPS
+    )
+    assert status == "warn"
+    assert "1 controller(s) take no inbound call" in detail
+    assert "raise inbound.slots" in detail
 
 
 def system(timer_b: str, timer_t1: str = "500") -> list[dict[str, str]]:

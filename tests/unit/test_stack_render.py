@@ -306,7 +306,8 @@ def test_dialplan_renders_the_inbound_contexts(tmp_path: Path) -> None:
         "exten => 05012340000,1,Goto(ivr-auth-agi,${EXTEN},1)",
         "exten => 815012340000,1,Goto(ivr-auth-agi,${EXTEN},1)",
     ]
-    assert "same => n,Stasis(inbound-x,${EXTEN})" in inbound
+    assert "same => n,StasisBroadcast(1000,^inbound-x-[0-9]+$,${EXTEN})" in inbound
+    assert "same => n(slot),Stasis(inbound-x-${IVRAUTH_SLOT},${EXTEN})" in inbound
     agi = "\n".join(dialplan_lines(text, "ivr-auth-agi"))
     assert "AGI(agi://127.0.0.3:4600/inbound,${EXTEN})" in agi
     assert "AGI(agi://127.0.0.3:4600/check,${IVRAUTH_ID},${IVRAUTH_CODE})" in agi
@@ -322,7 +323,7 @@ def test_dialplan_without_agi_numbers_sends_every_did_to_stasis(tmp_path: Path) 
     inbound = dialplan_lines(text, "ivr-auth-inbound")
     assert not any("ivr-auth-agi" in line for line in inbound)
     assert inbound[0].startswith("exten => _X.,1,")
-    assert "same => n,Stasis(ivr-auth-inbound,${EXTEN})" in inbound
+    assert "same => n(slot),Stasis(ivr-auth-inbound-${IVRAUTH_SLOT},${EXTEN})" in inbound
     assert "AGI(agi://127.0.0.1:4573/inbound,${EXTEN})" in text
 
 

@@ -102,6 +102,23 @@ class AriClient:
             raise
         return found
 
+    async def applications(self) -> list[str]:
+        """The names of the apps Asterisk has (an app goes when its websocket closes)."""
+        found = await self.request("GET", "applications")
+        return [str(a["name"]) for a in found or [] if isinstance(a, dict) and "name" in a]
+
+    async def claim(self, channel_id: str, app: str) -> bool:
+        """Claim a channel StasisBroadcast offers (``CallBroadcast``) for
+        ``app``; it then enters Stasis there. False when another app won
+        (409) or the offer is over (404: timed out, hung up)."""
+        try:
+            await self.request("POST", "events/claim", params={"channelId": channel_id, "application": app})
+        except errors.AriError as exc:
+            if exc.status in (404, 409):
+                return False
+            raise
+        return True
+
     async def subscribe(self, app: str, event_source: str) -> None:
         """Subscribe ``app`` to an event source (``channel:<id>``): a channel
         that came into Stasis from the dialplan is the app's only while it

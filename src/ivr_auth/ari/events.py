@@ -3,8 +3,11 @@
 Events produced while the socket is down are lost (Asterisk does not queue
 them), so every (re)connect first runs ``on_connect``, where the owner
 rebuilds what it knows from ``GET /channels``. A second socket for the same
-application name replaces the first (``ApplicationReplaced``): every
-controller instance needs an app name of its own.
+application name replaces the first (``ApplicationReplaced``, and the first
+socket stays open, deaf to that app): every controller instance needs an app
+name of its own. A stream given ``choose_app`` picks its app name before
+each connect and, when replaced, reconnects under a name chosen anew (the
+inbound slots).
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import asyncio
 import json
 import logging
 import random
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 from urllib.parse import urlencode
 
@@ -42,6 +45,10 @@ def events_url(base_url: str, app: str) -> str:
     return f"{ws_base}/events?{urlencode({'app': app, 'subscribeAll': 'false'})}"
 
 
+# Chooses the app name before a connect; None: none to be had now (try later).
+AppChooser = Callable[[], Awaitable[str | None]]
+
+
 class EventStream:
     """One websocket to one Asterisk for one app name, reconnecting with backoff."""
 
@@ -55,11 +62,13 @@ class EventStream:
         *,
         on_connect: ari.ConnectHandler | None = None,
         on_status: Callable[[bool], None] | None = None,
+        choose_app: AppChooser | None = None,
         min_backoff: float = 0.2,
         max_backoff: float = 10.0,
         heartbeat: float = 10.0,
     ) -> None:
         self._session = session
+        self._base_url = base_url
         self.url = events_url(base_url, app)
         self._headers = dict(headers)
         self.app = app
@@ -67,6 +76,7 @@ class EventStream:
         self.on_connect = on_connect
         # Told True once connected (after on_connect), False when lost.
         self.on_status = on_status
+        self._choose_app = choose_app
         self._min_backoff = min_backoff
         self._max_backoff = max_backoff
         self._heartbeat = heartbeat
@@ -91,7 +101,10 @@ class EventStream:
         """Connect, read, dispatch; on any loss reconnect. Runs until cancelled."""
         backoff = self._min_backoff
         while True:
+            replaced = False
             try:
+                if self._choose_app is not None:
+                    await self._rechoose()
                 async with self._session.ws_connect(self.url, headers=self._headers, heartbeat=self._heartbeat) as ws:
                     self.connects += 1
                     self.last_error = None
@@ -102,8 +115,12 @@ class EventStream:
                     self._connected.set()
                     if self.on_status is not None:
                         self.on_status(True)
-                    await self._read(ws)
+                    replaced = await self._read(ws)
                     self.last_error = f"websocket closed (code {ws.close_code})"
+            except _NoApp:
+                pass
+            except errors.AriError as exc:  # from choose_app
+                self.last_error = str(exc)
             except aiohttp.WSServerHandshakeError as exc:
                 self.last_error = f"handshake refused: HTTP {exc.status}"
                 if exc.status == 401:
@@ -114,16 +131,32 @@ class EventStream:
                 if self._connected.is_set() and self.on_status is not None:
                     self.on_status(False)
                 self._connected.clear()
+            if replaced:
+                logger.info("ari app %s taken over by another websocket; choosing another", self.app)
+                # Jittered, so that two streams that chose alike choose apart.
+                await asyncio.sleep(self._min_backoff * random.random())
+                continue
             logger.warning("ari events disconnected: %s; retrying in %.1fs", self.last_error, backoff)
             await asyncio.sleep(backoff * (0.8 + 0.4 * random.random()))
             backoff = min(backoff * 2, self._max_backoff)
 
-    async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> None:
+    async def _rechoose(self) -> None:
+        assert self._choose_app is not None
+        chosen = await self._choose_app()
+        if chosen is None:
+            self.last_error = "no app name free"
+            raise _NoApp
+        self.app = chosen
+        self.url = events_url(self._base_url, chosen)
+
+    async def _read(self, ws: aiohttp.ClientWebSocketResponse) -> bool:
+        """Read until the socket closes (False) or, for a stream that
+        chooses its app, until another socket takes the app over (True)."""
         async for msg in ws:
             if msg.type != aiohttp.WSMsgType.TEXT:
                 if msg.type == aiohttp.WSMsgType.ERROR:
                     self.last_error = str(ws.exception())
-                    return
+                    return False
                 continue
             try:
                 event: Any = json.loads(msg.data)
@@ -133,9 +166,10 @@ class EventStream:
             if not isinstance(event, dict):
                 continue
             if event.get("type") == "ApplicationReplaced":
+                if self._choose_app is not None:
+                    return True
                 logger.error(
-                    "ari app %r was taken over by another websocket; each controller needs its own app name"
-                    " (a shared inbound app is served by the newest controller)",
+                    "ari app %r was taken over by another websocket; each controller needs its own app name",
                     event.get("application", self.app),
                 )
             try:
@@ -143,6 +177,11 @@ class EventStream:
             except Exception:
                 # One call's broken handler must not stop the events of all others.
                 logger.exception("ari event handler failed for %s", event.get("type"))
+        return False
+
+
+class _NoApp(Exception):
+    """``choose_app`` found no app name to connect with."""
 
 
 class Dispatcher:

@@ -1,6 +1,7 @@
 """One Asterisk node as the controller sees it: the REST client, the events
-websocket for this controller's own app name, and the routing of events to
-the calls in progress."""
+websocket for this controller's own app name, a second one for the inbound
+slot it holds (see ``ari.slots``), and the routing of both's events to the
+calls in progress."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import aiohttp
 from ivr_auth import ari, errors, tasks
 from ivr_auth import metrics as metrics_mod
 from ivr_auth.ari import client as ari_client
-from ivr_auth.ari import events
+from ivr_auth.ari import events, slots
 from ivr_auth.ari import release as release_mod
 
 logger = logging.getLogger(__name__)
@@ -36,14 +37,13 @@ class AriNode:
         name: str = "local",
         fallback: ari.EventHandler | None = None,
         on_connect: ari.ConnectHandler | None = None,
-        extra_apps: tuple[str, ...] = (),
+        inbound_app: str | None = None,
+        inbound_slots: int = 8,
+        inbound_slot: int | None = None,
         metrics: metrics_mod.Metrics | None = None,
     ) -> None:
         self.name = name
         self.app = app
-        # Apps whose calls start in the dialplan (inbound numbers): their
-        # StasisStart events reach the dispatcher's fallback.
-        self.extra_apps = extra_apps
         self.client = ari_client.AriClient(session, base_url, username, password)
         self.dispatcher = events.Dispatcher(fallback)
         self._metrics = metrics
@@ -51,11 +51,30 @@ class AriNode:
             session,
             base_url,
             self.client.headers,
-            ",".join((app, *extra_apps)),
+            app,
             self.dispatcher,
             on_connect=self._connected,
             on_status=self._connection_changed if metrics is not None else None,
         )
+        # Calls that start in the dialplan (inbound numbers) come in through
+        # one of the slots <inbound_app>-1..-<inbound_slots> (the pinned
+        # ``inbound_slot``, or the lowest free): a websocket of its own, so
+        # that moving to another slot never drops the one our calls use.
+        # Their CallBroadcast and StasisStart reach the dispatcher's fallback.
+        self.inbound_base = inbound_app
+        self._inbound_slots = inbound_slots
+        self._inbound_slot = inbound_slot
+        self.inbound: events.EventStream | None = None
+        if inbound_app is not None:
+            self.inbound = events.EventStream(
+                session,
+                base_url,
+                self.client.headers,
+                slots.app(inbound_app, inbound_slot or 1),
+                self.dispatcher,
+                choose_app=self._choose_slot,
+            )
+        self._inbound_task: asyncio.Task[None] | None = None
         if metrics is not None:
             metrics.ari_connection(name, up=False)
         # Called after the release is read, each time the websocket connects
@@ -112,11 +131,56 @@ class AriNode:
         return self.release is not None and self.release.has(feature)
 
     async def start(self, timeout: float = 10.0) -> None:
-        """Connect the events websocket and make sure Asterisk knows the app."""
+        """Connect the events websockets and make sure Asterisk knows our app.
+        Without an inbound slot this controller still dials: a warning."""
         if self._task is None:
             self._task = asyncio.create_task(self.stream.run(), name=f"ari-events-{self.name}")
+        if self.inbound is not None and self._inbound_task is None:
+            self._inbound_task = asyncio.create_task(self.inbound.run(), name=f"ari-inbound-{self.name}")
         await self.stream.wait_connected(timeout)
         await self.require_app()
+        if self.inbound is not None:
+            try:
+                await self.inbound.wait_connected(timeout)
+            except errors.AriUnavailable as exc:
+                logger.warning("ARI node %s: %s; inbound calls go to other controllers meanwhile", self.name, exc)
+
+    @property
+    def inbound_app(self) -> str | None:
+        """The slot app this node holds now; None while it holds none."""
+        return self.inbound.app if self.inbound is not None and self.inbound.connected else None
+
+    def is_inbound_app(self, app: object) -> bool:
+        """Whether ``app`` is one of the inbound slots (the one we hold, as
+        only its events reach us)."""
+        return (
+            self.inbound_base is not None and isinstance(app, str) and slots.slot_of(self.inbound_base, app) is not None
+        )
+
+    async def _choose_slot(self) -> str | None:
+        """The slot to connect with: the pinned one, or the lowest that no
+        websocket holds; None (try again later) when there is none."""
+        assert self.inbound_base is not None
+        registered = await self.client.applications()
+        if self._inbound_slot is not None:
+            pinned = slots.app(self.inbound_base, self._inbound_slot)
+            if pinned in registered:
+                logger.warning(
+                    "ARI node %s: inbound slot %s (inbound.slot) is held by another websocket", self.name, pinned
+                )
+                return None
+            return pinned
+        slot = slots.choose(self.inbound_base, self._inbound_slots, registered)
+        if slot is None:
+            logger.warning(
+                "ARI node %s: all %d inbound slots are held (more controllers than inbound.slots?);"
+                " this one takes no inbound call until one is free",
+                self.name,
+                self._inbound_slots,
+            )
+            return None
+        logger.info("ARI node %s: taking inbound slot %s", self.name, slots.app(self.inbound_base, slot))
+        return slots.app(self.inbound_base, slot)
 
     async def require_app(self) -> None:
         """Originating into an app without a connected websocket returns 200 and
@@ -144,5 +208,7 @@ class AriNode:
             self._metrics.ari_connection(self.name, up=up, reconnect=up and self.stream.connects > 1)
 
     async def close(self) -> None:
+        await tasks.cancel(self._inbound_task)
+        self._inbound_task = None
         await tasks.cancel(self._task)
         self._task = None

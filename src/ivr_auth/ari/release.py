@@ -40,7 +40,7 @@ FEATURES: Mapping[Feature, tuple[tuple[int, int], ...]] = {
     Feature.REST_OVER_WEBSOCKET: ((20, 14), (21, 9), (22, 4)),
     Feature.OUTBOUND_WEBSOCKET: ((20, 15), (21, 10), (22, 5)),
     Feature.VARIABLES_ON_EVENTS: ((22, 10),),
-    Feature.STASIS_BROADCAST: ((22, 10),),
+    Feature.STASIS_BROADCAST: ((20, 17), (22, 7), (23, 1)),
 }
 
 # End of security fixes, by branch (asterisk.org's release policy: a long-term
