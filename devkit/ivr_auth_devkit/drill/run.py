@@ -654,7 +654,13 @@ async def main(which: str, only: tuple[str, ...] = DRILLS) -> tuple[list[report.
     chosen = ("22", "host") if which == "both" else (which,)
     results: list[report.Result] = []
     for one in chosen:
-        results += await run_on(one, only)
+        try:
+            results += await run_on(one, only)
+        except (errors.IvrAuthError, RuntimeError, OSError) as exc:
+            # The stack or the services did not come up: every drill on it failed, the next Asterisk still runs.
+            logger.exception("the drills on Asterisk %s could not run", one)
+            error = f"{type(exc).__name__}: {exc}"
+            results += [report.Result(drill=name, asterisk=one, cap=CPS_CAP, error=error) for name in only]
     meta = {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "machine": f"{os.cpu_count()} cores",
