@@ -82,7 +82,7 @@ bench: setup
 
 # A controller killed, Asterisk and Postgres restarted, the events websocket dropped, two
 # controllers on one capped trunk; fails when a request is lost or stuck, dialled twice, or
-# the trunk's cap is exceeded (docs/drills.md). About 2.5 minutes per Asterisk when all pass.
+# the trunk's cap is exceeded (docs/drills.md). About 80 s per Asterisk when all pass.
 drill: setup
 	@$(PY) -m ivr_auth_devkit.drill
 
