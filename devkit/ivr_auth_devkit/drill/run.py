@@ -500,10 +500,18 @@ class Run:
         settled: list[measure.Settled] = []
         outcomes: Counter[str] = Counter()
         hit: Counter[str] = Counter()
+        # Calls up the moment the fault began (on the killed controller, for a kill), by method.
+        up: Counter[str] = Counter()
         for r in drill.requests:
             if not r.id:
                 continue
             row = rows.get(r.id)
+            if fault is not None and any(
+                measure.overlaps(a.started, a.end, (fault.began, fault.began))
+                for a, controller in attempts.get(r.id, [])
+                if fault.controller in (None, controller)
+            ):
+                up[r.method] += 1
             calls = attempts.get(r.id, [])
             touched = False
             if window is not None and fault is not None:
@@ -516,9 +524,13 @@ class Run:
                     touched = touched or row.finished is None or row.finished >= fault.began
             status = row.status if row else None
             ending = measure.Ending(status, touched)
-            outcomes[f"{status or 'absent'}{'' if not touched else ' (hit)'}"] += 1
+            # An end other than verified says why (its reason).
+            ended = status or "absent"
+            if row is not None and status != "verified" and row.reason:
+                ended += f"/{row.reason}"
+            outcomes[ended + (" (hit)" if touched else "")] += 1
             if touched:
-                hit[status or "absent"] += 1
+                hit[ended] += 1
             if measure.is_lost(ending):
                 result.lost += 1
                 result.notes.append(f"lost: {r.method} {r.id} {status or 'absent'} ({row.reason if row else ''})")
@@ -533,8 +545,12 @@ class Run:
             last_call = max((a.started for a, _ in calls), default=None)
             settled.append(measure.Settled(row.finished if row else None, status, touched, last_call))
         result.outcomes = dict(outcomes)
+        if fault is not None:
+            where = f" on {fault.controller}" if fault.controller else ""
+            in_flight = ", ".join(f"{method} {n}" for method, n in sorted(up.items())) or "none"
+            result.notes.append(f"calls up when the fault began{where}: {in_flight}")
         if hit:
-            spoilt = sum(n for status, n in hit.items() if status != "verified")
+            spoilt = sum(n for ended, n in hit.items() if ended != "verified")
             detail = ", ".join(f"{status} {n}" for status, n in sorted(hit.items()))
             result.notes.append(f"hit by the fault: {sum(hit.values())} ({detail}); {spoilt} not verified")
         if recovers and fault is not None:
