@@ -19,7 +19,7 @@ import aiohttp
 import pytest
 import yaml
 
-from ivr_auth import config, connections, errors, runtime, states
+from ivr_auth import config, connections, errors, phone, runtime, states
 from ivr_auth.ari import client as ari_client
 from ivr_auth_devkit import sipp, stack
 from ivr_auth_devkit.stack import asterisk, postgres, secrets
@@ -320,3 +320,43 @@ async def test_a_node_back_from_a_partition_has_its_calls_hung_up_and_settled_on
     assert rt.metrics is not None
     orphans = rt.metrics.registry.get_sample_value("ivr_auth_orphan_channels_hung_up_total", {"node": rt.node.name})
     assert orphans == 2
+
+
+async def test_a_channel_of_ours_in_our_app_that_no_call_follows_is_hung_up_on_the_reconnect(
+    clean_queue: None, local_stack: connections.Connections, http_session: aiohttp.ClientSession
+) -> None:
+    """A channel with one of our ids, answered into the controller's app,
+    that no call of the controller's follows (as a returning node's may be):
+    the next reconnect finds it in the app (``GET /applications/{app}``) and
+    hangs it up."""
+    direct = ari_client.AriClient(http_session, local_stack.ari_url, local_stack.ari_username, local_stack.ari_password)
+    cfg = service_config(dialer={"node_lost_seconds": 30})
+    channel = f"ivrauth-{uuid.uuid4().hex}-1"
+    async with ari_cut.relay(local_stack.ari_url) as cut, controller_behind(cut, local_stack, cfg) as rt:
+        assert rt.node is not None
+        app_name = rt.node.app
+        async with handset(keys="") as phone_:
+            endpoint = phone.dial_endpoint("+819012345670", cfg.outbound_trunks[0], cfg.default_country)
+            await direct.originate(endpoint=endpoint, app=app_name, channel_id=channel, timeout=30)
+
+            async def up_in_the_app() -> bool:
+                app = await direct.application(app_name) or {}
+                found = await direct.request("GET", f"channels/{channel}")
+                return channel in app.get("channel_ids", []) and found.get("state") == "Up"
+
+            await wait_until(up_in_the_app, 20, "answered into the app")
+            connects = rt.node.stream.connects
+            cut.cut_events()
+            await wait_until(lambda: _not(_connected(rt)), 10, "disconnected")
+            cut.restore()
+            await wait_until(lambda: _not(exists(direct, f"channels/{channel}")), 30, "hung up")
+            result = await phone_.wait()
+        assert rt.node.stream.connects > connects
+    assert result.ok, result.errors_log
+    assert rt.metrics is not None
+    orphans = rt.metrics.registry.get_sample_value("ivr_auth_orphan_channels_hung_up_total", {"node": rt.node.name})
+    assert orphans == 1
+
+
+async def _connected(rt: runtime.Runtime) -> bool:
+    return rt.node is not None and rt.node.stream.connected
