@@ -33,8 +33,8 @@ TERMINAL = {s.value for s in states.TERMINAL}
 STASIS_DID = "05012345678"
 
 
-def caller(frm: str) -> sipp.Caller:
-    return sipp.Caller(target_port=service_config().stack.sip_port, did=STASIS_DID, caller=frm)
+def caller(frm: str, **kwargs: Any) -> sipp.Caller:
+    return sipp.Caller(target_port=service_config().stack.sip_port, did=STASIS_DID, caller=frm, **kwargs)
 
 
 def handset(**kwargs: Any) -> sipp.Handset:
@@ -88,6 +88,8 @@ async def start_process(
         settings.setdefault(section, {}).update(values)
     settings["stack"] = {**settings["stack"], "run_dir": str(stack_config.run_dir)}
     settings["dialer"]["name"] = name
+    # Time enough to be killed in the middle of a call that waits for a code.
+    settings["verification"]["first_digit_timeout_seconds"] = 60
     # The test stack's fixed FastAGI port is not this controller's to take.
     settings["agi"] = {**settings["agi"], "listen": ""}
     settings["inbound"] = {**settings["inbound"], "agi_numbers": []}
@@ -123,28 +125,39 @@ async def test_every_controller_serves_and_a_killed_one_loses_no_call(
             await wait_for_apps(client, {slot[0], f"{cfg.ari.app}-{doomed_name}"})
         except AssertionError as exc:
             raise AssertionError((tmp_path / f"{doomed_name}.log").read_text(errors="replace")[-3000:]) from exc
-        survivor = await start_service(api=False)
-        assert survivor.node is not None
-        assert survivor.metrics is not None
-        assert survivor.node.inbound_app == slot[1]
-        broadcast = survivor.node.has(release.Feature.STASIS_BROADCAST)
-        before = [await verify_inbound(api, f"090-1234-56{n:02d}") for n in range(3)]
-        taken_by = await controllers_of(local_stack.database_url, before)
-        assert set(taken_by) <= {doomed_name, survivor.name}
-        if not broadcast:
-            # In order: the first slot held takes every call.
-            assert taken_by == [doomed_name] * 3
+        # A call the doomed controller is in when it dies (it waits for a
+        # code that never comes); it stays in that controller's app, which
+        # Asterisk keeps while the channel is there.
+        held = await api.create("090-1234-5699", method="inbound", language="en", ask_code=True)
+        async with caller("09012345699", timeout=60, port=5094, media_port=6140) as stuck:
+            await api.wait_for(held["id"], {"in_call"}, timeout=15)
+            assert await controllers_of(local_stack.database_url, [held["id"]]) == [doomed_name]
+            survivor = await start_service(api=False)
+            assert survivor.node is not None
+            assert survivor.metrics is not None
+            assert survivor.node.inbound_app == slot[1]
+            broadcast = survivor.node.has(release.Feature.STASIS_BROADCAST)
+            before = [await verify_inbound(api, f"090-1234-56{n:02d}") for n in range(3)]
+            taken_by = await controllers_of(local_stack.database_url, before)
+            assert set(taken_by) <= {doomed_name, survivor.name}
+            if not broadcast:
+                # In order: the first slot held takes every call.
+                assert taken_by == [doomed_name] * 3
 
-        doomed.kill()
-        await doomed.wait()
-        assert slot[0] not in await registered_apps(client)
-        claimed = survivor.metrics.inbound_claims.labels(survivor.node.name, "won")._value.get()
-        after = [await verify_inbound(api, f"090-1234-57{n:02d}") for n in range(3)]
-        assert await controllers_of(local_stack.database_url, after) == [survivor.name] * 3
-        # Offered by StasisBroadcast and claimed where Asterisk has it (22.10
-        # here), taken through the fallback's second slot where not (16).
-        won = survivor.metrics.inbound_claims.labels(survivor.node.name, "won")._value.get() - claimed
-        assert won == (3 if broadcast else 0)
+            doomed.kill()
+            await doomed.wait()
+            claimed = survivor.metrics.inbound_claims.labels(survivor.node.name, "won")._value.get()
+            after = [await verify_inbound(api, f"090-1234-57{n:02d}") for n in range(3)]
+            assert await controllers_of(local_stack.database_url, after) == [survivor.name] * 3
+            # Offered by StasisBroadcast and claimed where Asterisk has it
+            # (22.10 here), taken through the fallback's second slot where not
+            # (16: Stasis() into the dead controller's app fails at once).
+            won = survivor.metrics.inbound_claims.labels(survivor.node.name, "won")._value.get() - claimed
+            assert won == (3 if broadcast else 0)
+            # The dead controller's request is settled by the survivor once its lease runs out.
+            settled = await api.wait_for(held["id"], TERMINAL, timeout=30)
+            assert settled["status"] == "error", settled
+            await stuck.stop()
 
         # The queue too: a request made now is dialled by the survivor.
         created = await api.create("090-1234-5800")
