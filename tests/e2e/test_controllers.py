@@ -43,7 +43,7 @@ def handset(**kwargs: Any) -> sipp.Handset:
 
 
 async def registered_apps(client: ari_client.AriClient) -> set[str]:
-    return set(await client.applications())
+    return {str(a["name"]) for a in await client.applications()}
 
 
 async def wait_for_apps(client: ari_client.AriClient, wanted: set[str], timeout: float = 30) -> None:

@@ -56,6 +56,7 @@ class FakeAri:
     def __init__(self) -> None:
         self.apps: dict[str, web.WebSocketResponse] = {}
         self.claims: list[tuple[str, str]] = []
+        self.channels: dict[str, list[str]] = {}
         self.claim_status = 204
         self.url = ""
         self._runner: web.AppRunner | None = None
@@ -75,7 +76,10 @@ class FakeAri:
         return ws
 
     async def _applications(self, request: web.Request) -> web.Response:
-        return web.json_response([{"name": name} for name in self.apps])
+        listed = [{"name": name, "channel_ids": self.channels.get(name, [])} for name in self.apps]
+        # An app whose websocket went is kept while channels are in it.
+        listed += [{"name": name, "channel_ids": ids} for name, ids in self.channels.items() if name not in self.apps]
+        return web.json_response(listed)
 
     async def _info(self, request: web.Request) -> web.Response:
         return web.json_response({"system": {"version": "22.10.1"}})
@@ -164,6 +168,33 @@ async def test_a_node_whose_slot_is_taken_over_moves_and_keeps_its_own_app(
         assert fake.apps["ivr-auth-c1"] is own
         assert node.stream.connects == 1
         await intruder.close()
+    finally:
+        await node.close()
+
+
+async def test_after_a_reconnect_a_node_keeps_its_slot_while_its_calls_are_in_it(
+    fake: FakeAri, session: aiohttp.ClientSession
+) -> None:
+    node = node_for(fake, session)
+    try:
+        await node.start(timeout=5)
+        assert node.inbound_app == f"{BASE}-1"
+        # A call of ours in the slot; the slot's websocket drops.
+        node.dispatcher.subscribe("ch-ours")
+        fake.channels[f"{BASE}-1"] = ["ch-ours"]
+        await fake.apps[f"{BASE}-1"].close()
+        await until(lambda: node.inbound is not None and node.inbound.connects == 2, timeout=10)
+        assert node.inbound_app == f"{BASE}-1"
+        # Someone else's call in it: it is not ours to take back.
+        fake.channels[f"{BASE}-1"] = ["ch-theirs"]
+        await fake.apps[f"{BASE}-1"].close()
+        await until(lambda: node.inbound is not None and node.inbound.connects == 3, timeout=10)
+        assert node.inbound_app == f"{BASE}-2"
+        # Free again: a reconnect keeps the slot it has.
+        del fake.channels[f"{BASE}-1"]
+        await fake.apps[f"{BASE}-2"].close()
+        await until(lambda: node.inbound is not None and node.inbound.connects == 4, timeout=10)
+        assert node.inbound_app == f"{BASE}-2"
     finally:
         await node.close()
 

@@ -102,10 +102,11 @@ class AriClient:
             raise
         return found
 
-    async def applications(self) -> list[str]:
-        """The names of the apps Asterisk has (an app goes when its websocket closes)."""
+    async def applications(self) -> list[JsonObject]:
+        """The apps Asterisk has (name, channel_ids, ...). An app goes when its
+        websocket closes, unless channels are still in it."""
         found = await self.request("GET", "applications")
-        return [str(a["name"]) for a in found or [] if isinstance(a, dict) and "name" in a]
+        return [a for a in found or [] if isinstance(a, dict) and "name" in a]
 
     async def claim(self, channel_id: str, app: str) -> bool:
         """Claim a channel StasisBroadcast offers (``CallBroadcast``) for

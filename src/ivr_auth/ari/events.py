@@ -45,8 +45,9 @@ def events_url(base_url: str, app: str) -> str:
     return f"{ws_base}/events?{urlencode({'app': app, 'subscribeAll': 'false'})}"
 
 
-# Chooses the app name before a connect; None: none to be had now (try later).
-AppChooser = Callable[[], Awaitable[str | None]]
+# Chooses the app name before a connect, told whether another websocket took
+# the last one over; None: none to be had now (try later).
+AppChooser = Callable[[bool], Awaitable[str | None]]
 
 
 class EventStream:
@@ -100,11 +101,12 @@ class EventStream:
     async def run(self) -> None:
         """Connect, read, dispatch; on any loss reconnect. Runs until cancelled."""
         backoff = self._min_backoff
+        replaced = False
         while True:
-            replaced = False
             try:
                 if self._choose_app is not None:
-                    await self._rechoose()
+                    await self._rechoose(replaced)
+                replaced = False
                 async with self._session.ws_connect(self.url, headers=self._headers, heartbeat=self._heartbeat) as ws:
                     self.connects += 1
                     self.last_error = None
@@ -140,9 +142,9 @@ class EventStream:
             await asyncio.sleep(backoff * (0.8 + 0.4 * random.random()))
             backoff = min(backoff * 2, self._max_backoff)
 
-    async def _rechoose(self) -> None:
+    async def _rechoose(self, replaced: bool) -> None:
         assert self._choose_app is not None
-        chosen = await self._choose_app()
+        chosen = await self._choose_app(replaced)
         if chosen is None:
             self.last_error = "no app name free"
             raise _NoApp

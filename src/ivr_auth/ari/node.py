@@ -157,11 +157,23 @@ class AriNode:
             self.inbound_base is not None and isinstance(app, str) and slots.slot_of(self.inbound_base, app) is not None
         )
 
-    async def _choose_slot(self) -> str | None:
-        """The slot to connect with: the pinned one, or the lowest that no
-        websocket holds; None (try again later) when there is none."""
+    async def _choose_slot(self, replaced: bool) -> str | None:
+        """The slot to connect with: after a reconnect, the one held before
+        (unless another websocket took it over); else the pinned one, or the
+        lowest that no websocket holds; None (try again later) when there
+        is none."""
         assert self.inbound_base is not None
-        registered = await self.client.applications()
+        assert self.inbound is not None
+        found = await self.client.applications()
+        registered = [str(a.get("name")) for a in found]
+        previous = self.inbound.app if self.inbound.connects and not replaced else None
+        if previous is not None:
+            # Asterisk keeps an app whose websocket went while channels are
+            # in it: when those are our calls, the app is still ours, and
+            # their events come back with it.
+            held = next((a for a in found if a.get("name") == previous), None)
+            if held is None or set(held.get("channel_ids") or ()) & set(self.dispatcher.channels()):
+                return previous
         if self._inbound_slot is not None:
             pinned = slots.app(self.inbound_base, self._inbound_slot)
             if pinned in registered:
