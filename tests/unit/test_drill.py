@@ -1,6 +1,6 @@
 """make drill's pure parts: the INVITE dialogs read from SIPp's trace, the
 most calls in any one second, the dialled-twice rule, lost and stuck, the
-time to recover and the table with its verdicts."""
+time to recover, a drill's verdict from its records, and the table."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from ivr_auth_devkit.drill import measure, report
+from ivr_auth_devkit.drill import measure, report, verdict
 
 Attempt = measure.Attempt
 
@@ -217,3 +217,55 @@ def test_an_open_request_is_overdue_past_its_expiry_or_the_longest_call() -> Non
     assert not overdue("in_call", 160.0)
     assert overdue("in_call", 160.5)
     assert overdue("calling", 161.0)
+
+
+def row(status: str, phone: str = "+819051000001", reason: str | None = None, **times: float) -> verdict.Row:
+    return verdict.Row(phone, status, reason, 3, times.get("created", 90.0), times.get("finished"))
+
+
+def test_a_kill_is_judged_by_the_killed_controllers_calls() -> None:
+    drill = verdict.Drill("kill-controller", 1, fault=verdict.Fault(100.0, 100.0, controller="c2"))
+    drill.requests = [
+        verdict.Req("dtmf", "+819051000001", "1234", id="a"),  # on c2 when it died: error is the truth
+        verdict.Req("dtmf", "+819051000002", "1234", id="b"),  # on c1 at that moment: must verify
+        verdict.Req("dtmf", "+819051000003", "1234", id="c"),  # ringing on c2, reaped, redialled by c1
+        verdict.Req("dtmf", "+819051000004", "1234", id="d"),  # accepted, then never heard of
+        verdict.Req("inbound", "09012000000", id="e"),  # its caller found nobody after the kill
+        verdict.Req("dtmf", "+819051000005", "1234", refused="HTTP 503"),
+    ]
+    drill.invites = [
+        measure.Invite("+819051000001", "1", 95.0),
+        measure.Invite("+819051000002", "2", 95.5),
+        measure.Invite("+819051000003", "3", 99.0),
+        measure.Invite("+819051000003", "4", 109.0),
+    ]
+    rows = {
+        "a": row("error", "+819051000001", "controller_lost", finished=108.5),
+        "b": row("error", "+819051000002", "internal_error", finished=101.0),
+        "c": row("verified", "+819051000003", finished=113.0),
+        "e": row("expired", "09012000000", "expired", created=104.0, finished=134.0),
+    }
+    attempts = {
+        "a": [(Attempt(1, "a1", 95.0, None, 96.0, None, reaped=108.5), "c2")],
+        "b": [(Attempt(1, "b1", 95.5, 101.0, 96.0, "answered"), "c1")],
+        "c": [
+            (Attempt(1, "c1", 99.0, None, None, None, reaped=108.4), "c2"),
+            (Attempt(2, "c2", 109.0, 113.0, 110.0, "answered"), "c1"),
+        ],
+    }
+    result = verdict.judge(drill, rows, attempts, asterisk="22.10.1", cap=10, recovers=True)
+
+    assert (result.requests, result.refused, result.invites) == (5, 1, 4)
+    # b ended error untouched, d is gone, e expired.
+    assert (result.lost, result.stuck, result.dialled_twice) == (3, 0, 0)
+    assert result.outcomes == {
+        "error/controller_lost (hit)": 1,
+        "error/internal_error": 1,
+        "verified (hit)": 1,
+        "absent": 1,
+        "expired/expired": 1,
+    }
+    assert "calls up when the fault began on c2: dtmf 2" in result.notes
+    # Service back with c's redial (113.0), the hit a settled at 108.5.
+    assert result.recover_seconds == pytest.approx(13.0)
+    assert result.cps_max == 2

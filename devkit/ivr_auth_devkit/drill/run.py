@@ -15,25 +15,21 @@ import datetime as dt
 import logging
 import os
 import random
-import signal
 import sys
 import time
-from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import psycopg
 import yaml
 
 from ivr_auth import config, connections, errors
 from ivr_auth import store as store_mod
 from ivr_auth.ari import client as ari_client
-from ivr_auth_devkit import sipp_load, stack
+from ivr_auth_devkit import sipp_load
 from ivr_auth_devkit.bench import run as bench_run
-from ivr_auth_devkit.drill import measure, proxy, report
+from ivr_auth_devkit.drill import measure, processes, proxy, records, report, verdict
 from ivr_auth_devkit.stack import asterisk, install, postgres, secrets
 
 logger = logging.getLogger(__name__)
@@ -41,12 +37,6 @@ logger = logging.getLogger(__name__)
 # The checkout (devkit/ivr_auth_devkit/drill/run.py is three levels below it).
 ROOT = Path(__file__).resolve().parents[3]
 OUT_DIR = ROOT / ".run" / "drill"
-HTTP = "127.0.0.1:8098"
-# The controllers reach ARI through this relay (the websocket drill cuts it).
-ARI_PROXY_PORT = 58119
-# Each controller's name and its own /metrics; the second is started last,
-# so before inbound slots it is the one the shared inbound app follows.
-CONTROLLERS = {"c1": "127.0.0.1:8101", "c2": "127.0.0.1:8102"}
 # The trunk's cap in new calls per second, for both controllers together.
 CPS_CAP = 10
 INBOUND_NUMBER = "050-1234-9999"
@@ -70,7 +60,7 @@ GRACE_SECONDS = LEASE_SECONDS + 5
 SETTLE_SECONDS = TTL_SECONDS + LONGEST_CALL + GRACE_SECONDS
 SETTINGS: dict[str, Any] = {
     "ari": {"app": "ivr-auth-drill"},
-    "http": {"listen": HTTP},
+    "http": {"listen": processes.HTTP},
     "trunk": {"port": 5088, "max_channels": 200, "calls_per_second": CPS_CAP},
     "inbound": {"numbers": [INBOUND_NUMBER], "app": "ivr-auth-drill-inbound"},
     # Two controllers on one host: FastAGI would want one port for both.
@@ -118,98 +108,6 @@ WAIT_MS, GAP_MS = 1500, 300
 DRILLS = ("kill-controller", "restart-asterisk", "restart-postgres", "drop-websocket", "trunk-cps")
 
 
-@dataclass
-class Req:
-    method: str
-    phone: str
-    code: str = ""
-    id: str = ""
-    refused: str = ""
-
-
-@dataclass
-class Fault:
-    """When the fault began and ended (Unix time); ``controller``: only the
-    calls of this controller were hit."""
-
-    began: float
-    ended: float
-    controller: str | None = None
-
-
-@dataclass
-class Drill:
-    name: str
-    index: int
-    requests: list[Req] = field(default_factory=list)
-    fault: Fault | None = None
-    invites: list[measure.Invite] = field(default_factory=list)
-    notes: list[str] = field(default_factory=list)
-
-    @property
-    def reference(self) -> str:
-        return f"drill:{self.name}"
-
-    def number(self, kind: int, i: int) -> str:
-        """Outbound callee (kind 1, E.164) or inbound caller (kind 2, national)."""
-        return f"+8190{self.index}{kind}{i:06d}" if kind == 1 else f"090{self.index}{kind}{i:06d}"
-
-
-class TracingHandsets(sipp_load.LoadHandsets):
-    """The load handsets, keeping every INVITE dialog the trunk received."""
-
-    dialogs: list[measure.Invite]
-
-    def _result(self, returncode: int, output: str) -> Any:
-        self.dialogs = []
-        if self._dir is not None and (log := self._dir / "messages.log").exists():
-            self.dialogs = measure.received_invites(log.read_text(errors="replace"))
-        return super()._result(returncode, output)
-
-
-class Services:
-    """The API and the controllers, each its own process (SIGKILL is real)."""
-
-    def __init__(self, cfg: config.Config, config_file: Path, endpoints: connections.Connections, out: Path) -> None:
-        self.cfg = cfg
-        self.config_file = config_file
-        self.endpoints = endpoints
-        self.out = out
-        self.procs: dict[str, asyncio.subprocess.Process] = {}
-
-    async def start(self, name: str) -> None:
-        env = {**os.environ, **stack.environment(self.endpoints)}
-        command = "api"
-        if name in CONTROLLERS:
-            command = "controller"
-            env.update(
-                IVR_AUTH_DIALER_NAME=name,
-                IVR_AUTH_METRICS_LISTEN=CONTROLLERS[name],
-                IVR_AUTH_ARI_URL=f"http://127.0.0.1:{ARI_PROXY_PORT}/ari",
-            )
-        with (self.out / f"{name}.log").open("ab") as log:
-            self.procs[name] = await asyncio.create_subprocess_exec(
-                sys.executable, "-m", "ivr_auth.cli", "-c", str(self.config_file), "--log-level", "info", command,
-                stdout=log, stderr=asyncio.subprocess.STDOUT, env=env,
-            )  # fmt: skip
-
-    async def kill(self, name: str) -> None:
-        proc = self.procs[name]
-        proc.send_signal(signal.SIGKILL)
-        await proc.wait()
-
-    async def stop_all(self) -> None:
-        for proc in self.procs.values():
-            if proc.returncode is None:
-                proc.terminate()
-        for proc in self.procs.values():
-            try:
-                await asyncio.wait_for(proc.wait(), 20)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
-
-
 class Run:
     """The drills on one Asterisk."""
 
@@ -217,7 +115,7 @@ class Run:
         self,
         cfg: config.Config,
         endpoints: connections.Connections,
-        services: Services,
+        services: processes.Services,
         http: aiohttp.ClientSession,
         key: str,
         out: Path,
@@ -231,7 +129,7 @@ class Run:
         self.out = out
         self.version = version
         self.rng = random.Random(18)
-        self.proxy = proxy.AriProxy("127.0.0.1", ARI_PROXY_PORT, cfg.stack.bind, cfg.stack.ari_port)
+        self.proxy = proxy.AriProxy("127.0.0.1", processes.ARI_PROXY_PORT, cfg.stack.bind, cfg.stack.ari_port)
         self.ari = ari_client.AriClient(http, endpoints.ari_url, endpoints.ari_username, endpoints.ari_password)
 
     # --- readiness -------------------------------------------------------------------
@@ -243,11 +141,11 @@ class Run:
         while time.monotonic() < deadline:
             missing = []
             with contextlib.suppress(aiohttp.ClientError):
-                async with self.http.get(f"http://{HTTP}/readyz") as resp:
+                async with self.http.get(f"http://{processes.HTTP}/readyz") as resp:
                     if resp.status != 200:
                         missing.append("api")
             for name, proc in self.services.procs.items():
-                if name in CONTROLLERS and proc.returncode is None:
+                if name in processes.CONTROLLERS and proc.returncode is None:
                     with contextlib.suppress(errors.AriError):
                         if await self.ari.application(f"{self.cfg.ari.app}-{name}") is None:
                             missing.append(name)
@@ -262,7 +160,7 @@ class Run:
 
     # --- requests --------------------------------------------------------------------
 
-    async def create(self, drill: Drill, r: Req) -> None:
+    async def create(self, drill: verdict.Drill, r: verdict.Req) -> None:
         body: dict[str, Any] = {
             "phone": r.phone,
             "method": r.method,
@@ -274,7 +172,9 @@ class Run:
             body["code"] = r.code
         drill.requests.append(r)
         try:
-            async with self.http.post(f"http://{HTTP}/v1/verifications", json=body, headers=self.headers) as resp:
+            async with self.http.post(
+                f"http://{processes.HTTP}/v1/verifications", json=body, headers=self.headers
+            ) as resp:
                 created = await resp.json(content_type=None)
         except (aiohttp.ClientError, TimeoutError, ValueError) as exc:
             r.refused = type(exc).__name__
@@ -284,13 +184,13 @@ class Run:
         else:
             r.refused = f"HTTP {resp.status}"
 
-    def outbound(self, drill: Drill, count: int) -> list[Req]:
+    def outbound(self, drill: verdict.Drill, count: int) -> list[verdict.Req]:
         return [
-            Req("dtmf", drill.number(1, i), "".join(self.rng.choice("0123456789") for _ in range(CODE_LENGTH)))
+            verdict.Req("dtmf", drill.number(1, i), "".join(self.rng.choice("0123456789") for _ in range(CODE_LENGTH)))
             for i in range(count)
         ]
 
-    async def offer(self, drill: Drill, batch: list[Req], rate: float) -> None:
+    async def offer(self, drill: verdict.Drill, batch: list[verdict.Req], rate: float) -> None:
         start = time.monotonic()
         tasks = []
         for n, r in enumerate(batch):
@@ -299,11 +199,11 @@ class Run:
         await asyncio.gather(*tasks)
 
     async def callers(
-        self, drill: Drill, first: int, ports: tuple[int, int], again: list[Req] | None = None
+        self, drill: verdict.Drill, first: int, ports: tuple[int, int], again: list[verdict.Req] | None = None
     ) -> sipp_load.LoadCallers | None:
         """INBOUND inbound requests, then their callers calling in
         (CALLER_RATE a second), after those of ``again`` (requests made before)."""
-        batch = [Req("inbound", drill.number(2, first + i)) for i in range(INBOUND)]
+        batch = [verdict.Req("inbound", drill.number(2, first + i)) for i in range(INBOUND)]
         await asyncio.gather(*(self.create(drill, r) for r in batch))
         accepted = [*(again or []), *(r for r in batch if r.id)]
         if not accepted:
@@ -320,30 +220,13 @@ class Run:
         await callers.start()
         return callers
 
-    async def open_requests(self, ids: list[str]) -> list[tuple[str, str, float, float]] | None:
-        """(id, status, expires_at, since) of each request in ``ids`` still
-        open, ``since`` when its last call began or it last changed; None
-        while the database does not answer."""
-        try:
-            async with await psycopg.AsyncConnection.connect(self.endpoints.database_url, autocommit=True) as db:
-                cur = await db.execute(
-                    "SELECT v.id::text, v.status, extract(epoch FROM v.expires_at)::float8, extract(epoch FROM "
-                    "greatest(v.updated_at, (SELECT max(a.started_at) FROM call_attempts a "
-                    "WHERE a.verification_id = v.id)))::float8 "
-                    "FROM verifications v WHERE v.id = ANY(%s::uuid[]) AND v.status = ANY(%s)",
-                    (ids, sorted(measure.OPEN)),
-                )
-                return [(str(i), str(s), float(e), float(t)) for i, s, e, t in await cur.fetchall()]
-        except psycopg.OperationalError:
-            return None
-
-    async def settle(self, drill: Drill) -> None:
+    async def settle(self, drill: verdict.Drill) -> None:
         """Until every accepted request has ended or is overdue (stuck), and
         SETTLE_SECONDS at most."""
         deadline = time.monotonic() + SETTLE_SECONDS
         ids = [r.id for r in drill.requests if r.id]
         while time.monotonic() < deadline:
-            found = await self.open_requests(ids)
+            found = await records.open_requests(self.endpoints.database_url, ids)
             if found is not None:
                 now = time.time()
                 if all(
@@ -355,7 +238,7 @@ class Run:
 
     # --- a drill ---------------------------------------------------------------------
 
-    async def fault_drill(self, drill: Drill, fault: Callable[[], Awaitable[Fault]]) -> report.Result:
+    async def fault_drill(self, drill: verdict.Drill, fault: Callable[[], Awaitable[verdict.Fault]]) -> report.Result:
         count = round(OFFER_RATE * OFFER_SECONDS)
         batch = self.outbound(drill, count)
         handsets = self.handsets(batch)
@@ -371,7 +254,8 @@ class Run:
             await offering
             # A caller whose call the fault cut before it was taken calls again, as a person would.
             first = [r.id for r in drill.requests if r.method == "inbound" and r.id]
-            again = [r for r in drill.requests if r.id in {i for i, s, *_ in await self.open_requests(first) or []}]
+            waiting = {found[0] for found in await records.open_requests(self.endpoints.database_url, first) or []}
+            again = [r for r in drill.requests if r.id in waiting]
             if again:
                 drill.notes.append(f"{len(again)} caller(s) whose call the fault cut called again")
             second_callers = await self.callers(drill, INBOUND, CALLER_PORTS[1], again)
@@ -388,9 +272,9 @@ class Run:
         drill.invites = handsets.dialogs
         return await self.judge(drill, recovers=True)
 
-    def handsets(self, batch: list[Req]) -> TracingHandsets:
+    def handsets(self, batch: list[verdict.Req]) -> processes.TracingHandsets:
         rows = [sipp_load.HandsetRow(r.phone, r.code, wait_ms=WAIT_MS, gap_ms=GAP_MS) for r in batch]
-        handsets = TracingHandsets(
+        handsets = processes.TracingHandsets(
             port=self.cfg.trunk.port,
             host=self.cfg.trunk.host,
             media_port=HANDSET_MEDIA_PORT,
@@ -403,12 +287,12 @@ class Run:
         return handsets
 
     async def kill_controller(self) -> report.Result:
-        drill = Drill("kill-controller", 1)
+        drill = verdict.Drill("kill-controller", 1)
 
-        async def fault() -> Fault:
+        async def fault() -> verdict.Fault:
             at = time.time()
             await self.services.kill("c2")
-            return Fault(at, time.time(), controller="c2")
+            return verdict.Fault(at, time.time(), controller="c2")
 
         try:
             return await self.fault_drill(drill, fault)
@@ -416,53 +300,53 @@ class Run:
             await self.start_controller("c2")
 
     async def restart_asterisk(self) -> report.Result:
-        drill = Drill("restart-asterisk", 2)
+        drill = verdict.Drill("restart-asterisk", 2)
         instance = asterisk.Instance(self.cfg, self.cfg.run_dir, self.endpoints.ari_password)
 
-        async def fault() -> Fault:
+        async def fault() -> verdict.Fault:
             at = time.time()
             await instance.stop()
             await asyncio.sleep(ASTERISK_DOWN_SECONDS)
             await instance.start()
             ended = time.time()
             drill.notes.append(f"Asterisk down and back in {ended - at:.1f} s")
-            return Fault(at, ended)
+            return verdict.Fault(at, ended)
 
         return await self.fault_drill(drill, fault)
 
     async def restart_postgres(self) -> report.Result:
-        drill = Drill("restart-postgres", 3)
+        drill = verdict.Drill("restart-postgres", 3)
         cluster = postgres.Cluster(
             self.cfg.stack, self.cfg.run_dir, secrets.load_or_create(self.cfg.run_dir).postgres_password
         )
 
-        async def fault() -> Fault:
+        async def fault() -> verdict.Fault:
             at = time.time()
             await cluster.stop()
             await asyncio.sleep(POSTGRES_DOWN_SECONDS)
             await cluster.start()
             ended = time.time()
             drill.notes.append(f"Postgres down and back in {ended - at:.1f} s")
-            return Fault(at, ended)
+            return verdict.Fault(at, ended)
 
         return await self.fault_drill(drill, fault)
 
     async def drop_websocket(self) -> report.Result:
-        drill = Drill("drop-websocket", 4)
+        drill = verdict.Drill("drop-websocket", 4)
 
-        async def fault() -> Fault:
+        async def fault() -> verdict.Fault:
             at = time.time()
             cut = self.proxy.drop_events(WS_DROP_SECONDS)
             await asyncio.sleep(WS_DROP_SECONDS)
             drill.notes.append(
                 f"{cut} events websocket(s) cut, {self.proxy.refused} reconnect(s) refused for {WS_DROP_SECONDS:g} s"
             )
-            return Fault(at, time.time())
+            return verdict.Fault(at, time.time())
 
         return await self.fault_drill(drill, fault)
 
     async def trunk_cps(self) -> report.Result:
-        drill = Drill("trunk-cps", 5)
+        drill = verdict.Drill("trunk-cps", 5)
         batch = self.outbound(drill, BURST)
         handsets = self.handsets(batch)
         await handsets.start()
@@ -479,133 +363,9 @@ class Run:
 
     # --- the verdict -----------------------------------------------------------------
 
-    async def judge(self, drill: Drill, *, recovers: bool) -> report.Result:
-        rows, attempts = await records(self.endpoints.database_url, drill.reference)
-        by_number: dict[str, int] = Counter(i.number for i in drill.invites)
-        times = [i.at for i in drill.invites]
-        result = report.Result(
-            drill=drill.name,
-            asterisk=self.version,
-            requests=sum(bool(r.id) for r in drill.requests),
-            refused=sum(bool(r.refused) for r in drill.requests),
-            invites=len(drill.invites),
-            cps_max=measure.max_in_window(times),
-            cps_mean=measure.mean_rate(times),
-            cap=CPS_CAP,
-            recovers=recovers,
-            notes=list(drill.notes),
-        )
-        fault = drill.fault
-        window = (fault.began, fault.ended) if fault else None
-        settled: list[measure.Settled] = []
-        outcomes: Counter[str] = Counter()
-        hit: Counter[str] = Counter()
-        # Calls up the moment the fault began (on the killed controller, for a kill), by method.
-        up: Counter[str] = Counter()
-        for r in drill.requests:
-            if not r.id:
-                continue
-            row = rows.get(r.id)
-            if fault is not None and any(
-                measure.overlaps(a.started, a.end, (fault.began, fault.began))
-                for a, controller in attempts.get(r.id, [])
-                if fault.controller in (None, controller)
-            ):
-                up[r.method] += 1
-            calls = attempts.get(r.id, [])
-            touched = False
-            if window is not None and fault is not None:
-                touched = any(
-                    measure.overlaps(a.started, a.end, window)
-                    for a, controller in calls
-                    if fault.controller in (None, controller)
-                )
-                if r.method == "inbound" and row is not None and row.created < fault.began:
-                    touched = touched or row.finished is None or row.finished >= fault.began
-            status = row.status if row else None
-            ending = measure.Ending(status, touched)
-            # An end other than verified says why (its reason).
-            ended = status or "absent"
-            if row is not None and status != "verified" and row.reason:
-                ended += f"/{row.reason}"
-            outcomes[ended + (" (hit)" if touched else "")] += 1
-            if touched:
-                hit[ended] += 1
-            if measure.is_lost(ending):
-                result.lost += 1
-                result.notes.append(f"lost: {r.method} {r.id} {status or 'absent'} ({row.reason if row else ''})")
-            if measure.is_stuck(ending):
-                result.stuck += 1
-                result.notes.append(f"stuck: {r.method} {r.id} still {status}")
-            if r.method == "dtmf" and row is not None:
-                why = measure.dialled_twice([a for a, _ in calls], by_number.get(row.phone, 0), row.max_call_attempts)
-                if why:
-                    result.dialled_twice += 1
-                    result.notes.append(f"dialled twice: {r.id}: {'; '.join(why)}")
-            last_call = max((a.started for a, _ in calls), default=None)
-            settled.append(measure.Settled(row.finished if row else None, status, touched, last_call))
-        result.outcomes = dict(outcomes)
-        if fault is not None:
-            where = f" on {fault.controller}" if fault.controller else ""
-            in_flight = ", ".join(f"{method} {n}" for method, n in sorted(up.items())) or "none"
-            result.notes.append(f"calls up when the fault began{where}: {in_flight}")
-        if hit:
-            spoilt = sum(n for ended, n in hit.items() if ended != "verified")
-            detail = ", ".join(f"{status} {n}" for status, n in sorted(hit.items()))
-            result.notes.append(f"hit by the fault: {sum(hit.values())} ({detail}); {spoilt} not verified")
-        if recovers and fault is not None:
-            result.recover_seconds = measure.time_to_recover(fault.began, settled)
-        return result
-
-
-@dataclass(frozen=True)
-class Row:
-    phone: str
-    status: str
-    reason: str | None
-    max_call_attempts: int
-    created: float
-    finished: float | None
-
-
-async def records(
-    database_url: str, reference: str
-) -> tuple[dict[str, Row], dict[str, list[tuple[measure.Attempt, str]]]]:
-    """A drill's requests, and the calls of each with the controller that made it."""
-    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as db:
-        cur = await db.execute(
-            "SELECT id::text, phone, status, reason, max_call_attempts, extract(epoch FROM created_at)::float8, "
-            "extract(epoch FROM finished_at)::float8 FROM verifications WHERE reference = %s",
-            (reference,),
-        )
-        rows = {r[0]: Row(*r[1:]) for r in await cur.fetchall()}
-        cur = await db.execute(
-            "SELECT a.verification_id::text, a.attempt, a.channel_id, extract(epoch FROM a.started_at)::float8, "
-            "extract(epoch FROM a.ended_at)::float8, extract(epoch FROM a.answered_at)::float8, a.outcome, "
-            "a.controller FROM call_attempts a JOIN verifications v ON v.id = a.verification_id "
-            "WHERE v.reference = %s ORDER BY a.started_at",
-            (reference,),
-        )
-        calls = await cur.fetchall()
-        # When a reaper settled a request whose controller was gone.
-        cur = await db.execute(
-            "SELECT e.verification_id::text, extract(epoch FROM e.at)::float8 FROM verification_events e "
-            "JOIN verifications v ON v.id = e.verification_id "
-            "WHERE v.reference = %s AND e.detail ? 'lost_controller' ORDER BY e.at",
-            (reference,),
-        )
-        reaped: dict[str, list[float]] = defaultdict(list)
-        for vid, at in await cur.fetchall():
-            reaped[vid].append(at)
-    attempts: dict[str, list[tuple[measure.Attempt, str]]] = defaultdict(list)
-    for vid, number, channel, started, ended, answered, outcome, controller in calls:
-        settled_at = None
-        if ended is None:
-            settled_at = next((at for at in reaped.get(vid, []) if at >= started), None)
-        attempts[vid].append(
-            (measure.Attempt(number, channel, started, ended, answered, outcome, settled_at), controller)
-        )
-    return rows, attempts
+    async def judge(self, drill: verdict.Drill, *, recovers: bool) -> report.Result:
+        rows, attempts = await records.records(self.endpoints.database_url, drill.reference)
+        return verdict.judge(drill, rows, attempts, asterisk=self.version, cap=CPS_CAP, recovers=recovers)
 
 
 def settings_for(which: str) -> dict[str, Any]:
@@ -631,7 +391,7 @@ async def run_on(which: str, only: tuple[str, ...]) -> list[report.Result]:
     async with bench_run.bench_stack(cfg) as endpoints, aiohttp.ClientSession() as http:
         async with store_mod.Store.from_url(endpoints.database_url, endpoints.server_secret, max_size=2) as store:
             _, key = await store.tenants.create(f"drill-{int(time.time())}")
-        services = Services(cfg, config_file, endpoints, out)
+        services = processes.Services(cfg, config_file, endpoints, out)
         drill_run = Run(cfg, endpoints, services, http, key, out, version)
         await drill_run.proxy.start()
         try:
