@@ -68,3 +68,16 @@ async def open_requests(database_url: str, ids: list[str]) -> list[tuple[str, st
             return [(str(i), str(s), float(e), float(t)) for i, s, e, t in await cur.fetchall()]
     except psycopg.OperationalError:
         return None
+
+
+async def calls_up(database_url: str, reference: str) -> dict[str, tuple[int, int]]:
+    """(inbound, outbound) calls up now of a drill's requests, by the controller holding each."""
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as db:
+        cur = await db.execute(
+            "SELECT a.controller, count(*) FILTER (WHERE v.method = 'inbound'), "
+            "count(*) FILTER (WHERE v.method <> 'inbound') FROM call_attempts a "
+            "JOIN verifications v ON v.id = a.verification_id "
+            "WHERE v.reference = %s AND a.ended_at IS NULL GROUP BY a.controller",
+            (reference,),
+        )
+        return {str(c): (int(i), int(o)) for c, i, o in await cur.fetchall()}
