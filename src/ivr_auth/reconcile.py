@@ -185,7 +185,7 @@ class Reconciler:
                 return False
         if there:
             logger.warning(
-                "hung up orphaned channel %s (its call was settled already)",
+                "hung up orphaned channel %s (no call follows it; its request, if any, was settled already)",
                 channel_id,
                 extra={"channel_id": channel_id, "node": self.node.name},
             )
