@@ -62,12 +62,14 @@ def service_config(**overrides: Any) -> config.Config:
 @pytest.fixture
 async def clean_queue(local_stack: connections.Connections) -> None:
     """No request left open by an earlier test may be dialled into this one,
-    and no trunk it marked down (or whose tokens it spent) is still so."""
+    and no call it left open, or trunk it marked down (or whose tokens it
+    spent), counts against this one's trunk limits."""
     async with await psycopg.AsyncConnection.connect(local_stack.database_url, autocommit=True) as conn:
         await conn.execute(
             "UPDATE verifications SET status = 'canceled', reason = 'test_cleanup', finished_at = now()"
             " WHERE status IN ('queued', 'calling', 'in_call', 'delivered')"
         )
+        await conn.execute("UPDATE call_attempts SET ended_at = now(), outcome = 'test_cleanup' WHERE ended_at IS NULL")
         await conn.execute("DELETE FROM trunk_state")
 
 
