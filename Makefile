@@ -54,7 +54,8 @@ test: setup
 # not depend on which Asterisk answers (the demo and CLI, the dashboard's browser, the wheel,
 # load scenarios, metrics, webhooks, two nodes): about 8 minutes instead of 16.
 E2E_CALL_PATHS := $(addprefix tests/e2e/test_,call.py verification.py voice.py inbound.py trunks.py \
-	key_timing.py media.py recovery.py doctor.py handsets.py prompts_heard.py softphone.py controllers.py)
+	key_timing.py media.py recovery.py doctor.py handsets.py prompts_heard.py softphone.py controllers.py \
+	shared_trunk.py)
 test-e2e-host: setup
 	@IVR_AUTH_TEST_ASTERISK_ROOT=host $(PY) -m pytest $(E2E_CALL_PATHS)
 
