@@ -47,6 +47,7 @@ from ivr_auth import (
 from ivr_auth import metrics as metrics_mod
 from ivr_auth import store as store_mod
 from ivr_auth.ari import node as ari_node
+from ivr_auth.ari import slots
 from ivr_auth.flows import FlowContext
 from ivr_auth.flows import dtmf as dtmf_flow
 from ivr_auth.flows import inbound as inbound_flow
@@ -61,6 +62,10 @@ FLOWS: dict[str, FlowRunner] = {"dtmf": dtmf_flow.run, "voice": voice_flow.run}
 # Due work waiting for a shared trunk's token is looked at again after at
 # least this long; trunks' shared down marks are read at least this often.
 MIN_PACED_WAIT = 0.02
+# The dialplan's slot loop (ivr-auth-extensions.conf, [ivr-auth-inbound]):
+# its label and the variable holding the slot it tries.
+INBOUND_SLOT_LABEL = "slot"
+INBOUND_SLOT_VARIABLE = "IVRAUTH_SLOT"
 TRUNK_SYNC_SECONDS = 5.0
 
 
@@ -334,6 +339,9 @@ class Controller:
         channel_id = str((event.get("channel") or {}).get("id", ""))
         if not channel_id or channel_id in self.node.dispatcher:
             return
+        if not self._claiming:
+            await self._pass_on(event, channel_id)
+            return
         # Subscribed before this handler returns, so the call's next event is routed to it.
         session = callsession.CallSession(self.node, channel_id)
         task = asyncio.create_task(inbound_flow.run(self._ctx, session, event), name=f"inbound-{channel_id}")
@@ -355,6 +363,28 @@ class Controller:
             return
         self.metrics.inbound_claim(self.node.name, won=won)
         logger.debug("inbound channel %s %s by %s", channel_id, "claimed" if won else "taken elsewhere", app)
+
+    async def _pass_on(self, event: ari.Event, channel_id: str) -> None:
+        """An inbound call reaching our slot while we drain (Stasis() into
+        the slot we still hold, where Asterisk has no StasisBroadcast, or a
+        claim made just before): back to the dialplan's slot loop at the
+        next slot, so that a controller staying up takes it; with none, the
+        dialplan refuses it unanswered as ever."""
+        channel = event.get("channel") or {}
+        dialplan = channel.get("dialplan") or {}
+        slot = slots.slot_of(self.node.inbound_base or "", str(event.get("application") or ""))
+        context, extension = str(dialplan.get("context") or ""), str(dialplan.get("exten") or "")
+        try:
+            if slot is None or not context or not extension:
+                raise errors.AriError(f"no slot or dialplan place to go back to ({context!r}, {extension!r})")
+            await self.node.client.set_variable(channel_id, INBOUND_SLOT_VARIABLE, str(slot + 1))
+            await self.node.client.continue_at(channel_id, context, extension, INBOUND_SLOT_LABEL)
+        except errors.AriError as exc:
+            logger.warning("draining: could not pass inbound call %s on (%s); refusing it", channel_id, exc)
+            with contextlib.suppress(errors.AriError):
+                await self.node.client.hangup(channel_id, "congestion")
+            return
+        logger.info("draining: inbound call %s passed on to slot %d", channel_id, slot + 1)
 
     def _inbound_done(self, task: asyncio.Task[None]) -> None:
         self._inbound.discard(task)

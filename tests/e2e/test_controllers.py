@@ -200,3 +200,33 @@ async def test_a_controller_whose_slot_is_taken_moves_to_a_free_one(
     # Served from its new slot.
     (taken_by,) = await controllers_of(local_stack.database_url, [await verify_inbound(api, "090-1234-5900")])
     assert taken_by == first.name
+
+
+async def test_a_stopping_controller_takes_no_new_inbound_call(
+    api: Api, start_service: Starter, local_stack: connections.Connections
+) -> None:
+    """A rolling restart: the controller of slot 1 drains a call that lasts,
+    and the inbound calls placed meanwhile go to the one that stays up (on
+    16 the fallback's Stasis() still reaches the draining controller's slot,
+    which passes each call back to the dialplan at the next slot)."""
+    lasting = service_config(verification={"first_digit_timeout_seconds": 60})
+    leaving = await start_service(api=False, cfg=lasting)
+    assert leaving.node is not None
+    assert leaving.node.inbound_app == f"{lasting.inbound.app}-1"
+    held = await api.create("090-1234-5901", method="inbound", language="en", ask_code=True)
+    async with caller("09012345901", timeout=90, port=5094, media_port=6140) as stuck:
+        await api.wait_for(held["id"], {"in_call"}, timeout=15)
+        staying = await start_service(api=False)
+        assert staying.node is not None
+        assert staying.node.inbound_app == f"{lasting.inbound.app}-2"
+        stopping = asyncio.create_task(leaving.stop(grace=60))
+        try:
+            await asyncio.sleep(0.5)
+            assert not stopping.done()  # still draining the held call
+            during = [await verify_inbound(api, f"090-1234-59{n:02d}") for n in (2, 3)]
+            assert await controllers_of(local_stack.database_url, during) == [staying.name] * 2
+            assert await controllers_of(local_stack.database_url, [held["id"]]) == [leaving.name]
+            assert not stopping.done()
+        finally:
+            await stuck.stop()
+            await asyncio.wait_for(stopping, 60)

@@ -58,6 +58,8 @@ class FakeAri:
         self.claims: list[tuple[str, str]] = []
         self.channels: dict[str, list[str]] = {}
         self.claim_status = 204
+        # (channel, what was asked of it): variables set, dialplan continues, hangups.
+        self.requests: list[tuple[str, dict[str, str]]] = []
         self.url = ""
         self._runner: web.AppRunner | None = None
 
@@ -93,8 +95,19 @@ class FakeAri:
         self.claims.append((request.query["channelId"], request.query["application"]))
         return web.Response(status=self.claim_status)
 
+    async def _channel_request(self, request: web.Request) -> web.Response:
+        asked = {"do": request.match_info["what"], **request.query}
+        self.requests.append((request.match_info["id"], asked))
+        return web.Response(status=204)
+
+    async def _hangup(self, request: web.Request) -> web.Response:
+        self.requests.append((request.match_info["id"], {"do": "hangup", **request.query}))
+        return web.Response(status=204)
+
     async def __aenter__(self) -> FakeAri:
         app = web.Application()
+        app.router.add_post("/ari/channels/{id}/{what}", self._channel_request)
+        app.router.add_delete("/ari/channels/{id}", self._hangup)
         app.router.add_get("/ari/events", self._events)
         app.router.add_get("/ari/applications", self._applications)
         app.router.add_get("/ari/applications/{name}", self._application)
@@ -254,5 +267,38 @@ async def test_a_broadcast_call_is_claimed_for_the_slot_held(fake: FakeAri, sess
         ctl._claiming = False
         await ctl.on_unrouted_event(broadcast)
         assert len(fake.claims) == 3
+    finally:
+        await node.close()
+
+
+async def test_a_call_reaching_a_draining_controllers_slot_is_passed_on_to_the_next(
+    fake: FakeAri, session: aiohttp.ClientSession
+) -> None:
+    """Where Asterisk has no StasisBroadcast the dialplan sends calls into
+    the slots in turn: one reaching the slot of a controller that drains goes
+    back to the dialplan's slot loop at the next slot, not into a call that
+    the controller would not see through."""
+    node = node_for(fake, session)
+    ctl = controller.Controller(config.Config(), cast(Any, None), node, name="c1")
+    try:
+        await node.start(timeout=5)
+        ctl._claiming = False
+        start = {
+            "type": "StasisStart",
+            "application": f"{BASE}-1",
+            "args": ["0312345678"],
+            "channel": {"id": "in-1", "dialplan": {"context": "ivr-auth-inbound", "exten": "0312345678"}},
+        }
+        await ctl.on_unrouted_event(start)
+
+        assert fake.requests == [
+            ("in-1", {"do": "variable", "variable": "IVRAUTH_SLOT", "value": "2"}),
+            ("in-1", {"do": "continue", "context": "ivr-auth-inbound", "extension": "0312345678", "label": "slot"}),
+        ]
+        assert ctl.calls_in_progress == 0
+        # Nowhere to go back to (no dialplan place given): refused, not left hanging.
+        fake.requests.clear()
+        await ctl.on_unrouted_event({**start, "channel": {"id": "in-2"}})
+        assert fake.requests == [("in-2", {"do": "hangup", "reason": "congestion"})]
     finally:
         await node.close()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ivr_auth import asterisk_config, cli, config, data, errors
+from ivr_auth import asterisk_config, cli, config, controller, data, errors
 from tests.unit.test_stack_render import asterisk_sections, section
 
 # Where Debian's asterisk packages keep the stock configuration (the host's
@@ -123,6 +123,8 @@ def test_trunks_timers_and_inbound_come_from_the_config() -> None:
     dialplan = found["ivr-auth-extensions.conf"].text
     assert "StasisBroadcast(1000,^ivr-auth-in-[0-9]+$,${EXTEN})" in dialplan
     assert "Stasis(ivr-auth-in-${IVRAUTH_SLOT},${EXTEN})" in dialplan
+    # Where a draining controller sends a call reaching its slot back to (the next slot).
+    assert f"n({controller.INBOUND_SLOT_LABEL}),Stasis(ivr-auth-in-${{{controller.INBOUND_SLOT_VARIABLE}}}" in dialplan
     assert "exten => 05012340000,1,Goto(ivr-auth-agi,${EXTEN},1)" in dialplan
     assert "{{" not in "".join(f.text for f in found.values())
 

@@ -195,6 +195,18 @@ class AriClient:
             raise
         return True
 
+    async def set_variable(self, channel_id: str, name: str, value: str) -> None:
+        await self.request("POST", f"channels/{channel_id}/variable", params={"variable": name, "value": value})
+
+    async def continue_at(self, channel_id: str, context: str, extension: str, label: str) -> None:
+        """Send a channel in Stasis back to the dialplan, at ``label`` of
+        ``context``/``extension``."""
+        await self.request(
+            "POST",
+            f"channels/{channel_id}/continue",
+            params={"context": context, "extension": extension, "label": label},
+        )
+
     async def get_variable(self, channel_id: str, name: str) -> str | None:
         try:
             found: JsonObject = await self.request("GET", f"channels/{channel_id}/variable", params={"variable": name})
