@@ -114,6 +114,9 @@ class Controller:
         # Told when a webhook was written (the process's sender wakes).
         self.on_webhook: Callable[[], None] = _nothing
         self._started_at = presence.started_now()
+        # The reaper could not reach the database; leases taken for lost from then on (monotonic).
+        self._store_trouble = False
+        self._orphans_from = 0.0
         # Trunks marked down elsewhere (NOTIFY); tasks telling others of ours.
         self._trunks_changed = asyncio.Event()
         self._sharing: set[asyncio.Task[None]] = set()
@@ -419,6 +422,7 @@ class Controller:
                 await self.reap()
             except errors.StoreError as exc:
                 tasks.reraise_cancellation(exc)
+                self._store_trouble = True
                 logger.warning("reaper pass failed: %s", exc)
             except Exception as exc:
                 tasks.reraise_cancellation(exc)
@@ -431,6 +435,23 @@ class Controller:
         the queue (time and attempts allowing); one that was in progress ends
         as ``error``. Its channel, if still up, is hung up."""
         expired = await self.store.verifications.expire_queued()
+        monotonic_now = time.monotonic()
+        if self._store_trouble:
+            # Back after the database was out of reach: every controller's
+            # leases ran on meanwhile, their renewals failing. A lease is taken
+            # for lost only once its controller had a lease period to renew it,
+            # or calls still up (ringing ones redialled) would be settled under
+            # a live controller.
+            self._store_trouble = False
+            self._orphans_from = monotonic_now + self.cfg.dialer.lease_seconds
+            logger.info(
+                "database reachable again: no lease is taken for lost for %.0fs, while controllers renew theirs",
+                self.cfg.dialer.lease_seconds,
+            )
+        if monotonic_now < self._orphans_from:
+            if expired:
+                logger.info("expired %d queued request(s)", expired)
+            return 0
         settled = 0
         async with self.store.verifications.orphans() as (orphans, conn):
             for orphan in orphans:
