@@ -580,8 +580,11 @@ class Controller:
         answer or a prompt's end is told of it. Then the channels of calls
         settled while the node was lost, and any of ours left in our app that
         no call follows, are hung up (``reconcile``)."""
+        # Its Asterisk restarted meanwhile: the calls it had did not end as
+        # their callers ended them, whatever the made-up end would say.
+        tell_gone = functools.partial(self._tell_gone, node_lost=True) if self.node.restarted else self._tell_gone
         try:
-            done = await self._reconciler.after_reconnect(self._tell_gone)
+            done = await self._reconciler.after_reconnect(tell_gone)
         except errors.AriError as exc:
             logger.warning("could not list channels after reconnect: %s", exc)
             return

@@ -85,6 +85,11 @@ class AriNode:
         # The node's Asterisk, read each time the websocket connects; None
         # before, or when it does not say (then no newer feature is used).
         self.release: release_mod.Release | None = None
+        # When the node's Asterisk started (``GET /asterisk/info``), and
+        # whether that changed since the websocket was last connected: a
+        # restart ended every call the node had.
+        self.startup_time: str | None = None
+        self.restarted = False
         self._task: asyncio.Task[None] | None = None
 
     async def _connected(self) -> None:
@@ -100,7 +105,15 @@ class AriNode:
             found = release_mod.Release.from_info(info) if isinstance(info, Mapping) else None
         except errors.AriError as exc:
             logger.warning("ARI node %s: could not read its Asterisk version: %s", self.name, exc)
+            self.restarted = False
             return self.release
+        status = info.get("status") if isinstance(info, Mapping) else None
+        started = status.get("startup_time") if isinstance(status, Mapping) else None
+        started = started if isinstance(started, str) else None
+        self.restarted = None not in (started, self.startup_time) and started != self.startup_time
+        if self.restarted:
+            logger.warning("ARI node %s: its Asterisk restarted (up since %s)", self.name, started)
+        self.startup_time = started or self.startup_time
         if found != self.release:
             if found is None:
                 logger.warning(
