@@ -114,7 +114,8 @@ class Controller:
         # Told when a webhook was written (the process's sender wakes).
         self.on_webhook: Callable[[], None] = _nothing
         self._started_at = presence.started_now()
-        # The reaper could not reach the database; leases taken for lost from then on (monotonic).
+        # The database was out of reach (a pass, a renewal or the LISTEN
+        # connection failed); leases taken for lost from then on (monotonic).
         self._store_trouble = False
         self._orphans_from = 0.0
         # Trunks marked down elsewhere (NOTIFY); tasks telling others of ours.
@@ -414,6 +415,7 @@ class Controller:
                 )
             except errors.StoreError as exc:
                 tasks.reraise_cancellation(exc)
+                self._store_trouble = True
                 logger.warning("lease renewal failed: %s", exc)
 
     async def _reaper_loop(self) -> None:
@@ -546,6 +548,9 @@ class Controller:
                 if not self._running:
                     raise asyncio.CancelledError from exc
                 tasks.reraise_cancellation(exc)
+                # Postgres restarting drops this connection first of all:
+                # the reaper gives leases their time to be renewed after.
+                self._store_trouble = True
                 logger.warning("listen connection lost: %s", exc)
             finally:
                 self.listening = False
