@@ -203,7 +203,7 @@ async def test_a_controller_whose_slot_is_taken_moves_to_a_free_one(
 
 
 async def test_a_stopping_controller_takes_no_new_inbound_call(
-    api: Api, start_service: Starter, local_stack: connections.Connections
+    api: Api, start_service: Starter, local_stack: connections.Connections, http_session: aiohttp.ClientSession
 ) -> None:
     """A rolling restart: the controller of slot 1 drains a call that lasts,
     and the inbound calls placed meanwhile go to the one that stays up (on
@@ -228,5 +228,16 @@ async def test_a_stopping_controller_takes_no_new_inbound_call(
             assert await controllers_of(local_stack.database_url, [held["id"]]) == [leaving.name]
             assert not stopping.done()
         finally:
+            # The held call ends (hung up here, so that no channel outlives
+            # the test in the slot's app): the drain is over.
+            client = ari_client.AriClient(
+                http_session, local_stack.ari_url, local_stack.ari_username, local_stack.ari_password
+            )
+            async with await psycopg.AsyncConnection.connect(local_stack.database_url, autocommit=True) as conn:
+                cur = await conn.execute(
+                    "SELECT channel_id FROM call_attempts WHERE verification_id = %s", (held["id"],)
+                )
+                for (channel_id,) in await cur.fetchall():
+                    await client.hangup(str(channel_id))
+            await asyncio.wait_for(stopping, 30)
             await stuck.stop()
-            await asyncio.wait_for(stopping, 60)
