@@ -306,33 +306,36 @@ class Run:
             await self.start_controller(victim)
 
     async def restart_asterisk(self) -> report.Result:
-        drill = verdict.Drill("restart-asterisk", 2)
         instance = asterisk.Instance(self.cfg, self.cfg.run_dir, self.endpoints.ari_password)
-
-        async def fault() -> verdict.Fault:
-            at = time.time()
-            await instance.stop()
-            await asyncio.sleep(ASTERISK_DOWN_SECONDS)
-            await instance.start()
-            ended = time.time()
-            drill.notes.append(f"Asterisk down and back in {ended - at:.1f} s")
-            return verdict.Fault(at, ended)
-
-        return await self.fault_drill(drill, fault)
+        return await self.restart_drill(
+            verdict.Drill("restart-asterisk", 2), "Asterisk", instance.stop, instance.start, ASTERISK_DOWN_SECONDS
+        )
 
     async def restart_postgres(self) -> report.Result:
-        drill = verdict.Drill("restart-postgres", 3)
         cluster = postgres.Cluster(
             self.cfg.stack, self.cfg.run_dir, secrets.load_or_create(self.cfg.run_dir).postgres_password
         )
+        return await self.restart_drill(
+            verdict.Drill("restart-postgres", 3), "Postgres", cluster.stop, cluster.start, POSTGRES_DOWN_SECONDS
+        )
+
+    async def restart_drill(
+        self,
+        drill: verdict.Drill,
+        what: str,
+        stop: Callable[[], Awaitable[object]],
+        start: Callable[[], Awaitable[object]],
+        down_seconds: float,
+    ) -> report.Result:
+        """A service stopped, kept down ``down_seconds``, and started again."""
 
         async def fault() -> verdict.Fault:
             at = time.time()
-            await cluster.stop()
-            await asyncio.sleep(POSTGRES_DOWN_SECONDS)
-            await cluster.start()
+            await stop()
+            await asyncio.sleep(down_seconds)
+            await start()
             ended = time.time()
-            drill.notes.append(f"Postgres down and back in {ended - at:.1f} s")
+            drill.notes.append(f"{what} down and back in {ended - at:.1f} s")
             return verdict.Fault(at, ended)
 
         return await self.fault_drill(drill, fault)
