@@ -28,6 +28,7 @@ import yaml
 from pydantic_core import ErrorDetails
 
 from ivr_auth import errors, phone
+from ivr_auth.sms import gsm
 
 ENV_PREFIX = "IVR_AUTH_"
 CONFIG_ENV = "IVR_AUTH_CONFIG"
@@ -458,6 +459,79 @@ class DialerConfig(Section):
         return self
 
 
+CarrierName = Annotated[
+    str,
+    _must(
+        lambda n: n != "" and all(c in "abcdefghijklmnopqrstuvwxyz0123456789_-" for c in n),
+        "{!r}: a-z, 0-9, '_' and '-' only",
+    ),
+]
+SourceAddr = Annotated[
+    str,
+    _must(
+        gsm.sender_kind,
+        "{!r} is no sender ID: 1-11 letters, digits or other GSM characters, or up to 15 digits (optionally after '+')",
+    ),
+]
+
+
+class SmsCarrierConfig(Section):
+    """An SMS carrier (SMSC) bound over SMPP 3.4 as a transceiver."""
+
+    name: CarrierName = "carrier"
+    host: str = "127.0.0.1"
+    port: Port = 2775
+    system_id: Annotated[str, pydantic.Field(min_length=1, max_length=15)] = "ivr-auth"
+    password: Annotated[str, pydantic.Field(max_length=8)] = ""
+    system_type: Annotated[str, pydantic.Field(max_length=12)] = ""
+    # Sender ID: alphanumeric (TON 5/NPI 0) or E.164 digits (TON 1/NPI 1).
+    source_addr: SourceAddr = "IVRAUTH"
+    # submit_sm awaiting their response at once, and submit_sm per second.
+    window: Annotated[int, pydantic.Field(ge=1, le=1000)] = 10
+    messages_per_second: pydantic.PositiveFloat = 10.0
+    enquire_link_seconds: Seconds = 30.0
+    # A request (bind, submit_sm, enquire_link) unanswered this long: a
+    # submit is retried later, and a bind whose enquire_link goes unanswered
+    # is taken for dead and reconnected.
+    response_timeout_seconds: Seconds = 10.0
+    # Reconnects back off exponentially with jitter between these.
+    reconnect_min_seconds: Seconds = 1.0
+    reconnect_max_seconds: Seconds = 60.0
+    # Lowest first; the next is used while a carrier is unbound.
+    priority: int = 0
+
+    @pydantic.model_validator(mode="after")
+    def _reconnect_range(self) -> Self:
+        if self.reconnect_max_seconds < self.reconnect_min_seconds:
+            raise _Invalid("reconnect_max_seconds", "must be at least reconnect_min_seconds")
+        return self
+
+
+class SmsConfig(Section):
+    """SMS codes: the message and the carriers it goes through."""
+
+    # The service name written in the message; empty: prompts.service_name_ja
+    # / _en, else the tenant's name.
+    service_name_ja: str = ""
+    service_name_en: str = ""
+    # Due messages are looked for this often, and claimed under a lease this long.
+    poll_interval_seconds: Seconds = 1.0
+    lease_seconds: Seconds = 30.0
+    # Empty: no SMS (requests with sms are refused by the API).
+    carriers: Annotated[tuple[SmsCarrierConfig, ...], pydantic.Field(strict=False)] = ()
+
+    @pydantic.model_validator(mode="after")
+    def _carriers_apart(self) -> Self:
+        seen: dict[str, int] = {}
+        for i, carrier in enumerate(self.carriers):
+            if carrier.name in seen:
+                raise _Invalid(f"carriers[{i}].name", f"{carrier.name!r} is also carriers[{seen[carrier.name]}]'s name")
+            seen[carrier.name] = i
+        if self.lease_seconds < 3 * self.poll_interval_seconds:
+            raise _Invalid("lease_seconds", "must be at least three poll intervals")
+        return self
+
+
 class StackConfig(Section):
     """The embedded local stack: a Postgres cluster and an Asterisk instance."""
 
@@ -545,6 +619,7 @@ class Config(Section):
     logging: LoggingConfig = LoggingConfig()
     metrics: MetricsConfig = MetricsConfig()
     dashboard: DashboardConfig = DashboardConfig()
+    sms: SmsConfig = SmsConfig()
     # Directory that relative paths in this config are taken from.
     base_dir: str = "."
 
@@ -682,9 +757,11 @@ def _read(file: Path) -> dict[str, Any]:
 def _with_environment(raw: dict[str, Any], env: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, str]]:
     """``raw`` with the ``IVR_AUTH_*`` variables in ``env`` written over it,
     and the variable each key was taken from."""
-    if f"{ENV_PREFIX}TRUNKS" in env:
-        problem = "a list of sections cannot come from the environment; write it in the file"
-        raise errors.ConfigError(f"trunks (from {ENV_PREFIX}TRUNKS): {problem}")
+    problem = "a list of sections cannot come from the environment; write it in the file"
+    for key in ("trunks", "sms.carriers"):
+        var = f"{ENV_PREFIX}{key.replace('.', '_')}".upper()
+        if var in env:
+            raise errors.ConfigError(f"{key} (from {var}): {problem}")
     out, sources = dict(raw), {}
     for name, field in Config.model_fields.items():
         model = _section_of(Config, name)
@@ -701,7 +778,7 @@ def _with_environment(raw: dict[str, Any], env: Mapping[str, str]) -> tuple[dict
         values = dict(values)
         for sub, subfield in model.model_fields.items():
             var = f"{ENV_PREFIX}{name}_{sub}".upper()
-            if var in env:
+            if var in env and _section_of(model, sub) is None:
                 values[sub], sources[f"{name}.{sub}"] = _from_text(env[var], subfield.annotation), var
         if values:
             out[name] = values
@@ -771,6 +848,8 @@ def _message(model: type[Section], error: ErrorDetails, sources: Mapping[str, st
         return f"{key}: {_bounds(field, value)}"
     if kind == "string_too_short":
         return f"{key}: must be at least {ctx['min_length']} characters"
+    if kind == "string_too_long":
+        return f"{key}: must be at most {ctx['max_length']} characters"
     # Not a value of the key's type: say which variable it came from, if one did.
     if key in sources:
         key = f"{key} (from {sources[key]})"
