@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -34,6 +34,8 @@ SCRAPE_TIMEOUT_SECONDS = 2.0
 # not counted.
 REFUSAL_STATUSES = {400: "invalid", 401: "unauthorized", 409: "conflict", 415: "invalid", 422: "invalid"}
 WEBHOOK_RESULTS = ("delivered", "failed", "given_up")
+SMS_SUBMIT_RESULTS = ("ok", "refused", "retry")
+SMPP_BIND_RESULTS = ("ok", "failed")
 
 # From due to the originate: the queue's wait plus the claim; minutes mean a backlog.
 ACCEPT_TO_INVITE_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
@@ -316,3 +318,79 @@ class Metrics:
         for kind, n in {**told, "ChannelDestroyed": gone}.items():
             events.labels(node, kind).inc(n)
         self.orphan_channels.labels(node).inc(orphans)
+
+    # --- SMS (a process running the SMS sender) ------------------------------------------
+
+    @functools.cached_property
+    def sms_parts_sent(self) -> Counter:
+        return Counter(
+            f"{PREFIX}_sms_parts",
+            "SMS parts (submit_sm) a carrier accepted from this process, by carrier and encoding (gsm7, ucs2).",
+            ["carrier", "encoding"],
+            registry=self.registry,
+        )
+
+    @functools.cached_property
+    def sms_submits(self) -> Counter:
+        return Counter(
+            f"{PREFIX}_sms_submits",
+            "SMS this process submitted, by carrier and result (ok: every part accepted; refused: for good;"
+            " retry: due again later, carrier 'none' when no carrier was bound).",
+            ["carrier", "result"],
+            registry=self.registry,
+        )
+
+    @functools.cached_property
+    def sms_receipts(self) -> Counter:
+        return Counter(
+            f"{PREFIX}_sms_receipts",
+            "Delivery receipts this process received, by carrier and stat (DELIVRD, UNDELIV, EXPIRED, ...;"
+            " other: a stat SMPP does not define; unmatched: no SMS sent had its message id).",
+            ["carrier", "stat"],
+            registry=self.registry,
+        )
+
+    @functools.cached_property
+    def smpp_bound(self) -> Gauge:
+        return Gauge(
+            f"{PREFIX}_smpp_bound",
+            "1 while this process is bound to the carrier's SMSC (transceiver), else 0.",
+            ["carrier"],
+            registry=self.registry,
+        )
+
+    @functools.cached_property
+    def smpp_binds(self) -> Counter:
+        return Counter(
+            f"{PREFIX}_smpp_binds",
+            "Binds this process tried to the carrier's SMSC, by result (ok, failed).",
+            ["carrier", "result"],
+            registry=self.registry,
+        )
+
+    def sms_carriers(self, names: Iterable[str]) -> None:
+        """Show each carrier's series at 0 before anything happens on it."""
+        for carrier in names:
+            self.smpp_bound.labels(carrier).set(0)
+            for result in SMPP_BIND_RESULTS:
+                self.smpp_binds.labels(carrier, result)
+            for result in SMS_SUBMIT_RESULTS:
+                self.sms_submits.labels(carrier, result)
+            self.sms_receipts.labels(carrier, "unmatched")
+
+    def sms_submit(self, carrier: str, result: str) -> None:
+        self.sms_submits.labels(carrier, result).inc()
+
+    def sms_parts(self, carrier: str, encoding: str, parts: int) -> None:
+        self.sms_parts_sent.labels(carrier, encoding).inc(parts)
+
+    def sms_receipt(self, carrier: str, stat: str) -> None:
+        self.sms_receipts.labels(carrier, stat).inc()
+
+    def smpp_bind(self, carrier: str, *, ok: bool) -> None:
+        """A bind to the carrier ended: bound (``ok``) or failed."""
+        self.smpp_binds.labels(carrier, "ok" if ok else "failed").inc()
+        self.smpp_bound.labels(carrier).set(1 if ok else 0)
+
+    def smpp_unbound(self, carrier: str) -> None:
+        self.smpp_bound.labels(carrier).set(0)
