@@ -383,6 +383,9 @@ class LimitsConfig(Section):
     sends_per_phone_window_seconds: pydantic.PositiveInt = 600
     # Calls a tenant may place per UTC day; 0: no budget.
     daily_call_budget: pydantic.NonNegativeInt = 0
+    # SMS a tenant may send per UTC day; 0: no budget. (SMS pumping: the
+    # receiving range of an expensive destination earns from each message.)
+    daily_sms_budget: pydantic.NonNegativeInt = 0
     # After a request to a number failed (wrong codes used up), refuse new
     # ones to it for this long; 0: off. Off by default: it also lets anyone
     # who can fail on purpose lock the real owner out for that long.
