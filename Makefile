@@ -24,11 +24,14 @@ setup: system venv
 # Debian/Ubuntu packages: Asterisk, SIPp, Postgres, sox, Chromium, baresip; then, where the
 # distribution has no Asterisk 20 or later (Debian 12), Asterisk 22 in a Debian unstable tree
 # (/var/lib/ivr-auth-dev/asterisk22, about 30 s once, cached); the test SMSC (Node.js and the
-# npm smpp package, /var/lib/ivr-auth-dev/smsc, cached). Idempotent; root or sudo.
+# npm smpp package, /var/lib/ivr-auth-dev/smsc, cached); the SMS gateway tier (Jasmin 0.11.1 with
+# rabbitmq-server and redis-server, /var/lib/ivr-auth-dev/jasmin, about 20 s once, cached).
+# Idempotent; root or sudo.
 system:
 	@bash scripts/setup-system.sh
 	@bash scripts/setup-asterisk22.sh
 	@bash scripts/setup-smsc.sh
+	@bash scripts/setup-jasmin.sh
 
 venv: $(STAMP)
 
