@@ -190,14 +190,11 @@ def node_binary() -> str:
 class Smsc:
     """A running test SMSC: its SMPP port and its control port."""
 
-    def __init__(
-        self, home: Path, pid: int, port: int, control_port: int, process: subprocess.Popen[bytes] | None = None
-    ) -> None:
+    def __init__(self, home: Path, pid: int, port: int, control_port: int) -> None:
         self.home = home
         self.pid = pid
         self.port = port
         self.control_port = control_port
-        self._process = process
 
     def __repr__(self) -> str:
         return f"Smsc(pid={self.pid}, port={self.port}, control_port={self.control_port})"
@@ -238,33 +235,34 @@ class Smsc:
         (ports 0: free ones) and wait until both ports listen."""
         modules = node_modules()
         node = node_binary()
+        setsid = shutil.which("setsid")
+        if setsid is None:
+            raise errors.NotInstalled("setsid (util-linux) is not installed; it detaches the test SMSC")
         home.mkdir(parents=True, exist_ok=True)
         log_path = cls.log_file(home)
         env = {**os.environ, "NODE_PATH": str(modules), "SMSC_PASSWORD": password}
         argv = [node, str(SERVER), str(port), str(control_port), system_id, "-", str(cls.record_file(home))]
+        # setsid --fork: the SMSC is nobody's child here, so it outlives this
+        # process (the stack's) and no Popen is left behind unreaped.
         with log_path.open("wb") as log:
-            process = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, start_new_session=True
+            subprocess.run(
+                [setsid, "--fork", *argv], stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env, check=True
             )
         deadline = time.monotonic() + timeout
         while True:
-            ports = _listening(log_path)
-            if ports is not None:
+            started = _listening(log_path)
+            if started is not None:
                 break
-            if process.poll() is not None:
-                raise errors.StackError(
-                    f"the test SMSC exited with status {process.returncode}; its log {log_path}:\n{_tail(log_path)}"
-                )
+            if _failed(log_path):
+                raise errors.StackError(f"the test SMSC did not start; its log {log_path}:\n{_tail(log_path)}")
             if time.monotonic() > deadline:
-                process.kill()
-                process.wait()
                 raise errors.StackError(
                     f"the test SMSC did not listen within {timeout:.0f}s; its log {log_path}:\n{_tail(log_path)}"
                 )
             time.sleep(0.05)
-        smsc = cls(home, process.pid, ports[0], ports[1], process)
-        state = {"pid": process.pid, "port": ports[0], "control_port": ports[1]}
-        cls.state_file(home).write_text(json.dumps(state))
+        pid, smpp_port, control = started
+        smsc = cls(home, pid, smpp_port, control)
+        cls.state_file(home).write_text(json.dumps({"pid": pid, "port": smpp_port, "control_port": control}))
         logger.info("test SMSC up: SMPP %s:%s, control %s", HOST, smsc.port, smsc.control_url)
         return smsc
 
@@ -299,8 +297,6 @@ class Smsc:
             if _alive(self.pid):
                 logger.warning("test SMSC pid %s did not stop; killing it", self.pid)
                 os.kill(self.pid, signal.SIGKILL)
-        if self._process is not None:
-            self._process.wait(timeout)
         self.state_file(self.home).unlink(missing_ok=True)
 
     # The control port.
@@ -386,7 +382,8 @@ class Smsc:
             raise errors.StackError(f"test SMSC {method} {path} at {self.control_url}: {exc}") from exc
 
 
-def _listening(log_path: Path) -> tuple[int, int] | None:
+def _listening(log_path: Path) -> tuple[int, int, int] | None:
+    """(pid, SMPP port, control port) once the server said it listens."""
     try:
         text = log_path.read_text(errors="replace")
     except OSError:
@@ -394,8 +391,17 @@ def _listening(log_path: Path) -> tuple[int, int] | None:
     for line in text.splitlines():
         if line.startswith("listening "):
             fields = dict(part.split("=", 1) for part in line.split()[1:])
-            return int(fields["smpp"]), int(fields["control"])
+            return int(fields["pid"]), int(fields["smpp"]), int(fields["control"])
     return None
+
+
+def _failed(log_path: Path) -> bool:
+    """The server said why it stopped (its own ``smsc:`` lines, or Node's error)."""
+    try:
+        text = log_path.read_text(errors="replace")
+    except OSError:
+        return False
+    return any(line.startswith("smsc: ") or "Error" in line for line in text.splitlines())
 
 
 def _alive(pid: int) -> bool:

@@ -8,7 +8,7 @@
 //   node server.js SMPP_PORT CONTROL_PORT SYSTEM_ID PASSWORD RECORD_FILE
 //
 // A port of 0 picks a free one; both are printed once listening, as
-// `listening smpp=<port> control=<port>`. PASSWORD "-" reads it from the
+// `listening smpp=<port> control=<port> pid=<pid>`. PASSWORD "-" reads it from the
 // environment (SMSC_PASSWORD), so that it is not in the process list.
 
 const crypto = require('crypto');
@@ -428,7 +428,8 @@ function main(argv) {
   });
   server.listen(Number(smppPort), HOST, () => {
     control.listen(Number(controlPort), HOST, () => {
-      process.stdout.write(`listening smpp=${server.address().port} control=${control.address().port}\n`);
+      const ports = `smpp=${server.address().port} control=${control.address().port}`;
+      process.stdout.write(`listening ${ports} pid=${process.pid}\n`);
     });
   });
   const stop = () => {
