@@ -1,15 +1,17 @@
-"""The embedded local stack: one Postgres cluster and one Asterisk instance,
-run from the project's run directory, started and stopped without touching
-system services. ``ivr-auth-dev stack up|down|status`` and the test fixtures
-both use it. Parts that the config points elsewhere (``database_url``,
-``ari.url``) are left alone.
+"""The embedded local stack: one Postgres cluster, one Asterisk instance and
+a test SMSC, run from the project's run directory, started and stopped
+without touching system services. ``ivr-auth-dev stack up|down|status`` and
+the test fixtures both use it. Parts that the config points elsewhere
+(``database_url``, ``ari.url``, ``sms.carriers``) are left alone.
 """
 
 from __future__ import annotations
 
+import asyncio
+
 from ivr_auth import config, connections, errors
 from ivr_auth.store import database, migrate
-from ivr_auth_devkit.stack import asterisk, postgres, secrets
+from ivr_auth_devkit.stack import asterisk, postgres, secrets, smsc
 
 # What the service reads the connections from (config.py's environment overrides).
 ENVIRONMENT = {
@@ -24,13 +26,19 @@ ENVIRONMENT = {
 def completed(cfg: config.Config, found: connections.Connections) -> config.Config:
     """``cfg`` with the stack's connections written in, as the service wants
     them. Keep ``cfg`` itself for the stack: the completed one no longer
-    says which parts are embedded."""
-    return config.with_overrides(
+    says which parts are embedded. The stack's SMSC, when it runs, becomes
+    the one SMS carrier of a config that names none."""
+    completed_cfg = config.with_overrides(
         cfg,
         database_url=found.database_url,
         server_secret=found.server_secret,
         ari={"url": found.ari_url, "username": found.ari_username, "password": found.ari_password},
     )
+    stack_secrets = secrets.load(cfg.run_dir) if smsc.embedded(cfg) else None
+    carrier = smsc.carrier(cfg, stack_secrets) if stack_secrets is not None else None
+    if carrier is not None:
+        completed_cfg = config.with_overrides(completed_cfg, sms={"carriers": [carrier]})
+    return completed_cfg
 
 
 def environment(found: connections.Connections) -> dict[str, str]:
@@ -86,6 +94,8 @@ async def up(cfg: config.Config) -> connections.Connections:
         await cluster.start()
     if instance is not None:
         await instance.start()
+    if smsc.embedded(cfg):
+        await smsc.start(cfg, secrets.load_or_create(cfg.run_dir))
     found = endpoints(cfg)
     await migrate.migrate(database.Database(found.database_url))
     return found
@@ -95,6 +105,8 @@ async def down(cfg: config.Config) -> list[str]:
     """Stop what is embedded; return what was stopped."""
     cluster, instance = _parts(cfg)
     stopped = []
+    if smsc.embedded(cfg) and await smsc.stop(cfg):
+        stopped.append("smsc")
     if instance is not None and await instance.stop():
         stopped.append("asterisk")
     if cluster is not None and await cluster.stop():
@@ -124,4 +136,5 @@ async def status(cfg: config.Config) -> dict[str, str]:
             if running
             else f"stopped ({which})"
         )
+    out["smsc"] = await asyncio.to_thread(smsc.status, cfg)
     return out

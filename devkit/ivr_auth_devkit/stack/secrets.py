@@ -20,6 +20,9 @@ class StackSecrets:
     ari_password: str
     # Keys code and API-key hashes when the config sets no server_secret.
     server_secret: str
+    # The test SMSC's bind; SMPP 3.4 allows 15 characters of system_id and 8 of password.
+    smsc_system_id: str
+    smsc_password: str
 
     def __repr__(self) -> str:
         return "StackSecrets(<hidden>)"
@@ -30,6 +33,8 @@ def _fresh() -> dict[str, str]:
         "postgres_password": _secrets.token_urlsafe(24),
         "ari_password": _secrets.token_urlsafe(24),
         "server_secret": _secrets.token_urlsafe(48),
+        "smsc_system_id": "ivr-auth-dev",
+        "smsc_password": _secrets.token_hex(4),
     }
 
 
