@@ -432,11 +432,22 @@ class Controller:
             await asyncio.sleep(self.cfg.dialer.reaper_interval_seconds)
 
     async def reap(self) -> int:
-        """Expire what waited too long in the queue, and settle requests
+        """Expire what waited too long in the queue, move requests on to
+        their next channel when its time came, and settle requests
         whose controller is gone: a call that was never answered goes back to
         the queue (time and attempts allowing); one that was in progress ends
         as ``error``. Its channel, if still up, is hung up."""
         expired = await self.store.verifications.expire_queued()
+        # Requests whose next channel's time came (an SMS unanswered, then a call).
+        moved = await self.store.verifications.advance_channels()
+        for request in moved:
+            logger.info(
+                "request %s moved on to its channel %s (%d)",
+                request.id,
+                request.method,
+                request.channel_index,
+                extra={"verification_id": str(request.id)},
+            )
         monotonic_now = time.monotonic()
         if self._store_trouble:
             # Back after the database was out of reach: every controller's

@@ -61,6 +61,7 @@ class Policy:
     allowed_prefixes: tuple[str, ...]
     denied_prefixes: tuple[str, ...]
     allowed_line_types: tuple[str, ...]
+    daily_sms_budget: int = 0
 
     @classmethod
     def for_config(cls, cfg: config.Config) -> Policy:
@@ -77,6 +78,7 @@ class Policy:
             allowed_prefixes=(),
             denied_prefixes=lim.denied_prefixes,
             allowed_line_types=lim.allowed_line_types,
+            daily_sms_budget=lim.daily_sms_budget,
         )
 
     @classmethod
@@ -101,6 +103,7 @@ class Policy:
             allowed_line_types=(
                 lim.allowed_line_types if tenant.allowed_line_types is None else tenant.allowed_line_types
             ),
+            daily_sms_budget=lim.daily_sms_budget,
         )
 
 
@@ -130,7 +133,7 @@ def check_destination(policy: Policy, e164: str) -> None:
 
 # The limits the store checks for a new request (its limit_check), by the
 # name it reports the one a request is over with.
-COUNTED = ("requests_per_minute", "sends_per_phone", "failure_cooldown", "daily_call_budget")
+COUNTED = ("requests_per_minute", "sends_per_phone", "failure_cooldown", "daily_call_budget", "daily_sms_budget")
 
 
 def refused(policy: Policy, reason: str, retry_after: float | None, count: int | None) -> RateLimited:
@@ -142,13 +145,15 @@ def refused(policy: Policy, reason: str, retry_after: float | None, count: int |
         message = f"more than {policy.requests_per_minute} requests in a minute; slow down"
     elif reason == "sends_per_phone":
         message = (
-            f"this number was called {count} times in the last"
+            f"this number was called or sent a code {count} times in the last"
             f" {policy.sends_per_phone_window_seconds} s (limit {policy.sends_per_phone})"
         )
     elif reason == "failure_cooldown":
         message = "a request to this number failed just now; try again later"
     elif reason == "daily_call_budget":
         message = f"today's call budget of {policy.daily_call_budget} is used up (resets at 00:00 UTC)"
+    elif reason == "daily_sms_budget":
+        message = f"today's SMS budget of {policy.daily_sms_budget} is used up (resets at 00:00 UTC)"
     else:
         raise ValueError(f"unknown limit {reason!r}")
     return RateLimited(reason, message, wait if wait is not None else 1.0)

@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
+from ivr_auth import channels as channels_mod
 from ivr_auth import states
 
 
@@ -95,12 +96,20 @@ class Verification:
     trunk_failovers: int = 0
     # The trunk the last claim gave the request's call (None: never claimed).
     trunk: str | None = None
+    # The ordered channels it tries (None: its method alone), the one in use
+    # now (its place in the list), and when the next one starts.
+    channels: tuple[channels_mod.Step, ...] | None = None
+    channel_index: int = 0
+    next_channel_at: dt.datetime | None = None
+    sent_at: dt.datetime | None = None
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Verification:
         # A column added later (with a default here) may be missing from a row.
         values = {f.name: row[f.name] for f in dataclasses.fields(cls) if f.name in row}
         values["status"] = states.Status(values["status"])
+        if "channels" in values:
+            values["channels"] = channels_mod.from_json(values["channels"])
         for key in ("code_hash", "code_sealed", "request_hash"):
             if values[key] is not None:
                 values[key] = bytes(values[key])
@@ -142,8 +151,14 @@ class Verification:
             "answered_by": self.answered_by,
             "finished_at": iso(self.finished_at),
         }
-        if self.method == "voice":
+        if self.method in ("voice", "sms") or self.channels:
             out["delivered_at"] = iso(self.delivered_at)
+        if self.method == "sms" or self.channels:
+            out["sent_at"] = iso(self.sent_at)
+        if self.channels:
+            out["channels"] = [step.public() for step in self.channels]
+            out["channel_index"] = self.channel_index
+            out["next_channel_at"] = iso(self.next_channel_at) if self.channel_index + 1 < len(self.channels) else None
         if self.method == "inbound":
             out["inbound_number"] = self.inbound_number
             out["ask_code"] = self.ask_code

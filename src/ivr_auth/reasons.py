@@ -38,6 +38,11 @@ class Reason(enum.StrEnum):
     CONTROLLER_LOST = "controller_lost"
     INTERNAL_ERROR = "internal_error"
     UNSUPPORTED_METHOD = "unsupported_method"
+    SMS_SENT = "sms_sent"
+    SMS_DELIVERED = "sms_delivered"
+    SMS_REJECTED = "sms_rejected"
+    SMS_UNDELIVERABLE = "sms_undeliverable"
+    SMS_EXPIRED = "sms_expired"
 
 
 @dataclass(frozen=True)
@@ -98,7 +103,21 @@ MEANINGS: dict[Reason, Meaning] = {
     ),
     Reason.INTERNAL_ERROR: Meaning((S.ERROR,), "a fault on our side; the call was hung up and the fault logged"),
     Reason.UNSUPPORTED_METHOD: Meaning((S.ERROR,), "the controller that took the request cannot run its method"),
+    Reason.SMS_SENT: Meaning((S.SENT,), "`sms`: the carrier took the message; check the code next"),
+    Reason.SMS_DELIVERED: Meaning(
+        (S.DELIVERED,), "`sms`: the carrier reports every part of the message delivered to the phone"
+    ),
+    Reason.SMS_REJECTED: Meaning(
+        (S.REJECTED,), "`sms`: the carrier refused the message (its `submit_sm` answer was an error)"
+    ),
+    Reason.SMS_UNDELIVERABLE: Meaning(
+        (S.UNREACHABLE,), "`sms`: the carrier could not deliver the message (receipt UNDELIV, REJECTD, ...)"
+    ),
+    Reason.SMS_EXPIRED: Meaning(
+        (S.UNREACHABLE,), "`sms`: the message expired undelivered at the carrier (receipt EXPIRED)"
+    ),
 }
+
 
 # What an unanswered call's outcome says, as a reason.
 UNANSWERED: dict[causes.Outcome, Reason] = {

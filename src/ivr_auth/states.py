@@ -13,6 +13,9 @@ class Status(enum.StrEnum):
     QUEUED = "queued"
     CALLING = "calling"
     IN_CALL = "in_call"
+    # sms: the carrier took the message (every part).
+    SENT = "sent"
+    # voice: the code was read out; sms: every part's receipt says delivered.
     DELIVERED = "delivered"
     VERIFIED = "verified"
     FAILED = "failed"
@@ -42,13 +45,43 @@ TERMINAL = frozenset(
 )
 IN_PROGRESS = frozenset({Status.CALLING, Status.IN_CALL})
 # A code can still be checked (POST .../check) in these.
-CHECKABLE = frozenset({Status.QUEUED, Status.CALLING, Status.IN_CALL, Status.DELIVERED})
-CANCELABLE = frozenset({Status.QUEUED, Status.CALLING, Status.IN_CALL, Status.DELIVERED})
+CHECKABLE = frozenset({Status.QUEUED, Status.CALLING, Status.IN_CALL, Status.SENT, Status.DELIVERED})
+CANCELABLE = frozenset({Status.QUEUED, Status.CALLING, Status.IN_CALL, Status.SENT, Status.DELIVERED})
+# Waiting for the code after the channel did its part: the next channel of
+# the request's list starts from these when its time comes (and from queued).
+AWAITING_CODE = frozenset({Status.SENT, Status.DELIVERED})
+# Where the channel in use ended without a verification: the request moves
+# on to its next channel from these, if it has one and time left.
+CHANNEL_FAILED = frozenset(
+    {Status.NO_ANSWER, Status.BUSY, Status.REJECTED, Status.UNREACHABLE, Status.HUNG_UP, Status.ERROR}
+)
 
 ALLOWED: dict[Status, frozenset[Status]] = {
     # queued -> in_call / verified directly: an inbound request, whose user calls us.
+    # queued -> sent / rejected / unreachable: an SMS taken or refused by the carrier.
     Status.QUEUED: frozenset(
-        {Status.CALLING, Status.IN_CALL, Status.EXPIRED, Status.CANCELED, Status.VERIFIED, Status.FAILED}
+        {
+            Status.CALLING,
+            Status.IN_CALL,
+            Status.SENT,
+            Status.REJECTED,
+            Status.UNREACHABLE,
+            Status.EXPIRED,
+            Status.CANCELED,
+            Status.VERIFIED,
+            Status.FAILED,
+        }
+    ),
+    Status.SENT: frozenset(
+        {
+            Status.DELIVERED,
+            Status.UNREACHABLE,
+            Status.QUEUED,
+            Status.VERIFIED,
+            Status.FAILED,
+            Status.EXPIRED,
+            Status.CANCELED,
+        }
     ),
     Status.CALLING: frozenset(
         {
@@ -74,9 +107,12 @@ ALLOWED: dict[Status, frozenset[Status]] = {
             Status.ERROR,
             Status.CANCELED,
             Status.EXPIRED,
+            # not a retry of the call: the next channel of the request's list
+            Status.QUEUED,
         }
     ),
-    Status.DELIVERED: frozenset({Status.VERIFIED, Status.FAILED, Status.EXPIRED, Status.CANCELED}),
+    # delivered -> queued: the request's next channel starts (channels).
+    Status.DELIVERED: frozenset({Status.VERIFIED, Status.FAILED, Status.EXPIRED, Status.CANCELED, Status.QUEUED}),
 }
 
 

@@ -318,7 +318,7 @@ def test_ask_code_must_be_a_boolean(value: Any) -> None:
     assert error.message.startswith("ask_code: expected true or false")
 
 
-@pytest.mark.parametrize("method", ["", "sms", "DTMF", "dtmf ", "Voice"])
+@pytest.mark.parametrize("method", ["", "SMS", "DTMF", "dtmf ", "Voice"])
 def test_unknown_methods(method: str) -> None:
     error = refused(minimal(method=method))
     assert (error.status, error.code) == (422, "invalid_method")

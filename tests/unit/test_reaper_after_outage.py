@@ -31,6 +31,9 @@ class FakeVerifications:
             raise errors.StoreUnavailable("database not reachable")
         return 0
 
+    async def advance_channels(self) -> list[models.Verification]:
+        return []
+
     @contextlib.asynccontextmanager
     async def orphans(self) -> AsyncIterator[tuple[list[models.Verification], None]]:
         yield [self.orphan], None

@@ -16,7 +16,7 @@ API_DOC = ROOT / "docs" / "api.md"
 
 def test_every_reason_has_its_meaning_and_statuses() -> None:
     assert set(reasons.MEANINGS) == set(reasons.Reason)
-    shown_while_waiting = {states.Status.QUEUED, states.Status.DELIVERED}
+    shown_while_waiting = {states.Status.QUEUED, states.Status.SENT, states.Status.DELIVERED}
     for reason, meaning in reasons.MEANINGS.items():
         assert meaning.statuses, reason
         assert meaning.text, reason

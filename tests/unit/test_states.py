@@ -46,7 +46,7 @@ def test_terminal_statuses_are_the_contracts() -> None:
         "canceled",
         "error",
     }
-    assert {S.QUEUED, S.CALLING, S.IN_CALL, S.DELIVERED} == NON_TERMINAL
+    assert {S.QUEUED, S.CALLING, S.IN_CALL, S.SENT, S.DELIVERED} == NON_TERMINAL
 
 
 @pytest.mark.parametrize("terminal", sorted(states.TERMINAL))
@@ -88,7 +88,11 @@ def test_no_status_moves_to_itself(status: states.Status) -> None:
         (S.QUEUED, S.VERIFIED, True),  # POST .../check before the call
         (S.QUEUED, S.IN_CALL, True),  # an inbound call that keys the code
         (S.QUEUED, S.BUSY, False),
-        (S.IN_CALL, S.QUEUED, False),  # an answered call is never retried
+        (S.IN_CALL, S.QUEUED, True),  # not a retry: on to the next channel of the request's list
+        (S.SENT, S.QUEUED, True),  # the SMS unanswered: on to the next channel
+        (S.QUEUED, S.SENT, True),
+        (S.SENT, S.DELIVERED, True),
+        (S.SENT, S.IN_CALL, False),
         (S.IN_CALL, S.BUSY, False),
         (S.DELIVERED, S.CALLING, False),
         (S.DELIVERED, S.HUNG_UP, False),
@@ -104,15 +108,15 @@ def test_can_move(src: states.Status, dst: states.Status, allowed: bool) -> None
 @pytest.mark.parametrize(
     ("dst", "sources"),
     [
-        (S.QUEUED, ["calling"]),
+        (S.QUEUED, ["calling", "delivered", "in_call", "sent"]),
         (S.CALLING, ["queued"]),
         (S.IN_CALL, ["calling", "queued"]),
-        (S.DELIVERED, ["in_call"]),
+        (S.DELIVERED, ["in_call", "sent"]),
         (S.HUNG_UP, ["in_call"]),
         (S.BUSY, ["calling"]),
         (S.NO_ANSWER, ["calling"]),
-        (S.CANCELED, ["calling", "delivered", "in_call", "queued"]),
-        (S.VERIFIED, ["calling", "delivered", "in_call", "queued"]),
+        (S.CANCELED, ["calling", "delivered", "in_call", "queued", "sent"]),
+        (S.VERIFIED, ["calling", "delivered", "in_call", "queued", "sent"]),
     ],
 )
 def test_sources_of(dst: states.Status, sources: list[str]) -> None:

@@ -17,6 +17,7 @@ from typing import Any
 import prometheus_client
 from aiohttp import hdrs, web
 
+from ivr_auth import channels as channel_list
 from ivr_auth import config, crypto, errors, inbound_match, limits, models, phone
 from ivr_auth import metrics as metrics_mod
 from ivr_auth import store as store_mod
@@ -41,6 +42,9 @@ KEY_CACHE = web.AppKey("key_cache", key_cache.KeyCache)
 LISTENER = web.AppKey("listener", listener.Listener)
 
 IDEMPOTENCY_KEY = "Idempotency-Key"
+# Line types an SMS is sent to: a fixed line or an IP phone (050 in Japan)
+# takes none; a number whose type is unknown is tried.
+SMS_LINE_TYPES = frozenset({"mobile", "fixed_or_mobile", "personal", "unknown"})
 # Responses may carry a code: no proxy or browser should keep them.
 NO_STORE: dict[str, str] = {hdrs.CACHE_CONTROL: "no-store"}
 MAX_CHECK_MESSAGE = 300
@@ -154,6 +158,9 @@ async def create_verification(request: web.Request, tenant: models.Tenant) -> we
                 "method: 'inbound' needs a published number to call; none is configured for this tenant"
                 " (inbound.numbers in the config, or `ivr-auth tenant set NAME --inbound-number N`)",
             )
+    plan = parsed.channels or (channel_list.Step(parsed.method),)
+    if channel_list.texts(plan):
+        _check_sms(cfg, parsed)
     new = verifications.NewVerification(
         tenant_id=tenant.id,
         method=parsed.method,
@@ -172,6 +179,7 @@ async def create_verification(request: web.Request, tenant: models.Tenant) -> we
         request_hash=store.keys.request_hash(schemas.canonical(body)) if idempotency_key is not None else None,
         inbound_number=number_to_call,
         ask_code=parsed.ask_code,
+        channels=parsed.channels,
     )
     policy = limits.Policy.for_tenant(cfg, tenant)
     try:
@@ -208,6 +216,22 @@ async def create_verification(request: web.Request, tenant: models.Tenant) -> we
         status=201 if created.created else 200,
         headers={hdrs.LOCATION: f"/v1/verifications/{verification.id}"},
     )
+
+
+def _check_sms(cfg: config.Config, parsed: schemas.CreateRequest) -> None:
+    """An SMS channel needs a carrier, and a number that takes SMS."""
+    if not cfg.sms.carriers:
+        raise schemas.ApiError(
+            422,
+            "sms_not_configured",
+            "channel 'sms' needs an SMS carrier; none is configured (sms.carriers in the config)",
+        )
+    if parsed.line_type not in SMS_LINE_TYPES:
+        raise schemas.ApiError(
+            422,
+            "sms_not_possible",
+            f"phone: {phone.mask(parsed.phone)} is a {parsed.line_type} number, which takes no SMS; use a call channel",
+        )
 
 
 async def _log_refusal(
@@ -281,10 +305,12 @@ async def verification_events(request: web.Request, tenant: models.Tenant) -> we
     events = await store.verifications.events(verification_id)
     calls = await store.calls.for_request(verification_id)
     deliveries = await store.outbox.for_request(verification_id)
+    messages = await store.sms.messages(verification_id)
     return json_response(
         {
             "events": [dataclasses.asdict(e) for e in events],
             "calls": [dataclasses.asdict(c) for c in calls],
+            "sms": [m.public() for m in messages],
             "webhooks": [dataclasses.asdict(d) for d in deliveries],
         }
     )

@@ -17,9 +17,10 @@ import uuid
 from collections.abc import Mapping
 from typing import Any, NoReturn
 
+from ivr_auth import channels as channel_list
 from ivr_auth import config, errors, phone
 
-METHODS = ("dtmf", "voice", "inbound")
+METHODS = ("dtmf", "voice", "inbound", "sms")
 MIN_CODE_LENGTH = 4
 MAX_CODE_LENGTH = 10
 MIN_TTL_SECONDS = 30
@@ -49,6 +50,7 @@ CREATE_FIELDS = (
     "ttl_seconds",
     "max_code_attempts",
     "ask_code",
+    "channels",
 )
 CHECK_FIELDS = ("code",)
 
@@ -79,6 +81,8 @@ class CreateRequest:
     max_code_attempts: int
     # inbound: the caller also keys the code on the call.
     ask_code: bool = False
+    # The ordered channels asked for (``method`` is the first's); None: ``method`` alone.
+    channels: tuple[channel_list.Step, ...] | None = None
 
     def __repr__(self) -> str:
         # Never print the code or the full number.
@@ -187,10 +191,29 @@ def _code(body: Mapping[str, Any], *, required: bool) -> str | None:
 
 
 def _method(body: Mapping[str, Any]) -> str:
+    if "method" not in body and "channels" in body:
+        return ""  # the first channel's
     value = _required_str(body, "method")
     if value in METHODS:
         return value
-    _invalid("method", "expected one of 'dtmf', 'voice', 'inbound'", "invalid_method")
+    _invalid("method", "expected one of 'dtmf', 'voice', 'inbound', 'sms'", "invalid_method")
+
+
+def _channels(
+    body: Mapping[str, Any], method: str, *, ttl_seconds: int, max_call_attempts: int
+) -> tuple[channel_list.Step, ...] | None:
+    raw = body.get("channels")
+    if raw is None:
+        return None
+    try:
+        steps = channel_list.parse(raw, ttl_seconds=ttl_seconds, max_call_attempts=max_call_attempts)
+    except channel_list.InvalidChannels as exc:
+        raise ApiError(422, "invalid_channels", str(exc)) from exc
+    if method and method != steps[0].channel:
+        _invalid(
+            "method", f"is {method!r} but channels starts with {steps[0].channel!r}: leave method out", "invalid_method"
+        )
+    return steps
 
 
 def _ask_code(body: Mapping[str, Any], method: str) -> bool:
@@ -280,16 +303,21 @@ def parse_create(body: Mapping[str, Any], cfg: config.Config, *, tenant_language
     reference = _reference(body)
     ttl = _optional_int(body, "ttl_seconds", MIN_TTL_SECONDS, cfg.verification.max_ttl_seconds)
     attempts = _optional_int(body, "max_code_attempts", 1, MAX_CODE_ATTEMPTS)
+    ttl_seconds = ttl if ttl is not None else cfg.verification.ttl_seconds
+    steps = _channels(body, method, ttl_seconds=ttl_seconds, max_call_attempts=cfg.verification.max_call_attempts)
+    if steps is not None:
+        method = steps[0].channel
     return CreateRequest(
         phone=e164,
         line_type=phone.line_type(e164),
         method=method,
+        channels=steps,
         code=code,
         code_length=code_length if code_length is not None else cfg.verification.code_length,
         language=language,
         reference=reference,
         callback_url=_callback_url(body),
-        ttl_seconds=ttl if ttl is not None else cfg.verification.ttl_seconds,
+        ttl_seconds=ttl_seconds,
         max_code_attempts=attempts if attempts is not None else cfg.verification.max_code_attempts,
         ask_code=_ask_code(body, method),
     )

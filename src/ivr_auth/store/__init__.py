@@ -15,6 +15,7 @@ from ivr_auth.store import (
     gauges,
     operators,
     outbox,
+    sms,
     tenants,
     trunk_state,
     usage,
@@ -40,6 +41,7 @@ class Store:
         self.gauges = gauges.Gauges(db)
         self.usage = usage.Reports(db)
         self.trunk_state = trunk_state.TrunkStates(db)
+        self.sms = sms.Sms(db, keys, self.verifications)
 
     @classmethod
     def from_url(

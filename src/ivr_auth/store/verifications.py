@@ -19,6 +19,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+from ivr_auth import channels as channel_list
 from ivr_auth import crypto, errors, limits, models, reasons, states, trunks
 from ivr_auth.store import database, outbox, sql
 
@@ -49,6 +50,12 @@ class NewVerification:
     request_hash: bytes | None
     inbound_number: str | None = None
     ask_code: bool = False
+    # The ordered channels (``method`` is the first's); None: ``method`` alone.
+    channels: tuple[channel_list.Step, ...] | None = None
+
+    @property
+    def plan(self) -> tuple[channel_list.Step, ...]:
+        return self.channels or (channel_list.Step(self.method),)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -88,10 +95,19 @@ def _limit_params(policy: limits.Policy | None) -> dict[str, Any]:
     """insert_verification's limit parameters: ``checked`` false without a policy."""
     if policy is None:
         return dict.fromkeys(
-            ("requests_per_minute", "sends_per_phone", "phone_window", "failure_cooldown", "daily_call_budget"), 0
+            (
+                "requests_per_minute",
+                "sends_per_phone",
+                "phone_window",
+                "failure_cooldown",
+                "daily_call_budget",
+                "daily_sms_budget",
+            ),
+            0,
         ) | {"checked": False}
     return {
         "checked": True,
+        "daily_sms_budget": policy.daily_sms_budget,
         "requests_per_minute": policy.requests_per_minute,
         "sends_per_phone": policy.sends_per_phone,
         "phone_window": policy.sends_per_phone_window_seconds,
@@ -99,6 +115,9 @@ def _limit_params(policy: limits.Policy | None) -> dict[str, Any]:
         "daily_call_budget": policy.daily_call_budget,
     }
 
+
+# The ends of a channel a request moves on from to its next one (channels).
+_FALL_STATUSES = sorted(s.value for s in states.CHANNEL_FAILED)
 
 # Takes a terminal status's webhook to send now; False: it cannot now.
 WebhookSink = Callable[[outbox.Delivery], bool]
@@ -148,6 +167,11 @@ class Verifications:
             "ttl_seconds": new.ttl_seconds,
             "inbound_number": new.inbound_number,
             "ask_code": new.ask_code,
+            "channels": channel_list.to_json(new.channels),
+            # What the limits count: a call (the budget), an SMS (its budget),
+            # either one a send to the number.
+            "calls": channel_list.calls(new.plan),
+            "texts": channel_list.texts(new.plan),
         }
         params.update(_limit_params(policy))
         if new.idempotency_key is not None:
@@ -365,8 +389,10 @@ class Verifications:
         notify_queue: bool = False,
         notify_cancel: bool = False,
         hold_webhook: bool = False,
+        channel_index: int | None = None,
     ) -> models.Verification | None:
-        """The transition statement on ``conn``; a status whose webhook is
+        """The transition statement on ``conn``; ``channel_index``: only
+        while the request is still on that channel of its list; a status whose webhook is
         rendered now (delivered) needs ``conn`` in a transaction.
         ``hold_webhook``: the statement commits by itself (autocommit), so its
         webhook may be handed to this process's sender, if it has one."""
@@ -401,6 +427,8 @@ class Verifications:
                 "notify_queue": notify_queue,
                 "notify_cancel": notify_cancel,
                 "hold_seconds": hold,
+                "fall_statuses": _FALL_STATUSES,
+                "channel_index": channel_index,
             },
         )
         if row is None:
@@ -412,6 +440,31 @@ class Verifications:
             # The webhook, if any (delivered), rendered now, in the same transaction.
             await outbox.enqueue(conn, changed)
         return changed
+
+    async def move(
+        self,
+        conn: database.Connection,
+        verification_id: uuid.UUID,
+        from_statuses: Iterable[states.Status],
+        to_status: states.Status,
+        *,
+        reason: reasons.Reason,
+        detail: Mapping[str, Any],
+        channel_index: int,
+    ) -> models.Verification | None:
+        """A guarded state change in the caller's transaction (``conn``), while
+        the request is still on its channel ``channel_index`` (the SMS
+        outbox's answers and receipts); None: it no longer was."""
+        return await self._transition(
+            conn,
+            verification_id,
+            [s.value for s in from_statuses],
+            to_status,
+            reason=reason,
+            detail=detail,
+            release=False,
+            channel_index=channel_index,
+        )
 
     async def _hand_over(self, conn: database.Connection, changed: models.Verification, row: database.Row) -> None:
         assert self._webhook_sink is not None
@@ -520,6 +573,16 @@ class Verifications:
             total += len(rows)
             if len(rows) < batch:
                 return total
+
+    async def advance_channels(self, *, batch: int = 500) -> list[models.Verification]:
+        """Move the requests whose next channel's time came on to it (``batch``
+        at a time until none is left); the requests moved."""
+        moved: list[models.Verification] = []
+        while True:
+            rows = await self._db.all(QUERIES["advance_channels"], {"limit": batch})
+            moved.extend(models.Verification.from_row(r) for r in rows)
+            if len(rows) < batch:
+                return moved
 
     @contextlib.asynccontextmanager
     async def orphans(self) -> AsyncIterator[tuple[list[models.Verification], database.Connection]]:
