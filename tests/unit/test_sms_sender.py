@@ -64,6 +64,7 @@ class FakeCarrier:
         self.hold = False
         self.release = asyncio.Event()
         self.submits: list[tuple[str, text.Message, dt.datetime]] = []
+        self.on_bound: sender.BindHandler = lambda bound: None
         self._ids = 0
 
     @property
@@ -139,8 +140,11 @@ def make_sender(
     fakes: dict[str, FakeCarrier] = {}
     registry = metrics.Metrics(None)
 
-    def make(carrier: config.SmsCarrierConfig, on_receipt: sender.ReceiptHandler, _: sender.BindHandler) -> FakeCarrier:
+    def make(
+        carrier: config.SmsCarrierConfig, on_receipt: sender.ReceiptHandler, on_bound: sender.BindHandler
+    ) -> FakeCarrier:
         fakes[carrier.name] = FakeCarrier(carrier)
+        fakes[carrier.name].on_bound = on_bound
         return fakes[carrier.name]
 
     return sender.Sender(cfg, outbox, owner="test-sender", metrics=registry, make_carrier=make), fakes, registry
@@ -203,6 +207,14 @@ async def test_claims_no_more_than_the_window_of_the_carrier_in_use_has_free() -
     assert s.room() == 0  # none bound
     fakes["main"].bound = True
     assert s.room() == 3
+
+
+def test_a_carrier_binding_wakes_the_claims() -> None:
+    s, fakes, _ = make_sender(carriers_config(("main", 0), ("backup", 1)), FakeOutbox())
+    fakes["backup"].on_bound(False)
+    assert not s._wake.is_set()
+    fakes["backup"].on_bound(True)
+    assert s._wake.is_set()
 
 
 async def test_a_stopped_sender_claims_nothing() -> None:

@@ -168,13 +168,13 @@ class Sender:
         self.outbox = outbox
         self.owner = owner
         self.metrics = metrics or metrics_mod.Metrics(None)
-        make = make_carrier or _smpp_carrier
+        # The carriers count their binds and keep the bound gauge themselves.
+        make = make_carrier or functools.partial(_smpp_carrier, metrics=self.metrics)
         ordered = sorted(cfg.sms.carriers, key=lambda carrier: carrier.priority)  # stable: file order breaks ties
         self._configs = {carrier.name: carrier for carrier in ordered}
         self.carriers: list[Carrier] = [
             make(carrier, self.on_receipt, functools.partial(self._on_bound, carrier.name)) for carrier in ordered
         ]
-        self._was_bound = dict.fromkeys(self._configs, False)
         self.metrics.sms_carriers(self._configs)
         self._listen = listen
         self._references = dict.fromkeys(self._configs, 0)
@@ -264,13 +264,8 @@ class Sender:
     def _on_bound(self, carrier: str, bound: bool) -> None:
         """A carrier's bind came up (``bound``), failed, or was lost."""
         if bound:
-            self.metrics.smpp_bind(carrier, ok=True)
+            logger.debug("carrier %s bound: looking for due SMS", carrier)
             self._wake.set()  # messages may have waited for a carrier
-        elif self._was_bound[carrier]:
-            self.metrics.smpp_unbound(carrier)
-        else:
-            self.metrics.smpp_bind(carrier, ok=False)
-        self._was_bound[carrier] = bound
 
     def route(self) -> Carrier | None:
         """The carrier that takes the next message: the first bound."""
@@ -497,8 +492,10 @@ class _Check:
             raise errors.IvrAuthError(f"not bound to {self.cfg.host}:{self.cfg.port}")
 
 
-def _smpp_carrier(cfg: config.SmsCarrierConfig, on_receipt: ReceiptHandler, on_bound: BindHandler) -> Carrier:
-    return smpp.Carrier(cfg, on_receipt, on_bound=on_bound)
+def _smpp_carrier(
+    cfg: config.SmsCarrierConfig, on_receipt: ReceiptHandler, on_bound: BindHandler, *, metrics: metrics_mod.Metrics
+) -> Carrier:
+    return smpp.Carrier(cfg, on_receipt, on_bound=on_bound, metrics=metrics)
 
 
 def _log(sms: sms_store.Outgoing) -> dict[str, str]:
