@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from ivr_auth import cli, config, connections, errors, systemd_units
-from tests.support import sandbox
+from tests.support import sandbox, systemd
 
 VENV_BIN = Path(sys.executable).parent / "ivr-auth"
 GRACE = 45.0
@@ -51,42 +51,10 @@ def units(config_file: Path, tmp_path: Path) -> Path:
     return out
 
 
-def verify(*paths: Path) -> list[str]:
-    """What ``systemd-analyze verify`` says about ``paths``: every line it
-    prints, and its exit status when not 0."""
-    analyze = shutil.which("systemd-analyze")
-    assert analyze is not None, "systemd-analyze is missing (Debian's systemd package; scripts/setup-system.sh)"
-    done = subprocess.run(
-        [analyze, "verify", "--man=no", *map(str, paths)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    said = [line for line in (done.stdout + done.stderr).splitlines() if line.strip()]
-    return said + ([f"exit status {done.returncode}"] if done.returncode else [])
-
-
-def section(text: str, name: str) -> dict[str, list[str]]:
-    """The settings of ``[name]``, each key's values in order (a key may repeat)."""
-    found: dict[str, list[str]] = {}
-    current = None
-    for line in text.splitlines():
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        if line.startswith("["):
-            current = line.strip("[]")
-        elif current == name:
-            key, _, value = line.partition("=")
-            found.setdefault(key, []).append(value)
-    return found
-
-
 def test_the_written_units_pass_systemd_analyze_verify(units: Path) -> None:
     written = sorted(p.name for p in units.iterdir())
     assert written == sorted([*systemd_units.UNITS, systemd_units.ENV_FILE])
-    assert verify(*(units / name for name in systemd_units.UNITS)) == []
+    assert systemd.verify(*(units / name for name in systemd_units.UNITS)) == []
 
 
 def test_verify_catches_what_it_is_for(units: Path, tmp_path: Path) -> None:
@@ -94,16 +62,16 @@ def test_verify_catches_what_it_is_for(units: Path, tmp_path: Path) -> None:
     broken = tmp_path / "broken" / "ivr-auth-api.service"
     broken.parent.mkdir()
     broken.write_text(text.replace("RestartSec=5", "RestartSec=five\nProtectEverything=yes"), encoding="utf-8")
-    said = "\n".join(verify(broken))
+    said = "\n".join(systemd.verify(broken))
     assert "five" in said
     assert "ProtectEverything" in said
     broken.write_text(text.replace(str(VENV_BIN), "/nonexistent/ivr-auth"), encoding="utf-8")
-    assert "exit status 1" in verify(broken)
+    assert "exit status 1" in systemd.verify(broken)
 
 
 @pytest.mark.parametrize("name", SERVICES)
 def test_each_service_is_hardened(units: Path, name: str) -> None:
-    service = section((units / name).read_text(encoding="utf-8"), "Service")
+    service = systemd.section((units / name).read_text(encoding="utf-8"), "Service")
     expected = {
         "User": ["ivr-auth"],
         "Group": ["ivr-auth"],
@@ -150,7 +118,7 @@ def test_each_service_rates_ok_in_systemd_analyze_security(units: Path, name: st
 
 @pytest.mark.parametrize("name", SERVICES)
 def test_each_service_comes_after_postgres_and_asterisk_without_requiring_them(units: Path, name: str) -> None:
-    unit = section((units / name).read_text(encoding="utf-8"), "Unit")
+    unit = systemd.section((units / name).read_text(encoding="utf-8"), "Unit")
     after = " ".join(unit["After"]).split()
     wants = " ".join(unit["Wants"]).split()
     assert {"network-online.target", "postgresql.service", "asterisk.service"} <= set(after)
@@ -162,7 +130,7 @@ def test_each_service_comes_after_postgres_and_asterisk_without_requiring_them(u
 
 @pytest.mark.parametrize("name", SERVICES)
 def test_the_stop_timeout_outlasts_the_configured_drain(units: Path, name: str) -> None:
-    service = section((units / name).read_text(encoding="utf-8"), "Service")
+    service = systemd.section((units / name).read_text(encoding="utf-8"), "Service")
     timeout = int(service["TimeoutStopSec"][0])
     # The controller's own bound on its drain is the grace plus 15 s (runtime.Runtime.stop).
     assert timeout > GRACE + 15
@@ -173,7 +141,7 @@ def test_the_stop_timeout_follows_the_config_it_was_written_from(tmp_path: Path)
     grace_file = tmp_path / "long.yaml"
     grace_file.write_text("dialer:\n  shutdown_grace_seconds: 300.5\n", encoding="utf-8")
     assert write_units(grace_file, tmp_path / "out") == 0
-    service = section((tmp_path / "out" / "ivr-auth-controller.service").read_text(encoding="utf-8"), "Service")
+    service = systemd.section((tmp_path / "out" / "ivr-auth-controller.service").read_text(encoding="utf-8"), "Service")
     assert int(service["TimeoutStopSec"][0]) == 301 + systemd_units.SHUTDOWN_MARGIN_SECONDS
 
 
@@ -227,7 +195,7 @@ def test_options_go_into_the_units(config_file: Path, tmp_path: Path) -> None:
         )
         == 0
     )
-    service = section((out / "ivr-auth-controller.service").read_text(encoding="utf-8"), "Service")
+    service = systemd.section((out / "ivr-auth-controller.service").read_text(encoding="utf-8"), "Service")
     assert service["User"] == service["Group"] == ["verifier"]
     assert service["EnvironmentFile"] == ["/srv/ivr/secrets.env"]
     # systemd would read %. as a specifier
@@ -267,7 +235,7 @@ IN_SANDBOX = textwrap.dedent(
     """
     import asyncio, errno, mmap, os, signal, socket, sys, uuid
     from pathlib import Path
-    from tests.support import sandbox
+    from tests.support import sandbox, systemd
 
     allow, families, error = sandbox.from_unit(Path(sys.argv[1]).read_text())
     if sys.argv[2] == "mdwe" and not sandbox.deny_write_execute():
