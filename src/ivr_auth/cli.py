@@ -132,11 +132,16 @@ def _parser() -> argparse.ArgumentParser:
     systemd_units.register(sub)
 
     p_api = sub.add_parser("api", help="serve the HTTP API (foreground)")
-    p_api.set_defaults(func=cmd_serve, api=True, dialer=False)
+    p_api.set_defaults(func=cmd_serve, api=True, dialer=False, sms=False)
     p_ctl = sub.add_parser("controller", help="run a controller: dial queued requests (foreground)")
-    p_ctl.set_defaults(func=cmd_serve, api=False, dialer=True)
-    p_run = sub.add_parser("run", help="the API and a controller in one process (foreground)")
-    p_run.set_defaults(func=cmd_serve, api=True, dialer=True)
+    p_ctl.set_defaults(func=cmd_serve, api=False, dialer=True, sms=False)
+    p_sms = sub.add_parser("sms", help="run the SMS sender: submit due SMS codes, record receipts (foreground)")
+    p_sms.set_defaults(func=cmd_serve, api=False, dialer=False, sms=True)
+    p_run = sub.add_parser(
+        "run", help="the API and a controller in one process, and the SMS sender when sms.carriers is set (foreground)"
+    )
+    # None: the SMS sender too when there are carriers to send through.
+    p_run.set_defaults(func=cmd_serve, api=True, dialer=True, sms=None)
 
     p_doctor = sub.add_parser("doctor", help="check the config and the live environment, one line per check")
     p_doctor.add_argument("--timeout", type=float, default=doctor.DEFAULT_TIMEOUT, help="seconds per check")
@@ -271,9 +276,14 @@ async def cmd_tenant_add_key(cfg: config.Config, args: argparse.Namespace) -> in
 
 
 async def cmd_serve(cfg: config.Config, args: argparse.Namespace) -> int:
+    sms = bool(cfg.sms.carriers) if args.sms is None else args.sms
+    if sms and not cfg.sms.carriers:
+        raise errors.ConfigError(
+            "sms.carriers is empty: the SMS sender has no carrier to send through (docs/configuration.md, sms)"
+        )
     endpoints = connections.from_config(cfg)
     await migrate.migrate(database.Database(endpoints.database_url))
-    await runtime.serve(cfg, endpoints, api=args.api, dialer=args.dialer)
+    await runtime.serve(cfg, endpoints, api=args.api, dialer=args.dialer, sms=sms)
     return 0
 
 

@@ -1,11 +1,12 @@
-"""The composition root: builds the store, ARI node, controller and
-HTTP API from a config, and runs them until a signal asks them to stop.
+"""The composition root: builds the store, ARI node, controller, SMS
+sender and HTTP API from a config, and runs them until a signal asks them to stop.
 Nothing else in the package creates connections."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import signal
 import urllib.parse
@@ -14,17 +15,19 @@ from collections.abc import Awaitable, Callable
 import aiohttp
 from aiohttp import web
 
-from ivr_auth import agi, config, connections, controller, metrics, prompts, webhooks
+from ivr_auth import agi, config, connections, controller, errors, metrics, prompts, webhooks
 from ivr_auth import store as store_mod
 from ivr_auth.api import app as api_app
 from ivr_auth.api import handlers as api_handlers
 from ivr_auth.ari import node as ari_node
+from ivr_auth.sms import sender as sms_sender
+from ivr_auth.store import sms as sms_store
 
 logger = logging.getLogger(__name__)
 
 
 class Runtime:
-    """What one process runs: the API, a controller, or both."""
+    """What one process runs: the API, a controller, the SMS sender, or several of them."""
 
     def __init__(
         self,
@@ -36,11 +39,15 @@ class Runtime:
         name: str | None = None,
         http_port: int | None = None,
         fastagi: bool | None = None,
+        sms: bool = False,
     ) -> None:
         self.cfg = cfg
         self.endpoints = endpoints
         self.with_api = api
         self.with_dialer = dialer
+        self.with_sms = sms
+        if sms and not cfg.sms.carriers:
+            raise errors.ConfigError("sms.carriers is empty: there is no carrier to send SMS through")
         self.name = name or cfg.dialer.name or controller.default_name()
         self._http_port = http_port
         # The FastAGI server runs beside the controller unless told otherwise
@@ -52,6 +59,7 @@ class Runtime:
         self.session: aiohttp.ClientSession | None = None
         self.node: ari_node.AriNode | None = None
         self.controller: controller.Controller | None = None
+        self.sms: sms_sender.Sender | None = None
         self.metrics: metrics.Metrics | None = None
         self._runner: web.AppRunner | None = None
         self._metrics_runner: web.AppRunner | None = None
@@ -107,6 +115,15 @@ class Runtime:
                 self.controller.on_webhook = self.webhooks.wake
             # The webhooks of the changes this process makes go out from here at once.
             self.store.verifications.hand_webhooks_to(self.webhooks.take, self.webhooks.hold_seconds)
+        if self.with_sms:
+            self.sms = sms_sender.Sender(
+                self.cfg,
+                self.store.sms,
+                owner=self.name,
+                metrics=self.metrics,
+                listen=functools.partial(self.store.db.listen, [sms_store.SMS_CHANNEL]),
+            )
+            await self.sms.start()
         if self.with_agi:
             self.agi = agi.AgiServer(self.cfg, self.store)
             await self.agi.start()
@@ -116,6 +133,8 @@ class Runtime:
                 "postgres": self.store.ping,
                 f"asterisk:{self.node.name}": self.node.client.asterisk_info,
             }
+            if self.sms is not None:
+                checks.update(self.sms.checks())
             app = api_app.make_app(self.cfg, self.store, checks, metrics=self.metrics)
             self._runner = api_app.Runner(app, access_log=None)
             await self._runner.setup()
@@ -158,6 +177,9 @@ class Runtime:
             self.controller = None
         elif self.node is not None:
             await _bounded("ari", self.node.close(), 10)
+        if self.sms is not None:
+            await _bounded("sms sender", self.sms.stop(), sms_sender.stop_bound(self.cfg.sms))
+            self.sms = None
         # After the drain: the last calls' webhooks are on their way, or in
         # the outbox for whichever sender runs next.
         if self.webhooks is not None:
@@ -170,10 +192,13 @@ class Runtime:
             await _bounded("database pool", self.store.close(), 10)
 
     async def kill(self) -> None:
-        """Stop the controller as a crash would (tests of recovery)."""
+        """Stop the controller and the SMS sender as a crash would (tests of recovery)."""
         if self.controller is not None:
             await self.controller.kill()
             self.controller = None
+        if self.sms is not None:
+            await self.sms.kill()
+            self.sms = None
         await self.stop(0)
 
 
@@ -184,9 +209,11 @@ async def _bounded(what: str, step: Awaitable[object], timeout: float) -> None:
         logger.warning("shutdown: %s did not stop within %.0fs; leaving it", what, timeout)
 
 
-async def serve(cfg: config.Config, endpoints: connections.Connections, *, api: bool, dialer: bool) -> None:
+async def serve(
+    cfg: config.Config, endpoints: connections.Connections, *, api: bool, dialer: bool, sms: bool = False
+) -> None:
     """Run until SIGINT or SIGTERM, then drain calls and stop."""
-    runtime = Runtime(cfg, endpoints, api=api, dialer=dialer)
+    runtime = Runtime(cfg, endpoints, api=api, dialer=dialer, sms=sms)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -197,6 +224,9 @@ async def serve(cfg: config.Config, endpoints: connections.Connections, *, api: 
         print(f"operator dashboard on {runtime.http_url}/dashboard (a token: `ivr-auth operator add NAME`)", flush=True)
     if runtime.controller:
         print(f"ivr-auth controller {runtime.name} dialling via {endpoints.ari_url}", flush=True)
+    if runtime.sms:
+        carriers = ", ".join(f"{c.name} ({c.host}:{c.port})" for c in cfg.sms.carriers)
+        print(f"ivr-auth SMS sender {runtime.name} sending through {carriers}", flush=True)
     try:
         await stop.wait()
     finally:

@@ -1,8 +1,8 @@
 """``ivr-auth systemd-units``: the service's systemd units, written out for
 this installation. The templates ship in ``ivr_auth/data/systemd``; this
 fills in the installed executable's absolute path, the service user, the
-config and environment files, and a stop timeout long enough for the
-controller's drain."""
+config and environment files, and stop timeouts long enough for the
+controller's drain and the SMS sender's."""
 
 from __future__ import annotations
 
@@ -17,8 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from ivr_auth import config, data, errors
+from ivr_auth.sms import sender as sms_sender
 
-UNITS = ("ivr-auth-api.service", "ivr-auth-controller.service", "ivr-auth.target")
+UNITS = ("ivr-auth-api.service", "ivr-auth-controller.service", "ivr-auth-sms.service", "ivr-auth.target")
 ENV_FILE = "ivr-auth.env"
 HARDENING = "hardening.conf"
 DEFAULT_USER = "ivr-auth"
@@ -47,9 +48,15 @@ def stop_timeout(grace: float) -> int:
     return math.ceil(grace) + SHUTDOWN_MARGIN_SECONDS
 
 
-def render(options: Options, grace: float) -> dict[str, str]:
+def sms_stop_timeout(sms: config.SmsConfig) -> int:
+    """The SMS sender's ``TimeoutStopSec``: its own bounded stop, then the rest."""
+    return stop_timeout(sms_sender.stop_bound(sms))
+
+
+def render(options: Options, grace: float, sms: config.SmsConfig | None = None) -> dict[str, str]:
     """Each file's name and text: the units, then the example environment file."""
     _check(options)
+    sms = sms or config.SmsConfig()
     values = {
         "bin": _escaped(options.executable),
         "user": options.user,
@@ -59,6 +66,8 @@ def render(options: Options, grace: float) -> dict[str, str]:
         "grace": f"{grace:g}",
         "margin": str(SHUTDOWN_MARGIN_SECONDS),
         "stop_timeout": str(stop_timeout(grace)),
+        "sms_drain": f"{sms_sender.drain_seconds(sms):g}",
+        "sms_stop_timeout": str(sms_stop_timeout(sms)),
         "hardening": _template(HARDENING).rstrip("\n"),
     }
     return {name: _fill(name, _template(name), values) for name in (*UNITS, ENV_FILE)}
@@ -95,7 +104,7 @@ def installed_executable() -> str | None:
 def register(sub: Any) -> None:
     p_units = sub.add_parser(
         "systemd-units",
-        help="write the systemd units (API, controller, ivr-auth.target) and an example environment file",
+        help="write the systemd units (API, controller, SMS sender, ivr-auth.target) and an example environment file",
     )
     p_units.add_argument("--out", required=True, type=Path, metavar="DIR", help="directory to write them into")
     p_units.add_argument("--user", default=DEFAULT_USER, help=f"the user the services run as (default {DEFAULT_USER})")
@@ -131,11 +140,16 @@ async def _command(cfg: config.Config, args: argparse.Namespace) -> int:
         env_file=args.env_file,
     )
     grace = cfg.dialer.shutdown_grace_seconds
-    for path in write(args.out, render(options, grace), force=args.force):
+    for path in write(args.out, render(options, grace, cfg.sms), force=args.force):
         print(path)
     print(
         f"TimeoutStopSec={stop_timeout(grace)}: dialer.shutdown_grace_seconds ({grace:g} s) "
         f"plus {SHUTDOWN_MARGIN_SECONDS} s; write the units again after raising the grace",
+        file=sys.stderr,
+    )
+    print(
+        f"ivr-auth-sms.service: TimeoutStopSec={sms_stop_timeout(cfg.sms)}, from sms.lease_seconds "
+        f"({cfg.sms.lease_seconds:g} s); enable it only with sms.carriers set",
         file=sys.stderr,
     )
     return 0
