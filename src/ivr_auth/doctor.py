@@ -29,6 +29,7 @@ import aiohttp
 from ivr_auth import asterisk_config, config, connections, errors, ports, prompts, sip_options, trunks
 from ivr_auth.ari import client as ari_client
 from ivr_auth.ari import release, slots
+from ivr_auth.sms import bind_check
 from ivr_auth.store import database, migrate
 
 DEFAULT_TIMEOUT = 5.0
@@ -157,6 +158,9 @@ async def run(
                     (f"trunk {trunk.name}", _trunk_check(ari, trunk.name)),
                     (f"trunk {trunk.name} sip", _reach_check(trunk, wait)),
                 ]
+        for carrier in cfg.sms.carriers:
+            secrets.append(carrier.password)
+            checks.append((f"sms carrier {carrier.name}", _carrier_check(carrier, timeout)))
         checks.append(("prompts", lambda: _prompts(library or prompts.Library.from_config(cfg), cfg.languages)))
         checks.append(("fastagi", lambda: _agi(cfg)))
         outcomes = await asyncio.gather(*(_guarded(check, timeout) for _, check in checks))
@@ -499,6 +503,17 @@ def _reach_check(trunk: config.TrunkConfig, wait: float) -> Check:
             ) from exc
         ms = (time.monotonic() - started) * 1000
         return f"{where} answered a SIP OPTIONS with {response.status} {response.reason} in {ms:.0f} ms"
+
+    return check
+
+
+def _carrier_check(carrier: config.SmsCarrierConfig, timeout: float) -> Check:
+    async def check() -> str:
+        try:
+            # Within the check's own bound, so that our message wins over "no answer".
+            return await bind_check.check(carrier, timeout * 0.9)
+        except errors.IvrAuthError as exc:
+            raise Problem(str(exc)) from exc
 
     return check
 

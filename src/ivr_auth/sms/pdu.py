@@ -38,6 +38,7 @@ OUTBIND = 0x0000000B
 ESME_ROK = 0x00
 ESME_RINVCMDID = 0x03
 ESME_RSYSERR = 0x08
+ESME_RX_T_APPN = 0x64
 
 # command_status names, for logs and errors.
 STATUS_NAMES = {
