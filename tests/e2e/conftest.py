@@ -22,7 +22,9 @@ import psycopg
 import pytest
 
 from ivr_auth import config, connections, models, runtime
+from ivr_auth_devkit import smsc as smsc_mod
 from ivr_auth_devkit import stack
+from ivr_auth_devkit.stack import smsc as stack_smsc
 from tests.conftest import ROOT, settings_from_env
 
 FAST: dict[str, Any] = {
@@ -67,7 +69,7 @@ async def clean_queue(local_stack: connections.Connections) -> None:
     async with await psycopg.AsyncConnection.connect(local_stack.database_url, autocommit=True) as conn:
         await conn.execute(
             "UPDATE verifications SET status = 'canceled', reason = 'test_cleanup', finished_at = now()"
-            " WHERE status IN ('queued', 'calling', 'in_call', 'delivered')"
+            " WHERE status IN ('queued', 'calling', 'in_call', 'sent', 'delivered')"
         )
         await conn.execute("UPDATE call_attempts SET ended_at = now(), outcome = 'test_cleanup' WHERE ended_at IS NULL")
         await conn.execute("DELETE FROM trunk_state")
@@ -115,6 +117,31 @@ class Api:
 
 Starter = Callable[..., Coroutine[Any, Any, runtime.Runtime]]
 
+# The SMS sender at the tests' pace: due messages found within 0.2 s, a lost
+# bind tried again within a second.
+SMS_FAST: dict[str, Any] = {"poll_interval_seconds": 0.2, "lease_seconds": 3}
+CARRIER_FAST: dict[str, Any] = {
+    "enquire_link_seconds": 5,
+    "response_timeout_seconds": 5,
+    "reconnect_min_seconds": 0.2,
+    "reconnect_max_seconds": 1,
+}
+
+
+def local_smsc_carrier(cfg: config.Config) -> dict[str, Any]:
+    """The ``sms.carriers`` entry of the test stack's SMSC, at the tests' pace."""
+    carrier = stack.smsc_carrier(cfg)
+    assert carrier is not None, f"the test stack's SMSC is not running (run dir {cfg.run_dir})"
+    return {**carrier, **CARRIER_FAST}
+
+
+def with_sms(cfg: config.Config, carriers: list[dict[str, Any]] | None = None) -> config.Config:
+    """``cfg`` sending SMS through ``carriers`` (default: the test stack's SMSC)
+    at the tests' pace, unless it names carriers of its own."""
+    if cfg.sms.carriers and carriers is None:
+        return cfg
+    return config.with_overrides(cfg, sms={**SMS_FAST, "carriers": carriers or [local_smsc_carrier(cfg)]})
+
 
 async def start_runtime(
     cfg: config.Config,
@@ -124,17 +151,20 @@ async def start_runtime(
     api: bool = False,
     dialer: bool = True,
     fastagi: bool = False,
+    sms: bool = False,
 ) -> runtime.Runtime:
     """A started runtime with a name (and so a Stasis app) of its own; the
-    caller stops it."""
+    caller stops it. ``sms``: with the SMS sender, through the carriers of
+    ``cfg``, or the test stack's SMSC when it names none."""
     rt = runtime.Runtime(
-        cfg,
+        with_sms(cfg) if sms else cfg,
         endpoints,
         api=api,
         dialer=dialer,
         name=f"{prefix}-{uuid.uuid4().hex[:8]}",
         http_port=0,
         fastagi=fastagi,
+        sms=sms,
     )
     await rt.start()
     return rt
@@ -146,11 +176,16 @@ async def start_service(local_stack: connections.Connections, clean_queue: None)
     started: list[runtime.Runtime] = []
 
     async def start(
-        *, api: bool = True, dialer: bool = True, fastagi: bool = False, cfg: config.Config | None = None
+        *,
+        api: bool = True,
+        dialer: bool = True,
+        fastagi: bool = False,
+        sms: bool = False,
+        cfg: config.Config | None = None,
     ) -> runtime.Runtime:
         # FastAGI listens on the test stack's fixed agi.listen port (its
         # dialplan points there): only the tests that need it start it.
-        rt = await start_runtime(cfg or service_config(), local_stack, api=api, dialer=dialer, fastagi=fastagi)
+        rt = await start_runtime(cfg or service_config(), local_stack, api=api, dialer=dialer, fastagi=fastagi, sms=sms)
         started.append(rt)
         return rt
 
@@ -166,6 +201,15 @@ async def api(start_service: Starter, http_session: aiohttp.ClientSession, tenan
     rt = await start_service(dialer=False)
     assert rt.http_url is not None
     return Api(http_session, rt.http_url, tenant[1])
+
+
+@pytest.fixture
+async def smsc(local_stack: connections.Connections, stack_config: config.Config) -> smsc_mod.Smsc:
+    """The test stack's SMSC, its records, receipts and rules cleared for this test."""
+    found = await asyncio.to_thread(stack_smsc.running, stack_config)
+    assert found is not None, f"the test stack's SMSC is not running (run dir {stack_config.run_dir})"
+    await asyncio.to_thread(found.reset)
+    return found
 
 
 @contextlib.asynccontextmanager

@@ -8,6 +8,7 @@ the test fixtures both use it. Parts that the config points elsewhere
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 from ivr_auth import config, connections, errors
 from ivr_auth.store import database, migrate
@@ -34,11 +35,16 @@ def completed(cfg: config.Config, found: connections.Connections) -> config.Conf
         server_secret=found.server_secret,
         ari={"url": found.ari_url, "username": found.ari_username, "password": found.ari_password},
     )
-    stack_secrets = secrets.load(cfg.run_dir) if smsc.embedded(cfg) else None
-    carrier = smsc.carrier(cfg, stack_secrets) if stack_secrets is not None else None
+    carrier = smsc_carrier(cfg) if smsc.embedded(cfg) else None
     if carrier is not None:
         completed_cfg = config.with_overrides(completed_cfg, sms={"carriers": [carrier]})
     return completed_cfg
+
+
+def smsc_carrier(cfg: config.Config) -> dict[str, Any] | None:
+    """The ``sms.carriers`` entry of the stack's SMSC; None when it is not running."""
+    stack_secrets = secrets.load(cfg.run_dir)
+    return None if stack_secrets is None else smsc.carrier(cfg, stack_secrets)
 
 
 def environment(found: connections.Connections) -> dict[str, str]:
