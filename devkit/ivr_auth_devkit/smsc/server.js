@@ -306,7 +306,8 @@ function main(argv) {
         info.bind_type = bindType;
         info.bound = true;
         info.bound_at = new Date().toISOString();
-        session.send(pdu.response({ system_id: 'ivr-auth-test-smsc' }));
+        // SMPP 3.4 (5.2.1) allows 16 octets with the NUL: Jasmin refuses a longer one.
+        session.send(pdu.response({ system_id: 'ivrauth-smsc' }));
         if (bindType !== 'transmitter') {
           const waiting = state.pending.filter((entry) => entry.systemId === info.system_id);
           state.pending = state.pending.filter((entry) => entry.systemId !== info.system_id);
