@@ -191,7 +191,8 @@ def _code(body: Mapping[str, Any], *, required: bool) -> str | None:
 
 
 def _method(body: Mapping[str, Any]) -> str:
-    if "method" not in body and "channels" in body:
+    # A null is as if absent, for both: channels alone gives the method.
+    if body.get("method") is None and body.get("channels") is not None:
         return ""  # the first channel's
     value = _required_str(body, "method")
     if value in METHODS:
