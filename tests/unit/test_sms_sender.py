@@ -18,6 +18,7 @@ import pytest
 from ivr_auth import config, metrics
 from ivr_auth.sms import sender, smpp, text
 from ivr_auth.store import sms as sms_store
+from tests.support import sms_carrier
 
 CODE = "482913"
 NOW = dt.datetime.now(dt.UTC)
@@ -50,46 +51,6 @@ def outgoing(
         attempt=attempt,
         expires_at=dt.datetime.now(dt.UTC) + dt.timedelta(minutes=minutes),
     )
-
-
-class FakeCarrier:
-    """Answers each submit as told: message ids, or an exception; or waits
-    for ``release`` when ``hold`` is set."""
-
-    def __init__(self, cfg: config.SmsCarrierConfig) -> None:
-        self.cfg = cfg
-        self.bound = True
-        self.started = self.stopped = False
-        self.answer: list[str] | Exception | None = None
-        self.hold = False
-        self.release = asyncio.Event()
-        self.submits: list[tuple[str, text.Message, dt.datetime]] = []
-        self.on_bound: sender.BindHandler = lambda bound: None
-        self._ids = 0
-
-    @property
-    def name(self) -> str:
-        return self.cfg.name
-
-    async def start(self) -> None:
-        self.started = True
-
-    async def stop(self) -> None:
-        self.stopped = True
-        self.bound = False
-
-    async def submit(self, destination: str, message: text.Message, *, validity: dt.datetime | None) -> list[str]:
-        assert validity is not None
-        self.submits.append((destination, message, validity))
-        if self.hold:
-            await self.release.wait()
-        if isinstance(self.answer, Exception):
-            raise self.answer
-        if self.answer is not None:
-            return self.answer
-        ids = [f"{self.name}-{self._ids + i + 1}" for i in range(len(message.parts))]
-        self._ids += len(ids)
-        return ids
 
 
 @dataclasses.dataclass
@@ -134,20 +95,10 @@ class FakeOutbox:
         return True
 
 
-def make_sender(
-    cfg: config.Config, outbox: FakeOutbox
-) -> tuple[sender.Sender, dict[str, FakeCarrier], metrics.Metrics]:
-    fakes: dict[str, FakeCarrier] = {}
+def make_sender(cfg: config.Config, outbox: FakeOutbox) -> tuple[sender.Sender, sms_carrier.Carriers, metrics.Metrics]:
+    fakes = sms_carrier.Carriers()
     registry = metrics.Metrics(None)
-
-    def make(
-        carrier: config.SmsCarrierConfig, on_receipt: sender.ReceiptHandler, on_bound: sender.BindHandler
-    ) -> FakeCarrier:
-        fakes[carrier.name] = FakeCarrier(carrier)
-        fakes[carrier.name].on_bound = on_bound
-        return fakes[carrier.name]
-
-    return sender.Sender(cfg, outbox, owner="test-sender", metrics=registry, make_carrier=make), fakes, registry
+    return sender.Sender(cfg, outbox, owner="test-sender", metrics=registry, make_carrier=fakes), fakes, registry
 
 
 def sample(registry: metrics.Metrics, name: str, **labels: str) -> float:
@@ -236,6 +187,7 @@ async def test_a_message_accepted_is_recorded_submitted_with_its_parts() -> None
     await settle(s)
 
     [(destination, message, validity)] = fakes["main"].submits
+    assert len(fakes["main"].accepted) == len(message.parts)
     assert destination == sms.phone
     assert validity == sms.expires_at
     assert text.decode(message) == text.render("ja", "Acme", CODE, 5)
@@ -243,13 +195,32 @@ async def test_a_message_accepted_is_recorded_submitted_with_its_parts() -> None
     assert (kind, sms_id) == ("submitted", sms.id)
     assert fields == {
         "carrier": "main",
-        "message_ids": [f"main-{i + 1}" for i in range(len(message.parts))],
+        "message_ids": fakes["main"].accepted,
         "encoding": message.encoding,
         "parts": len(message.parts),
     }
     assert sample(registry, "ivr_auth_sms_submits_total", carrier="main", result="ok") == 1
     assert sample(registry, "ivr_auth_sms_parts_total", carrier="main", encoding=message.encoding) == len(message.parts)
     assert s._held == {}
+
+
+async def test_long_japanese_goes_in_parts_with_the_carriers_next_reference() -> None:
+    cfg = config.from_mapping({"sms": {"service_name_ja": "あ" * 30, "carriers": [{"name": "main"}]}})
+    outbox = FakeOutbox(due=[outgoing(language="ja"), outgoing(language="ja")])
+    s, fakes, registry = make_sender(cfg, outbox)
+    s._claiming = True
+    await s.claim_once()
+    await settle(s)
+
+    references = []
+    for _, message, _ in fakes["main"].submits:
+        assert message.encoding == "ucs2"
+        heads = [text.decode_part(p.short_message, p.esm_class, p.data_coding).concatenation for p in message.parts]
+        assert [head[1:] if head else None for head in heads] == [(2, 1), (2, 2)]
+        references.append({head[0] for head in heads if head})
+    assert references == [{0}, {1}]  # one reference per message, in turn
+    assert [fields["parts"] for _, _, fields in outbox.calls] == [2, 2]
+    assert sample(registry, "ivr_auth_sms_parts_total", carrier="main", encoding="ucs2") == 4
 
 
 async def test_a_refused_submit_is_recorded_refused_and_not_retried() -> None:
@@ -430,7 +401,7 @@ def test_the_receipt_retries_span_about_half_a_minute() -> None:
 # --- shutdown ------------------------------------------------------------------------
 
 
-async def started_with_one_submit_waiting(outbox: FakeOutbox) -> tuple[sender.Sender, FakeCarrier]:
+async def started_with_one_submit_waiting(outbox: FakeOutbox) -> tuple[sender.Sender, sms_carrier.FakeCarrier]:
     s, fakes, _ = make_sender(carriers_config(("main", 0)), outbox)
     fakes["main"].hold = True
     await s.start()

@@ -296,19 +296,13 @@ class Sender:
                 await asyncio.wait_for(self._wake.wait(), poll)
             self._wake.clear()
             try:
-                more = await self.claim_once()
-            except errors.StoreError as exc:
-                tasks.reraise_cancellation(exc)
-                logger.warning("SMS outbox not reachable: %s", exc)
-                await asyncio.sleep(poll)
-                continue
+                if await self.claim_once():
+                    self._wake.set()
             except Exception as exc:
                 tasks.reraise_cancellation(exc)
-                logger.exception("SMS claim pass failed")
+                # The outbox out of reach is said in a line; anything else is a bug, with its trace.
+                logger.warning("SMS claim pass failed: %s", exc, exc_info=not isinstance(exc, errors.StoreError))
                 await asyncio.sleep(poll)
-                continue
-            if more:
-                self._wake.set()
 
     async def claim_once(self) -> bool:
         """Claim what the carrier in use has room for and start sending it;
