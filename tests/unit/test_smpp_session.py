@@ -245,3 +245,18 @@ async def test_stop_unbinds(smsc: ScriptedSmsc, recorder: Recorder) -> None:
     assert smsc.received_ids(pdu.UNBIND)
     assert not carrier.bound
     assert recorder.bound == [True, False]
+
+
+async def test_a_submit_unanswered_in_time_fails_for_now_and_the_bind_stays(
+    smsc: ScriptedSmsc, recorder: Recorder
+) -> None:
+    smsc.hold_responses = 30.0
+    carrier = carrier_for(smsc, recorder, response_timeout_seconds=0.3)
+    await carrier.start()
+    assert await carrier.wait_bound(5)
+    with pytest.raises(smpp.SubmitFailed, match=r"no response within 0\.3s") as failed:
+        await carrier.submit("+819012345678", text.encode("x", 0))
+    assert failed.value.command_status is None
+    assert carrier.bound
+    assert smsc.binds == 1
+    await carrier.stop()

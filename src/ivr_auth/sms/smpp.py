@@ -277,14 +277,15 @@ class Carrier:
                 raise SubmitFailed(f"connection lost: {conn.reason}")
             conn.send(message)
             try:
-                await conn.writer.drain()
+                # The drain too: an SMSC that stops reading fills our buffer.
+                async with asyncio.timeout(wait):
+                    await conn.writer.drain()
+                    return await future
+            except TimeoutError:  # before OSError, of which it is one
+                raise SubmitFailed(f"carrier {self.name}: no response within {wait:g}s") from None
             except OSError as exc:
                 conn.close(f"write failed: {exc}")
                 raise SubmitFailed(f"connection lost: {exc}") from None
-            try:
-                return await asyncio.wait_for(future, wait)
-            except TimeoutError:
-                raise SubmitFailed(f"carrier {self.name}: no response within {wait:g}s") from None
         finally:
             conn.pending.pop(message.sequence, None)
 
@@ -403,6 +404,9 @@ class Carrier:
             logger.error("carrier %s: %s; closing the connection", self.name, reason, extra=self._log)
         except OSError as exc:
             reason = f"read failed: {exc}"
+        except Exception as exc:  # whatever one PDU does, it ends this connection only
+            reason = f"PDU not handled: {type(exc).__name__}"
+            logger.exception("carrier %s: %s; closing the connection", self.name, reason, extra=self._log)
         finally:
             conn.close(reason)
 
