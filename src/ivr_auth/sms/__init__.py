@@ -1,2 +1,3 @@
 """SMS codes over SMPP 3.4: the message text and its encoding (``text``,
-``gsm``), one carrier's bind (``smpp``), the sender (``sender``)."""
+``gsm``), the PDUs (``pdu``), one carrier's bind (``smpp``), the doctor's
+bind check (``bind_check``), the sender (``sender``)."""

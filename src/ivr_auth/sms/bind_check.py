@@ -25,27 +25,23 @@ async def check(carrier: config.SmsCarrierConfig, timeout: float) -> str:
         reader, writer = await asyncio.wait_for(asyncio.open_connection(carrier.host, carrier.port), timeout)
     except TimeoutError:
         raise smpp.SmppError(
-            f"carrier {carrier.name}: no TCP connection to {where} within {timeout:g}s: is the SMSC up, and does "
-            "its firewall let this host in?"
+            f"no TCP connection to {where} within {timeout:g}s: is the SMSC up, and does its firewall let this host in?"
         ) from None
     except socket.gaierror as exc:
-        raise smpp.SmppError(f"carrier {carrier.name}: host {carrier.host!r} does not resolve ({exc})") from None
+        raise smpp.SmppError(f"host {carrier.host!r} does not resolve ({exc})") from None
+    except ConnectionRefusedError:
+        raise smpp.SmppError(f"{where} refused the connection: nothing listens there; check host and port") from None
     except OSError as exc:
-        raise smpp.SmppError(
-            f"carrier {carrier.name}: {where} refused the connection ({exc.strerror or exc}): check host and port"
-        ) from None
+        raise smpp.SmppError(f"{where} cannot be reached ({exc.strerror or exc}): check host and port") from None
     try:
         async with asyncio.timeout(timeout):
             return await _bind_and_unbind(carrier, reader, writer, where, started)
     except TimeoutError:
         raise smpp.SmppError(
-            f"carrier {carrier.name}: {where} took the connection but did not answer bind_transceiver within "
-            f"{timeout:g}s: is it an SMPP port?"
+            f"{where} took the connection but did not answer bind_transceiver within {timeout:g}s: is it an SMPP port?"
         ) from None
     except (asyncio.IncompleteReadError, ConnectionError):
-        raise smpp.SmppError(
-            f"carrier {carrier.name}: {where} closed the connection during the bind: is this host allowed there?"
-        ) from None
+        raise smpp.SmppError(f"{where} closed the connection during the bind: is this host allowed there?") from None
     finally:
         writer.close()
         with contextlib.suppress(OSError):
@@ -71,7 +67,7 @@ async def _bind_and_unbind(
             else "ask the carrier why"
         )
         raise smpp.BindFailed(
-            f"carrier {carrier.name}: {where} refused bind_transceiver ({pdu.status_name(status)}): {advice}",
+            f"{where} refused bind_transceiver ({pdu.status_name(status)}): {advice}",
             command_status=status,
         )
     ms = (time.monotonic() - started) * 1000
