@@ -187,6 +187,8 @@ class Carrier:
         deadline = time.monotonic() + grace
         conn = self._conn
         if conn is not None and conn.bound:
+            conn.bound = False  # no submit goes out after the unbind
+            self._bound_event.clear()
             try:
                 await self._request(conn, pdu.request(pdu.UNBIND, self._next_sequence()), timeout=grace)
                 logger.info("carrier %s: unbound", self.name, extra=self._log)
@@ -230,7 +232,7 @@ class Carrier:
                 data_coding=part.data_coding,
                 short_message=part.short_message,
                 registered_delivery=1 if registered_delivery else 0,
-                validity_period=pdu.absolute_time(validity) if validity else "",
+                validity_period="" if validity is None else pdu.absolute_time(validity),
             )
             ids.append(await self._submit_part(short, ids))
         return ids
