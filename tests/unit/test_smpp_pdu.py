@@ -94,6 +94,7 @@ def test_receipt_from_the_text() -> None:
     text = b"id:0a1b2c sub:001 dlvrd:001 submit date:2612061410 done date:2612061411 stat:DELIVRD err:000 text:123456"
     assert pdu.read_receipt(receipt(text)) == pdu.ReceiptFields("0a1b2c", "DELIVRD", "000")
     assert pdu.read_receipt(receipt(b"ID:77 Stat:undeliv")) == pdu.ReceiptFields("77", "UNDELIV", None)
+    assert pdu.read_receipt(receipt(b"id:78 stat:DELIVERED err:0")) == pdu.ReceiptFields("78", "DELIVRD", "0")
 
 
 def test_receipt_tlvs_win_over_the_text() -> None:

@@ -88,6 +88,15 @@ MESSAGE_STATES = {
     7: "UNKNOWN",
     8: "REJECTD",
 }
+# Spelled out by some SMSCs; the store knows the 7-letter words.
+_STAT_WORDS = {
+    "DELIVERED": "DELIVRD",
+    "UNDELIVERABLE": "UNDELIV",
+    "REJECTED": "REJECTD",
+    "ACCEPTED": "ACCEPTD",
+    "EXPIRE": "EXPIRED",
+    "DELETE": "DELETED",
+}
 # esm_class bits 2-5: the message type; 0x04 is an SMSC delivery receipt.
 ESM_TYPE_MASK = 0x3C
 ESM_DELIVERY_RECEIPT = 0x04
@@ -333,6 +342,7 @@ def read_receipt(message: ShortMessage) -> ReceiptFields | None:
     message_id = tlv_id.rstrip(b"\0").decode("latin-1") if tlv_id is not None else words.get("id", "")
     state = message.tlvs.get(TLV_MESSAGE_STATE)
     stat = MESSAGE_STATES.get(state[0], "UNKNOWN") if state else words.get("stat", "").upper()
+    stat = _STAT_WORDS.get(stat, stat)
     err = words.get("err")
     network_error = message.tlvs.get(TLV_NETWORK_ERROR_CODE)
     if err is None and network_error is not None and len(network_error) == 3:
