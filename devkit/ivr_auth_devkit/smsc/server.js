@@ -129,6 +129,7 @@ function main(argv) {
     nextSession: 1,
     sessions: new Map(), // id -> {session, info}
     pending: [], // receipts waiting for a receiver bind of their system_id
+    generation: 0, // bumped by a reset: receipts scheduled before it are not sent
   };
   fs.writeFileSync(recordFile, '');
 
@@ -147,16 +148,31 @@ function main(argv) {
 
   function receiverFor(entry) {
     // The bind the message came on when it can take deliver_sm, else another
-    // receiver or transceiver bind of the same system_id.
-    if (entry.origin && entry.origin.info.bound && entry.origin.info.bind_type !== 'transmitter') {
+    // receiver or transceiver bind of the same system_id (one that refused
+    // this receipt before only when there is no other).
+    const takes = (s) => s.info.bound && s.info.bind_type !== 'transmitter' && s.info.system_id === entry.systemId;
+    if (entry.origin && takes(entry.origin) && entry.origin.info.id !== entry.avoid) {
       return entry.origin;
     }
+    let fallback = null;
     for (const candidate of state.sessions.values()) {
-      if (candidate.info.bound && candidate.info.bind_type !== 'transmitter' && candidate.info.system_id === entry.systemId) {
-        return candidate;
-      }
+      if (!takes(candidate)) continue;
+      if (candidate.info.id !== entry.avoid) return candidate;
+      fallback = candidate;
     }
-    return null;
+    return fallback;
+  }
+
+  // A receipt the ESME did not take (an error in deliver_sm_resp, or its
+  // connection gone before the answer) is offered again, as an SMSC retries.
+  const RECEIPT_RETRY_MS = 1000;
+  const RECEIPT_ATTEMPTS = 30;
+  function retryReceipt(entry, refusedBy) {
+    if (entry.attempts >= RECEIPT_ATTEMPTS) return;
+    const generation = state.generation;
+    setTimeout(() => {
+      if (generation === state.generation) deliverReceipt({ ...entry, origin: null, avoid: refusedBy });
+    }, RECEIPT_RETRY_MS);
   }
 
   function deliverReceipt(entry) {
@@ -188,8 +204,12 @@ function main(argv) {
       response_status: null,
     };
     state.receipts.push(sent);
+    const attempt = { ...entry, attempts: (entry.attempts || 0) + 1 };
+    target.outstanding.add(attempt);
     target.session.deliver_sm(pdu, (resp) => {
+      target.outstanding.delete(attempt);
       sent.response_status = resp.command_status;
+      if (resp.command_status !== 0) retryReceipt(attempt, target.info.id);
     });
   }
 
@@ -197,7 +217,9 @@ function main(argv) {
     const submitted = new Date(record.time);
     const stat = rule.receipt;
     const delay = Math.max(0, Number(rule.receipt_delay_ms) || 0);
+    const generation = state.generation;
     setTimeout(() => {
+      if (generation !== state.generation) return;
       const done = new Date();
       const delivered = stat === 'DELIVRD' ? '001' : '000';
       const err = stat === 'DELIVRD' ? '000' : stat === 'EXPIRED' ? '000' : '001';
@@ -214,7 +236,8 @@ function main(argv) {
     fs.appendFileSync(recordFile, JSON.stringify(entry) + '\n');
   }
 
-  function onSubmit(session, info, pdu) {
+  function onSubmit(own, pdu) {
+    const { session, info } = own;
     if (!info.bound || info.bind_type === 'receiver') {
       session.send(pdu.response({ command_status: smpp.ESME_RINVBNDSTS }));
       return;
@@ -264,7 +287,7 @@ function main(argv) {
     // Bits 0-1 of registered_delivery: 1 asks for every outcome, 2 for failures only.
     const asked = pdu.registered_delivery & 0x03;
     if (rule.receipt !== 'none' && (asked === 1 || (asked === 2 && rule.receipt !== 'DELIVRD'))) {
-      scheduleReceipt({ session, info }, entry, rule);
+      scheduleReceipt(own, entry, rule);
     }
   }
 
@@ -285,12 +308,14 @@ function main(argv) {
       enquire_links: 0,
       submits: 0,
     };
-    const own = { session, info };
+    const own = { session, info, outstanding: new Set() };
     state.sessions.set(info.id, own);
     session.on('error', () => {}); // a peer that vanishes: 'close' follows
     session.on('close', () => {
       info.bound = false;
       state.sessions.delete(info.id);
+      for (const attempt of own.outstanding) retryReceipt(attempt, info.id);
+      own.outstanding.clear();
     });
     for (const [command, bindType] of Object.entries(BIND_TYPES)) {
       session.on(command, (pdu) => {
@@ -325,11 +350,11 @@ function main(argv) {
     });
     session.on('submit_sm', (pdu) => {
       info.submits += 1;
-      onSubmit(session, info, pdu);
+      onSubmit(own, pdu);
     });
     session.on('data_sm', (pdu) => {
       info.submits += 1;
-      onSubmit(session, info, pdu);
+      onSubmit(own, pdu);
     });
     for (const command of ['submit_multi', 'query_sm', 'cancel_sm', 'replace_sm', 'unknown']) {
       session.on(command, (pdu) => session.send(pdu.response({ command_status: smpp.ESME_RINVCMDID })));
@@ -393,6 +418,7 @@ function main(argv) {
           reply(res, 200, { rules: state.rules });
         }
       } else if (route === 'POST /reset') {
+        state.generation += 1;
         state.records = [];
         state.receipts = [];
         state.rules = {};
