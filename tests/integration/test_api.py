@@ -350,7 +350,7 @@ CASES: list[tuple[str, bytes, dict[str, str], int, str, str | None]] = [
     ("vanity phone", b'{"phone": "090-ABCD-EFGH", "method": "dtmf"}', {}, 422, "invalid_phone", "phone"),
     ("letter O phone", b'{"phone": "O90-1234-5678", "method": "dtmf"}', {}, 422, "invalid_phone", "phone"),
     ("extension", b'{"phone": "090-1234-5678 ext. 9", "method": "dtmf"}', {}, 422, "invalid_phone", "phone"),
-    ("unknown method", b'{"phone": "+819012345678", "method": "sms"}', {}, 422, "invalid_method", "method"),
+    ("unknown method", b'{"phone": "+819012345678", "method": "fax"}', {}, 422, "invalid_method", "method"),
     ("ask_code for dtmf", f'{{{OK}, "ask_code": true}}'.encode(), {}, 422, "invalid_field", "ask_code"),
     (
         "ask_code not bool",

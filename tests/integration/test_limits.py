@@ -342,7 +342,7 @@ async def test_only_requests_that_placed_a_call_count_against_the_number(
     status, body, _ = await create(client, key, number)
 
     assert status == 429, body
-    assert body["error"]["message"].startswith("this number was called 3 times in the last 600 s")
+    assert body["error"]["message"].startswith("this number was called or sent a code 3 times in the last 600 s")
 
 
 async def test_open_requests_count_against_the_number_before_their_call(

@@ -32,7 +32,13 @@ T0 = dt.datetime(2026, 3, 2, 9, tzinfo=dt.UTC)
 T1 = T0 + dt.timedelta(hours=10)
 WINDOW = {"from": "2026-03-02T09:00:00Z", "to": "2026-03-02T19:00:00Z"}
 US = dt.timedelta(microseconds=1)
-ZERO_METHODS = {"dtmf": 0, "voice": 0, "inbound": 0}
+ZERO_METHODS = {"dtmf": 0, "voice": 0, "inbound": 0, "sms": 0}
+NO_SMS = {
+    "messages": 0,
+    "parts": 0,
+    "parts_by_encoding": {"gsm7": 0, "ucs2": 0},
+    "messages_by_outcome": {"pending": 0, "delivered": 0, "undeliverable": 0, "expired": 0},
+}
 NO_CALLS = {"placed": 0, "answered": 0, "talk_seconds": 0.0}
 _channels = itertools.count()
 
@@ -168,10 +174,10 @@ async def test_counts_requests_verifications_and_calls_by_method_and_line_type(
     assert body == {
         "from": "2026-03-02T09:00:00Z",
         "to": "2026-03-02T19:00:00Z",
-        "requests": {"total": 5, "by_method": {"dtmf": 2, "voice": 2, "inbound": 1}},
+        "requests": {"total": 5, "by_method": {"dtmf": 2, "voice": 2, "inbound": 1, "sms": 0}},
         "verified": {
             "total": 3,
-            "by_method": {"dtmf": 1, "voice": 1, "inbound": 1},
+            "by_method": {"dtmf": 1, "voice": 1, "inbound": 1, "sms": 0},
             "by_line_type": {"mobile": 2, "fixed": 1},
         },
         "calls": {
@@ -183,6 +189,7 @@ async def test_counts_requests_verifications_and_calls_by_method_and_line_type(
                 "dtmf": calls(5, 4, 87.0),  # 30.04 + 20 + 30 + 7 = 87.04
                 "voice": calls(2, 1, 12.5),
                 "inbound": calls(1, 1, 5.0),  # 5.02
+                "sms": calls(0, 0, 0.0),
             },
             "by_line_type": {
                 "mobile": calls(5, 3, 42.1),  # 30.04 + 5.02 + 7 = 42.06
@@ -190,6 +197,7 @@ async def test_counts_requests_verifications_and_calls_by_method_and_line_type(
                 "unknown": calls(2, 2, 50.0),
             },
         },
+        "sms": NO_SMS,
     }
 
 
@@ -206,9 +214,10 @@ async def test_a_tenant_with_nothing_gets_zeros_for_every_method(
         "verified": {"total": 0, "by_method": ZERO_METHODS, "by_line_type": {}},
         "calls": {
             **NO_CALLS,
-            "by_method": {"dtmf": NO_CALLS, "voice": NO_CALLS, "inbound": NO_CALLS},
+            "by_method": {"dtmf": NO_CALLS, "voice": NO_CALLS, "inbound": NO_CALLS, "sms": NO_CALLS},
             "by_line_type": {},
         },
+        "sms": NO_SMS,
     }
 
 
@@ -222,10 +231,10 @@ async def test_line_types_with_nothing_verified_are_left_out(
 
     body = await get_usage(client, key, WINDOW)
 
-    assert body["requests"] == {"total": 8, "by_method": {"dtmf": 1, "voice": 7, "inbound": 0}}
+    assert body["requests"] == {"total": 8, "by_method": {"dtmf": 1, "voice": 7, "inbound": 0, "sms": 0}}
     assert body["verified"] == {
         "total": 1,
-        "by_method": {"dtmf": 1, "voice": 0, "inbound": 0},
+        "by_method": {"dtmf": 1, "voice": 0, "inbound": 0, "sms": 0},
         "by_line_type": {"ip": 1},
     }
     assert body["calls"]["by_line_type"] == {}
@@ -244,11 +253,11 @@ async def test_each_tenant_sees_only_its_own_usage(
     first_body = await get_usage(client, first_key, WINDOW)
     second_body = await get_usage(client, second_key, WINDOW)
 
-    assert first_body["requests"] == {"total": 1, "by_method": {"dtmf": 1, "voice": 0, "inbound": 0}}
+    assert first_body["requests"] == {"total": 1, "by_method": {"dtmf": 1, "voice": 0, "inbound": 0, "sms": 0}}
     assert first_body["verified"]["by_line_type"] == {"mobile": 1}
     assert first_body["calls"]["by_line_type"] == {"mobile": calls(1, 1, 10.0)}
     assert (first_body["calls"]["placed"], first_body["calls"]["talk_seconds"]) == (1, 10.0)
-    assert second_body["requests"] == {"total": 1, "by_method": {"dtmf": 0, "voice": 1, "inbound": 0}}
+    assert second_body["requests"] == {"total": 1, "by_method": {"dtmf": 0, "voice": 1, "inbound": 0, "sms": 0}}
     assert second_body["verified"]["by_line_type"] == {"fixed": 1}
     assert second_body["calls"]["by_line_type"] == {"fixed": calls(2, 1, 25.0)}
     assert (second_body["calls"]["placed"], second_body["calls"]["talk_seconds"]) == (2, 25.0)
@@ -297,7 +306,7 @@ async def test_by_default_the_period_is_the_current_utc_day_so_far(
     after = dt.datetime.now(dt.UTC)
     assert body["from"] == models.iso(day_start)
     assert before <= dt.datetime.fromisoformat(body["to"]) <= after
-    assert body["requests"] == {"total": 1, "by_method": {"dtmf": 0, "voice": 1, "inbound": 0}}
+    assert body["requests"] == {"total": 1, "by_method": {"dtmf": 0, "voice": 1, "inbound": 0, "sms": 0}}
 
 
 async def test_from_alone_runs_to_now_and_to_alone_from_the_start_of_the_day(
@@ -393,3 +402,41 @@ async def test_no_usage_without_a_valid_key(client: Client, headers: dict[str, s
 
     assert resp.status == 401
     assert (await resp.json())["error"]["code"] == "unauthorized"
+
+
+async def test_counts_sms_a_carrier_took_by_parts_encoding_and_outcome(
+    client: Client, db: Conn, tenants: list[tuple[models.Tenant, str]]
+) -> None:
+    (me, key), _ = tenants
+    texted = await add_request(db, me, T0 + minutes(1), method="voice", line_type="mobile", status="verified")
+    # The request asked for sms first (channels), now on its call: it counts as sms.
+    await db.execute(
+        """UPDATE verifications SET channels = '[{"channel": "sms"}, {"channel": "voice", "after_seconds": 60}]'
+           WHERE id = %s""",
+        [texted],
+    )
+    for created, encoding, parts, outcome, submitted in (
+        (T0 + minutes(1), "ucs2", 2, "delivered", True),
+        (T0 + minutes(2), "gsm7", 1, None, True),
+        (T0 + minutes(3), "gsm7", 1, "expired", True),
+        (T0 + minutes(4), None, None, "canceled", False),  # never sent: not counted
+        (T1, "gsm7", 1, "delivered", True),  # after the window
+    ):
+        await db.execute(
+            """
+            INSERT INTO sms_messages (verification_id, tenant_id, channel_index, status, created_at, encoding, parts,
+                outcome, submitted_at)
+            VALUES (%s, %s, 0, 'sent', %s, %s, %s, %s, CASE WHEN %s THEN %s::timestamptz END)
+            """,
+            [texted, me.id, created, encoding, parts, outcome, submitted, created],
+        )
+
+    body = await get_usage(client, key, WINDOW)
+
+    assert body["requests"]["by_method"]["sms"] == 1
+    assert body["sms"] == {
+        "messages": 3,
+        "parts": 4,
+        "parts_by_encoding": {"gsm7": 2, "ucs2": 2},
+        "messages_by_outcome": {"pending": 1, "delivered": 1, "undeliverable": 0, "expired": 1},
+    }

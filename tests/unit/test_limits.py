@@ -173,7 +173,9 @@ def test_each_limit_the_store_reports_is_worded_with_the_policy_and_its_wait() -
     worded = {reason: limits.refused(policy, reason, 15.0, 5) for reason in limits.COUNTED}
 
     assert worded["requests_per_minute"].args[0] == "more than 60 requests in a minute; slow down"
-    assert worded["sends_per_phone"].args[0] == "this number was called 5 times in the last 600 s (limit 5)"
+    assert (
+        worded["sends_per_phone"].args[0] == "this number was called or sent a code 5 times in the last 600 s (limit 5)"
+    )
     assert worded["failure_cooldown"].args[0] == "a request to this number failed just now; try again later"
     assert worded["daily_call_budget"].args[0] == "today's call budget of 10 is used up (resets at 00:00 UTC)"
     for reason, error in worded.items():

@@ -105,7 +105,18 @@ def public(period: Period, usage: store_usage.Usage) -> dict[str, Any]:
             },
             "by_line_type": {line_type: _calls(calls) for line_type, calls in usage.calls_by_line_type.items()},
         },
+        "sms": {
+            "messages": usage.sms.messages,
+            "parts": usage.sms.parts,
+            "parts_by_encoding": {name: usage.sms.parts_by_encoding.get(name, 0) for name in ENCODINGS},
+            "messages_by_outcome": {name: usage.sms.messages_by_outcome.get(name, 0) for name in SMS_OUTCOMES},
+        },
     }
+
+
+# Every key listed, zero or not, as for the methods.
+ENCODINGS = ("gsm7", "ucs2")
+SMS_OUTCOMES = ("pending", "delivered", "undeliverable", "expired")
 
 
 def _per_method(counts: Mapping[str, T], zero: T) -> dict[str, T]:

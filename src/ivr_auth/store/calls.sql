@@ -2,11 +2,13 @@
 -- (ivr_auth/store/calls.py).
 
 -- name: start_call_attempt
--- The call's row, the request's channel id (while it is being called), and
--- the tenant the call is placed for, in one statement.
+-- The call's row (with the channel it serves: the request's method now),
+-- the request's channel id (while it is being called), and the tenant the
+-- call is placed for, in one statement.
 WITH attempt AS (
-    INSERT INTO call_attempts (verification_id, attempt, controller, node, trunk, channel_id)
-    VALUES (%(id)s, %(attempt)s, %(controller)s, %(node)s, %(trunk)s, %(channel_id)s)
+    INSERT INTO call_attempts (verification_id, attempt, controller, node, trunk, channel_id, method)
+    SELECT %(id)s, %(attempt)s, %(controller)s, %(node)s, %(trunk)s, %(channel_id)s, v.method
+    FROM verifications v WHERE v.id = %(id)s
 ), channel AS (
     UPDATE verifications SET channel_id = %(channel_id)s, updated_at = now()
     WHERE id = %(id)s AND status = 'calling'

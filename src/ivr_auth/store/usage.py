@@ -1,6 +1,7 @@
 """A tenant's usage over a period, counted in Postgres: what operators bill
-on. Requests count by when they were created, calls by when they started;
-the period includes its start and excludes its end."""
+on. Requests count by when they were created, calls by when they started,
+SMS by when they were written (those a carrier took); the period includes
+its start and excludes its end."""
 
 from __future__ import annotations
 
@@ -27,6 +28,26 @@ class Calls:
 
 
 @dataclasses.dataclass(frozen=True)
+class Texts:
+    """SMS a carrier took: messages and their parts (what carriers bill),
+    parts by encoding, messages by outcome (``pending``: no final receipt)."""
+
+    messages: int = 0
+    parts: int = 0
+    parts_by_encoding: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    messages_by_outcome: Mapping[str, int] = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def from_rows(cls, rows: list[database.Row]) -> Texts:
+        by_encoding: dict[str, int] = {}
+        by_outcome: dict[str, int] = {}
+        for row in rows:
+            by_encoding[row["encoding"]] = by_encoding.get(row["encoding"], 0) + row["parts"]
+            by_outcome[row["outcome"]] = by_outcome.get(row["outcome"], 0) + row["messages"]
+        return cls(sum(by_outcome.values()), sum(by_encoding.values()), by_encoding, by_outcome)
+
+
+@dataclasses.dataclass(frozen=True)
 class Usage:
     """Only the methods and line types that occur are keys."""
 
@@ -38,6 +59,7 @@ class Usage:
     calls: Calls
     calls_by_method: Mapping[str, Calls]
     calls_by_line_type: Mapping[str, Calls]
+    sms: Texts = Texts()
 
 
 class Reports:
@@ -50,7 +72,8 @@ class Reports:
         async with self._db.connection() as conn:
             requests = await conn.all(QUERIES["usage_requests"], params)
             calls = await conn.all(QUERIES["usage_calls"], params)
-        return _usage(requests, calls)
+            texts = await conn.all(QUERIES["usage_sms"], params)
+        return dataclasses.replace(_usage(requests, calls), sms=Texts.from_rows(texts))
 
 
 def _usage(requests: list[database.Row], calls: list[database.Row]) -> Usage:
