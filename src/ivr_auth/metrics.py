@@ -25,7 +25,7 @@ from ivr_auth.store import gauges
 logger = logging.getLogger(__name__)
 
 PREFIX = "ivr_auth"
-METHODS = ("dtmf", "voice", "inbound")
+METHODS = ("dtmf", "voice", "inbound", "sms")
 OUTBOUND_METHODS = ("dtmf", "voice")
 SCRAPE_TIMEOUT_SECONDS = 2.0
 # The API's refusals by reason: the limits' own reasons, and these for the
