@@ -3,7 +3,8 @@ carrier in place of SMPP (the SMSC end to end is tests/e2e's): two senders
 share the outbox through their leases and send nothing twice; NOTIFY wakes
 a sender between its polls; a refusal, a passing failure, a receipt (also
 one that beats the submit's record) and a shutdown go through the real
-store to the request."""
+store to the request. And a runtime with the sender bound to the stack's
+SMSC reports each carrier on /readyz and /metrics."""
 
 from __future__ import annotations
 
@@ -14,14 +15,16 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import aiohttp
 import psycopg
 import pytest
 
-from ivr_auth import config, metrics, models, states
+from ivr_auth import config, connections, metrics, models, runtime, states
 from ivr_auth import store as store_mod
 from ivr_auth.sms import sender, smpp
 from ivr_auth.store import sms as sms_store
 from ivr_auth.store import verifications
+from ivr_auth_devkit import stack
 from tests.support import sms_carrier
 
 pytestmark = pytest.mark.integration
@@ -325,3 +328,43 @@ async def test_a_killed_sender_leaves_its_claims_to_their_leases(store: Store, d
         await until(lapsed, "the lease ran out and another sender took it")
     [row] = await rows(db, me)
     assert (row["lease_owner"], row["attempts"]) == ("the-next-sender", 2)
+
+
+# --- the process ------------------------------------------------------------------------
+
+
+async def test_readiness_and_metrics_report_each_carrier(
+    stack_config: config.Config, local_stack: connections.Connections, http_session: aiohttp.ClientSession
+) -> None:
+    smsc = stack.smsc_carrier(stack_config)
+    assert smsc is not None, "the test stack's SMSC is not running"
+    # A backup carrier nothing listens on: its binds fail, and it says so.
+    down = {"name": "down", "host": "127.0.0.1", "port": 9, "priority": 1}
+    fast = {"reconnect_min_seconds": 0.2, "reconnect_max_seconds": 1.0}
+    cfg = config.from_mapping({"sms": {"carriers": [{**smsc, **fast}, {**down, **fast}]}})
+    rt = runtime.Runtime(
+        cfg, local_stack, api=True, dialer=False, sms=True, name=f"test-sms-{uuid.uuid4().hex[:8]}", http_port=0
+    )
+    await rt.start()
+    try:
+        assert rt.sms is not None
+
+        async def bound() -> bool:
+            return rt.sms is not None and rt.sms.route() is not None
+
+        await until(bound, "bound to the stack's SMSC")
+        async with http_session.get(f"{rt.http_url}/readyz") as resp:
+            assert resp.status == 503  # a carrier of the process is unbound
+            ready = await resp.json()
+        assert ready["checks"][f"smpp:{smsc['name']}"] == "ok"
+        assert ready["checks"]["smpp:down"] == "not bound to 127.0.0.1:9"
+        assert ready["checks"]["postgres"] == "ok"
+        async with http_session.get(f"{rt.http_url}/metrics") as resp:
+            exposed = await resp.text()
+        assert f'ivr_auth_smpp_bound{{carrier="{smsc["name"]}"}} 1.0' in exposed
+        assert 'ivr_auth_smpp_bound{carrier="down"} 0.0' in exposed
+        assert f'ivr_auth_smpp_binds_total{{carrier="{smsc["name"]}",result="ok"}} 1.0' in exposed
+        assert 'ivr_auth_smpp_binds_total{carrier="down",result="failed"}' in exposed
+        assert 'ivr_auth_smpp_binds_total{carrier="down",result="ok"} 0.0' in exposed
+    finally:
+        await rt.stop(0)
