@@ -360,10 +360,15 @@ class Jasmin:
 
     def _wait_bound(self, deadline: float) -> None:
         state = ""
+        log = self.log_file(f"default-{CONNECTOR}")
         while time.monotonic() < deadline:
             state = self.connector_state()
             if state == "BOUND_TRX":
                 return
+            # A refused bind is not retried into success: wrong credentials stay wrong.
+            refused = re.search(r"Bind failed .*?(ESME_\w+)", log.read_text(errors="replace") if log.exists() else "")
+            if refused:
+                raise JasminError(f"the upstream SMSC refused connector {CONNECTOR}'s bind with {refused.group(1)}")
             time.sleep(0.1)
         raise JasminError(f"connector {CONNECTOR} did not bind to the upstream SMSC (last state {state or 'none'})")
 
