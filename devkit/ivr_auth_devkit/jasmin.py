@@ -162,6 +162,8 @@ retry_delay = {dlr_retry_delay}
 max_retries = {dlr_max_retries}
 """
 
+# The pid of the process that started a tier, in its run directory.
+OWNER_FILE = "owner.pid"
 PORT_NAMES = ("redis", "amqp", "dist", "epmd", "smpp", "smpps_pb", "cm_pb", "router_pb", "jcli", "http")
 
 
@@ -245,7 +247,9 @@ class Jasmin:
         venv = venv_dir()
         deadline = time.monotonic() + timeout
         self.base_dir.mkdir(parents=True, exist_ok=True)
+        _stop_orphans(self.base_dir)
         self.home = Path(tempfile.mkdtemp(prefix="jasmin-", dir=self.base_dir))
+        (self.home / OWNER_FILE).write_text(str(os.getpid()))
         self.ports = dict(zip(PORT_NAMES, _free_ports(len(PORT_NAMES)), strict=True))
         steps: list[tuple[str, Callable[[], None]]] = [
             ("redis", lambda: self._start_redis(deadline)),
@@ -664,6 +668,44 @@ def _terminate(process: subprocess.Popen[bytes], timeout: float) -> None:
         os.killpg(process.pid, signal.SIGKILL)
     with contextlib.suppress(subprocess.TimeoutExpired):
         process.wait(5.0)
+
+
+def _stop_orphans(base_dir: Path) -> None:
+    """Kill what a tier left running under ``base_dir`` when the process that
+    started it is gone (a test run killed before its teardown). Every process
+    of a tier runs in its run directory: that is how they are found."""
+    for home in base_dir.glob("jasmin-*"):
+        try:
+            owner = int((home / OWNER_FILE).read_text())
+        except (OSError, ValueError):
+            continue
+        if _alive(owner):
+            continue
+        for pid in _running_in(home.resolve()):
+            logger.warning("killing pid %s, left running in %s by pid %s", pid, home, owner)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        (home / OWNER_FILE).unlink(missing_ok=True)
+
+
+def _running_in(directory: Path) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            if Path(os.readlink(entry / "cwd")) == directory:
+                found.append(int(entry.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    """Running, and not a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
 def _tail(path: Path, lines: int = 15) -> str:
