@@ -39,8 +39,10 @@ tests/e2e/test_jasmin_gateway.py against the npm SMSC):
 - Concatenated parts sent as UDH (esm_class 0x40, data_coding 8) go upstream
   one submit_sm each, unchanged (reference, total and sequence kept); each
   part has its own id and its own receipt. source_addr with TON 5/NPI 0 and
-  the destination's TON 1/NPI 1 are kept. (message_payload: the issue found
-  that Jasmin drops such messages after the first; the tests send UDH parts.)
+  the destination's TON 1/NPI 1 are kept. message_payload: the issue found
+  Jasmin dropping such messages after the first; not seen here with smpplib
+  (three 420-octet UCS-2 payloads, to one destination or three, went upstream
+  unchanged as message_payload, with receipts), but the sender sends UDH parts.
 - Receipts go to the system_id, not to the session: after the client's
   connection dropped and it bound again, the receipt comes on the new session.
   One that arrives while no session of the system_id is bound is thrown again
