@@ -220,6 +220,7 @@ async def api_request(request: web.Request, operator: operators.Operator) -> web
         raise errors.NotFound()
     events = await store.verifications.events(verification_id)
     calls = await store.calls.for_request(verification_id)
+    messages = await store.sms.messages(verification_id)
     deliveries = [
         dataclasses.asdict(dataclasses.replace(d, url=_url_without_query(d.url)))
         for d in await store.outbox.for_request(verification_id)
@@ -229,6 +230,7 @@ async def api_request(request: web.Request, operator: operators.Operator) -> web
             "request": detail,
             "events": _masked([dataclasses.asdict(e) for e in events]),
             "calls": [dataclasses.asdict(c) for c in calls],
+            "sms": [m.public() for m in messages],
             "webhooks": _masked(deliveries),
         }
     )

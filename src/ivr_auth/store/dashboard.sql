@@ -77,6 +77,7 @@ GROUP BY t.name, v.status;
 SELECT v.id, v.method, v.status, v.reason, v.phone, v.purged_at, v.line_type, v.language, v.reference,
        v.answered_by, v.inbound_number, v.code_attempts, v.max_code_attempts, v.call_attempts,
        v.max_call_attempts, v.created_at, v.updated_at, v.expires_at, v.answered_at, v.finished_at,
-       v.last_cause, v.last_cause_txt, v.node, t.name AS tenant
+       v.last_cause, v.last_cause_txt, v.node, v.channels, v.channel_index, v.next_channel_at, v.sent_at,
+       v.delivered_at, t.name AS tenant
 FROM verifications v JOIN tenants t ON t.id = v.tenant_id
 WHERE v.id = %(id)s;

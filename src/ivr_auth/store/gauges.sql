@@ -7,10 +7,12 @@
 -- by triggers (migration 0007).
 
 -- name: requests_in_progress
--- One branch per partial index: queued; calling and in_call; delivered.
+-- One branch per partial index: queued; calling and in_call; sent; delivered.
 SELECT method, status, count(*) AS n FROM verifications WHERE status = 'queued' GROUP BY method, status
 UNION ALL
 SELECT method, status, count(*) FROM verifications WHERE status IN ('calling', 'in_call') GROUP BY method, status
+UNION ALL
+SELECT method, status, count(*) FROM verifications WHERE status = 'sent' GROUP BY method, status
 UNION ALL
 SELECT method, status, count(*) FROM verifications WHERE status = 'delivered' GROUP BY method, status;
 

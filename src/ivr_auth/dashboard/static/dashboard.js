@@ -4,7 +4,7 @@
 // Every value is written with textContent, never as HTML.
 "use strict";
 
-const IN_PROGRESS = new Set(["queued", "calling", "in_call", "delivered"]);
+const IN_PROGRESS = new Set(["queued", "calling", "in_call", "sent", "delivered"]);
 const NOT_VERIFIED = new Set(["failed", "no_answer", "busy", "rejected", "unreachable", "hung_up", "error"]);
 
 const $ = (id) => document.getElementById(id);
@@ -151,6 +151,15 @@ function openRequest() {
   return match ? match[1] : null;
 }
 
+// "sms → voice (60 s)", the channel in use in bold.
+function channelList(channels, index) {
+  if (!channels) return null;
+  return el("span", {}, ...channels.flatMap((c, i) => {
+    const name = c.after_seconds ? `${c.channel} (${c.after_seconds} s)` : c.channel;
+    return [i ? " → " : "", i === index ? el("strong", {}, name) : name];
+  }));
+}
+
 function brief(detail) {
   const parts = [];
   for (const [key, value] of Object.entries(detail || {})) {
@@ -184,6 +193,8 @@ async function loadDetail(id) {
     ["created", stamp(r.created_at)], ["answered", clock(r.answered_at)],
     ["finished", clock(r.finished_at)], ["expires", stamp(r.expires_at)],
     ["last SIP cause", cause(r.last_cause, r.last_cause_txt)], ["node", r.node],
+    ["channels", channelList(r.channels, r.channel_index)], ["next channel", r.channels ? stamp(r.next_channel_at) : null],
+    ["SMS sent", r.sent_at ? clock(r.sent_at) : null], ["delivered", r.delivered_at ? clock(r.delivered_at) : null],
   ];
   $("detail-fields").replaceChildren(...fields.filter(([, v]) => v !== null && v !== undefined && v !== "")
     .flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]));
@@ -198,6 +209,14 @@ async function loadDetail(id) {
       el("td", {}, c.attempt), el("td", {}, c.node), el("td", {}, c.trunk), el("td", { className: "mono" }, c.channel_id),
       el("td", {}, clock(c.started_at)), el("td", {}, clock(c.answered_at)), el("td", {}, clock(c.ended_at)),
       el("td", {}, c.outcome || "–"), el("td", {}, cause(c.cause, c.cause_txt)))), "no call");
+  fill("detail-sms", d.sms.map((m) =>
+    el("tr", {},
+      el("td", {}, m.channel_index), el("td", {}, m.carrier || "–"), el("td", {}, m.status),
+      el("td", {}, m.attempts), el("td", {}, m.parts ?? "–"), el("td", {}, m.encoding || "–"),
+      el("td", {}, clock(m.submitted_at)), el("td", {}, clock(m.finished_at)),
+      el("td", { className: m.outcome === "delivered" || !m.outcome ? "" : "bad" }, m.outcome || "–"),
+      el("td", {}, m.receipt_stat || (m.command_status !== null ? `status 0x${m.command_status.toString(16)}` : ""))
+    )), "no SMS");
   const attempts = [];
   for (const w of d.webhooks) {
     const log = w.attempt_log.length ? w.attempt_log : [{ attempt: 0, at: null, status_code: null, error: "not sent yet", duration_ms: null }];
