@@ -340,6 +340,67 @@ async def test_the_code_of_a_sent_sms_is_checked(api: tuple[Client, str], store:
     assert statuses == ["queued", "sent", "verified"]
 
 
+async def test_a_delivered_sms_shows_when_and_is_the_one_webhook_before_the_end(
+    api: tuple[Client, str], store: store_mod.Store
+) -> None:
+    client, key = api
+    # Never called: only a controller sends webhooks, and none runs here.
+    body = {"phone": MOBILE, "method": "sms", "callback_url": "http://127.0.0.1:9/hook"}
+    status, data, _ = await post(client, key, body)
+    assert status == 201, data
+    outgoing = await claim_own(store, uuid.UUID(data["id"]))
+    await store.sms.submitted(outgoing.id, carrier=CARRIER, message_ids=["d-1", "d-2"], encoding="ucs2", parts=2)
+    assert await store.sms.receipt(CARRIER, "d-1", stat="DELIVRD", err="000")
+    resp = await client.get(f"/v1/verifications/{data['id']}", headers=bearer(key))
+    one_part = await resp.json()
+    assert one_part["status"] == "sent"  # until every part's receipt is in
+    assert await store.sms.receipt(CARRIER, "d-2", stat="DELIVRD", err="000")
+
+    resp = await client.get(f"/v1/verifications/{data['id']}", headers=bearer(key))
+    delivered = await resp.json()
+    conforms(delivered, "Verification")
+    assert (delivered["status"], delivered["reason"]) == ("delivered", "sms_delivered")
+    assert ts(delivered["sent_at"]) <= ts(delivered["delivered_at"])
+    found = await history(client, key, data["id"])
+    [sms] = found["sms"]
+    assert (sms["status"], sms["outcome"], sms["receipt_stat"], sms["parts"]) == (
+        "delivered",
+        "delivered",
+        "DELIVRD",
+        2,
+    )
+    # sent is no webhook; delivered is.
+    assert [w["event_type"] for w in found["webhooks"]] == ["verification.delivered"]
+
+
+async def test_a_refused_sms_moves_the_request_on_to_its_call_at_once(
+    api: tuple[Client, str], store: store_mod.Store
+) -> None:
+    client, key = api
+    body = {"phone": MOBILE, "channels": SMS_THEN_VOICE, "callback_url": "http://127.0.0.1:9/hook"}
+    status, data, _ = await post(client, key, body)
+    assert status == 201, data
+    outgoing = await claim_own(store, uuid.UUID(data["id"]))
+    await store.sms.refused(outgoing.id, carrier=CARRIER, command_status=0x0B, error="ESME_RINVDSTADR")
+
+    resp = await client.get(f"/v1/verifications/{data['id']}", headers=bearer(key))
+    moved = await resp.json()
+    conforms(moved, "Verification")
+    # Not rejected: queued on the call, long before its 60 s; no next channel after it.
+    assert (moved["status"], moved["method"], moved["channel_index"], moved["reason"]) == ("queued", "voice", 1, None)
+    assert moved["next_channel_at"] is None
+    assert moved["finished_at"] is None
+
+    found = await history(client, key, data["id"])
+    [sms] = found["sms"]
+    assert (sms["status"], sms["outcome"], sms["command_status"], sms["carrier"]) == ("failed", "refused", 11, CARRIER)
+    starts = [e["detail"] for e in found["events"] if e["type"] == "channel"]
+    assert [(d["channel"], d["channel_index"]) for d in starts] == [("sms", 0), ("voice", 1)]
+    assert (starts[1]["after"], starts[1]["from_channel"]) == ("failed", "sms")
+    # Moving on is not an outcome: no webhook.
+    assert found["webhooks"] == []
+
+
 # --- tenants apart ----------------------------------------------------------------
 
 
