@@ -92,9 +92,10 @@ async def _own(cfg: config.Config, command: str, tail: list[str]) -> int:
         return 0
     if command == "demo":
         return await demo.run(cfg)
-    print("bringing up the local stack (Postgres + Asterisk)...", file=sys.stderr, flush=True)
+    print("bringing up the local stack (Postgres + Asterisk + test SMSC)...", file=sys.stderr, flush=True)
     found = await stack.up(cfg)
-    await runtime.serve(stack.completed(cfg, found), found, api=True, dialer=True)
+    served = stack.completed(cfg, found)
+    await runtime.serve(served, found, api=True, dialer=True, sms=bool(served.sms.carriers))
     return 0
 
 
