@@ -103,7 +103,7 @@ class Policy:
             allowed_line_types=(
                 lim.allowed_line_types if tenant.allowed_line_types is None else tenant.allowed_line_types
             ),
-            daily_sms_budget=lim.daily_sms_budget,
+            daily_sms_budget=pick(tenant.daily_sms_budget, lim.daily_sms_budget),
         )
 
 

@@ -43,6 +43,7 @@ class Tenant:
     retention_days: int | None = None
     # Line types called (phone.LINE_TYPES); None: limits.allowed_line_types.
     allowed_line_types: tuple[str, ...] | None = None
+    daily_sms_budget: int | None = None
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Tenant:

@@ -15,10 +15,10 @@ from typing import Any
 import psycopg
 import pytest
 
-from ivr_auth import channels, limits, models, states
+from ivr_auth import channels, config, limits, models, states
 from ivr_auth import store as store_mod
+from ivr_auth.store import controls, verifications
 from ivr_auth.store import sms as sms_store
-from ivr_auth.store import verifications
 
 pytestmark = pytest.mark.integration
 
@@ -227,3 +227,15 @@ async def test_the_daily_sms_budget_refuses_the_next_sms_request(store: Store, m
     assert refused.value.reason == "daily_sms_budget"
     # A call is not an SMS: the SMS budget does not refuse it.
     await create(store, me, plan(("voice", 0)), policy)
+
+
+async def test_a_tenant_s_own_sms_budget_wins_over_the_config_s(store: Store, me: models.Tenant) -> None:
+    cfg = config.from_mapping({"limits": {"daily_sms_budget": 100}})
+    changed = await store.controls.set_limits(me.name, controls.LimitChanges(daily_sms_budget=1))
+    policy = limits.Policy.for_tenant(cfg, changed)
+    assert policy.daily_sms_budget == 1
+    await create(store, me, plan(("sms", 0)), policy)
+    with pytest.raises(limits.RateLimited):
+        await create(store, me, plan(("sms", 0), ("voice", 60)), policy)
+    back = await store.controls.set_limits(me.name, controls.LimitChanges(daily_sms_budget=controls.DEFAULT))
+    assert limits.Policy.for_tenant(cfg, back).daily_sms_budget == 100

@@ -32,6 +32,7 @@ class LimitChanges:
     daily_call_budget: int | None = None
     failure_cooldown_seconds: int | None = None
     retention_days: int | None = None
+    daily_sms_budget: int | None = None
 
 
 INT_LIMITS = (
@@ -41,6 +42,7 @@ INT_LIMITS = (
     "daily_call_budget",
     "failure_cooldown_seconds",
     "retention_days",
+    "daily_sms_budget",
 )
 
 

@@ -22,7 +22,9 @@ UPDATE tenants SET
     failure_cooldown_seconds = CASE WHEN %(set_failure_cooldown_seconds)s::boolean
                                     THEN %(failure_cooldown_seconds)s::int ELSE failure_cooldown_seconds END,
     retention_days = CASE WHEN %(set_retention_days)s::boolean THEN %(retention_days)s::int
-                          ELSE retention_days END
+                          ELSE retention_days END,
+    daily_sms_budget = CASE WHEN %(set_daily_sms_budget)s::boolean THEN %(daily_sms_budget)s::int
+                            ELSE daily_sms_budget END
 WHERE id = %(id)s
 RETURNING *
 )
