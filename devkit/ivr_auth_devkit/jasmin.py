@@ -28,9 +28,10 @@ tests/e2e/test_jasmin_gateway.py against the npm SMSC):
   ever: the message stays accepted. Retried instead of refused: 0x08 RSYSERR
   (2 times, 30 s apart), 0x58 RTHROTTLED (20 times, 30 s), 0x14 RMSGQFUL
   (2 times, 180 s), 0x61 RINVSCHED (2 times, 300 s).
-- 0x58 from upstream also holds back the messages queued behind the throttled
-  one on that connector: one submitted right after it had not reached the
-  SMSC 40 s later (the throttled one was retried at 30 s and throttled again).
+- 0x58 from upstream also holds back every message queued behind the
+  throttled one on that connector until it is accepted: two submitted right
+  after it reached the SMSC only with its retry 30 s later (with the SMSC
+  throttling on, none of them had 75 s later; up to 20 retries is 10 min).
 - Upstream receipts DELIVRD, UNDELIV, EXPIRED and REJECTD come back as
   deliver_sm (esm_class 0x04) with receipted_message_id = Jasmin's id, the
   message_state TLV (2, 5, 3, 8) and the text "id:<Jasmin's id> submit
