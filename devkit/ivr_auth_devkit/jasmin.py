@@ -40,7 +40,8 @@ tests/e2e/test_jasmin_gateway.py against the npm SMSC):
 - Concatenated parts sent as UDH (esm_class 0x40, data_coding 8) go upstream
   one submit_sm each, unchanged (reference, total and sequence kept); each
   part has its own id and its own receipt. source_addr with TON 5/NPI 0 and
-  the destination's TON 1/NPI 1 are kept. message_payload: the issue found
+  the destination's TON 1/NPI 1 are kept, and so is validity_period, absolute
+  ("YYMMDDhhmmss000+") or relative ("...R"). message_payload: the issue found
   Jasmin dropping such messages after the first; not seen here with smpplib
   (three 420-octet UCS-2 payloads, to one destination or three, went upstream
   unchanged as message_payload, with receipts), but the sender sends UDH parts.
@@ -53,6 +54,10 @@ tests/e2e/test_jasmin_gateway.py against the npm SMSC):
   here; Jasmin's default 10 s). A message submitted meanwhile is accepted
   and held: it went upstream 30 s later (sm-listener's
   submit_retrial_delay_smppc_not_ready).
+- Without scripts/setup-jasmin.sh's fix, every submit_sm_resp fails in
+  Jasmin ("'SubmitSM' object has no attribute 'response'"), no receipt
+  mapping is stored, and each upstream receipt ends as DLRMapNotFound: the
+  client gets no receipt at all.
 - Jasmin cannot parse a bind_*_resp whose system_id is longer than SMPP 3.4's
   16 octets (with the NUL) and never binds.
 - Cost here: about 4.5 s to start (RabbitMQ 4 s of it, jasmind 0.4 s),
