@@ -337,7 +337,8 @@ class Jasmin:
     def _configure(
         self, host: str, port: int, upstream_system_id: str, upstream_password: str, system_id: str, password: str
     ) -> None:
-        uid = re.sub(r"[^A-Za-z0-9_-]", "_", system_id)[:25] or "ivrauth"
+        # Jasmin's user ids are [A-Za-z0-9_-]{1,16}; its usernames (the system_id) at most 15 of those.
+        uid = re.sub(r"[^A-Za-z0-9_-]", "_", system_id)[:16] or "ivrauth"
         with self._jcli_session(10.0) as session:
             session.expect_ok("group -a", [f"gid {GROUP}"], "Successfully added Group")
             session.expect_ok(
@@ -563,11 +564,15 @@ class _JCli:
         return self._read_until(*self.PROMPTS)
 
     def expect_ok(self, command: str, lines: Sequence[str], success: str) -> None:
+        """Run ``command``, its sub-mode ``lines`` and ``ok``; JasminError
+        unless jCli's last answer says ``success``."""
         answers = [self.run(command)]
-        answers += [self.run(line) for line in lines]
+        for line in lines:
+            answer = self.run(line)
+            # jCli echoes each line: a password line's answer never goes into a message.
+            answers.append("password (not shown)" if line.startswith("password ") else answer)
         answers.append(self.run("ok"))
         if success not in answers[-1]:
-            # The password lines are left out of the message.
             shown = [line for line in lines if not line.startswith("password ")]
             raise JasminError(f"jCli `{command}` ({'; '.join(shown)}) failed: {' | '.join(a.strip() for a in answers)}")
 
