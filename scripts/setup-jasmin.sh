@@ -39,9 +39,10 @@ STAMP="$VENV/.ivr-auth-stamp"
 STAMP_TEXT="jasmin=$JASMIN_VERSION patch=$PATCH_ID pins=${PINS[*]}"
 
 stop_services() {
-  # Debian's packages start and enable their system services; the tests run
-  # their own instances, and a system broker on 5672/6379 is not what they use.
-  for svc in rabbitmq-server redis-server; do
+  # Debian's packages start and enable their system services (and Erlang's
+  # port mapper on 4369 where systemd runs); the tests run their own
+  # instances, and a system broker on 5672/6379 is not what they use.
+  for svc in rabbitmq-server redis-server epmd.socket epmd.service; do
     $SUDO systemctl disable --now "$svc" >/dev/null 2>&1 || $SUDO service "$svc" stop >/dev/null 2>&1 || true
   done
 }
