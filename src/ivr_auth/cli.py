@@ -281,7 +281,8 @@ async def cmd_serve(cfg: config.Config, args: argparse.Namespace) -> int:
         raise errors.ConfigError(
             "sms.carriers is empty: the SMS sender has no carrier to send through (docs/configuration.md, sms)"
         )
-    endpoints = connections.from_config(cfg)
+    # The API reports Asterisk on /readyz; the SMS sender alone never reaches it.
+    endpoints = connections.from_config(cfg, asterisk=args.api or args.dialer)
     await migrate.migrate(database.Database(endpoints.database_url))
     await runtime.serve(cfg, endpoints, api=args.api, dialer=args.dialer, sms=sms)
     return 0

@@ -23,18 +23,19 @@ class Connections:
         return f"Connections(ari_url={self.ari_url!r})"
 
 
-def from_config(cfg: config.Config) -> Connections:
+def from_config(cfg: config.Config, *, asterisk: bool = True) -> Connections:
     """The connections the config names; a ``ConfigError`` naming each key
-    (and its environment variable) that is missing."""
+    (and its environment variable) that is missing. ``asterisk`` False: a
+    process that never reaches Asterisk (``ivr-auth sms``) needs no ARI
+    settings, and gets empty ones when there are none."""
+    required = [
+        ("database_url", "IVR_AUTH_DATABASE_URL", cfg.database_url),
+        ("ari.url", "IVR_AUTH_ARI_URL", cfg.ari.url),
+        ("ari.password", "IVR_AUTH_ARI_PASSWORD", cfg.ari.password),
+        ("server_secret", "IVR_AUTH_SERVER_SECRET", cfg.server_secret),
+    ]
     missing = [
-        (key, variable)
-        for key, variable, value in (
-            ("database_url", "IVR_AUTH_DATABASE_URL", cfg.database_url),
-            ("ari.url", "IVR_AUTH_ARI_URL", cfg.ari.url),
-            ("ari.password", "IVR_AUTH_ARI_PASSWORD", cfg.ari.password),
-            ("server_secret", "IVR_AUTH_SERVER_SECRET", cfg.server_secret),
-        )
-        if not value
+        (key, variable) for key, variable, value in required if not value and (asterisk or not key.startswith("ari."))
     ]
     if missing:
         named = ", ".join(f"{key} (${variable})" for key, variable in missing)
@@ -44,8 +45,8 @@ def from_config(cfg: config.Config) -> Connections:
         )
     return Connections(
         database_url=str(cfg.database_url),
-        ari_url=str(cfg.ari.url).rstrip("/"),
+        ari_url=str(cfg.ari.url or "").rstrip("/"),
         ari_username=cfg.ari.username,
-        ari_password=str(cfg.ari.password),
+        ari_password=str(cfg.ari.password or ""),
         server_secret=str(cfg.server_secret),
     )

@@ -6,7 +6,6 @@ gives the sender's bounded stop its time."""
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
@@ -61,6 +60,31 @@ def test_a_runtime_with_the_sender_and_no_carriers_is_refused() -> None:
         runtime.Runtime(config.from_mapping({}), endpoints, api=False, dialer=False, sms=True)
 
 
+Served = tuple[connections.Connections, bool, bool, bool]
+
+
+@pytest.fixture
+def served(monkeypatch: pytest.MonkeyPatch) -> list[Served]:
+    """What ``runtime.serve`` was asked to run (it runs nothing here: what
+    runs is the e2e tests'), with the database settings given and the
+    migration skipped."""
+    calls: list[Served] = []
+
+    async def serve(
+        cfg: config.Config, endpoints: connections.Connections, *, api: bool, dialer: bool, sms: bool
+    ) -> None:
+        calls.append((endpoints, api, dialer, sms))
+
+    async def migrated(db: object) -> None:
+        return None
+
+    monkeypatch.setattr(runtime, "serve", serve)
+    monkeypatch.setattr(migrate, "migrate", migrated)
+    monkeypatch.setenv("IVR_AUTH_DATABASE_URL", "postgresql://nobody@127.0.0.1:1/none")
+    monkeypatch.setenv("IVR_AUTH_SERVER_SECRET", "s" * 48)
+    return calls
+
+
 @pytest.mark.parametrize(
     ("command", "config_text", "expected"),
     [
@@ -74,30 +98,28 @@ def test_a_runtime_with_the_sender_and_no_carriers_is_refused() -> None:
 def test_which_parts_each_command_runs(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
+    served: list[Served],
     command: str,
     config_text: str,
     expected: tuple[bool, bool, bool],
 ) -> None:
-    """Only the choice is looked at here: what runs is the e2e tests'."""
-    ran: list[tuple[bool, bool, bool]] = []
-
-    async def serve(
-        cfg: config.Config, endpoints: connections.Connections, *, api: bool, dialer: bool, sms: bool
-    ) -> None:
-        ran.append((api, dialer, sms))
-
-    async def migrated(db: object) -> None:
-        return None
-
-    monkeypatch.setattr(runtime, "serve", serve)
-    monkeypatch.setattr(migrate, "migrate", migrated)
-    monkeypatch.setenv("IVR_AUTH_DATABASE_URL", "postgresql://nobody@127.0.0.1:1/none")
     monkeypatch.setenv("IVR_AUTH_ARI_URL", "http://127.0.0.1:1/ari")
     monkeypatch.setenv("IVR_AUTH_ARI_PASSWORD", "x")
-    monkeypatch.setenv("IVR_AUTH_SERVER_SECRET", "s" * 48)
     assert cli.main(["-c", str(write_config(tmp_path, config_text)), command]) == 0
-    assert ran == [expected]
-    assert isinstance(cli._parser().parse_args([command]), argparse.Namespace)
+    assert [parts for _, *parts in served] == [list(expected)]
+
+
+def test_the_sms_sender_alone_needs_no_asterisk_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, served: list[Served], capsys: pytest.CaptureFixture[str]
+) -> None:
+    for variable in ("IVR_AUTH_ARI_URL", "IVR_AUTH_ARI_PASSWORD"):
+        monkeypatch.delenv(variable, raising=False)
+    config_file = str(write_config(tmp_path, CARRIER))
+    assert cli.main(["-c", config_file, "sms"]) == 0
+    assert [(endpoints.ari_url, endpoints.ari_password) for endpoints, *_ in served] == [("", "")]
+    # A process that dials (or reports Asterisk on /readyz) still needs them.
+    assert cli.main(["-c", config_file, "run"]) == 2
+    assert "ari.url ($IVR_AUTH_ARI_URL)" in capsys.readouterr().err
 
 
 # --- the systemd unit ---------------------------------------------------------------
