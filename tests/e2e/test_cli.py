@@ -140,9 +140,12 @@ def test_demo_verifies_one_request_of_each_method(
     assert dev_cli.main(["-c", str(config_file), "demo"]) == 0
 
     out = capsys.readouterr().out
-    for scene in ("== dtmf:", "== voice:", "== inbound:"):
+    for scene in ("== dtmf:", "== voice:", "== inbound:", "== sms:", "== sms, then a call:"):
         assert scene in out
-    assert out.count("result: verified (code_matched)") == 3  # two dtmf, one voice checked
+    # Two dtmf, one voice, one SMS and one SMS-then-voice checked.
+    assert out.count("result: verified (code_matched)") == 5
+    assert out.count("the SMSC received from IVRAUTH") == 2
+    assert "delivered (voice)" in out
     assert "delivered" in out
     assert "result: verified (caller_id_matched)" in out
     assert "call 050-1234-5678 from your phone" in out
