@@ -230,6 +230,7 @@ async def serve(
     try:
         await stop.wait()
     finally:
-        print("stopping: draining calls in progress...", flush=True)
+        draining = [what for what, running in (("calls", runtime.controller), ("SMS submits", runtime.sms)) if running]
+        print(f"stopping: draining {' and '.join(draining) or 'requests'} in progress...", flush=True)
         with contextlib.suppress(Exception):
             await runtime.stop()
