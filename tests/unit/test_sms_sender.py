@@ -8,14 +8,16 @@ code or the text."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import datetime as dt
 import logging
 import uuid
+from collections.abc import AsyncIterator
 
 import pytest
 
-from ivr_auth import config, metrics
+from ivr_auth import config, errors, metrics, tasks
 from ivr_auth.sms import sender, smpp, text
 from ivr_auth.store import sms as sms_store
 from tests.support import sms_carrier
@@ -168,6 +170,38 @@ def test_a_carrier_binding_wakes_the_claims() -> None:
     assert s._wake.is_set()
 
 
+async def test_the_listen_connection_wakes_the_claims_and_comes_back_after_a_loss() -> None:
+    opened: list[int] = []
+    notes: asyncio.Queue[str] = asyncio.Queue()
+
+    @contextlib.asynccontextmanager
+    async def listen() -> AsyncIterator[AsyncIterator[object]]:
+        opened.append(len(opened))
+        if len(opened) == 1:
+            raise errors.StoreUnavailable("connection refused")
+
+        async def notifications() -> AsyncIterator[object]:
+            while True:
+                yield await notes.get()
+
+        yield notifications()
+
+    s = sender.Sender(carriers_config(("main", 0)), FakeOutbox(), owner="t", listen=listen)
+    loop = asyncio.create_task(s._listen_loop())
+    try:
+        async with asyncio.timeout(10):
+            while not s.listening:
+                await asyncio.sleep(0.01)
+            assert len(opened) == 2  # lost once, then back
+            s._wake.clear()
+            await notes.put("")
+            while not s._wake.is_set():
+                await asyncio.sleep(0)
+    finally:
+        await tasks.cancel(loop)
+    assert not s.listening
+
+
 async def test_a_stopped_sender_claims_nothing() -> None:
     outbox = FakeOutbox(due=[outgoing()])
     s, _, _ = make_sender(carriers_config(("main", 0)), outbox)
@@ -218,7 +252,8 @@ async def test_long_japanese_goes_in_parts_with_the_carriers_next_reference() ->
         heads = [text.decode_part(p.short_message, p.esm_class, p.data_coding).concatenation for p in message.parts]
         assert [head[1:] if head else None for head in heads] == [(2, 1), (2, 2)]
         references.append({head[0] for head in heads if head})
-    assert references == [{0}, {1}]  # one reference per message, in turn
+    [first], [second] = references  # one reference per message, in turn
+    assert second == (first + 1) % 256
     assert [fields["parts"] for _, _, fields in outbox.calls] == [2, 2]
     assert sample(registry, "ivr_auth_sms_parts_total", carrier="main", encoding="ucs2") == 4
 
@@ -307,11 +342,13 @@ async def test_one_message_failing_touches_no_other(caplog: pytest.LogCaptureFix
 
 def test_each_carrier_numbers_its_long_messages_in_turn() -> None:
     s, _, _ = make_sender(carriers_config(("main", 0), ("backup", 1)), FakeOutbox())
-    assert [s.reference("main") for _ in range(3)] == [0, 1, 2]
-    assert s.reference("backup") == 0
-    for _ in range(252):
-        s.reference("main")
-    assert [s.reference("main") for _ in range(2)] == [255, 0]
+    first = s.reference("main")
+    assert [s.reference("main") for _ in range(300)] == [(first + n) % 256 for n in range(1, 301)]
+    backup = s.reference("backup")
+    assert s.reference("backup") == (backup + 1) % 256
+    # Each process starts somewhere else, not all at 0.
+    starts = {make_sender(carriers_config(("main", 0)), FakeOutbox())[0].reference("main") for _ in range(20)}
+    assert len(starts) > 1
 
 
 # --- pure functions ------------------------------------------------------------------

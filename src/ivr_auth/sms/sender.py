@@ -177,7 +177,9 @@ class Sender:
         ]
         self.metrics.sms_carriers(self._configs)
         self._listen = listen
-        self._references = dict.fromkeys(self._configs, 0)
+        # From a random point: senders in other processes number their own
+        # long messages to the same phones.
+        self._references = {name: random.randrange(REFERENCES) for name in self._configs}
         self._wake = asyncio.Event()
         self._claiming = False
         self._short_of_room = False
@@ -282,7 +284,8 @@ class Sender:
     def reference(self, carrier: str) -> int:
         """The next concatenation reference for ``carrier`` (0-255, in turn):
         a phone joins parts by sender and reference, so two long messages
-        to one phone must not share one."""
+        to one phone must not share one (across processes, 256 references
+        make that unlikely, not impossible)."""
         ref = self._references[carrier]
         self._references[carrier] = (ref + 1) % REFERENCES
         return ref
