@@ -376,7 +376,8 @@ def test_the_service_name_is_the_sms_ones_else_the_prompts_else_the_tenants() ->
 
 def test_receipt_stats_outside_smpp_are_counted_as_other() -> None:
     assert sender.receipt_stat("DELIVRD") == "DELIVRD"
-    assert sender.receipt_stat("delivrd") == "other"
+    assert sender.receipt_stat("delivrd") == "DELIVRD"
+    assert sender.receipt_stat("DELIVERED") == "other"
     assert sender.receipt_stat("+819012345678") == "other"
 
 

@@ -133,9 +133,10 @@ def service_name(cfg: config.Config, language: str, tenant_name: str) -> str:
 
 
 def receipt_stat(stat: str) -> str:
-    """A receipt's state as a metric label: one SMPP defines, else "other"
-    (a label never carries what the SMSC made up)."""
-    return stat if stat in RECEIPT_STATS else "other"
+    """A receipt's state as a metric label: one SMPP defines (in any case,
+    as the store reads it), else "other" (a label never carries what the
+    SMSC made up)."""
+    return stat.upper() if stat.upper() in RECEIPT_STATS else "other"
 
 
 @dataclasses.dataclass(frozen=True)
