@@ -199,12 +199,21 @@ def one_sender(store: Store) -> tuple[sender.Sender, sms_carrier.FakeCarrier]:
     return s, carriers["fake"]
 
 
-async def test_a_refused_sms_rejects_its_request(store: Store, db: Conn, me: models.Tenant) -> None:
-    request = await new_sms(store, me)
+async def sent_once(
+    store: Store, request: models.Verification, answer: Exception | None = None
+) -> tuple[sender.Sender, sms_carrier.FakeCarrier]:
+    """The request's SMS claimed, submitted (the carrier answering
+    ``answer``, else accepting it) and recorded by a sender."""
     s, carrier = one_sender(store)
-    carrier.answer = smpp.SubmitRefused("invalid destination", command_status=0x0B)
+    carrier.answer = answer
     outgoing = await claimed_own(store, request)
     await s.record(outgoing, await s.submit(outgoing))
+    return s, carrier
+
+
+async def test_a_refused_sms_rejects_its_request(store: Store, db: Conn, me: models.Tenant) -> None:
+    request = await new_sms(store, me)
+    await sent_once(store, request, smpp.SubmitRefused("invalid destination", command_status=0x0B))
 
     done = await store.verifications.get(me.id, request.id)
     assert (done.status, done.reason) == (S.REJECTED, "sms_rejected")
@@ -214,10 +223,8 @@ async def test_a_refused_sms_rejects_its_request(store: Store, db: Conn, me: mod
 
 async def test_a_failed_submit_is_due_again_after_its_backoff(store: Store, db: Conn, me: models.Tenant) -> None:
     request = await new_sms(store, me)
-    s, carrier = one_sender(store)
-    carrier.answer = smpp.SubmitFailed("carrier fake: submit_sm_resp ESME_RTHROTTLED, for now", command_status=0x58)
-    outgoing = await claimed_own(store, request)
-    await s.record(outgoing, await s.submit(outgoing))
+    throttled = smpp.SubmitFailed("carrier fake: submit_sm_resp ESME_RTHROTTLED, for now", command_status=0x58)
+    await sent_once(store, request, throttled)
 
     [row] = await rows(db, me)
     assert (row["status"], row["attempts"], row["lease_owner"]) == ("queued", 1, None)
@@ -276,9 +283,7 @@ async def test_an_undeliverable_receipt_makes_the_request_unreachable(
     store: Store, db: Conn, me: models.Tenant
 ) -> None:
     request = await new_sms(store, me)
-    s, carrier = one_sender(store)
-    outgoing = await claimed_own(store, request)
-    await s.record(outgoing, await s.submit(outgoing))
+    s, carrier = await sent_once(store, request)
     await s.on_receipt(smpp.Receipt("fake", carrier.accepted[0], "UNDELIV", "001"))
 
     done = await store.verifications.get(me.id, request.id)
