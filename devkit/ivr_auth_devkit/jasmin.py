@@ -160,6 +160,7 @@ poolsize = 10
 
 [sm-listener]
 log_privacy = True
+submit_retrial_delay_smppc_not_ready = {not_ready_retry_delay}
 
 [dlr]
 log_privacy = True
@@ -196,15 +197,20 @@ class Jasmin:
         *,
         dlr_retry_delay: int = 30,
         dlr_max_retries: int = 3,
+        not_ready_retry_delay: int = 30,
         keep_dir: bool = False,
     ) -> None:
         """``base_dir``: a directory of its own is made under it per start
         (removed by ``stop`` unless ``keep_dir``). ``dlr_retry_delay`` and
         ``dlr_max_retries``: how often Jasmin retries throwing a receipt to a
-        client that is not bound (Jasmin's defaults: 30 s, 3 times)."""
+        client that is not bound (Jasmin's defaults: 30 s, 3 times).
+        ``not_ready_retry_delay``: how long a message waits that came while
+        the connector to the upstream SMSC was not bound (Jasmin's
+        submit_retrial_delay_smppc_not_ready, 30 s by default)."""
         self.base_dir = base_dir
         self.dlr_retry_delay = dlr_retry_delay
         self.dlr_max_retries = dlr_max_retries
+        self.not_ready_retry_delay = not_ready_retry_delay
         self.keep_dir = keep_dir
         self.home: Path | None = None
         self.ports: dict[str, int] = {}
@@ -472,6 +478,7 @@ class Jasmin:
             jcli_password_md5=hashlib.md5(self._jcli_password.encode()).hexdigest(),
             dlr_retry_delay=self.dlr_retry_delay,
             dlr_max_retries=self.dlr_max_retries,
+            not_ready_retry_delay=self.not_ready_retry_delay,
             **values,
         )
         (home / "etc" / "jasmin.cfg").write_text(config)

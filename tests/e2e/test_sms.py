@@ -53,7 +53,8 @@ def jasmin_carrier(stack_config: config.Config, local_stack: connections.Connect
     start): the ``sms.carriers`` entry that binds the service to it."""
     upstream = stack.smsc_carrier(stack_config)
     assert upstream is not None, "the test stack's SMSC is not running"
-    gateway = jasmin.Jasmin(stack_config.run_dir / "jasmin")
+    # A message that comes while Jasmin's connector is down waits 3 s, not 30.
+    gateway = jasmin.Jasmin(stack_config.run_dir / "jasmin", not_ready_retry_delay=3)
     system_id, password = "ivr-auth", secrets.token_hex(4)
     port = gateway.start(
         upstream["host"],
@@ -314,7 +315,7 @@ async def test_lost_connection_rebinds_and_sends_each_once(
     it binds again and sends the next request. Through Jasmin: Jasmin's
     connector to the SMSC (the service stays bound to Jasmin); Jasmin binds
     again after 2 s, and a message that came meanwhile waits in its queue for
-    submit_retrial_delay_smppc_not_ready (30 s by default) before it goes."""
+    submit_retrial_delay_smppc_not_ready (3 s here) before it goes."""
     api = await sms_api(start_service, http_session, tenant, sms_gateway)
     before_phone, before_destination = phone_number("0005")
     after_phone, after_destination = phone_number("0006")
