@@ -338,7 +338,7 @@ async def test_a_killed_sender_leaves_its_claims_to_their_leases(store: Store, d
 # --- the process ------------------------------------------------------------------------
 
 
-async def test_readiness_and_metrics_report_each_carrier(
+async def test_readiness_needs_one_carrier_and_metrics_report_each(
     stack_config: config.Config, local_stack: connections.Connections, http_session: aiohttp.ClientSession
 ) -> None:
     smsc = stack.smsc_carrier(stack_config)
@@ -359,10 +359,10 @@ async def test_readiness_and_metrics_report_each_carrier(
 
         await until(bound, "bound to the stack's SMSC")
         async with http_session.get(f"{rt.http_url}/readyz") as resp:
-            assert resp.status == 503  # a carrier of the process is unbound
+            # Ready: one carrier is bound; the backup that is down shows in the metrics.
+            assert resp.status == 200
             ready = await resp.json()
-        assert ready["checks"][f"smpp:{smsc['name']}"] == "ok"
-        assert ready["checks"]["smpp:down"] == "not bound to 127.0.0.1:9"
+        assert ready["checks"]["smpp"] == "ok"
         assert ready["checks"]["postgres"] == "ok"
         async with http_session.get(f"{rt.http_url}/metrics") as resp:
             exposed = await resp.text()
@@ -371,5 +371,23 @@ async def test_readiness_and_metrics_report_each_carrier(
         assert f'ivr_auth_smpp_binds_total{{carrier="{smsc["name"]}",result="ok"}} 1.0' in exposed
         assert 'ivr_auth_smpp_binds_total{carrier="down",result="failed"}' in exposed
         assert 'ivr_auth_smpp_binds_total{carrier="down",result="ok"} 0.0' in exposed
+    finally:
+        await rt.stop(0)
+
+
+async def test_a_sender_with_no_carrier_bound_is_not_ready(
+    local_stack: connections.Connections, http_session: aiohttp.ClientSession
+) -> None:
+    down = {"name": "down", "host": "127.0.0.1", "port": 9, "reconnect_min_seconds": 0.2, "reconnect_max_seconds": 1}
+    cfg = config.from_mapping({"sms": {"carriers": [down]}})
+    rt = runtime.Runtime(
+        cfg, local_stack, api=True, dialer=False, sms=True, name=f"test-sms-{uuid.uuid4().hex[:8]}", http_port=0
+    )
+    await rt.start()
+    try:
+        async with http_session.get(f"{rt.http_url}/readyz") as resp:
+            assert resp.status == 503
+            ready = await resp.json()
+        assert ready["checks"]["smpp"] == "no SMS carrier bound: down (127.0.0.1:9)"
     finally:
         await rt.stop(0)

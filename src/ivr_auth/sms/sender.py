@@ -259,8 +259,11 @@ class Sender:
     # --- health ------------------------------------------------------------------------
 
     def checks(self) -> dict[str, Callable[[], Awaitable[object]]]:
-        """A readiness check per carrier (``smpp:<name>``): fails while unbound."""
-        return {f"smpp:{carrier.name}": _Check(carrier, self._configs[carrier.name]) for carrier in self.carriers}
+        """``/readyz``'s check: fails while no carrier is bound (SMS cannot
+        go out). A backup carrier that is down leaves the process ready: it
+        shows in ``ivr_auth_smpp_bound`` and the log instead, and the API
+        beside the sender in ``ivr-auth run`` stays in its load balancer."""
+        return {"smpp": _Check(self.carriers, self._configs)}
 
     # --- routing -----------------------------------------------------------------------
 
@@ -479,15 +482,18 @@ class Sender:
 
 
 class _Check:
-    """``/readyz``'s check of one carrier."""
+    """``/readyz``'s check of the carriers: one bound is enough."""
 
-    def __init__(self, carrier: Carrier, cfg: config.SmsCarrierConfig) -> None:
-        self.carrier = carrier
-        self.cfg = cfg
+    def __init__(self, carriers: Sequence[Carrier], configs: dict[str, config.SmsCarrierConfig]) -> None:
+        self.carriers = carriers
+        self.configs = configs
 
     async def __call__(self) -> None:
-        if not self.carrier.bound:
-            raise errors.IvrAuthError(f"not bound to {self.cfg.host}:{self.cfg.port}")
+        if not any(carrier.bound for carrier in self.carriers):
+            unbound = ", ".join(
+                f"{c.name} ({self.configs[c.name].host}:{self.configs[c.name].port})" for c in self.carriers
+            )
+            raise errors.IvrAuthError(f"no SMS carrier bound: {unbound}")
 
 
 def _smpp_carrier(
