@@ -67,7 +67,7 @@ def families(snapshot: gauges.Snapshot | None) -> list[GaugeMetricFamily | Count
         _labelled(
             GaugeMetricFamily(
                 f"{PREFIX}_requests_in_progress",
-                "Requests not finished, by method and status (queued, calling, in_call, delivered).",
+                "Requests not finished, by method and status (queued, calling, in_call, sent, delivered).",
                 labels=["method", "status"],
             ),
             snapshot.requests_in_progress,
@@ -125,6 +125,20 @@ def families(snapshot: gauges.Snapshot | None) -> list[GaugeMetricFamily | Count
                 labels=["result"],
             ),
             webhooks,
+        ),
+        GaugeMetricFamily(
+            f"{PREFIX}_sms_pending",
+            "SMS in the outbox not yet taken by a carrier (waiting, or being submitted).",
+            snapshot.sms_pending,
+        ),
+        _labelled(
+            CounterMetricFamily(
+                f"{PREFIX}_sms_outcomes",
+                "SMS ended, by outcome (delivered, undeliverable, expired, refused, canceled) and encoding"
+                " (gsm7, ucs2; none: never sent), every process.",
+                labels=["outcome", "encoding"],
+            ),
+            snapshot.total("sms_outcomes"),
         ),
     ]
 

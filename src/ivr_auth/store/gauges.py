@@ -23,8 +23,9 @@ class Snapshot:
     calls_in_progress: Mapping[Labels, int]  # (node, trunk)
     webhooks_pending: int
     # Running totals by name (requests_created, request_transitions,
-    # dial_outcomes, webhooks), each by its labels.
+    # dial_outcomes, webhooks, sms_outcomes), each by its labels.
     totals: Mapping[str, Mapping[Labels, int]]
+    sms_pending: int = 0
 
     def total(self, name: str) -> Mapping[Labels, int]:
         return self.totals.get(name, {})
@@ -46,6 +47,7 @@ async def _snapshot(conn: database.Connection) -> Snapshot:
     (queue,) = await conn.all(QUERIES["queue"])
     calls = await conn.all(QUERIES["calls_in_progress"])
     (pending,) = await conn.all(QUERIES["webhooks_pending"])
+    (sms_pending,) = await conn.all(QUERIES["sms_pending"])
     totals: dict[str, dict[Labels, int]] = {}
     for r in await conn.all(QUERIES["totals"]):
         totals.setdefault(r["name"], {})[tuple(r["labels"])] = r["n"]
@@ -56,4 +58,5 @@ async def _snapshot(conn: database.Connection) -> Snapshot:
         calls_in_progress={(r["node"], r["trunk"]): r["n"] for r in calls},
         webhooks_pending=pending["n"],
         totals=totals,
+        sms_pending=sms_pending["n"],
     )

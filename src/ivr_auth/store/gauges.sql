@@ -36,3 +36,9 @@ SELECT name, labels, sum(n)::bigint AS n FROM metric_counts GROUP BY name, label
 
 -- name: webhooks_pending
 SELECT count(*) AS n FROM webhook_deliveries WHERE delivered_at IS NULL AND gave_up_at IS NULL;
+
+-- name: sms_pending
+-- SMS waiting to go out (due or not) or being submitted: one branch per
+-- partial index.
+SELECT (SELECT count(*) FROM sms_messages WHERE status = 'queued')
+     + (SELECT count(*) FROM sms_messages WHERE status = 'sending') AS n;
