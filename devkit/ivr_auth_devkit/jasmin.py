@@ -83,6 +83,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 from ivr_auth import errors
+from ivr_auth_devkit.stack import proc
 
 logger = logging.getLogger(__name__)
 
@@ -289,7 +290,7 @@ class Jasmin:
             # The run directory stays for its logs.
             self.stop(remove=False)
             if isinstance(exc, JasminError | OSError):
-                tail = f":\n{_tail(log)}" if log is not None else ""
+                tail = f":\n{proc.tail(log)}" if log is not None else ""
                 raise JasminError(f"Jasmin's {self._step} step failed: {exc}; its log is {log}{tail}") from exc
             raise
         logger.info(
@@ -505,7 +506,7 @@ class Jasmin:
         _wait(deadline, process, "jCli answers", lambda: _jcli_greets(self.ports["jcli"]))
         log = (home / "jasmind.log").read_text(errors="replace")
         if "Cannot start" in log:
-            raise JasminError(f"jasmind could not start a service:\n{_tail(home / 'jasmind.log')}")
+            raise JasminError(f"jasmind could not start a service:\n{proc.tail(home / 'jasmind.log')}")
         if not _listening(self.ports["smpp"]):
             raise JasminError("jasmind's SMPP server does not listen")
 
@@ -699,7 +700,7 @@ def _stop_orphans(base_dir: Path) -> None:
             owner = int((home / OWNER_FILE).read_text())
         except (OSError, ValueError):
             continue
-        if _alive(owner):
+        if proc.alive(owner):
             continue
         for pid in _running_in(home.resolve()):
             logger.warning("killing pid %s, left running in %s by pid %s", pid, home, owner)
@@ -717,19 +718,3 @@ def _running_in(directory: Path) -> list[int]:
             if Path(os.readlink(entry / "cwd")) == directory:
                 found.append(int(entry.name))
     return found
-
-
-def _alive(pid: int) -> bool:
-    """Running, and not a zombie."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-def _tail(path: Path, lines: int = 15) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"

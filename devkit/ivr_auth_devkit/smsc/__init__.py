@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from ivr_auth import errors
+from ivr_auth_devkit.stack import proc
 
 logger = logging.getLogger(__name__)
 
@@ -254,10 +255,10 @@ class Smsc:
             if started is not None:
                 break
             if _failed(log_path):
-                raise errors.StackError(f"the test SMSC did not start; its log {log_path}:\n{_tail(log_path)}")
+                raise errors.StackError(f"the test SMSC did not start; its log {log_path}:\n{proc.tail(log_path)}")
             if time.monotonic() > deadline:
                 raise errors.StackError(
-                    f"the test SMSC did not listen within {timeout:.0f}s; its log {log_path}:\n{_tail(log_path)}"
+                    f"the test SMSC did not listen within {timeout:.0f}s; its log {log_path}:\n{proc.tail(log_path)}"
                 )
             time.sleep(0.05)
         pid, smpp_port, control = started
@@ -274,7 +275,7 @@ class Smsc:
             smsc = cls(home, int(state["pid"]), int(state["port"]), int(state["control_port"]))
         except (OSError, ValueError, KeyError, TypeError):
             return None
-        if not _alive(smsc.pid):
+        if not proc.alive(smsc.pid):
             return None
         try:
             health = smsc._request("GET", "/health", timeout=2.0)
@@ -285,16 +286,16 @@ class Smsc:
         return smsc
 
     def is_running(self) -> bool:
-        return _alive(self.pid)
+        return proc.alive(self.pid)
 
     def stop(self, timeout: float = 5.0) -> None:
-        if _alive(self.pid):
+        if proc.alive(self.pid):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, signal.SIGTERM)
             deadline = time.monotonic() + timeout
-            while _alive(self.pid) and time.monotonic() < deadline:
+            while proc.alive(self.pid) and time.monotonic() < deadline:
                 time.sleep(0.05)
-            if _alive(self.pid):
+            if proc.alive(self.pid):
                 logger.warning("test SMSC pid %s did not stop; killing it", self.pid)
                 os.kill(self.pid, signal.SIGKILL)
         self.state_file(self.home).unlink(missing_ok=True)
@@ -402,19 +403,3 @@ def _failed(log_path: Path) -> bool:
     except OSError:
         return False
     return any(line.startswith("smsc: ") or "Error" in line for line in text.splitlines())
-
-
-def _alive(pid: int) -> bool:
-    """Running, and not a zombie waiting for a parent that never reaps it."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-def _tail(path: Path, lines: int = 15) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"

@@ -245,25 +245,13 @@ class Instance:
         # Wait for the process itself, not its pid file (removed before the
         # sockets are closed), so that a restart finds its ports free.
         deadline = time.monotonic() + 15
-        while time.monotonic() < deadline and _alive(pid):
+        while time.monotonic() < deadline and proc.alive(pid):
             await asyncio.sleep(0.1)
-        if _alive(pid):
+        if proc.alive(pid):
             logger.warning("asterisk pid %s did not stop; killing it", pid)
             os.kill(pid, signal.SIGKILL)
         self.install.release(self.home)
         return True
 
-    def _log_tail(self, lines: int = 15) -> str:
-        try:
-            return "\n".join(self.log_file.read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return "(no Asterisk log yet)"
-
-
-def _alive(pid: int) -> bool:
-    """Running, and not a zombie waiting for a parent that never reaps it."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+    def _log_tail(self) -> str:
+        return proc.tail(self.log_file, missing="(no Asterisk log yet)")

@@ -175,7 +175,7 @@ class Cluster:
         if result.returncode != 0:
             raise errors.StackError(
                 f"Postgres did not start (pg_ctl said: {result.output or 'nothing'}); "
-                f"its log is {self.log_file}:\n{_tail(self.log_file)}"
+                f"its log is {self.log_file}:\n{proc.tail(self.log_file)}"
             )
         await self.wait_ready(self.cfg.start_timeout)
         logger.info("postgres up on %s:%s", self.cfg.bind, self.cfg.postgres_port)
@@ -229,10 +229,3 @@ def _reachable_by(path: Path, user: str) -> bool:
         if not st.st_mode & 0o001:
             return False
     return True
-
-
-def _tail(path: Path, lines: int = 15) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"

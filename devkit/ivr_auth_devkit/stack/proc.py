@@ -1,4 +1,5 @@
-"""Run the stack's helper programs, as the postgres user where Postgres wants."""
+"""Run the stack's helper programs, as the postgres user where Postgres wants;
+watch the servers the devkit starts (whether one still runs, its log's end)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import os
 import pwd
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from ivr_auth import errors
 
@@ -51,3 +53,20 @@ def user_ids(name: str) -> tuple[int, int]:
     except KeyError as exc:
         raise errors.NotInstalled(f"there is no '{name}' system user; install PostgreSQL with `make setup`") from exc
     return entry.pw_uid, entry.pw_gid
+
+
+def alive(pid: int) -> bool:
+    """Running, and not a zombie waiting for a parent that never reaps it."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def tail(path: Path, lines: int = 15, *, missing: str = "(no log)") -> str:
+    """The last ``lines`` lines of a server's log, for an error that names it."""
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return missing
