@@ -205,35 +205,26 @@ class Sms:
             ended = outcome_of(list(stats_row["stats"] or []))
             if ended is None:
                 return True
+            # The message's end, and the request's move with it.
             if ended == DELIVERED:
-                status, outcome = "delivered", "delivered"
+                status, outcome, reason = "delivered", "delivered", reasons.Reason.SMS_DELIVERED
+                sources, to_status = [states.Status.SENT], states.Status.DELIVERED
             else:
-                status, outcome = "failed", UNDELIVERED[ended][0]
+                (outcome, reason), status = UNDELIVERED[ended], "failed"
+                sources, to_status = [states.Status.QUEUED, states.Status.SENT], states.Status.UNREACHABLE
             await conn.execute(
                 QUERIES["message_ended"],
                 {"id": message["id"], "status": status, "outcome": outcome, "stat": ended, "err": err},
             )
-            detail = {"carrier": carrier, "stat": ended, "err": err, "parts": message["parts"]}
-            if ended == DELIVERED:
-                await self._requests.move(
-                    conn,
-                    message["verification_id"],
-                    [states.Status.SENT],
-                    states.Status.DELIVERED,
-                    reason=reasons.Reason.SMS_DELIVERED,
-                    detail=detail,
-                    channel_index=message["channel_index"],
-                )
-            else:
-                await self._requests.move(
-                    conn,
-                    message["verification_id"],
-                    [states.Status.QUEUED, states.Status.SENT],
-                    states.Status.UNREACHABLE,
-                    reason=UNDELIVERED[ended][1],
-                    detail=detail,
-                    channel_index=message["channel_index"],
-                )
+            await self._requests.move(
+                conn,
+                message["verification_id"],
+                sources,
+                to_status,
+                reason=reason,
+                detail={"carrier": carrier, "stat": ended, "err": err, "parts": message["parts"]},
+                channel_index=message["channel_index"],
+            )
             return True
 
     async def messages(self, verification_id: uuid.UUID) -> list[Message]:
