@@ -18,9 +18,6 @@ import math
 
 from ivr_auth import config, errors, models, phone
 
-# Methods that place a call (inbound waits for the user to call us).
-CALLING_METHODS = frozenset({"dtmf", "voice"})
-
 
 class Refused(errors.IvrAuthError):
     """The request was refused by a limit."""

@@ -47,9 +47,6 @@ IN_PROGRESS = frozenset({Status.CALLING, Status.IN_CALL})
 # A code can still be checked (POST .../check) in these.
 CHECKABLE = frozenset({Status.QUEUED, Status.CALLING, Status.IN_CALL, Status.SENT, Status.DELIVERED})
 CANCELABLE = frozenset({Status.QUEUED, Status.CALLING, Status.IN_CALL, Status.SENT, Status.DELIVERED})
-# Waiting for the code after the channel did its part: the next channel of
-# the request's list starts from these when its time comes (and from queued).
-AWAITING_CODE = frozenset({Status.SENT, Status.DELIVERED})
 # Where the channel in use ended without a verification: the request moves
 # on to its next channel from these, if it has one and time left.
 CHANNEL_FAILED = frozenset(
