@@ -91,6 +91,23 @@ async def ended_calls(database_url: str, ids: list[str], count: int, timeout: fl
         await asyncio.sleep(0.1)
 
 
+async def shared_down_until(database_url: str, trunk: str, *, after: dt.datetime, timeout: float = 15) -> dt.datetime:
+    """When the trunk's shared down mark (trunk_state) ends, once a mark set
+    after ``after`` is there (the controller shares its mark in a task of its
+    own, after the failure)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+        while True:
+            cur = await conn.execute("SELECT down_until FROM trunk_state WHERE trunk = %s", (trunk,))
+            row = await cur.fetchone()
+            until = row[0] if row is not None else None
+            if isinstance(until, dt.datetime) and until > after:
+                return until
+            if asyncio.get_running_loop().time() > deadline:
+                raise AssertionError(f"trunk {trunk} not marked down in trunk_state after {timeout}s: {until}")
+            await asyncio.sleep(0.1)
+
+
 def of(found: list[dict[str, Any]], request: dict[str, Any]) -> list[tuple[int, str, str | None]]:
     return [(c["attempt"], c["trunk"], c["outcome"]) for c in found if c["id"] == request["id"]]
 
@@ -123,8 +140,11 @@ async def test_failover_skip_retry_and_a_cps_cap(
 
         # 3. After trunk_retry_seconds the primary is tried again (and, still
         # answering 503, fails over once more).
-        elapsed = (dt.datetime.now(dt.UTC) - failed_at).total_seconds()
-        await asyncio.sleep(max(0.0, RETRY_SECONDS - elapsed) + 0.5)
+        # The controller's own mark ends RETRY_SECONDS after the failure; the
+        # one it shares through Postgres (and reads back) a moment later.
+        shared_end = await shared_down_until(db, "primary", after=failed_at)
+        up_again = max(failed_at + dt.timedelta(seconds=RETRY_SECONDS), shared_end)
+        await asyncio.sleep(max(0.0, (up_again - dt.datetime.now(dt.UTC)).total_seconds()) + 0.5)
         last = await api.create("+819011110005", code=CODE)
         last_done = await api.wait_for(last["id"], FINAL)
         primary_result = await rejecting.wait()
