@@ -105,7 +105,7 @@ async def _stack(cfg: config.Config, tail: list[str]) -> int:
         found = await stack.up(cfg)
         print(f"postgres  {service_cli.mask_url(found.database_url)}")
         print(f"ari       {found.ari_url} (user {found.ari_username})")
-        carrier = stack.smsc_carrier(cfg) if not cfg.sms.carriers else None
+        carrier = stack.smsc_carrier(cfg)
         if carrier is not None:
             print(f"smsc      smpp://{carrier['host']}:{carrier['port']} (system_id {carrier['system_id']})")
         print(f"run dir   {cfg.run_dir}")

@@ -35,14 +35,17 @@ def completed(cfg: config.Config, found: connections.Connections) -> config.Conf
         server_secret=found.server_secret,
         ari={"url": found.ari_url, "username": found.ari_username, "password": found.ari_password},
     )
-    carrier = smsc_carrier(cfg) if smsc.embedded(cfg) else None
+    carrier = smsc_carrier(cfg)
     if carrier is not None:
         completed_cfg = config.with_overrides(completed_cfg, sms={"carriers": [carrier]})
     return completed_cfg
 
 
 def smsc_carrier(cfg: config.Config) -> dict[str, Any] | None:
-    """The ``sms.carriers`` entry of the stack's SMSC; None when it is not running."""
+    """The ``sms.carriers`` entry of the stack's SMSC; None when the config
+    names carriers of its own (the stack runs none then) or it is not running."""
+    if not smsc.embedded(cfg):
+        return None
     stack_secrets = secrets.load(cfg.run_dir)
     return None if stack_secrets is None else smsc.carrier(cfg, stack_secrets)
 
