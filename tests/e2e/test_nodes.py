@@ -25,11 +25,16 @@ NODE_B_PORTS = {"sip_port": 5073, "ari_port": 58099, "rtp_start": 33000, "rtp_en
 CODE = "2468"
 # Few channels per node, so that neither controller can take the whole queue.
 CHANNELS = {"max_channels": 2}
+# Node B's trunk has a name of its own: one name is one trunk for every
+# controller (issue 18), its channels shared; with one cap of 2 for both,
+# the controller whose call ends wakes itself and can claim the next before
+# the other does (CI saw node A dial all 10).
+NODE_B_TRUNK = {**CHANNELS, "name": "trunk-b"}
 
 
 @pytest.fixture
 async def node_b(local_stack: connections.Connections) -> AsyncIterator[tuple[config.Config, connections.Connections]]:
-    async with extra_asterisk(local_stack, ".run/test-stack-b", NODE_B_PORTS, trunk=CHANNELS) as found:
+    async with extra_asterisk(local_stack, ".run/test-stack-b", NODE_B_PORTS, trunk=NODE_B_TRUNK) as found:
         yield found
 
 
